@@ -1,0 +1,79 @@
+"""Sampling from logits: pure functions, no model state.
+
+Per-stage default temperatures follow the paper: 1.0 (semantic), 0.95 (coarse), 0.4 (fine).
+Randomness comes only from the ``torch.Generator`` passed in, so a seed reproduces a soundtrack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from v2meow.configbase import Config, check
+
+DEFAULT_TEMPERATURE = {"semantic": 1.0, "coarse": 0.95, "fine": 0.4}
+
+
+@dataclass
+class SamplingConfig(Config):
+    """How one stage picks its next token. ``temperature == 0`` means greedy."""
+
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
+
+    def validate(self) -> None:
+        check(0.0 <= self.temperature <= 10.0, f"temperature must be in [0, 10], got {self.temperature}.")
+        check(self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}.")
+        check(0.0 < self.top_p <= 1.0, f"top_p must be in (0, 1], got {self.top_p}.")
+
+
+def apply_top_k(logits: Tensor, k: int) -> Tensor:
+    """Keep the ``k`` largest logits per row ``[B, V]``; others become -inf."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def apply_top_p(logits: Tensor, p: float) -> Tensor:
+    """Nucleus filtering: keep the smallest set of tokens whose probability reaches ``p``."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    # a token is dropped when the mass strictly before it already reaches p (the top token always stays)
+    drop_sorted = (probs.cumsum(-1) - probs) >= p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def guide(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
+    """Classifier-free guidance on logits: ``uncond + scale * (cond - uncond)``; scale 1 returns ``cond``."""
+    if scale == 1.0:
+        return cond
+    return uncond + scale * (cond - uncond)
+
+
+def sample(logits: Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None) -> Tensor:
+    """Draw one token per row of ``logits [B, V]`` -> ``[B]`` (long). Masked logits are -inf."""
+    logits = logits.float()
+    if cfg.temperature == 0.0:
+        return logits.argmax(-1)
+    logits = logits / cfg.temperature
+    logits = apply_top_k(logits, cfg.top_k)
+    logits = apply_top_p(logits, cfg.top_p)
+    probs = logits.softmax(-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator seeded with ``seed`` (or from fresh entropy when ``None``)."""
+    g = torch.Generator(device=device)
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(int(seed))
+    return g

@@ -1,0 +1,170 @@
+"""The token language model all three stages share, with its loss and its generation loop.
+
+A stage predicts *target* tokens (ids ``[0, target_vocab)``). It may read a *prefix* of tokens from
+another vocabulary in the decoder (decoder-only stages: semantic → coarse, coarse → fine) and/or an
+encoder memory built from conditioning streams (encoder-decoder stages). The decoder input is::
+
+    [prefix ids + target_vocab] [BOS] [target_0 ... target_{n-2}]
+
+and position ``P + i`` (P = prefix length) predicts ``target_i``. Generation prefills prefix, BOS and
+an optional prompt of earlier target tokens (continuation across windows), then samples one token per
+step with a preallocated KV cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from v2meow.modules.adaptors import ConditionInput, StreamSpec
+from v2meow.modules.transformer import Decoder, Encoder, TransformerConfig
+from v2meow.sampling import SamplingConfig, guide, sample
+
+ProgressFn = Callable[[int, int], None]  # (steps done, steps total)
+AllowedFn = Callable[[Tensor], Tensor]  # target positions [L] -> allowed-token mask [L, target_vocab]
+
+EncoderInput = tuple[Tensor, Tensor, Tensor]  # x [B, S, W], positions [B, S], valid [B, S]
+
+
+class TokenLM(nn.Module):
+    """Embedding, optional condition encoder, causal decoder and output head over the target vocabulary."""
+
+    def __init__(
+        self,
+        cfg: TransformerConfig,
+        target_vocab: int,
+        prefix_vocab: int = 0,
+        streams: list[StreamSpec] | None = None,
+        joint_dim: int = 0,
+    ):
+        super().__init__()
+        self.cfg = cfg
+        self.target_vocab = target_vocab
+        self.prefix_vocab = prefix_vocab
+        self.bos = target_vocab + prefix_vocab
+        self.has_encoder = cfg.encoder_layers > 0
+        if self.has_encoder:
+            self.condition = ConditionInput(list(streams or []), joint_dim, cfg.width)
+            self.encoder = Encoder(cfg)
+        self.embed = nn.Embedding(target_vocab + prefix_vocab + 1, cfg.width)
+        self.decoder = Decoder(cfg, cross=self.has_encoder)
+        self.head = nn.Linear(cfg.width, target_vocab, bias=False)
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def encode(self, enc_in: EncoderInput) -> tuple[Tensor, Tensor]:
+        """Run the encoder on ``(x, positions, valid)``; returns ``(memory [B, S, W], valid [B, S])``."""
+        x, pos, valid = enc_in
+        return self.encoder(x, pos, valid), valid
+
+    def decoder_input(self, prefix: Tensor | None, target: Tensor) -> Tensor:
+        """``prefix [B, P]``, ``target [B, n]`` -> ids ``[B, P + 1 + n]`` (BOS between)."""
+        b = target.shape[0]
+        parts = []
+        if prefix is not None and prefix.shape[1] > 0:
+            parts.append(prefix + self.target_vocab)
+        parts.append(torch.full((b, 1), self.bos, dtype=torch.long, device=target.device))
+        parts.append(target)
+        return torch.cat(parts, 1)
+
+    # -- training -------------------------------------------------------------------------------
+    def loss(
+        self,
+        target: Tensor,
+        target_valid: Tensor | None = None,
+        prefix: Tensor | None = None,
+        enc_in: EncoderInput | None = None,
+        allowed: AllowedFn | None = None,
+    ) -> dict[str, Tensor]:
+        """Next-token cross-entropy over ``target [B, n]``; returns loss, accuracy and the token count."""
+        p = 0 if prefix is None else prefix.shape[1]
+        ids = self.decoder_input(prefix, target[:, :-1])
+        memory, mem_valid = self.encode(enc_in) if self.has_encoder else (None, None)
+        h = self.decoder(self.embed(ids), memory, mem_valid)
+        logits = self.head(h[:, p:]).float()  # [B, n, V]
+        if allowed is not None:
+            mask = allowed(torch.arange(target.shape[1], device=target.device))
+            logits = logits.masked_fill(~mask[None], float("-inf"))
+        valid = torch.ones_like(target, dtype=torch.bool) if target_valid is None else target_valid.bool()
+        flat_t = target.masked_fill(~valid, -100)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t.reshape(-1), ignore_index=-100)
+        with torch.no_grad():
+            n = valid.sum()
+            acc = ((logits.argmax(-1) == target) & valid).sum().float() / n.clamp(min=1)
+        return {"loss": loss, "accuracy": acc, "tokens": n}
+
+    # -- generation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        num_tokens: int,
+        sampling: SamplingConfig,
+        batch: int = 1,
+        prefix: Tensor | None = None,
+        prompt: Tensor | None = None,
+        enc_in: EncoderInput | None = None,
+        enc_in_uncond: EncoderInput | None = None,
+        guidance: float = 1.0,
+        allowed: AllowedFn | None = None,
+        generator: torch.Generator | None = None,
+        progress: ProgressFn | None = None,
+        use_cache: bool = True,
+    ) -> Tensor:
+        """Sample ``num_tokens`` new target tokens -> ``[B, num_tokens]``.
+
+        ``prompt [B, m]``: target tokens already chosen (the tail of the previous window); they are fed,
+        not sampled, and target positions count from the prompt's start. With ``guidance != 1`` and an
+        unconditional encoder input, logits are ``uncond + guidance * (cond - uncond)``.
+        ``use_cache=False`` recomputes the whole sequence every step (a reference for tests).
+        """
+        device = next(self.parameters()).device
+        if prefix is not None:
+            batch = prefix.shape[0]
+        elif prompt is not None:
+            batch = prompt.shape[0]
+        elif enc_in is not None:
+            batch = enc_in[0].shape[0]
+        cfg_on = guidance != 1.0 and enc_in_uncond is not None
+        memory = mem_valid = None
+        if self.has_encoder:
+            if enc_in is None:
+                raise ValueError("this stage needs its conditioning inputs")
+            memory, mem_valid = self.encode(enc_in)
+            if cfg_on:
+                m_u, v_u = self.encode(enc_in_uncond)
+                memory, mem_valid = torch.cat([memory, m_u]), torch.cat([mem_valid, v_u])
+        rows = 2 * batch if cfg_on else batch
+
+        m = 0 if prompt is None else prompt.shape[1]
+        start = torch.zeros(batch, 0, dtype=torch.long, device=device) if prompt is None else prompt.to(device)
+        ids = self.decoder_input(prefix.to(device) if prefix is not None else None, start)
+        if cfg_on:
+            ids = torch.cat([ids, ids])
+        total = ids.shape[1] + num_tokens - 1
+        cache = self.decoder.new_cache(rows, total, memory, mem_valid) if use_cache else None
+
+        out = torch.zeros(batch, num_tokens, dtype=torch.long, device=device)
+        x, pos = ids, 0
+        for i in range(num_tokens):
+            if use_cache:
+                h = self.decoder(self.embed(x), cache=cache, input_pos=pos)
+                pos += x.shape[1]
+            else:
+                h = self.decoder(self.embed(x), memory, mem_valid)
+            logits = self.head(h[:, -1]).float()  # [rows, V]
+            if cfg_on:
+                logits = guide(logits[:batch], logits[batch:], guidance)
+            if allowed is not None:
+                mask = allowed(torch.tensor([m + i], device=device))[0]
+                logits = logits.masked_fill(~mask[None], float("-inf"))
+            tok = sample(logits, sampling, generator)  # [B]
+            out[:, i] = tok
+            step = tok[:, None]
+            if cfg_on:
+                step = torch.cat([step, step])
+            x = step if use_cache else torch.cat([x, step], 1)
+            if progress is not None:
+                progress(i + 1, num_tokens)
+        return out

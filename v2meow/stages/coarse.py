@@ -1,0 +1,125 @@
+"""Stage 2: semantic tokens (+ visual features) -> coarse acoustic tokens.
+
+Two variants (paper, "Stage 2"):
+- ``encdec``: the encoder reads the visual features and the semantic tokens; the decoder writes the
+  flattened coarse tokens.
+- ``decoder``: AudioLM style, decoder-only, semantic tokens as a prefix; needs no video, so it can be
+  trained on music alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from v2meow.configbase import Config, check
+from v2meow.modules.adaptors import StreamSpec
+from v2meow.modules.transformer import TransformerConfig
+from v2meow.sampling import SamplingConfig
+from v2meow.stages.base import ProgressFn, TokenLM
+from v2meow.tokenizers.patterns import FlatPattern
+
+VARIANTS = ("encdec", "decoder")
+SEMANTIC_STREAM = "semantic"
+
+
+@dataclass
+class CoarseStageConfig(Config):
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    variant: str = "encdec"
+    semantic_vocab: int = 1024
+    semantic_rate: float = 25.0
+    codebook_size: int = 1024
+    levels: int = 4  # N_c: the first N_c RVQ levels
+    frame_rate: float = 50.0
+    streams: list[StreamSpec] = field(default_factory=list)  # visual streams (encdec only)
+    window_seconds: float = 10.0
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.95))
+
+    def validate(self) -> None:
+        check(self.variant in VARIANTS, f"stage 2 variant must be one of {VARIANTS}, got {self.variant!r}.")
+        if self.variant == "encdec":
+            check(self.transformer.encoder_layers > 0, "stage 2 encdec needs encoder_layers > 0.")
+            check(all(s.name != SEMANTIC_STREAM for s in self.streams),
+                  f"{SEMANTIC_STREAM!r} is reserved for the semantic tokens.")
+        else:
+            check(self.transformer.encoder_layers == 0, "stage 2 'decoder' variant must have encoder_layers = 0.")
+        check(2 <= self.semantic_vocab <= 1_000_000, "semantic_vocab must be in 2..1000000.")
+        check(2 <= self.codebook_size <= 65536, "codebook_size must be in 2..65536.")
+        check(1 <= self.levels <= 64, f"levels must be in 1..64, got {self.levels}.")
+        check(0 < self.frame_rate <= 1000 and 0 < self.semantic_rate <= 1000, "rates must be in (0, 1000].")
+        check(0 < self.window_seconds <= 600, "window_seconds must be in (0, 600].")
+        prefix = self.window_semantic if self.variant == "decoder" else 0
+        check(prefix + 1 + self.window_frames * self.levels <= self.transformer.max_len,
+              f"stage 2 max_len {self.transformer.max_len} cannot hold a {self.window_seconds} s window.")
+
+    @property
+    def window_frames(self) -> int:
+        return math.ceil(self.window_seconds * self.frame_rate)
+
+    @property
+    def window_semantic(self) -> int:
+        return math.ceil(self.window_seconds * self.semantic_rate)
+
+
+class CoarseStage(nn.Module):
+    def __init__(self, cfg: CoarseStageConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.pattern = FlatPattern(cfg.levels, cfg.codebook_size)
+        if cfg.variant == "encdec":
+            streams = list(cfg.streams) + [
+                StreamSpec(name=SEMANTIC_STREAM, dim=cfg.semantic_vocab, rate=cfg.semantic_rate, kind="tokens")
+            ]
+            self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, streams=streams)
+        else:
+            self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, prefix_vocab=cfg.semantic_vocab)
+
+    def allowed(self, positions: Tensor) -> Tensor:
+        return self.pattern.allowed_mask(positions)
+
+    def _inputs(self, semantic: Tensor, features: dict | None, features_valid: dict | None, sem_valid=None):
+        if self.cfg.variant == "decoder":
+            return {"prefix": semantic}
+        streams = dict(features or {})
+        streams[SEMANTIC_STREAM] = semantic
+        valid = dict(features_valid or {})
+        if sem_valid is not None:
+            valid[SEMANTIC_STREAM] = sem_valid
+        return {"enc_in": self.lm.condition(streams, valid or None)}
+
+    def loss(self, batch: dict) -> dict[str, Tensor]:
+        """``batch``: semantic [B, T_s], acoustic [B, N_q >= levels, T_a], optional acoustic_valid [B, T_a],
+        and for ``encdec`` features {name: [B, T, D]}."""
+        codes = batch["acoustic"][:, : self.cfg.levels]
+        target = self.pattern.build(codes)  # [B, T_a * N_c]
+        valid = batch.get("acoustic_valid")
+        if valid is not None:
+            valid = valid.bool().repeat_interleave(self.cfg.levels, dim=1)
+        kw = self._inputs(batch["semantic"], batch.get("features"), batch.get("features_valid"),
+                          batch.get("semantic_valid"))
+        return self.lm.loss(target, valid, allowed=self.allowed, **kw)
+
+    def generate(
+        self,
+        semantic: Tensor,
+        num_frames: int,
+        features: dict[str, Tensor] | None = None,
+        prompt_codes: Tensor | None = None,
+        sampling: SamplingConfig | None = None,
+        generator: torch.Generator | None = None,
+        progress: ProgressFn | None = None,
+        use_cache: bool = True,
+    ) -> Tensor:
+        """Coarse codes ``[B, N_c, num_frames]`` for ``semantic [B, T_s]``; ``prompt_codes [B, N_c, m]``
+        are earlier frames to continue from (not returned)."""
+        prompt = self.pattern.build(prompt_codes) if prompt_codes is not None else None
+        tokens = self.lm.generate(
+            num_frames * self.cfg.levels, sampling or self.cfg.sampling, prompt=prompt,
+            allowed=self.allowed, generator=generator, progress=progress, use_cache=use_cache,
+            **self._inputs(semantic, features, None),
+        )
+        return self.pattern.revert(tokens)

@@ -1,0 +1,94 @@
+"""Stage 3: coarse acoustic tokens -> fine acoustic tokens. Decoder-only, in short windows (3 s)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from v2meow.configbase import Config, check
+from v2meow.modules.transformer import TransformerConfig
+from v2meow.sampling import SamplingConfig
+from v2meow.stages.base import ProgressFn, TokenLM
+from v2meow.tokenizers.patterns import FlatPattern
+
+
+@dataclass
+class FineStageConfig(Config):
+    transformer: TransformerConfig = field(default_factory=lambda: TransformerConfig(encoder_layers=0))
+    codebook_size: int = 1024
+    coarse_levels: int = 4
+    fine_levels: int = 4
+    frame_rate: float = 50.0
+    window_seconds: float = 3.0
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.4))
+
+    def validate(self) -> None:
+        check(self.transformer.encoder_layers == 0, "stage 3 is decoder-only: encoder_layers must be 0.")
+        check(2 <= self.codebook_size <= 65536, "codebook_size must be in 2..65536.")
+        check(1 <= self.coarse_levels <= 64 and 1 <= self.fine_levels <= 64, "levels must be in 1..64.")
+        check(0 < self.frame_rate <= 1000, "frame_rate must be in (0, 1000].")
+        check(0 < self.window_seconds <= 60, "window_seconds must be in (0, 60].")
+        need = self.window_frames * (self.coarse_levels + self.fine_levels) + 1
+        check(need <= self.transformer.max_len,
+              f"stage 3 max_len {self.transformer.max_len} cannot hold a {self.window_seconds} s window ({need}).")
+
+    @property
+    def window_frames(self) -> int:
+        return math.ceil(self.window_seconds * self.frame_rate)
+
+
+class FineStage(nn.Module):
+    """Prefix: the window's coarse tokens (flattened). Target: its fine tokens (flattened)."""
+
+    def __init__(self, cfg: FineStageConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.coarse = FlatPattern(cfg.coarse_levels, cfg.codebook_size)
+        self.fine = FlatPattern(cfg.fine_levels, cfg.codebook_size, first_level=cfg.coarse_levels)
+        self.lm = TokenLM(cfg.transformer, self.fine.vocab_size, prefix_vocab=self.coarse.vocab_size)
+
+    def allowed(self, positions: Tensor) -> Tensor:
+        return self.fine.allowed_mask(positions)
+
+    def loss(self, batch: dict) -> dict[str, Tensor]:
+        """``batch``: acoustic [B, N_c + N_f, T] (a short crop), optional acoustic_valid [B, T]."""
+        codes = batch["acoustic"]
+        nc, nf = self.cfg.coarse_levels, self.cfg.fine_levels
+        prefix = self.coarse.build(codes[:, :nc])
+        target = self.fine.build(codes[:, nc: nc + nf])
+        valid = batch.get("acoustic_valid")
+        if valid is not None:
+            valid = valid.bool().repeat_interleave(nf, dim=1)
+        return self.lm.loss(target, valid, prefix=prefix, allowed=self.allowed)
+
+    def generate(
+        self,
+        coarse: Tensor,
+        sampling: SamplingConfig | None = None,
+        generator: torch.Generator | None = None,
+        progress: ProgressFn | None = None,
+        use_cache: bool = True,
+    ) -> Tensor:
+        """Fine codes ``[B, N_f, T]`` for ``coarse [B, N_c, T]``, window by window (non-overlapping)."""
+        total = coarse.shape[-1]
+        w = self.cfg.window_frames
+        steps_total = total * self.cfg.fine_levels
+        done = 0
+        outs = []
+        for s in range(0, total, w):
+            c = coarse[:, :, s: s + w]
+
+            def step_progress(i: int, n: int, base: int = done) -> None:
+                if progress is not None:
+                    progress(base + i, steps_total)
+
+            tokens = self.lm.generate(
+                c.shape[-1] * self.cfg.fine_levels, sampling or self.cfg.sampling, prefix=self.coarse.build(c),
+                allowed=self.allowed, generator=generator, progress=step_progress, use_cache=use_cache,
+            )
+            done += tokens.shape[1]
+            outs.append(self.fine.revert(tokens))
+        return torch.cat(outs, -1)

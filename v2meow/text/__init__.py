@@ -1,0 +1,1 @@
+"""The joint music-text embedding (MuLan role): text (and, later, audio) into one space."""
