@@ -1,0 +1,92 @@
+import os
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+from media import make_audio, make_text_file, make_video
+
+from v2meow.cli import main
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return str(make_video(tmp_path_factory.mktemp("v") / "clip.mp4", seconds=1.5, fps=12, size=(64, 48),
+                          pattern="flash", audio=True))
+
+
+def video_packets(path):
+    with av.open(path) as c:
+        s = c.streams.video[0]
+        return [bytes(p) for p in c.demux(s) if p.size]
+
+
+def audio_seconds(path):
+    with av.open(path) as c:
+        s = c.streams.audio[0]
+        n = sum(f.samples for f in c.decode(s))
+        return n / s.codec_context.sample_rate
+
+
+def test_generate_mp4_keeps_video_bit_identical(video, tmp_path):
+    out = str(tmp_path / "scored.mp4")
+    assert main(["generate", video, "-o", out, "--model", "debug", "--seconds", "1.0", "--seed", "0", "--quiet"]) == 0
+    assert video_packets(out) == video_packets(video)
+    assert abs(audio_seconds(out) - 1.0) < 0.07  # within one AAC frame plus priming
+    with av.open(out) as c:
+        assert len(c.streams.audio) == 1 and c.streams.audio[0].codec_context.name == "aac"
+
+
+def test_generate_wav_default_length(video, tmp_path):
+    out = str(tmp_path / "music.wav")
+    assert main(["generate", video, "-o", out, "--model", "debug", "--quiet"]) == 0
+    wav, sr = sf.read(out)
+    assert sr == 16000 and abs(len(wav) / sr - 1.5) < 0.05 and np.isfinite(wav).all()
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "v2meow.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "audio_only", "empty"])
+def test_bad_inputs_exit_2_with_one_sentence(case, tmp_path):
+    src = tmp_path / "in.mp4"
+    if case == "text":
+        make_text_file(src)
+    elif case == "audio_only":
+        src = tmp_path / "in.m4a"
+        make_audio(src, 1.0, 16000)
+    elif case == "empty":
+        src.write_bytes(b"")
+    out = tmp_path / "out.mp4"
+    r = run_cli("generate", str(src), "-o", str(out), "--model", "debug")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("v2meow: error:")
+    assert not out.exists()
+    assert os.listdir(tmp_path) == [src.name] or not src.exists()
+
+
+@pytest.mark.parametrize("extra", [["--seconds", "-2"], ["--seconds", "1e9"], ["--seconds", "nan"],
+                                   ["--model", "/no/such/model"], ["--prompt", ""]])
+def test_bad_options_exit_2(video, tmp_path, extra, capsys):
+    out = tmp_path / "out.wav"
+    code = main(["generate", video, "-o", str(out), "--quiet", *(["--model", "debug"] + extra)])
+    assert code == 2
+    assert not out.exists()
+
+
+def test_bad_output_extension(video, tmp_path):
+    assert main(["generate", video, "-o", str(tmp_path / "x.txt"), "--model", "debug"]) == 2
+
+
+def test_info(tmp_path, capsys):
+    from v2meow.pipeline import V2Meow
+
+    V2Meow.from_preset("debug").save_pretrained(tmp_path / "m")
+    assert main(["info", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "semantic" in out and "codec" in out and "total" in out
+    assert main(["info", str(tmp_path / "nothing")]) == 2

@@ -1,0 +1,35 @@
+import json
+
+import pytest
+
+from v2meow.config import V2MeowConfig, load_preset, preset_names
+from v2meow.errors import ConfigError, UserError
+
+
+def test_every_shipped_preset_loads_and_round_trips():
+    names = preset_names()
+    assert "debug" in names
+    for name in names:
+        cfg = load_preset(name)
+        again = V2MeowConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+        assert again.to_dict() == cfg.to_dict()
+
+
+def test_unknown_keys_and_bad_values_are_refused():
+    data = load_preset("debug").to_dict()
+    data["semantic"]["transformer"]["widht"] = 3
+    with pytest.raises(ConfigError, match="widht"):
+        V2MeowConfig.from_dict(data)
+    data = load_preset("debug").to_dict()
+    data["semantic"]["transformer"]["heads"] = 5  # 32 is not divisible by 5
+    with pytest.raises(ConfigError, match="divisible"):
+        V2MeowConfig.from_dict(data)
+    data = load_preset("debug").to_dict()
+    data["coarse"]["levels"] = "four"
+    with pytest.raises(ConfigError):
+        V2MeowConfig.from_dict(data)
+
+
+def test_unknown_preset():
+    with pytest.raises(UserError, match="available"):
+        load_preset("nope")

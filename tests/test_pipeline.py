@@ -1,0 +1,120 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from media import make_video
+
+from v2meow.errors import ConfigError, UserError
+from v2meow.pipeline import CONFIG_FILE, V2Meow
+
+
+@pytest.fixture(scope="module")
+def model():
+    return V2Meow.from_preset("debug", seed=0)
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp("v") / "clip.mp4", seconds=2.0, fps=10, size=(64, 48), pattern="move")
+
+
+def test_generate_length_and_seed(model, video):
+    a = model.generate(video, seconds=1.0, seed=3)
+    assert a.sample_rate == 16000 and a.wav.shape == (16000,) and a.wav.dtype == np.float32
+    assert np.isfinite(a.wav).all() and np.abs(a.wav).max() <= 1.0
+    assert a.semantic.shape == (25,) and a.acoustic.shape == (4, 50)
+    b = model.generate(video, seconds=1.0, seed=3)
+    assert np.array_equal(a.wav, b.wav)
+    c = model.generate(video, seconds=1.0, seed=4)
+    assert not torch.equal(a.acoustic, c.acoustic)
+
+
+def test_default_length_is_the_video(model, video):
+    track = model.generate(video, seed=0)
+    assert abs(track.seconds - 2.0) < 0.05
+
+
+def test_prompt_reaches_stage_one(model, video):
+    """An untrained model is not steered in any musical sense; this checks that the prompt's embedding
+    reaches stage 1's predictions, and that no prompt differs from a prompt."""
+    target = {"semantic": torch.randint(0, 64, (1, 25))}
+    feats = {s.name: torch.randn(1, 1, s.dim) for s in model.cfg.semantic.streams}
+    losses = []
+    for prompt in ("warm acoustic guitar", "aggressive techno drums", None):
+        joint = model.embed_prompt(prompt)
+        batch = {"features": feats, **target}
+        if joint is not None:
+            batch["joint"] = joint
+        losses.append(model.semantic.loss(batch)["loss"].item())
+    assert len({round(x, 6) for x in losses}) == 3
+    track = model.generate(video, seconds=0.5, seed=1, prompt="warm acoustic guitar", guidance=3.0)
+    assert track.semantic.shape == (13,)
+
+
+def test_bad_seconds_and_prompts(model, video):
+    for s in (0.0, -1.0, float("nan"), 1e9):
+        with pytest.raises(UserError):
+            model.generate(video, seconds=s)
+    with pytest.raises(UserError):
+        model.generate(video, seconds=0.5, prompt="   ")
+    with pytest.raises(UserError):
+        model.generate(video, seconds=0.5, prompt="x" * 5000)
+
+
+def test_save_and_load_round_trip(model, video, tmp_path):
+    d = model.save_pretrained(tmp_path / "m")
+    meta = json.loads((d / CONFIG_FILE).read_text())
+    assert meta["format"] == "v2meow-model" and meta["format_version"] == 1
+    assert set(meta["parts"]) == {"semantic", "coarse", "fine", "codec", "semantic_encoder", "semantic_kmeans"}
+    assert not any(p.suffix in (".pt", ".pth", ".bin", ".pkl") for p in d.iterdir())
+    loaded = V2Meow.from_pretrained(d)
+    a = model.generate(video, seconds=0.5, seed=7)
+    b = loaded.generate(video, seconds=0.5, seed=7)
+    assert np.array_equal(a.wav, b.wav)
+    # the semantic tokenizer's identity survives the round trip
+    wav = torch.randn(1, 16000)
+    assert torch.equal(model.semantic_tokenizer.tokenize(wav), loaded.semantic_tokenizer.tokenize(wav))
+    # saving over an existing directory replaces it whole
+    model.save_pretrained(d)
+    assert V2Meow.from_pretrained(d) is not None
+
+
+def test_broken_model_directories_are_refused(model, tmp_path):
+    d = model.save_pretrained(tmp_path / "m")
+    (d / "fine.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(UserError, match="corrupt"):
+        V2Meow.from_pretrained(d)
+    d = model.save_pretrained(tmp_path / "m2")
+    (d / "coarse.safetensors").unlink()
+    with pytest.raises(UserError, match="missing"):
+        V2Meow.from_pretrained(d)
+    with pytest.raises(UserError, match="not a v2meow model directory"):
+        V2Meow.from_pretrained(tmp_path)
+    with pytest.raises(UserError):
+        V2Meow.from_pretrained(tmp_path / "nowhere")
+
+
+def test_stages_that_do_not_fit_are_refused(model, tmp_path):
+    d = model.save_pretrained(tmp_path / "m")
+    meta = json.loads((d / CONFIG_FILE).read_text())
+    meta["config"]["fine"]["coarse_levels"] = 1
+    meta["config"]["fine"]["fine_levels"] = 3
+    (d / CONFIG_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="stage 2 writes 2 coarse levels but stage 3 reads 1"):
+        V2Meow.from_pretrained(d)
+    meta["config"]["fine"]["coarse_levels"] = 2
+    meta["config"]["fine"]["fine_levels"] = 2
+    meta["config"]["semantic"]["streams"][0]["dim"] += 1
+    (d / CONFIG_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="appearance"):
+        V2Meow.from_pretrained(d)
+
+
+def test_weights_with_wrong_shapes_are_refused(model, tmp_path):
+    d = model.save_pretrained(tmp_path / "m")
+    meta = json.loads((d / CONFIG_FILE).read_text())
+    meta["config"]["fine"]["transformer"]["ff"] = 48
+    (d / CONFIG_FILE).write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="does not match"):
+        V2Meow.from_pretrained(d)

@@ -1,0 +1,207 @@
+"""The ``v2meow`` command line. Each subcommand parses its options and calls one plain function.
+
+Errors a user can cause end as one sentence on stderr and exit status 2; nothing half-written is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+from v2meow.errors import UserError
+
+EXIT_USAGE = 2
+AUDIO_EXTENSIONS = (".wav", ".flac")
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov")
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"the seed must be in 0..2^63-1, got {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad usage already; keep its message to one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="v2meow", description="Write a music soundtrack for a video (V2Meow).")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    g = sub.add_parser("generate", help="write a soundtrack for a video")
+    g.add_argument("video", help="input video file")
+    g.add_argument("-o", "--output", required=True,
+                   help="output .wav/.flac (the soundtrack) or .mp4 (the video with its new soundtrack)")
+    g.add_argument("--prompt", default=None, help='text that steers the style, e.g. "warm acoustic guitar"')
+    g.add_argument("--model", default="embedded", help="model directory or preset name (default: embedded)")
+    g.add_argument("--seed", type=_seed, default=None, help="random seed: the same seed gives the same music")
+    g.add_argument("--seconds", type=_finite_float, default=None,
+                   help="length to write (default: the video's length)")
+    g.add_argument("--guidance", type=_finite_float, default=1.0,
+                   help="classifier-free guidance scale for the prompt (1 = off)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    i = sub.add_parser("info", help="show a model directory's parts and sizes")
+    i.add_argument("model", help="model directory or preset name")
+    return p
+
+
+def _version() -> str:
+    from v2meow import __version__
+
+    return f"v2meow {__version__}"
+
+
+def _check_output(path: str) -> str:
+    ext = Path(path).suffix.lower()
+    if ext not in AUDIO_EXTENSIONS + VIDEO_EXTENSIONS:
+        raise UserError(f"Output {path} must end in one of {', '.join(AUDIO_EXTENSIONS + VIDEO_EXTENSIONS)}.")
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise UserError(f"The output folder {parent} does not exist.")
+    if Path(path).is_dir():
+        raise UserError(f"Output {path} is a folder; give a file name.")
+    return ext
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from v2meow.io.audio import save_audio
+    from v2meow.io.video import mux_audio, probe
+    from v2meow.pipeline import V2Meow
+
+    ext = _check_output(args.output)
+    if os.path.abspath(args.output) == os.path.abspath(args.video):
+        raise UserError("The output file must not be the input video.")
+    probe(args.video)  # fail fast on a bad video, before loading a model
+    model = V2Meow.from_pretrained(_model_path(args.model))
+    bar = _ProgressBar(enabled=not args.quiet)
+    try:
+        track = model.generate(args.video, prompt=args.prompt, seconds=args.seconds, seed=args.seed,
+                               guidance=args.guidance, progress=bar)
+    finally:
+        bar.close()
+    if ext in AUDIO_EXTENSIONS:
+        save_audio(args.output, track.wav, track.sample_rate)
+    else:
+        mux_audio(args.video, track.wav, track.sample_rate, args.output)
+    print(f"wrote {args.output} ({track.seconds:.2f} s of music)", file=sys.stderr)
+    return 0
+
+
+def _model_path(name: str) -> str:
+    """``embedded`` means the model that ships inside the package, once it exists."""
+    if name == "embedded" and not os.path.exists(name):
+        from importlib import resources
+
+        root = resources.files("v2meow") / "assets" / "embedded"
+        if not (root / "config.json").is_file():
+            raise UserError("This v2meow build ships no embedded model yet; pass --model debug (random weights, "
+                            "for trying the tool) or --model DIR with a trained model directory.")
+        return str(root)
+    return name
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from v2meow.pipeline import CONFIG_FILE, V2Meow, read_model_config
+
+    path = Path(_model_path(args.model))
+    if path.is_dir():
+        meta = read_model_config(path)
+        cfg = meta["config"]
+        print(f"model {path} (format {meta['format']} v{meta['format_version']}, "
+              f"written by v2meow {meta.get('v2meow_version', '?')}, preset {cfg.get('name', '?')})")
+        total = 0
+        for name, e in meta["parts"].items():
+            total += int(e.get("bytes", 0))
+            print(f"  {name:<18} {e.get('parameters', 0):>12,} params  {_size(int(e.get('bytes', 0))):>9}  "
+                  f"{e.get('file')}")
+        print(f"  {'total':<18} {'':>12}         {_size(total):>9}  (+ {CONFIG_FILE})")
+        return 0
+    model = V2Meow.from_pretrained(str(path))
+    print(f"preset {args.model} (random weights, not a trained model)")
+    for name, module in model.parts().items():
+        n = sum(p.numel() for p in module.state_dict().values())
+        print(f"  {name:<18} {n:>12,} params")
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class _ProgressBar:
+    """One tqdm bar per generation stage."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr is not None
+        self.stage: str | None = None
+        self.bar = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=total, desc=f"{stage:<8}", unit="tok" if stage != "decode" else "step",
+                            leave=True, file=sys.stderr, dynamic_ncols=True)
+        assert self.bar is not None
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh() if done == total else self.bar.update(0)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+COMMANDS = {"generate": cmd_generate, "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error (already printed)
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"v2meow: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("v2meow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

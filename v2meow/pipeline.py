@@ -1,0 +1,347 @@
+"""``V2Meow``: video (+ text) -> waveform, and the model directory format.
+
+A model directory holds ``config.json`` (format name and version, the resolved :class:`V2MeowConfig`, and
+one entry per part with its file, size and SHA-256) and one ``<part>.safetensors`` per part. Loading never
+unpickles anything and validates the config before any tensor is allocated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+import v2meow
+from v2meow.config import V2MeowConfig, load_preset, preset_names
+from v2meow.errors import ConfigError, UserError
+from v2meow.features.registry import build_encoder, extract_features
+from v2meow.io.video import probe
+from v2meow.modules.adaptors import StreamSpec
+from v2meow.sampling import make_generator
+from v2meow.stages.coarse import CoarseStage
+from v2meow.stages.fine import FineStage
+from v2meow.stages.semantic import SemanticStage
+from v2meow.text.towers import build_text_tower
+from v2meow.tokenizers.codec.soundstream import SoundStream
+from v2meow.tokenizers.kmeans import KMeans
+from v2meow.tokenizers.patterns import join_levels
+from v2meow.tokenizers.semantic import SemanticEncoder, SemanticTokenizer, kmeans_fit_identity
+
+FORMAT = "v2meow-model"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+PARTS = ("semantic", "coarse", "fine", "codec", "semantic_encoder", "semantic_kmeans")
+
+ProgressCallback = Callable[[str, int, int], None]  # (stage name, steps done, steps total)
+
+
+@dataclass
+class Soundtrack:
+    """A generated soundtrack: ``wav [N]`` float32 at ``sample_rate``, and the tokens it came from."""
+
+    wav: np.ndarray
+    sample_rate: int
+    semantic: Tensor  # [T_s]
+    acoustic: Tensor  # [N_q, T_a]
+
+    @property
+    def seconds(self) -> float:
+        return len(self.wav) / self.sample_rate
+
+
+def resolve_streams(cfg: V2MeowConfig, encoders: list) -> None:
+    """Fill the stages' visual streams from the encoders where a preset left them out."""
+    specs = [StreamSpec(name=e.name, dim=e.dim, rate=e.rate) for e in encoders]
+    if not cfg.semantic.streams:
+        cfg.semantic.streams = list(specs)
+    if cfg.coarse.variant == "encdec" and not cfg.coarse.streams:
+        cfg.coarse.streams = list(specs)
+
+
+def check_fit(cfg: V2MeowConfig, encoders: list) -> None:
+    """Refuse stages that do not fit together, each mismatch in one sentence."""
+    enc = {e.name: e for e in encoders}
+    problems = []
+    for stage, streams in (("stage 1", cfg.semantic.streams), ("stage 2", cfg.coarse.streams)):
+        for s in streams:
+            e = enc.get(s.name)
+            if e is None:
+                problems.append(f"{stage} reads visual stream {s.name!r}, which no encoder produces")
+            elif (s.dim, s.rate) != (e.dim, e.rate):
+                problems.append(f"{stage} expects {s.name!r} features of dim {s.dim} at {s.rate}/s, "
+                                f"but the encoder gives dim {e.dim} at {e.rate}/s")
+    k_s = cfg.semantic_tokenizer.vocab_size
+    if cfg.semantic.vocab_size != k_s or cfg.coarse.semantic_vocab != k_s:
+        problems.append(f"the semantic tokenizer has {k_s} tokens but stage 1 writes {cfg.semantic.vocab_size} "
+                        f"and stage 2 reads {cfg.coarse.semantic_vocab}")
+    sem_rate = cfg.semantic_tokenizer.encoder.frame_rate
+    if not (cfg.semantic.token_rate == cfg.coarse.semantic_rate == sem_rate):
+        problems.append(f"semantic token rates differ (tokenizer {sem_rate}/s, stage 1 {cfg.semantic.token_rate}/s, "
+                        f"stage 2 {cfg.coarse.semantic_rate}/s)")
+    c = cfg.codec
+    if cfg.coarse.levels != cfg.fine.coarse_levels:
+        problems.append(f"stage 2 writes {cfg.coarse.levels} coarse levels but stage 3 reads {cfg.fine.coarse_levels}")
+    if cfg.fine.coarse_levels + cfg.fine.fine_levels != c.num_levels:
+        problems.append(f"coarse ({cfg.fine.coarse_levels}) + fine ({cfg.fine.fine_levels}) levels do not add up "
+                        f"to the codec's {c.num_levels}")
+    if not (cfg.coarse.codebook_size == cfg.fine.codebook_size == c.codebook_size):
+        problems.append(f"codebook sizes differ (codec {c.codebook_size}, stage 2 {cfg.coarse.codebook_size}, "
+                        f"stage 3 {cfg.fine.codebook_size})")
+    if not (cfg.coarse.frame_rate == cfg.fine.frame_rate == c.frame_rate):
+        problems.append(f"acoustic frame rates differ (codec {c.frame_rate}/s, stage 2 {cfg.coarse.frame_rate}/s, "
+                        f"stage 3 {cfg.fine.frame_rate}/s)")
+    if cfg.semantic.joint_dim and cfg.text is not None and cfg.text.dim != cfg.semantic.joint_dim:
+        problems.append(f"the text tower gives {cfg.text.dim}-d embeddings but stage 1 reads {cfg.semantic.joint_dim}")
+    if problems:
+        raise ConfigError("The model's parts do not fit together: " + "; ".join(problems) + ".")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class V2Meow(nn.Module):
+    """The three stages, the codec and the frozen front ends, behind ``generate``."""
+
+    def __init__(self, cfg: V2MeowConfig):
+        super().__init__()
+        self.encoders = [build_encoder(e) for e in cfg.encoders]
+        resolve_streams(cfg, self.encoders)
+        check_fit(cfg, self.encoders)
+        self.cfg = cfg
+        self.text = build_text_tower(cfg.text) if cfg.text is not None else None
+        self.semantic = SemanticStage(cfg.semantic)
+        self.coarse = CoarseStage(cfg.coarse)
+        self.fine = FineStage(cfg.fine)
+        self.codec = SoundStream(cfg.codec)
+        self.semantic_encoder = SemanticEncoder(cfg.semantic_tokenizer.encoder)
+        self.semantic_kmeans = KMeans()
+
+    # -- parts ----------------------------------------------------------------------------------
+    def parts(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in PARTS}
+
+    @property
+    def semantic_tokenizer(self) -> SemanticTokenizer:
+        """Audio -> semantic tokens (used by extraction; generation does not need it)."""
+        return SemanticTokenizer(self.semantic_encoder, self.semantic_kmeans)
+
+    def randomize_semantic_kmeans(self, seed: int = 0) -> None:
+        """Give an untrained model random k-means centroids (debug preset: every weight is random)."""
+        g = torch.Generator().manual_seed(seed)
+        k, d = self.cfg.semantic_tokenizer.vocab_size, self.cfg.semantic_tokenizer.encoder.width
+        self.semantic_kmeans.centroids = torch.randn(k, d, generator=g)
+        self.semantic_kmeans.mean = torch.zeros(d)
+        self.semantic_kmeans.scale = torch.ones(d)
+        layer = self.cfg.semantic_tokenizer.encoder.token_layer
+        self.semantic_kmeans.fitted_on = kmeans_fit_identity(self.semantic_encoder, layer)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.codec.sample_rate
+
+    @property
+    def window_seconds(self) -> float:
+        return self.cfg.semantic.window_seconds
+
+    # -- loading and saving ---------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, name: str, seed: int = 0) -> V2Meow:
+        """An untrained model of preset ``name`` with weights drawn from ``seed`` (reproducible)."""
+        cfg = load_preset(name)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = cls(cfg)
+            model.randomize_semantic_kmeans(seed)
+        return model.eval()
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike) -> V2Meow:
+        """Load a model directory (``config.json`` + safetensors), or build a preset by name (random weights)."""
+        path = str(path)
+        if not os.path.exists(path) and path in preset_names():
+            return cls.from_preset(path)
+        root = Path(path)
+        if not root.is_dir():
+            hint = f" or a preset ({', '.join(preset_names())})" if os.sep not in path else ""
+            raise UserError(f"Model {path} is not a directory; give a model directory{hint}.")
+        meta = read_model_config(root)
+        cfg = V2MeowConfig.from_dict(meta["config"], where=f"{root / CONFIG_FILE}")
+        model = cls(cfg)
+        for name, module in model.parts().items():
+            entry = meta["parts"].get(name)
+            if entry is None:
+                raise UserError(f"Model {root} lists no weights for part {name!r}.")
+            file = root / str(entry.get("file", ""))
+            if not file.is_file() or file.parent.resolve() != root.resolve():
+                raise UserError(f"Model {root} is missing its weight file for {name!r} ({entry.get('file')}).")
+            try:
+                state = load_file(str(file))
+            except (SafetensorError, OSError, ValueError) as e:
+                raise UserError(f"Weight file {file} is corrupt or unreadable ({e.__class__.__name__}).") from None
+            if name == "semantic_kmeans":
+                module.fitted_on = dict(entry.get("fitted_on", {}))
+            load_state(module, state, file)
+        return model.eval()
+
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+        """Write ``config.json`` and one safetensors file per part; the directory is replaced atomically."""
+        root = Path(path)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        try:
+            entries: dict[str, Any] = {}
+            for name, module in self.parts().items():
+                state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().clone()
+                         for k, v in module.state_dict().items()}
+                file = f"{name}.safetensors"
+                save_file(state, str(tmp / file))
+                entries[name] = {
+                    "file": file,
+                    "bytes": (tmp / file).stat().st_size,
+                    "sha256": _sha256(tmp / file),
+                    "parameters": int(sum(v.numel() for v in state.values())),
+                }
+                if name == "semantic_kmeans":
+                    entries[name]["fitted_on"] = self.semantic_kmeans.fitted_on
+            meta = {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "v2meow_version": v2meow.__version__,
+                "config": self.cfg.to_dict(),
+                "parts": entries,
+            }
+            (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False))
+            if root.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old.", dir=root.parent))
+                os.replace(root, old / "m")
+                os.replace(tmp, root)
+                _rmtree(old)
+            else:
+                os.replace(tmp, root)
+        except BaseException:
+            _rmtree(tmp)
+            raise
+        return root
+
+    # -- generation -----------------------------------------------------------------------------
+    def embed_prompt(self, prompt: str | None) -> Tensor | None:
+        if prompt is None:
+            return None
+        if self.text is None or self.cfg.semantic.joint_dim == 0:
+            raise UserError("This model was built without text control; run it without --prompt.")
+        return self.text.embed_text([prompt])
+
+    @torch.no_grad()
+    def generate(
+        self,
+        video: str | os.PathLike,
+        prompt: str | None = None,
+        seconds: float | None = None,
+        seed: int | None = None,
+        guidance: float = 1.0,
+        progress: ProgressCallback | None = None,
+    ) -> Soundtrack:
+        """A soundtrack for the first ``seconds`` of ``video`` (default: its length, up to one window)."""
+        info = probe(str(video))
+        joint = self.embed_prompt(prompt)
+        seconds = self.check_seconds(seconds, info.duration)
+        if not (0.0 < guidance <= 20.0):
+            raise UserError(f"--guidance must be in (0, 20], got {guidance}.")
+        gen = make_generator(seed)
+        feats = extract_features(str(video), self.encoders, start=0.0, duration=seconds)
+        feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))[None] for k, v in feats.items()}
+
+        def report(stage: str) -> Callable[[int, int], None] | None:
+            return None if progress is None else (lambda done, total: progress(stage, done, total))
+
+        n_sem = math.ceil(seconds * self.cfg.semantic.token_rate)
+        n_ac = math.ceil(seconds * self.cfg.codec.frame_rate)
+        semantic = self.semantic.generate(
+            {s.name: feats_t[s.name] for s in self.cfg.semantic.streams}, n_sem, joint=joint,
+            guidance=guidance, generator=gen, progress=report("semantic"),
+        )
+        coarse_feats = {s.name: feats_t[s.name] for s in self.cfg.coarse.streams}
+        coarse = self.coarse.generate(semantic, n_ac, features=coarse_feats, generator=gen,
+                                      progress=report("coarse"))
+        fine = self.fine.generate(coarse, generator=gen, progress=report("fine"))
+        codes = join_levels(coarse, fine)
+        if progress is not None:
+            progress("decode", 0, 1)
+        wav = self.codec.decode(codes)[0]
+        n = int(round(seconds * self.sample_rate))
+        wav = wav[:n].float().clamp(-1.0, 1.0).cpu().numpy()
+        if progress is not None:
+            progress("decode", 1, 1)
+        return Soundtrack(wav=wav, sample_rate=self.sample_rate, semantic=semantic[0], acoustic=codes[0])
+
+    def check_seconds(self, seconds: float | None, duration: float) -> float:
+        """The length to generate: ``seconds`` or the video's length, within one window for now."""
+        limit = self.window_seconds
+        if seconds is None:
+            seconds = min(duration, limit)
+        elif not math.isfinite(seconds) or seconds <= 0:
+            raise UserError(f"--seconds must be a positive number, got {seconds}.")
+        elif seconds > limit + 1e-9:
+            raise UserError(f"--seconds {seconds:g} is longer than this model's {limit:g} s window; "
+                            "whole-length generation is not available yet.")
+        if seconds < 1.0 / self.cfg.codec.frame_rate:
+            raise UserError(f"The video is too short ({duration:.3f} s) to write a soundtrack for.")
+        return float(seconds)
+
+
+def read_model_config(root: Path) -> dict[str, Any]:
+    file = root / CONFIG_FILE
+    if not file.is_file():
+        raise UserError(f"{root} is not a v2meow model directory (no {CONFIG_FILE}).")
+    try:
+        meta = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise UserError(f"{file} is not valid JSON.") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise UserError(f"{file} is not a v2meow model config.")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{root} uses model format version {meta.get('format_version')}; this v2meow reads "
+                        f"version {FORMAT_VERSION}.")
+    if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("parts"), dict):
+        raise UserError(f"{file} lacks its config or parts.")
+    return meta
+
+
+def load_state(module: nn.Module, state: dict[str, Tensor], file: Path) -> None:
+    """Strictly load ``state`` into ``module``, casting dtypes; mismatches are the user's corrupt file."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing or extra:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+        raise UserError(f"Weight file {file} does not match the model's config ({what}).")
+    for k, v in own.items():
+        if v.shape != state[k].shape and v.numel() > 0:
+            raise UserError(f"Weight file {file} does not match the model's config ({k}: {tuple(state[k].shape)} "
+                            f"instead of {tuple(v.shape)}).")
+        if v.is_floating_point() and not torch.isfinite(state[k].float()).all():
+            raise UserError(f"Weight file {file} holds non-finite values in {k}.")
+    module.load_state_dict({k: state[k].to(own[k].dtype) for k in own}, strict=True)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
