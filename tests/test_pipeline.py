@@ -118,3 +118,55 @@ def test_weights_with_wrong_shapes_are_refused(model, tmp_path):
     (d / CONFIG_FILE).write_text(json.dumps(meta))
     with pytest.raises(UserError, match="does not match"):
         V2Meow.from_pretrained(d)
+
+
+def test_plan_windows_cover_everything_once():
+    from v2meow.pipeline import plan_windows
+
+    for total in (1, 7, 250, 251, 600, 1234):
+        for window, prompt in ((250, 125), (250, 0), (10, 9), (5, 2)):
+            ws = plan_windows(total, window, prompt)
+            assert ws[0][:2] == (0, 0) and ws[-1][2] == total
+            for (a, pe, b), nxt in zip(ws, ws[1:] + [None]):
+                assert a <= pe < b and b - a <= window and pe - a <= prompt
+                if nxt is not None:
+                    assert nxt[1] == b  # new tokens continue exactly where the last window ended
+                    assert nxt[0] == b - min(prompt, window - 1)
+
+
+def test_long_video_is_scored_in_windows(tmp_path):
+    from v2meow.config import load_preset
+
+    cfg = load_preset("debug")
+    cfg.semantic.window_seconds = cfg.coarse.window_seconds = 1.0
+    cfg.generation.prompt_seconds = 0.4
+    torch.manual_seed(0)
+    m = V2Meow(cfg).eval()
+    m.randomize_semantic_kmeans()
+    video = make_video(tmp_path / "long.mp4", seconds=3.3, fps=10, size=(32, 24), pattern="flash")
+    calls = []
+    orig = m.semantic.generate
+
+    def spy(features, num_tokens, **kw):
+        calls.append((num_tokens, None if kw.get("prompt") is None else kw["prompt"].clone()))
+        return orig(features, num_tokens, **kw)
+
+    m.semantic.generate = spy
+    seen = []
+    track = m.generate(video, seed=0, progress=lambda s, d, t: seen.append((s, d, t)))
+    assert abs(track.seconds - 3.3) < 1e-3
+    assert track.semantic.shape == (83,) and track.acoustic.shape == (4, 165)
+    assert [c[0] for c in calls] == [25, 15, 15, 15, 13]  # 25 + 4 * 15 - 2 would overshoot: last one is 13
+    # each window is prompted with the previous window's last 0.4 s (10 tokens)
+    assert all(p is not None and p.shape == (1, 10) for _, p in calls[1:])
+    assert torch.equal(calls[1][1][0], track.semantic[15:25])
+    finals = {s: (d, t) for s, d, t in seen}
+    assert finals["semantic"] == (83, 83) and finals["coarse"] == (330, 330)
+
+
+def test_chunked_decode_matches_whole_decode(model):
+    codes = torch.randint(0, 64, (1, 4, 230))
+    whole = model.codec.decode(codes)
+    chunked = model.decode(codes)
+    assert chunked.shape == whole.shape
+    assert torch.allclose(chunked, whole, atol=1e-4)

@@ -36,6 +36,21 @@ class SemanticTokenizerConfig(Config):
 
 
 @dataclass
+class GenerationConfig(Config):
+    """Whole-length generation: windows of the stages' length, each continuing from the previous one."""
+
+    prompt_seconds: float = 5.0  # how much of the previous window each new window is prompted with
+    max_seconds: float = 4 * 3600.0  # longest soundtrack one call writes
+    decode_chunk_seconds: float = 10.0  # the codec decodes in chunks of this length ...
+    decode_margin_seconds: float = 0.5  # ... each seeing this much context on both sides
+
+    def validate(self) -> None:
+        check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")
+        check(0 < self.max_seconds <= 24 * 3600, f"max_seconds must be in (0, 86400], got {self.max_seconds}.")
+        check(self.decode_chunk_seconds > 0 and self.decode_margin_seconds >= 0, "decode chunk sizes must be > 0.")
+
+
+@dataclass
 class V2MeowConfig(Config):
     name: str = "custom"
     encoders: list[EncoderConfig] = field(default_factory=list)
@@ -45,9 +60,14 @@ class V2MeowConfig(Config):
     fine: FineStageConfig = field(default_factory=FineStageConfig)
     codec: SoundStreamConfig = field(default_factory=SoundStreamConfig)
     semantic_tokenizer: SemanticTokenizerConfig = field(default_factory=SemanticTokenizerConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
 
     def validate(self) -> None:
         check(len(self.encoders) > 0, "a model needs at least one visual encoder.")
+        window = min(self.semantic.window_seconds, self.coarse.window_seconds)
+        check(self.generation.prompt_seconds < window,
+              f"generation.prompt_seconds ({self.generation.prompt_seconds}) must be shorter than the "
+              f"{window} s window.")
         names = [e.name for e in self.encoders]
         check(len(set(names)) == len(names), f"visual encoders repeat: {names}.")
 

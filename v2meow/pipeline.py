@@ -258,7 +258,12 @@ class V2Meow(nn.Module):
         guidance: float = 1.0,
         progress: ProgressCallback | None = None,
     ) -> Soundtrack:
-        """A soundtrack for the first ``seconds`` of ``video`` (default: its length, up to one window)."""
+        """A soundtrack for the first ``seconds`` of ``video`` (default: all of it).
+
+        Longer than one window, each stage sweeps the length in windows; every window after the first is
+        prompted with the tokens of the previous window's last ``generation.prompt_seconds`` (AudioLM-style
+        continuation) while its encoder sees the matching stretch of video, so the music stays one piece.
+        """
         info = probe(str(video))
         joint = self.embed_prompt(prompt)
         seconds = self.check_seconds(seconds, info.duration)
@@ -266,44 +271,129 @@ class V2Meow(nn.Module):
             raise UserError(f"--guidance must be in (0, 20], got {guidance}.")
         gen = make_generator(seed)
         feats = extract_features(str(video), self.encoders, start=0.0, duration=seconds)
-        feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32))[None] for k, v in feats.items()}
+        feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
 
         def report(stage: str) -> Callable[[int, int], None] | None:
             return None if progress is None else (lambda done, total: progress(stage, done, total))
 
-        n_sem = math.ceil(seconds * self.cfg.semantic.token_rate)
-        n_ac = math.ceil(seconds * self.cfg.codec.frame_rate)
-        semantic = self.semantic.generate(
-            {s.name: feats_t[s.name] for s in self.cfg.semantic.streams}, n_sem, joint=joint,
-            guidance=guidance, generator=gen, progress=report("semantic"),
-        )
-        coarse_feats = {s.name: feats_t[s.name] for s in self.cfg.coarse.streams}
-        coarse = self.coarse.generate(semantic, n_ac, features=coarse_feats, generator=gen,
-                                      progress=report("coarse"))
+        semantic = self._sweep_semantic(feats_t, seconds, joint, guidance, gen, report("semantic"))
+        coarse = self._sweep_coarse(feats_t, semantic, seconds, gen, report("coarse"))
         fine = self.fine.generate(coarse, generator=gen, progress=report("fine"))
         codes = join_levels(coarse, fine)
-        if progress is not None:
-            progress("decode", 0, 1)
-        wav = self.codec.decode(codes)[0]
+        wav = self.decode(codes, report("decode"))[0]
         n = int(round(seconds * self.sample_rate))
         wav = wav[:n].float().clamp(-1.0, 1.0).cpu().numpy()
-        if progress is not None:
-            progress("decode", 1, 1)
         return Soundtrack(wav=wav, sample_rate=self.sample_rate, semantic=semantic[0], acoustic=codes[0])
 
+    def _window_features(self, feats: dict[str, Tensor], names: list[str], t0: float, t1: float) -> dict:
+        """Rows of each feature stream covering ``[t0, t1)`` seconds -> ``{name: [1, T, D]}``."""
+        out = {}
+        for e in self.encoders:
+            if e.name in names:
+                a = int(math.floor(t0 * e.rate + 1e-6))
+                b = max(a + 1, int(math.ceil(t1 * e.rate - 1e-6)))
+                rows = feats[e.name][a:b]
+                if rows.shape[0] < b - a:  # the last window may run past the features by a rounding step
+                    pad = rows[-1:].expand(b - a - rows.shape[0], -1)
+                    rows = torch.cat([rows, pad])
+                out[e.name] = rows[None]
+        return out
+
+    def _sweep_semantic(self, feats, seconds, joint, guidance, gen, progress) -> Tensor:
+        rate = self.cfg.semantic.token_rate
+        total = math.ceil(seconds * rate)
+        windows = plan_windows(total, self.cfg.semantic.window_tokens, self._prompt_units(rate))
+        names = [s.name for s in self.cfg.semantic.streams]
+        out = torch.zeros(1, total, dtype=torch.long)
+        done = 0
+        for a, pe, b in windows:
+            f = self._window_features(feats, names, a / rate, b / rate)
+            tok = self.semantic.generate(
+                f, b - pe, joint=joint, prompt=out[:, a:pe] if pe > a else None, guidance=guidance,
+                generator=gen, progress=_offset(progress, done, total),
+            )
+            out[:, pe:b] = tok
+            done += b - pe
+        return out
+
+    def _sweep_coarse(self, feats, semantic, seconds, gen, progress) -> Tensor:
+        rate, s_rate = self.cfg.coarse.frame_rate, self.cfg.semantic.token_rate
+        total = math.ceil(seconds * rate)
+        windows = plan_windows(total, self.cfg.coarse.window_frames, self._prompt_units(rate))
+        names = [s.name for s in self.cfg.coarse.streams]
+        out = torch.zeros(1, self.cfg.coarse.levels, total, dtype=torch.long)
+        steps_total, done = total * self.cfg.coarse.levels, 0
+        for a, pe, b in windows:
+            t0, t1 = a / rate, b / rate
+            sa = int(math.floor(t0 * s_rate + 1e-6))
+            sb = min(semantic.shape[1], max(sa + 1, int(math.ceil(t1 * s_rate - 1e-6))))
+            codes = self.coarse.generate(
+                semantic[:, sa:sb], b - pe, features=self._window_features(feats, names, t0, t1),
+                prompt_codes=out[:, :, a:pe] if pe > a else None, generator=gen,
+                progress=_offset(progress, done, steps_total),
+            )
+            out[:, :, pe:b] = codes
+            done += (b - pe) * self.cfg.coarse.levels
+        return out
+
+    def _prompt_units(self, rate: float) -> int:
+        return int(round(self.cfg.generation.prompt_seconds * rate))
+
+    def decode(self, codes: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
+        """Codec decode of ``codes [B, N_q, T_a]`` -> ``[B, T_a * hop]`` in chunks with context on both sides,
+        so memory stays flat with length."""
+        g = self.cfg.generation
+        rate = self.cfg.codec.frame_rate
+        chunk = max(1, int(round(g.decode_chunk_seconds * rate)))
+        margin = int(round(g.decode_margin_seconds * rate))
+        hop = self.codec.hop_length
+        total = codes.shape[-1]
+        pieces = []
+        for a in range(0, total, chunk):
+            b = min(total, a + chunk)
+            lo, hi = max(0, a - margin), min(total, b + margin)
+            wav = self.codec.decode(codes[..., lo:hi])
+            pieces.append(wav[..., (a - lo) * hop: (b - lo) * hop])
+            if progress is not None:
+                progress(b, total)
+        return torch.cat(pieces, -1)
+
     def check_seconds(self, seconds: float | None, duration: float) -> float:
-        """The length to generate: ``seconds`` or the video's length, within one window for now."""
-        limit = self.window_seconds
+        """The length to generate: ``seconds`` (at most the configured maximum) or the video's length."""
+        limit = self.cfg.generation.max_seconds
         if seconds is None:
-            seconds = min(duration, limit)
+            seconds = duration
+            if seconds > limit:
+                raise UserError(f"The video lasts {duration:g} s; this model writes at most {limit:g} s per call "
+                                "(pass --seconds to score its start).")
         elif not math.isfinite(seconds) or seconds <= 0:
             raise UserError(f"--seconds must be a positive number, got {seconds}.")
-        elif seconds > limit + 1e-9:
-            raise UserError(f"--seconds {seconds:g} is longer than this model's {limit:g} s window; "
-                            "whole-length generation is not available yet.")
+        elif seconds > limit:
+            raise UserError(f"--seconds {seconds:g} is more than this model's limit of {limit:g} s.")
         if seconds < 1.0 / self.cfg.codec.frame_rate:
             raise UserError(f"The video is too short ({duration:.3f} s) to write a soundtrack for.")
         return float(seconds)
+
+
+def plan_windows(total: int, window: int, prompt: int) -> list[tuple[int, int, int]]:
+    """Cover ``total`` units with windows of ``window`` units, each after the first prompted with the last
+    ``prompt`` units of the one before. Returns ``(start, new_from, end)``: units ``[start, new_from)`` are
+    the prompt, ``[new_from, end)`` are generated."""
+    if total <= 0:
+        return []
+    prompt = min(prompt, window - 1)
+    out = [(0, 0, min(window, total))]
+    while out[-1][2] < total:
+        end = out[-1][2]
+        start = end - prompt
+        out.append((start, end, min(start + window, total)))
+    return out
+
+
+def _offset(progress: Callable[[int, int], None] | None, base: int, total: int):
+    if progress is None:
+        return None
+    return lambda done, _n: progress(base + done, total)
 
 
 def read_model_config(root: Path) -> dict[str, Any]:
