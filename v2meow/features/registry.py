@@ -1,0 +1,133 @@
+"""Visual encoders by name, and feature extraction that decodes a video once for several encoders.
+
+Encoders register themselves with :func:`register`; the built-in modules listed in ``_BUILTIN_MODULES``
+are imported on first use, so ``build_encoder(EncoderConfig("motion"))`` works without importing
+:mod:`v2meow.features.motion` first.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+
+from v2meow.configbase import Config, check
+from v2meow.errors import UserError
+from v2meow.features.base import VisualEncoder
+from v2meow.io.video import iter_frames, probe
+
+# Modules that define encoders; imported lazily (they may be heavy: pretrained ones import torch).
+# Add new encoder modules here.
+_BUILTIN_MODULES = ("v2meow.features.appearance", "v2meow.features.motion")
+
+_REGISTRY: dict[str, Callable[..., VisualEncoder]] = {}
+_loaded = False
+
+E = TypeVar("E", bound=Callable[..., VisualEncoder])
+
+
+@dataclass
+class EncoderConfig(Config):
+    """Which visual encoder to use and at how many feature frames per second."""
+
+    name: str
+    rate: float = 1.0
+
+    def validate(self) -> None:
+        check(isinstance(self.name, str) and bool(self.name), "EncoderConfig.name must be a non-empty string.")
+        check(
+            isinstance(self.rate, (int, float)) and math.isfinite(self.rate) and 0 < self.rate <= 60,
+            f"EncoderConfig.rate must be in (0, 60] feature frames per second, got {self.rate}.",
+        )
+
+
+def register(name: str) -> Callable[[E], E]:
+    """Class (or factory) decorator: make an encoder buildable by ``name``. It is called as ``cls(rate=...)``."""
+
+    def deco(factory: E) -> E:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing is not factory:
+            # Re-importing the same module (e.g. reloading in a notebook) re-registers a class with the
+            # same qualified name; anything else is two encoders fighting over one name.
+            same = getattr(existing, "__qualname__", None) == getattr(factory, "__qualname__", None) and getattr(
+                existing, "__module__", None
+            ) == getattr(factory, "__module__", None)
+            if not same:
+                raise ValueError(f"visual encoder name {name!r} is already registered by {existing!r}")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def _load_builtins() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def available() -> list[str]:
+    """Names of the registered visual encoders, sorted."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def build_encoder(cfg: EncoderConfig) -> VisualEncoder:
+    """Instantiate the encoder ``cfg.name`` at ``cfg.rate`` feature frames per second."""
+    _load_builtins()
+    factory = _REGISTRY.get(cfg.name)
+    if factory is None:
+        raise UserError(f"Unknown visual encoder {cfg.name!r}; available: {', '.join(available())}.")
+    return factory(rate=cfg.rate)
+
+
+def extract_features(
+    path: str | os.PathLike[str],
+    encoders: list[VisualEncoder],
+    start: float = 0.0,
+    duration: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Encode ``[start, start + duration)`` of a video with every encoder; ``{encoder.name: [T, D]}``.
+
+    The video is decoded once per distinct ``(decode_fps, frame_size)``, and each decoded frame goes to
+    every encoder of that group as it is decoded (frames are never all held in memory). ``duration``
+    defaults to the rest of the video and is clipped to it. Times passed to encoders are relative to
+    ``start``.
+    """
+    names = [e.name for e in encoders]
+    if len(set(names)) != len(names):
+        raise UserError(f"Each visual encoder may be used once per extraction, got {names}.")
+    if not encoders:
+        return {}
+    info = probe(path)
+    start = max(0.0, float(start))
+    remaining = info.duration - start
+    if remaining <= 0:
+        raise UserError(f"The start time {start:.3f} s is past the end of {info.path} ({info.duration:.3f} s).")
+    seg = remaining if duration is None else min(float(duration), remaining)
+    if seg <= 0:
+        raise UserError(f"The duration to extract must be positive, got {duration}.")
+    groups: dict[tuple[float | None, tuple[int, int]], list[VisualEncoder]] = {}
+    for enc in encoders:
+        key = (enc.decode_fps, (int(enc.frame_size[0]), int(enc.frame_size[1])))
+        groups.setdefault(key, []).append(enc)
+    out: dict[str, np.ndarray] = {}
+    for (fps, size), group in groups.items():
+        states = [enc.begin(seg) for enc in group]
+        for t, frame in iter_frames(path, fps=fps, size=size, start=start, end=start + seg):
+            rel = t - start
+            for state in states:
+                state.add(rel, frame)
+        for enc, state in zip(group, states):
+            feats = state.finish()
+            assert feats.shape == (enc.num_frames(seg), enc.dim), (enc.name, feats.shape)
+            out[enc.name] = feats
+    return out

@@ -1,0 +1,250 @@
+"""Audio input and output: load any file PyAV or libsndfile reads (including a video's audio track),
+resample with soxr, and save atomically.
+
+Waveforms are float32 in [-1, 1]: ``[N]`` for mono, ``[C, N]`` (channels first) otherwise. Times follow
+:mod:`v2meow.io.video` (a file whose streams all start late is shifted to start at 0), so the audio at
+time t of a video file lines up with the video frame at time t.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from fractions import Fraction
+
+import av
+import numpy as np
+import soundfile as sf
+import soxr
+
+from v2meow.errors import UserError
+from v2meow.io.video import _AV_ERRORS, _check_file, _short, open_input, timeline_origin
+
+# Extensions libsndfile reads sample-exactly and fast; anything else (and any file libsndfile refuses)
+# goes through PyAV.
+_SNDFILE_READ = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".aifc", ".w64", ".rf64", ".caf"}
+
+# Extension → (soundfile format, subtype) for saving. PCM_16 for wav/flac: universally readable and
+# lossless enough for 16 kHz generated audio; samples are clipped to [-1, 1] first.
+_SNDFILE_WRITE = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
+# Extension → (PyAV codec, container format) for saving what libsndfile cannot write.
+# (Raw .aac/ADTS is left out: it cannot record the encoder delay, so its audio would start late.)
+_AV_WRITE = {".m4a": ("aac", "mp4")}
+
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+
+
+def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample ``wav`` (``[N]`` or ``[C, N]``) from ``sr_in`` to ``sr_out`` Hz with soxr (high quality).
+
+    The output has ``round(N * sr_out / sr_in)`` samples (soxr's length) and dtype float32.
+    """
+    if sr_in <= 0 or sr_out <= 0:
+        raise UserError(f"Sample rates must be positive, got {sr_in} and {sr_out}.")
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim not in (1, 2):
+        raise UserError(f"Audio must be [N] or [C, N] samples, got shape {wav.shape}.")
+    if sr_in == sr_out:
+        return wav.copy()
+    if wav.shape[-1] == 0:
+        return np.zeros(wav.shape[:-1] + (0,), dtype=np.float32)
+    # soxr works on [N] or frames-first [N, C].
+    x = wav if wav.ndim == 1 else np.ascontiguousarray(wav.T)
+    y = soxr.resample(x, sr_in, sr_out, quality="HQ")
+    y = np.asarray(y, dtype=np.float32)
+    return y if wav.ndim == 1 else np.ascontiguousarray(y.T)
+
+
+def _to_float_planar(frame: av.AudioFrame) -> np.ndarray:
+    """A decoded frame as float32 ``[C, n]``, whatever its sample format (packed or planar, int or float)."""
+    arr = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if not frame.format.is_planar:
+        arr = arr.reshape(-1, channels).T  # packed: one row, samples interleaved
+    if arr.dtype == np.int16:
+        return arr.astype(np.float32) / 32768.0
+    if arr.dtype == np.int32:
+        return (arr.astype(np.float64) / 2147483648.0).astype(np.float32)
+    if arr.dtype == np.uint8:
+        return (arr.astype(np.float32) - 128.0) / 128.0
+    return arr.astype(np.float32, copy=False)
+
+
+def _load_sndfile(path: str, start: float, duration: float | None) -> tuple[np.ndarray, int]:
+    """Read with libsndfile: ``([C, n] float32, rate)``. Raises RuntimeError (LibsndfileError) if it cannot."""
+    with sf.SoundFile(path) as f:
+        rate = f.samplerate
+        first = min(int(round(start * rate)), f.frames)
+        count = f.frames - first if duration is None else min(int(round(duration * rate)), f.frames - first)
+        f.seek(first)
+        data = f.read(frames=max(count, 0), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(data.T), rate
+
+
+def _load_av(path: str, start: float, duration: float | None) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream with PyAV: ``([C, n] float32, rate)``, trimmed sample-exactly."""
+    with open_input(path, "audio") as container:
+        if not container.streams.audio:
+            raise UserError(f"The file {path} has no audio stream.")
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        rate = stream.codec_context.sample_rate
+        if not rate:
+            raise UserError(f"The audio stream of {path} has no sample rate.")
+        origin = timeline_origin(container)
+        if start > 1.0:
+            # Seek a little early: the decoder needs some context and keyframe granularity is coarse.
+            target = int(math.floor(max(0.0, start - 0.5 + origin) / float(stream.time_base)))
+            try:
+                container.seek(target, stream=stream, backward=True)
+            except _AV_ERRORS:
+                pass
+        want = None if duration is None else int(round(duration * rate))
+        chunks: list[np.ndarray] = []
+        have = 0  # samples collected at or after `start`
+        pos: int | None = None  # sample index (at `rate`, relative to time 0) of the next decoded sample
+        damaged = False
+        try:
+            for frame in container.decode(stream):
+                data = _to_float_planar(frame)
+                if pos is None:
+                    # Position from the first frame's timestamp; afterwards count samples, which does not
+                    # jitter with rounded timestamps.
+                    t0 = float(frame.pts * frame.time_base) - origin if frame.pts is not None else 0.0
+                    pos = int(round(t0 * rate))
+                    begin = int(round(start * rate))
+                    if pos > begin:
+                        # The stream starts after `start`: silence until it does, to keep times aligned.
+                        chunks.append(np.zeros((data.shape[0], pos - begin), dtype=np.float32))
+                        have += pos - begin
+                    pos -= begin  # from here on, relative to `start`
+                skip = max(0, -pos)
+                pos += data.shape[1]
+                if skip < data.shape[1]:
+                    piece = data[:, skip:]
+                    chunks.append(piece)
+                    have += piece.shape[1]
+                if want is not None and have >= want:
+                    break
+        except _AV_ERRORS as e:
+            # A damaged tail: keep what decoded; a file where nothing decodes is an error below.
+            damaged = not chunks
+            error = e
+        if not chunks:
+            if damaged:
+                raise UserError(f"No audio could be decoded from {path} ({_short(error)}).") from None
+            channels = stream.codec_context.channels or 1
+            return np.zeros((channels, 0), dtype=np.float32), rate
+        wav = np.concatenate(chunks, axis=1)
+        if want is not None:
+            wav = wav[:, :want]
+        return wav, rate
+
+
+def load_audio(
+    path: str | os.PathLike[str],
+    sample_rate: int = 16000,
+    mono: bool = True,
+    start: float = 0.0,
+    duration: float | None = None,
+) -> np.ndarray:
+    """Load audio from any file PyAV (FFmpeg) or libsndfile reads, including the audio track of a video.
+
+    Returns float32 ``[N]`` when ``mono`` (the mean of the channels) or ``[C, N]`` otherwise, at
+    ``sample_rate`` Hz, covering ``[start, start + duration)`` seconds (to the end when ``duration`` is
+    None; shorter if the file ends first). Raises :class:`UserError` for a missing, empty or unreadable
+    file, or one without an audio stream.
+    """
+    path = os.fspath(path)
+    if sample_rate <= 0:
+        raise UserError(f"The sample rate must be positive, got {sample_rate}.")
+    if start < 0 or (duration is not None and duration < 0):
+        raise UserError(f"Start and duration must not be negative, got start={start}, duration={duration}.")
+    _check_file(path, "audio")
+    wav = None
+    if os.path.splitext(path)[1].lower() in _SNDFILE_READ:
+        try:
+            wav, rate = _load_sndfile(path, start, duration)
+        except (RuntimeError, sf.LibsndfileError):
+            wav = None  # e.g. a .wav with a codec libsndfile lacks: let FFmpeg try
+    if wav is None:
+        wav, rate = _load_av(path, start, duration)
+    if mono:
+        wav = wav.mean(axis=0, dtype=np.float32)
+    return resample(wav, rate, sample_rate)
+
+
+def _as_channels_first(wav: np.ndarray) -> np.ndarray:
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.ndim == 1:
+        wav = wav[None, :]
+    if wav.ndim != 2:
+        raise UserError(f"Audio must be [N] or [C, N] samples, got shape {wav.shape}.")
+    if not np.all(np.isfinite(wav)):
+        raise UserError("The audio contains NaN or infinite samples.")
+    return np.clip(wav, -1.0, 1.0)
+
+
+def _write_av(path: str, wav: np.ndarray, sample_rate: int, codec: str, fmt: str) -> None:
+    if wav.shape[0] not in (1, 2):
+        raise UserError(f"Only mono or stereo audio can be saved as {os.path.splitext(path)[1]}, got {wav.shape[0]}.")
+    if codec == "aac" and sample_rate not in _AAC_RATES:
+        raise UserError(f"The sample rate {sample_rate} Hz cannot be saved as AAC; use one of {_AAC_RATES}.")
+    layout = "mono" if wav.shape[0] == 1 else "stereo"
+    with av.open(path, mode="w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=sample_rate, layout=layout)
+        hop = stream.codec_context.frame_size or 1024
+        for i in range(0, wav.shape[1], hop):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wav[:, i : i + hop]), format="fltp", layout=layout)
+            frame.sample_rate = sample_rate
+            frame.pts = i
+            frame.time_base = Fraction(1, sample_rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+
+
+def save_audio(path: str | os.PathLike[str], wav: np.ndarray, sample_rate: int) -> None:
+    """Save ``wav`` (float ``[N]`` or ``[C, N]``, clipped to [-1, 1]) atomically.
+
+    Formats by extension: ``.wav`` and ``.flac`` (16-bit PCM), ``.ogg`` (Vorbis), ``.mp3`` (libsndfile),
+    ``.m4a`` (AAC via PyAV). Any other extension is a :class:`UserError`. The file is written
+    to a temporary name in the same folder and renamed, so a reader never sees half a file.
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _SNDFILE_WRITE and ext not in _AV_WRITE:
+        known = ", ".join(sorted(set(_SNDFILE_WRITE) | set(_AV_WRITE)))
+        raise UserError(f"Cannot save audio as {path}: unsupported extension (use one of {known}).")
+    if int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise UserError(f"The sample rate must be a positive integer, got {sample_rate}.")
+    sample_rate = int(sample_rate)
+    data = _as_channels_first(wav)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"The output folder {folder} does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", suffix=ext, dir=folder)
+    os.close(fd)
+    try:
+        if ext in _SNDFILE_WRITE:
+            fmt, subtype = _SNDFILE_WRITE[ext]
+            sf.write(tmp, data.T, sample_rate, format=fmt, subtype=subtype)
+        else:
+            codec, fmt = _AV_WRITE[ext]
+            _write_av(tmp, data, sample_rate, codec, fmt)
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        if isinstance(e, (sf.LibsndfileError, av.error.FFmpegError)):
+            raise UserError(f"Could not save audio to {path}: {_short(e)}.") from e
+        raise
