@@ -44,7 +44,6 @@ class SemanticStageConfig(Config):
         check(self.transformer.encoder_layers > 0, "stage 1 is an encoder-decoder: encoder_layers must be > 0.")
         check(2 <= self.vocab_size <= 1_000_000, f"stage 1 vocab_size must be in 2..1000000, got {self.vocab_size}.")
         check(0 < self.token_rate <= 1000, f"token_rate must be in (0, 1000], got {self.token_rate}.")
-        check(len(self.streams) > 0, "stage 1 needs at least one visual feature stream.")
         check(0 <= self.joint_dim <= 65536, f"joint_dim must be in 0..65536, got {self.joint_dim}.")
         check(0.0 <= self.cond_dropout <= 1.0, f"cond_dropout must be in [0, 1], got {self.cond_dropout}.")
         check(0 < self.window_seconds <= 600, f"window_seconds must be in (0, 600], got {self.window_seconds}.")
