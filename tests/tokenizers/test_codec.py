@@ -1,0 +1,191 @@
+"""SoundStream codec (both bodies): shapes and rates, validation, identity checks, training signal, saving."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from v2meow.errors import ConfigError, IdentityMismatch, UserError
+from v2meow.tokenizers.codec import MultiScaleMelLoss, MultiScaleSTFTLoss, SoundStream, SoundStreamConfig
+from v2meow.tokenizers.codec.soundstream import istft_same, stft_same
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine a second spinning OpenMP thread slows these tiny ops 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+BODIES = ("conv", "frame")
+
+
+def tones(seconds: float, batch: int = 1, sr: int = 16000) -> torch.Tensor:
+    """``[batch, T]``: a few harmonics with a slow tremolo, different pitch per row."""
+    t = torch.arange(int(seconds * sr)) / sr
+    rows = []
+    for i in range(batch):
+        f0 = 220.0 * 2 ** (i / 12)
+        wave = sum(0.3 / h * torch.sin(2 * math.pi * f0 * h * t) for h in (1, 2, 3))
+        rows.append(wave * (0.6 + 0.4 * torch.sin(2 * math.pi * 3 * t)))
+    return torch.stack(rows)
+
+
+@pytest.fixture(params=BODIES)
+def codec(request: pytest.FixtureRequest) -> SoundStream:
+    torch.manual_seed(0)
+    return SoundStream.debug(request.param).eval()
+
+
+def test_shapes_rates_and_code_range(codec: SoundStream) -> None:
+    assert codec.sample_rate == 16000 and codec.hop_length == 320 and codec.frame_rate == 50.0
+    wav = torch.randn(2, 16000) * 0.1  # one second → 50 frames
+    codes = codec.encode(wav)
+    assert codes.shape == (2, 4, 50) and codes.dtype == torch.long
+    assert int(codes.min()) >= 0 and int(codes.max()) < codec.codebook_size
+    assert codec.decode(codes).shape == (2, 16000)
+
+
+@pytest.mark.parametrize("num_samples", [1, 319, 320, 321, 3333])
+def test_lengths_are_padded_to_whole_frames(codec: SoundStream, num_samples: int) -> None:
+    wav = torch.randn(1, num_samples) * 0.1
+    codes = codec.encode(wav)
+    frames = math.ceil(num_samples / 320)
+    assert codes.shape == (1, 4, frames) == (1, 4, codec.num_frames(num_samples))
+    assert codec.decode(codes).shape == (1, frames * 320)
+    codec.train()
+    recon, train_codes, losses = codec(wav, n_levels=4)
+    assert recon.shape == wav.shape and train_codes.shape == (1, 4, frames)
+    assert set(losses) == {"commitment", "codebook"}
+
+
+def test_fewer_levels_encode_and_decode(codec: SoundStream) -> None:
+    wav = torch.randn(1, 1600) * 0.1
+    full = codec.encode(wav)
+    two = codec.encode(wav, n_levels=2)
+    assert torch.equal(two, full[:, :2])
+    assert codec.decode(two).shape == (1, 1600)
+
+
+def test_quantizer_dropout_only_in_training() -> None:
+    torch.manual_seed(0)
+    codec = SoundStream(SoundStreamConfig.debug("frame").replace(quantizer_dropout=1.0))
+    wav = torch.randn(1, 640) * 0.1
+    codec.train()
+    assert len({codec(wav)[1].shape[1] for _ in range(25)}) > 1
+    codec.eval()
+    assert {codec(wav)[1].shape[1] for _ in range(5)} == {4}
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match="body"):
+        SoundStreamConfig(body="wavenet")
+    with pytest.raises(ConfigError, match="frame_rate"):
+        SoundStreamConfig(strides=(2, 4, 5, 4))  # hop 160 is 100 frames/s, not 50
+    with pytest.raises(ConfigError, match="frame_rate"):
+        SoundStreamConfig(body="frame", frame_hop=256, n_fft=1024)
+    with pytest.raises(ConfigError, match="n_fft"):
+        SoundStreamConfig(body="frame", n_fft=321)
+    assert SoundStreamConfig(sample_rate=24000, strides=(2, 4, 6, 10)).hop_length == 480
+    cfg = SoundStreamConfig.debug("frame")
+    assert SoundStreamConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_causal_conv_body_ignores_the_future() -> None:
+    torch.manual_seed(0)
+    codec = SoundStream(SoundStreamConfig.debug("conv").replace(causal=True)).eval()
+    wav = torch.randn(1, 3200) * 0.1
+    later = wav.clone()
+    later[:, 1600:] += 0.5  # change only frames 5..9
+    with torch.no_grad():
+        z, z_later = codec.encoder(wav), codec.encoder(later)
+        assert torch.equal(z[..., :5], z_later[..., :5]) and not torch.equal(z[..., 5:], z_later[..., 5:])
+        out, out_later = codec.decoder(z), codec.decoder(z_later)
+        assert torch.equal(out[:, :1600], out_later[:, :1600])
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_a_few_steps_lower_the_reconstruction_loss(body: str) -> None:
+    torch.manual_seed(0)
+    codec = SoundStream(SoundStreamConfig.debug(body)).train()
+    wav = tones(0.2, batch=2)
+    opt = torch.optim.Adam(codec.parameters(), lr=3e-3)
+    first = None
+    for _ in range(12):
+        total, parts = codec.loss(wav, n_levels=4)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        first = float(parts["stft"]) if first is None else first
+    codec.eval()
+    with torch.no_grad():
+        after = float(codec.stft_loss(codec.decode(codec.encode(wav))[:, : wav.shape[1]], wav))
+    assert after < 0.85 * first, (first, after)
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_state_dict_round_trips_through_safetensors(body: str, tmp_path) -> None:
+    torch.manual_seed(0)
+    codec = SoundStream.debug(body)
+    wav = tones(0.1)
+    codec.train()
+    codec(wav)  # initialise the codebooks from data, so the saved state is not the constructor's
+    codec.eval()
+    state = codec.state_dict()
+    assert all(t.dtype.is_floating_point for t in state.values())
+    assert not any(k.startswith(("stft_loss", "mel_loss")) for k in state)  # fixed windows stay out of files
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "codec.safetensors"))
+    torch.manual_seed(1)
+    loaded = SoundStream(SoundStreamConfig.from_dict(codec.config.to_dict()))
+    loaded.load_state_dict(load_file(str(tmp_path / "codec.safetensors")))
+    loaded.eval()
+    codes = codec.encode(wav)
+    assert torch.equal(loaded.encode(wav), codes)
+    assert torch.equal(loaded.decode(codes), codec.decode(codes))
+    assert loaded.identity() == codec.identity()
+
+
+def test_identity_and_check_codes() -> None:
+    torch.manual_seed(0)
+    codec = SoundStream.debug("frame").eval()
+    other = SoundStream.debug("frame").eval()  # same config, other weights
+    ident = codec.identity()
+    for key in ("name", "version", "sample_rate", "frame_rate", "num_levels", "codebook_size", "config_hash"):
+        assert key in ident
+    assert ident["config_hash"] == other.identity()["config_hash"] and ident["weights"] != other.identity()["weights"]
+    codes = codec.encode(tones(0.1))
+    codec.check_codes(codes, ident)
+    with pytest.raises(IdentityMismatch, match="weights"):
+        other.check_codes(codes, ident)
+    with pytest.raises(IdentityMismatch, match="body"):
+        SoundStream.debug("conv").check_codes(codes, ident)
+    with pytest.raises(UserError, match="vocabulary"):
+        codec.check_codes(codes + codec.codebook_size, ident)
+    with pytest.raises(UserError, match="levels"):
+        codec.check_codes(torch.zeros(1, 5, 3, dtype=torch.long), ident)
+
+
+def test_stft_same_inverts_exactly() -> None:
+    window = torch.hann_window(640)
+    wav = torch.randn(2, 3200)
+    spec = stft_same(wav, 640, 320, window)
+    assert spec.shape == (2, 321, 10)
+    torch.testing.assert_close(istft_same(spec, 640, 320, window), wav, atol=1e-5, rtol=1e-5)
+
+
+def test_spectral_losses() -> None:
+    ref = tones(0.25)
+    stft, mel = MultiScaleSTFTLoss(), MultiScaleMelLoss()
+    assert float(stft(ref, ref)) == pytest.approx(0.0, abs=1e-6)
+    assert float(mel(ref, ref)) == pytest.approx(0.0, abs=1e-6)
+    slightly = ref + 0.01 * torch.randn_like(ref)
+    noisy = ref + 0.3 * torch.randn_like(ref)
+    assert 0 < float(stft(slightly, ref)) < float(stft(noisy, ref))
+    assert 0 < float(mel(slightly, ref)) < float(mel(noisy, ref))
+    with pytest.raises(ValueError):
+        stft(ref, ref[:, :-1])

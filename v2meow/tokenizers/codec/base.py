@@ -1,0 +1,132 @@
+"""The acoustic codec interface (wav ↔ RVQ codes ``[B, N_q, T_a]``) and identity helpers shared by tokenizers.
+
+Every tokenizer stamps what it produces with :meth:`identity`; a consumer compares stamps before reading
+tokens (DESIGN.md: tokens made by one tokenizer are never read as another's). An identity holds the
+configuration hash *and* a fingerprint of the weights, because two trainings of one config make different
+codes.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from v2meow.configbase import Config
+from v2meow.errors import IdentityMismatch, UserError
+
+__all__ = ["AcousticCodec", "config_hash", "weights_fingerprint", "compare_identities"]
+
+
+def config_hash(config: Config | dict[str, Any]) -> str:
+    """Short stable hash (12 hex digits) of a config's plain-dict form."""
+    data = config.to_dict() if isinstance(config, Config) else config
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@torch.no_grad()
+def weights_fingerprint(module: nn.Module) -> str:
+    """Short hash (12 hex digits) of every tensor in ``module.state_dict()`` (names, shapes, values).
+
+    Costs one pass over the weights (tens of ms for a few million parameters): cache it when stamping many files.
+    """
+    h = hashlib.blake2b(digest_size=6)
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def compare_identities(expected: dict[str, Any], got: dict[str, Any], subject: str) -> None:
+    """Raise :class:`IdentityMismatch` naming the first key where ``got`` differs from ``expected``.
+
+    ``subject`` starts the sentence, e.g. ``"these acoustic codes were made with"``.
+    """
+    for key in sorted(set(expected) | set(got)):
+        if expected.get(key) != got.get(key):
+            raise IdentityMismatch(
+                f"{subject} {key}={got.get(key)!r}, but this {expected.get('name', 'backend')} has "
+                f"{key}={expected.get(key)!r}."
+            )
+
+
+class AcousticCodec(nn.Module, abc.ABC):
+    """A neural audio codec: waveform ``[B, T]`` ↔ codes ``[B, N_q, T_a]`` with ``T_a = ceil(T / hop_length)``.
+
+    Subclasses implement the properties, :meth:`identity`, :meth:`_encode_padded` and :meth:`decode`.
+    """
+
+    @property
+    @abc.abstractmethod
+    def sample_rate(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def hop_length(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def num_levels(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def codebook_size(self) -> int: ...
+
+    @property
+    def frame_rate(self) -> float:
+        """Code frames per second."""
+        return self.sample_rate / self.hop_length
+
+    @abc.abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """JSON-able stamp: name, version, sample_rate, frame_rate, num_levels, codebook_size, config hash, weights."""
+
+    def num_frames(self, num_samples: int) -> int:
+        """Code frames for ``num_samples`` samples: ``ceil(T / hop_length)``."""
+        return math.ceil(num_samples / self.hop_length)
+
+    def pad_to_hop(self, wav: Tensor) -> Tensor:
+        """Zero-pad ``wav [B, T]`` at the end to a multiple of ``hop_length``."""
+        if wav.dim() != 2:
+            raise ValueError(f"wav must be [B, T], got shape {tuple(wav.shape)}.")
+        extra = -wav.shape[-1] % self.hop_length
+        return F.pad(wav, (0, extra)) if extra else wav
+
+    @torch.no_grad()
+    def encode(self, wav: Tensor, n_levels: int | None = None) -> Tensor:
+        """``wav [B, T]`` at :attr:`sample_rate` → codes ``[B, n, ceil(T / hop)]`` (all levels by default)."""
+        if wav.dim() != 2 or wav.shape[-1] == 0:
+            raise ValueError(f"wav must be a non-empty [B, T], got shape {tuple(wav.shape)}.")
+        return self._encode_padded(self.pad_to_hop(wav), n_levels)
+
+    @abc.abstractmethod
+    def _encode_padded(self, wav: Tensor, n_levels: int | None) -> Tensor:
+        """``wav [B, T_a * hop]`` → codes ``[B, n, T_a]``."""
+
+    @abc.abstractmethod
+    def decode(self, codes: Tensor) -> Tensor:
+        """Codes ``[B, n, T_a]`` of the first ``n`` levels → ``wav [B, T_a * hop]``."""
+
+    def check_codes(self, codes: Tensor, identity: dict[str, Any]) -> None:
+        """Refuse codes stamped by another codec, or codes that cannot be this codec's.
+
+        ``identity`` is the stamp stored beside the codes. Raises :class:`IdentityMismatch` when it differs from
+        :meth:`identity`, and :class:`UserError` when ``codes [B, n, T_a]`` do not fit this codec.
+        """
+        compare_identities(self.identity(), identity, "these acoustic codes were made with")
+        if codes.dim() not in (2, 3):
+            raise UserError(f"acoustic codes must be [N_q, T_a] or [B, N_q, T_a], got shape {tuple(codes.shape)}.")
+        levels = codes.shape[-2]
+        if not 1 <= levels <= self.num_levels:
+            raise UserError(f"acoustic codes have {levels} levels, but this codec has {self.num_levels}.")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise UserError(f"acoustic codes lie outside this codec's vocabulary [0, {self.codebook_size}).")
