@@ -65,6 +65,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="show a model directory's parts and sizes")
     i.add_argument("model", help="model directory or preset name")
+
+    e = sub.add_parser("extract", help="turn a folder of music videos into training shards")
+    e.add_argument("videos", help="folder of videos (searched recursively)")
+    e.add_argument("-o", "--output", required=True, help="shard folder (created; a rerun resumes)")
+    e.add_argument("--model", required=True, help="model directory or preset whose encoders and tokenizers to use")
+    e.add_argument("--shard-size", type=int, default=32, help="videos per shard")
+    e.add_argument("--workers", type=int, default=1, help="processes")
+    e.add_argument("--shard-index", type=int, default=None, help="this machine's index (default: torchrun RANK)")
+    e.add_argument("--num-shards", type=int, default=None, help="machines in all (default: torchrun WORLD_SIZE)")
+    e.add_argument("--val-fraction", type=_finite_float, default=0.1, help="share of videos held out")
+    e.add_argument("--seed", type=_seed, default=0, help="fixes the train/validation split")
+    e.add_argument("--quiet", action="store_true")
+
+    t = sub.add_parser("train", help="train one stage on shards (torchrun for several GPUs or machines)")
+    t.add_argument("stage", choices=["semantic", "coarse", "fine"])
+    t.add_argument("--shards", required=True, help="shard folder from `v2meow extract`")
+    t.add_argument("--config", default="debug", help="training YAML, or a preset name (default: debug)")
+    t.add_argument("-o", "--run", required=True, help="run folder: checkpoints and logs; an existing run resumes")
+    t.add_argument("--model", default=None, help="model config (preset or directory); default: the shards' model")
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    t.add_argument("--quiet", action="store_true")
+
+    x = sub.add_parser("export", help="make a model directory from training runs")
+    x.add_argument("--base", required=True, help="model directory (or preset) with the codec and tokenizers")
+    x.add_argument("--semantic", default=None, help="run folder of stage 1")
+    x.add_argument("--coarse", default=None, help="run folder of stage 2")
+    x.add_argument("--fine", default=None, help="run folder of stage 3")
+    x.add_argument("-o", "--output", required=True, help="model directory to write")
+    x.add_argument("--ema", action="store_true", help="export the EMA weights where a run kept them")
+    x.add_argument("--fp16", action="store_true", help="store weights in float16")
     return p
 
 
@@ -184,7 +215,43 @@ class _ProgressBar:
             self.bar = None
 
 
-COMMANDS = {"generate": cmd_generate, "info": cmd_info}
+def cmd_extract(args: argparse.Namespace) -> int:
+    from v2meow.data.extract import extract
+
+    index = args.shard_index if args.shard_index is not None else int(os.environ.get("RANK", 0))
+    count = args.num_shards if args.num_shards is not None else int(os.environ.get("WORLD_SIZE", 1))
+    m = extract(args.videos, args.output, _model_path(args.model), shard_size=args.shard_size,
+                workers=args.workers, shard_index=index, num_shards=count, val_fraction=args.val_fraction,
+                seed=args.seed, progress=not args.quiet)
+    for line in m.get("skipped", []):
+        print(f"skipped {line}", file=sys.stderr)
+    splits = [c["split"] for c in m["clips"]]
+    print(f"{args.output}: {len(m['shards'])} shards, {splits.count('train')} training and "
+          f"{splits.count('validation')} validation clips", file=sys.stderr)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from v2meow.train.run import train
+
+    last = train(args.stage, args.shards, args.config, args.run, model=args.model, max_steps=args.max_steps,
+                 device=args.device, progress=not args.quiet)
+    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}
+    print(f"{args.run}: {shown}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from v2meow.train.run import export
+
+    out = export(_model_path(args.base), args.output,
+                 {"semantic": args.semantic, "coarse": args.coarse, "fine": args.fine}, ema=args.ema, fp16=args.fp16)
+    print(f"wrote model directory {out}", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"generate": cmd_generate, "info": cmd_info, "extract": cmd_extract, "train": cmd_train,
+            "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,6 +90,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def preset_file(name: str, file: str) -> Path | None:
+    """A file of a shipped preset (e.g. ``train.yaml``), or None."""
+    if name not in preset_names():
+        return None
+    path = resources.files("v2meow") / "configs" / name / file
+    return Path(str(path)) if path.is_file() else None
+
+
 def load_preset(name: str) -> V2MeowConfig:
     """The model config of preset ``name`` (``debug``, ``embedded``, ``paper``)."""
     if name not in preset_names():

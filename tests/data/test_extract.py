@@ -1,0 +1,50 @@
+import os
+
+import pytest
+
+from v2meow.data.extract import extract, split_of
+from v2meow.data.shards import ShardReader, read_manifest
+from v2meow.errors import UserError
+
+
+def test_extract_records(shard_dir):
+    m = read_manifest(shard_dir)
+    assert len(m["clips"]) == 6  # the silent video is skipped
+    assert {c["split"] for c in m["clips"]} == {"train", "validation"}
+    reader = ShardReader(shard_dir)
+    rec = reader[0]
+    d = rec.meta["duration"]
+    assert rec.tensors["semantic"].shape == (round(d * 25),)
+    assert rec.tensors["acoustic"].shape == (4, round(d * 50))
+    assert rec.tensors["features/appearance"].shape[0] == round(d)
+    ids = rec.meta["identities"]
+    assert ids["codec"]["num_levels"] == 4 and ids["semantic_tokenizer"]["vocab_size"] == 64
+    assert [e["name"] for e in ids["encoders"]] == ["appearance", "motion"]
+
+
+def test_rerun_skips_complete_shards_and_machines_partition(tmp_path, video_dir, debug_model_dir):
+    out = tmp_path / "s"
+    extract(video_dir, out, debug_model_dir, shard_size=2, shard_index=1, num_shards=2, progress=False)
+    assert sorted(p.name for p in out.glob("shard-*.tar")) == ["shard-000001.tar", "shard-000003.tar"]
+    mtimes = {p.name: os.stat(p).st_mtime_ns for p in out.glob("shard-*.tar")}
+    m = extract(video_dir, out, debug_model_dir, shard_size=2, shard_index=0, num_shards=2, progress=False)
+    assert len(m["shards"]) == 4
+    for name, t in mtimes.items():
+        assert os.stat(out / name).st_mtime_ns == t  # not rewritten
+    again = extract(video_dir, out, debug_model_dir, shard_size=2, progress=False)
+    assert again["clips"] == m["clips"]
+
+
+def test_split_is_fixed_by_seed():
+    names = [f"v{i}.mp4" for i in range(400)]
+    a = [split_of(n, 0, 0.2) for n in names]
+    assert a == [split_of(n, 0, 0.2) for n in names]
+    assert 0.1 < a.count("validation") / 400 < 0.3
+    assert a != [split_of(n, 1, 0.2) for n in names]
+
+
+def test_bad_arguments(tmp_path, debug_model_dir):
+    with pytest.raises(UserError, match="no videos"):
+        extract(tmp_path, tmp_path / "o", debug_model_dir, progress=False)
+    with pytest.raises(UserError):
+        extract(tmp_path / "nope", tmp_path / "o", debug_model_dir, progress=False)

@@ -1,0 +1,32 @@
+"""extract -> train (each stage) -> export -> generate, through the command line."""
+
+import av
+
+from v2meow.cli import main
+
+
+def test_extract_train_export_generate(tmp_path, video_dir, debug_model_dir):
+    shards = str(tmp_path / "shards")
+    assert main(["extract", video_dir, "-o", shards, "--model", debug_model_dir, "--shard-size", "4",
+                 "--val-fraction", "0.3", "--quiet"]) == 0
+    runs = {}
+    for stage in ("semantic", "coarse", "fine"):
+        runs[stage] = str(tmp_path / f"run_{stage}")
+        assert main(["train", stage, "--shards", shards, "-o", runs[stage], "--max-steps", "8", "--quiet"]) == 0
+    model = str(tmp_path / "model")
+    assert main(["export", "--base", debug_model_dir, "--semantic", runs["semantic"], "--coarse", runs["coarse"],
+                 "--fine", runs["fine"], "-o", model]) == 0
+    out = str(tmp_path / "scored.mp4")
+    video = f"{video_dir}/clip1.mp4"
+    assert main(["generate", video, "-o", out, "--model", model, "--seed", "0", "--quiet"]) == 0
+    with av.open(out) as c:
+        assert len(c.streams.video) == 1 and len(c.streams.audio) == 1
+
+
+def test_train_and_export_refuse_bad_input(tmp_path, shard_dir, debug_model_dir):
+    assert main(["train", "semantic", "--shards", str(tmp_path), "-o", str(tmp_path / "r"), "--quiet"]) == 2
+    assert main(["train", "semantic", "--shards", shard_dir, "-o", str(tmp_path / "r"), "--config",
+                 str(tmp_path / "missing.yaml"), "--quiet"]) == 2
+    assert main(["export", "--base", debug_model_dir, "-o", str(tmp_path / "m")]) == 2
+    assert main(["export", "--base", debug_model_dir, "--fine", str(tmp_path / "nothing"), "-o",
+                 str(tmp_path / "m")]) == 2

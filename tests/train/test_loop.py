@@ -1,0 +1,105 @@
+import json
+import math
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from v2meow.config import V2MeowConfig
+from v2meow.data.shards import read_manifest
+from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint
+from v2meow.train.loop import TrainConfig, Trainer, lr_at
+from v2meow.train.run import resolve_model_streams
+
+
+def model_cfg(shard_dir):
+    return resolve_model_streams(V2MeowConfig.from_dict(read_manifest(shard_dir)["info"]["model_config"]))
+
+
+def tcfg(**kw):
+    base = dict(batch_size=2, lr=3e-3, warmup_steps=2, max_steps=6, eval_every=3, eval_batches=1,
+                checkpoint_every=3, log_every=1, seed=0)
+    return TrainConfig(**(base | kw))
+
+
+def test_lr_schedule():
+    c = TrainConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, c) == pytest.approx(0.1) and lr_at(9, c) == pytest.approx(1.0)
+    assert lr_at(60, c) == pytest.approx(0.55) and lr_at(110, c) == pytest.approx(0.1)
+    assert all(lr_at(s, c) >= lr_at(s + 1, c) for s in range(10, 120))
+
+
+@pytest.mark.parametrize("stage", ["semantic", "coarse", "fine"])
+def test_resume_continues_exactly(stage, shard_dir, tmp_path):
+    mc = model_cfg(shard_dir)
+    straight = Trainer(stage, shard_dir, mc, tcfg(ema_decay=0.9), tmp_path / "a", device="cpu", log=False)
+    straight.fit(progress=False)
+    first = Trainer(stage, shard_dir, mc, tcfg(ema_decay=0.9, max_steps=3), tmp_path / "b", device="cpu",
+                    log=False)
+    first.fit(progress=False)
+    # a new process would start here: a fresh trainer finds the checkpoint and goes on
+    second = Trainer(stage, shard_dir, mc, tcfg(ema_decay=0.9), tmp_path / "b", device="cpu", log=False)
+    second.fit(progress=False)
+    assert second.step == 6
+    for (k, a), b in zip(straight.stage.state_dict().items(), second.stage.state_dict().values()):
+        assert torch.equal(a, b), k
+    for k in straight.ema:
+        assert torch.equal(straight.ema[k], second.ema[k]), k
+    ck = load_checkpoint(latest_checkpoint(tmp_path / "b"))
+    assert ck["state"]["step"] == 6 and ck["state"]["samples"] == 12
+    assert not any(p.suffix in (".pt", ".pkl", ".bin") for p in (tmp_path / "b" / "checkpoints").rglob("*"))
+
+
+def test_training_lowers_loss_and_logs(shard_dir, tmp_path):
+    mc = model_cfg(shard_dir)
+    t = Trainer("coarse", shard_dir, mc, tcfg(max_steps=30, eval_every=30), tmp_path / "r", device="cpu")
+    first = t.evaluate()["val_loss"]
+    last = t.fit(progress=False)
+    assert last["val_loss"] < first
+    lines = [json.loads(x) for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 30 and any("tokens_per_s" in x for x in lines)
+    assert all(math.isfinite(x.get("loss", 0.0)) for x in lines)
+
+
+def test_resume_refuses_another_stage_config(shard_dir, tmp_path):
+    mc = model_cfg(shard_dir)
+    Trainer("fine", shard_dir, mc, tcfg(max_steps=3), tmp_path / "r", device="cpu", log=False).fit(progress=False)
+    other = V2MeowConfig.from_dict(mc.to_dict())
+    other.fine.transformer.ff = 48
+    from v2meow.errors import UserError
+
+    with pytest.raises(UserError, match="another fine stage config"):
+        Trainer("fine", shard_dir, other, tcfg(), tmp_path / "r", device="cpu", log=False).fit(progress=False)
+
+
+def _ddp_worker(rank, world, init_file, shard_dir, out_dir):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    try:
+        t = Trainer("semantic", shard_dir, model_cfg(shard_dir), tcfg(), out_dir, device="cpu", log=False)
+        loader = iter(t.loader(t.train_reader, 0, shuffle=True, random_crop=True, seed=0))
+        batch = next(loader)
+        t.train_step([batch])
+        grads = torch.cat([p.grad.flatten() for p in t.stage.parameters() if p.grad is not None])
+        gathered = [torch.zeros_like(grads) for _ in range(world)]
+        dist.all_gather(gathered, grads)
+        keys = [None] * world
+        dist.all_gather_object(keys, batch["keys"])
+        if rank == 0:
+            result = {"equal": bool(torch.equal(gathered[0], gathered[1])),
+                      "diff": float((gathered[0] - gathered[1]).abs().max()), "norm": float(grads.norm()), "keys": keys}
+            with open(os.path.join(out_dir, "result.json"), "w") as f:
+                json.dump(result, f)
+        dist.barrier()  # nobody leaves the group while another rank still talks to it
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_processes_agree_on_gradients(shard_dir, tmp_path):
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), shard_dir, str(tmp_path)), nprocs=2, join=True)
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["equal"] and res["norm"] > 0, res
+    assert res["keys"][0] != res["keys"][1]  # each rank trained on its own samples

@@ -1,0 +1,343 @@
+"""One training loop for every stage: each stage contributes ``loss(batch)``.
+
+AdamW, linear warmup then cosine decay, gradient clipping and accumulation, bf16 autocast on GPUs,
+optional EMA, validation loss and token accuracy (also with the visual features shuffled across clips, to
+show that the model reads the video), JSONL and TensorBoard logs, atomic checkpoints and exact resume.
+Distributed through ``torchrun`` with PyTorch's own DDP. Random numbers are reseeded from
+``(seed, step, rank)`` at every step, so a resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from v2meow.config import V2MeowConfig
+from v2meow.configbase import Config, check
+from v2meow.data.dataset import STAGE_CROP_SECONDS, CropDataset, CropSpec, StepBatchSampler, collate
+from v2meow.data.shards import ShardReader
+from v2meow.errors import UserError
+from v2meow.stages.coarse import CoarseStage
+from v2meow.stages.fine import FineStage
+from v2meow.stages.semantic import SemanticStage
+from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+STAGES = ("semantic", "coarse", "fine")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class TrainConfig(Config):
+    batch_size: int = 8  # per process
+    grad_accum: int = 1
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.95
+    warmup_steps: int = 100
+    max_steps: int = 1000
+    grad_clip: float = 1.0
+    ema_decay: float = 0.0  # 0: no EMA
+    eval_every: int = 100
+    eval_batches: int = 8
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    crop_seconds: float = 0.0  # 0: the stage's default (10 s for stages 1-2, 3 s for stage 3)
+
+    def validate(self) -> None:
+        check(1 <= self.batch_size <= 65536, "batch_size must be in 1..65536.")
+        check(1 <= self.grad_accum <= 4096, "grad_accum must be in 1..4096.")
+        check(0 < self.lr <= 1.0, "lr must be in (0, 1].")
+        check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio must be in [0, 1].")
+        check(0 <= self.warmup_steps and 1 <= self.max_steps <= 100_000_000, "steps out of range.")
+        check(self.grad_clip >= 0 and 0 <= self.ema_decay < 1, "grad_clip >= 0 and ema_decay in [0, 1).")
+        check(self.eval_every >= 1 and self.checkpoint_every >= 1 and self.log_every >= 1,
+              "eval_every, checkpoint_every and log_every must be >= 1.")
+        check(self.num_workers >= 0 and self.keep_checkpoints >= 1, "num_workers >= 0, keep_checkpoints >= 1.")
+        check(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}.")
+        check(self.crop_seconds >= 0, "crop_seconds must be >= 0.")
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``max_steps``."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def build_stage(stage: str, model_cfg: V2MeowConfig) -> nn.Module:
+    if stage == "semantic":
+        return SemanticStage(model_cfg.semantic)
+    if stage == "coarse":
+        return CoarseStage(model_cfg.coarse)
+    if stage == "fine":
+        return FineStage(model_cfg.fine)
+    raise UserError(f"Unknown stage {stage!r}; choose one of {', '.join(STAGES)}.")
+
+
+def crop_spec(stage: str, model_cfg: V2MeowConfig, cfg: TrainConfig) -> CropSpec:
+    seconds = cfg.crop_seconds or STAGE_CROP_SECONDS[stage]
+    m = model_cfg
+    if stage == "semantic":
+        streams = {s.name: s.rate for s in m.semantic.streams}
+        return CropSpec(seconds, streams, m.semantic.token_rate, m.codec.frame_rate, semantic=True, acoustic=False,
+                        joint=m.semantic.joint_dim > 0)
+    if stage == "coarse":
+        streams = {s.name: s.rate for s in m.coarse.streams} if m.coarse.variant == "encdec" else {}
+        return CropSpec(seconds, streams, m.coarse.semantic_rate, m.coarse.frame_rate, semantic=True, acoustic=True,
+                        joint=False)
+    return CropSpec(seconds, {}, m.semantic.token_rate, m.fine.frame_rate, semantic=False, acoustic=True,
+                    joint=False)
+
+
+class _LossModule(nn.Module):
+    """DDP wraps ``forward``; the stages expose ``loss``."""
+
+    def __init__(self, stage: nn.Module):
+        super().__init__()
+        self.stage = stage
+
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        return self.stage.loss(batch)
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _dist_info() -> tuple[int, int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+    return 0, 1, 0
+
+
+def init_distributed() -> None:
+    """Join the process group when started by ``torchrun`` (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+
+
+class Trainer:
+    def __init__(self, stage: str, shards: str | os.PathLike, model_cfg: V2MeowConfig, cfg: TrainConfig,
+                 run_dir: str | os.PathLike, device: str | None = None, log: bool = True):
+        self.stage_name = stage
+        self.cfg = cfg
+        self.model_cfg = model_cfg
+        self.run_dir = Path(run_dir)
+        self.rank, self.world, local = _dist_info()
+        if device is None:
+            device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.log_enabled = log and self.rank == 0
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        self.stage = build_stage(stage, model_cfg).to(self.device)
+        self.module: nn.Module = _LossModule(self.stage)
+        if self.world > 1:
+            # some parameters get no gradient in a step (e.g. the joint adaptor when a batch has no joint
+            # embedding); DDP must know, or their gradient buckets are never reduced
+            self.module = nn.parallel.DistributedDataParallel(
+                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
+        decay = [p for n, p in self.stage.named_parameters() if p.dim() >= 2 and "embed" not in n]
+        no_decay = [p for n, p in self.stage.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+        self.optim = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=False, foreach=False,
+        )
+        self.ema = ({k: v.detach().clone().float() for k, v in self.stage.state_dict().items()}
+                    if cfg.ema_decay > 0 else None)
+        self.spec = crop_spec(stage, model_cfg, cfg)
+        self.train_reader = ShardReader(shards, split="train")
+        self.val_reader = ShardReader(shards, split="validation")
+        if len(self.train_reader) == 0:
+            raise UserError(f"The shards in {shards} hold no training clips.")
+        self.step = 0
+        self.autocast = (cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda"))
+        self._tb = None
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {"step": self.step, "stage": self.stage_name, "samples": self.step * self.samples_per_step,
+                "train_config": self.cfg.to_dict(), "model_config": self.model_cfg.to_dict(), "world": self.world}
+
+    @property
+    def samples_per_step(self) -> int:
+        return self.cfg.batch_size * self.cfg.grad_accum * self.world
+
+    def save(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(self.run_dir, self.step, self.stage.state_dict(), self.optim.state_dict(),
+                            self.checkpoint_state(), self.ema, keep=self.cfg.keep_checkpoints)
+        if self.world > 1:
+            dist.barrier()
+
+    def resume(self) -> bool:
+        path = latest_checkpoint(self.run_dir)
+        if path is None:
+            return False
+        ck = load_checkpoint(path)
+        st = ck["state"]
+        if st.get("stage") != self.stage_name:
+            raise UserError(f"Run {self.run_dir} trains stage {st.get('stage')!r}, not {self.stage_name!r}.")
+        if st.get("model_config", {}).get(self.stage_name) != self.model_cfg.to_dict()[self.stage_name]:
+            raise UserError(f"Run {self.run_dir} was started with another {self.stage_name} stage config; "
+                            "use a new run directory.")
+        self.stage.load_state_dict(ck["model"])
+        self.optim.load_state_dict(ck["optimizer"])
+        if self.ema is not None and ck["ema"] is not None:
+            self.ema = {k: v.to(self.device) for k, v in ck["ema"].items()}
+        self.step = int(st["step"])
+        return True
+
+    # -- the loop -------------------------------------------------------------------------------
+    def loader(self, reader: ShardReader, start: int, shuffle: bool, random_crop: bool, seed: int) -> DataLoader:
+        ds = CropDataset(reader, self.spec, seed=seed, random_crop=random_crop)
+        sampler = StepBatchSampler(len(reader), self.cfg.batch_size, seed, start=start, rank=self.rank,
+                                   world=self.world, shuffle=shuffle)
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=self.cfg.num_workers,
+                          persistent_workers=False)
+
+    def train_step(self, batches: list[dict]) -> dict[str, float]:
+        cfg = self.cfg
+        for g in self.optim.param_groups:
+            g["lr"] = lr_at(self.step, cfg)
+        self.module.train()
+        self.optim.zero_grad(set_to_none=True)
+        totals = {"loss": 0.0, "accuracy": 0.0}
+        for i, batch in enumerate(batches):
+            # one seed per (step, micro-batch, rank): dropout and condition dropout resume exactly
+            torch.manual_seed(hash((cfg.seed, self.step, i, self.rank)) % (2**63))
+            batch = _to(batch, self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                out = self.module(batch)
+            (out["loss"] / len(batches)).backward()
+            totals["loss"] += out["loss"].item() / len(batches)
+            totals["accuracy"] += out["accuracy"].item() / len(batches)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.stage.parameters(), cfg.grad_clip or float("inf"))
+        if torch.isfinite(grad_norm):
+            self.optim.step()
+        else:  # a non-finite step is skipped, not applied (bf16 overflow, a bad batch)
+            totals["skipped"] = 1.0
+        if self.ema is not None:
+            with torch.no_grad():
+                for k, v in self.stage.state_dict().items():
+                    if v.is_floating_point():
+                        self.ema[k].mul_(cfg.ema_decay).add_(v.float(), alpha=1 - cfg.ema_decay)
+                    else:
+                        self.ema[k].copy_(v)
+        self.step += 1
+        totals["grad_norm"] = float(grad_norm)
+        totals["lr"] = self.optim.param_groups[0]["lr"]
+        return totals
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Validation loss/accuracy on fixed crops; with video, also with features shuffled across clips."""
+        reader = self.val_reader if len(self.val_reader) else self.train_reader
+        loader = self.loader(reader, 0, shuffle=False, random_crop=False, seed=self.cfg.seed)
+        self.stage.eval()
+        n_batches = min(self.cfg.eval_batches, max(1, math.ceil(len(reader) / self.cfg.batch_size)))
+        sums: dict[str, float] = {}
+        count = 0
+        for batch, _ in zip(loader, range(n_batches)):
+            batch = _to(batch, self.device)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                out = self.stage.loss(batch)
+                res = {"val_loss": out["loss"].item(), "val_accuracy": out["accuracy"].item()}
+                if "features" in batch and batch["semantic"].shape[0] > 1:
+                    b = batch["semantic"].shape[0]
+                    perm = torch.roll(torch.arange(b), 1)
+                    shuffled = dict(batch)
+                    shuffled["features"] = {k: v[perm] for k, v in batch["features"].items()}
+                    shuffled["features_valid"] = {k: v[perm] for k, v in batch["features_valid"].items()}
+                    res["val_loss_shuffled"] = self.stage.loss(shuffled)["loss"].item()
+            for k, v in res.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+        self.stage.train()
+        return {k: v / max(count, 1) for k, v in sums.items()} | {"val_clips": len(reader)}
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.log_enabled:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.run_dir / "tb"))
+            except Exception:  # tensorboard is optional
+                self._tb = False
+        if self._tb:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self._tb.add_scalar(f"{self.stage_name}/{k}", v, record["step"])
+
+    def fit(self, progress: bool = True) -> dict[str, float]:
+        cfg = self.cfg
+        self.resume()
+        start = self.step * self.samples_per_step
+        loader = iter(self.loader(self.train_reader, start, shuffle=True, random_crop=True, seed=cfg.seed))
+        bar = None
+        if progress and self.rank == 0:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=self.step, desc=f"train {self.stage_name}", unit="step")
+        last: dict[str, float] = {}
+        t0, tokens = time.time(), 0
+        while self.step < cfg.max_steps:
+            batches = [next(loader) for _ in range(cfg.grad_accum)]
+            stats = self.train_step(batches)
+            tokens += sum(_target_tokens(b, self.stage_name) for b in batches)
+            last = {"step": self.step, **stats}
+            if self.step % cfg.log_every == 0:
+                dt = max(time.time() - t0, 1e-9)
+                last["tokens_per_s"] = tokens * self.world / dt
+                t0, tokens = time.time(), 0
+                self.log(last)
+            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                ev = self.evaluate()
+                last.update(ev)
+                self.log({"step": self.step, **ev})
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps:
+                self.save()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.2f}")
+        if bar is not None:
+            bar.close()
+        if self._tb:
+            self._tb.close()
+        return last
+
+
+def _target_tokens(batch: dict, stage: str) -> int:
+    if stage == "semantic":
+        return int(batch["semantic_valid"].sum())
+    return int(batch["acoustic_valid"].sum()) * int(batch["acoustic"].shape[1])

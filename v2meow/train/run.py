@@ -1,0 +1,133 @@
+"""Entry points behind ``v2meow train`` and ``v2meow export``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from v2meow.config import V2MeowConfig, load_preset, load_yaml, preset_file, preset_names
+from v2meow.data.shards import read_manifest
+from v2meow.errors import ConfigError, UserError
+from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint
+from v2meow.train.loop import STAGES, TrainConfig, Trainer, init_distributed
+
+
+def load_train_config(spec: str) -> TrainConfig:
+    """A training YAML file, or the name of a preset that ships a ``train.yaml``."""
+    path = preset_file(spec, "train.yaml") if not os.path.exists(spec) else Path(spec)
+    if path is None:
+        raise UserError(f"Training config {spec} is neither a file nor a preset with a train.yaml "
+                        f"({', '.join(preset_names())}).")
+    return TrainConfig.from_dict(load_yaml(path), where=str(path))
+
+
+def model_config_for(shards: str, model: str | None) -> V2MeowConfig:
+    """The model config to train: the one the shards were extracted with, or ``model`` (a preset or directory)."""
+    info = read_manifest(shards).get("info", {})
+    if model is None:
+        if "model_config" not in info:
+            raise UserError(f"The shards in {shards} do not record their model; pass --model.")
+        cfg = V2MeowConfig.from_dict(info["model_config"], where=f"{shards} manifest")
+    elif os.path.isdir(model):
+        from v2meow.pipeline import read_model_config
+
+        cfg = V2MeowConfig.from_dict(read_model_config(Path(model))["config"], where=model)
+    else:
+        cfg = load_preset(model)
+    check_shards_fit(cfg, info)
+    return cfg
+
+
+def check_shards_fit(cfg: V2MeowConfig, info: dict[str, Any]) -> None:
+    """The stages must read what the shards hold: the same encoders (dims, rates), vocabularies and codec."""
+    ids = info.get("identities")
+    if not ids:
+        return
+    enc = {e["name"]: e for e in ids.get("encoders", [])}
+    problems = []
+    for stage, streams in (("stage 1", cfg.semantic.streams), ("stage 2", cfg.coarse.streams)):
+        for s in streams:
+            e = enc.get(s.name)
+            if e is None:
+                problems.append(f"{stage} reads {s.name!r} features, which the shards do not hold")
+            elif (e.get("dim"), e.get("rate")) != (s.dim, s.rate):
+                problems.append(f"{stage} reads {s.name!r} as dim {s.dim} at {s.rate}/s but the shards hold dim "
+                                f"{e.get('dim')} at {e.get('rate')}/s")
+    for e in cfg.encoders:  # streams left to be resolved must exist too
+        if not cfg.semantic.streams and e.name not in enc:
+            problems.append(f"the model's encoder {e.name!r} has no features in the shards")
+    sem = ids.get("semantic_tokenizer", {})
+    if sem and sem.get("vocab_size") != cfg.semantic.vocab_size:
+        problems.append(f"the shards' semantic tokens have {sem.get('vocab_size')} ids, stage 1 writes "
+                        f"{cfg.semantic.vocab_size}")
+    codec = ids.get("codec", {})
+    if codec and (codec.get("num_levels"), codec.get("codebook_size")) != (cfg.codec.num_levels,
+                                                                           cfg.codec.codebook_size):
+        problems.append(f"the shards' acoustic codes have {codec.get('num_levels')} levels of "
+                        f"{codec.get('codebook_size')}, the model expects {cfg.codec.num_levels} of "
+                        f"{cfg.codec.codebook_size}")
+    if problems:
+        raise ConfigError("The model does not fit these shards: " + "; ".join(problems) + ".")
+
+
+def resolve_model_streams(cfg: V2MeowConfig) -> V2MeowConfig:
+    from v2meow.features.registry import build_encoder
+    from v2meow.pipeline import resolve_streams
+
+    resolve_streams(cfg, [build_encoder(e) for e in cfg.encoders])
+    return cfg
+
+
+def train(stage: str, shards: str, config: str, run_dir: str, model: str | None = None,
+          max_steps: int | None = None, device: str | None = None, progress: bool = True) -> dict[str, float]:
+    if stage not in STAGES:
+        raise UserError(f"Unknown stage {stage!r}; choose one of {', '.join(STAGES)}.")
+    cfg = load_train_config(config)
+    if max_steps is not None:
+        cfg = cfg.replace(max_steps=max_steps)
+    model_cfg = resolve_model_streams(model_config_for(shards, model))
+    init_distributed()
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(stage, shards, model_cfg, cfg, run, device=device)
+    if trainer.rank == 0:
+        (run / "run.json").write_text(json.dumps({"stage": stage, "shards": str(shards), "train_config": cfg.to_dict(),
+                                                  "model_config": model_cfg.to_dict()}, indent=1))
+    return trainer.fit(progress=progress)
+
+
+def export(base: str, out: str, runs: dict[str, str | None], ema: bool = False, fp16: bool = False) -> Path:
+    """A model directory: ``base`` (codec, tokenizers, encoders) with the stages' weights from training runs."""
+    import torch
+
+    from v2meow.pipeline import V2Meow, load_state
+
+    model = V2Meow.from_pretrained(base)
+    used = 0
+    for stage, run in runs.items():
+        if run is None:
+            continue
+        ck_path = latest_checkpoint(run)
+        if ck_path is None:
+            raise UserError(f"Run {run} has no checkpoint yet.")
+        ck = load_checkpoint(ck_path)
+        st = ck["state"]
+        if st.get("stage") != stage:
+            raise UserError(f"Run {run} trained stage {st.get('stage')!r}, not {stage!r}.")
+        run_cfg = V2MeowConfig.from_dict(st["model_config"])
+        if getattr(run_cfg, stage).to_dict() != getattr(model.cfg, stage).to_dict():
+            # the run may have used other stage sizes than the base: take the run's stage config
+            setattr(model.cfg, stage, getattr(run_cfg, stage))
+            from v2meow.pipeline import check_fit
+            from v2meow.train.loop import build_stage
+
+            check_fit(model.cfg, model.encoders)
+            setattr(model, stage, build_stage(stage, model.cfg))
+        weights = ck["ema"] if (ema and ck["ema"] is not None) else ck["model"]
+        load_state(getattr(model, stage), weights, ck_path / "model.safetensors")
+        used += 1
+    if used == 0:
+        raise UserError("Name at least one training run (--semantic, --coarse or --fine) to export.")
+    return model.save_pretrained(out, dtype=torch.float16 if fp16 else None)
