@@ -88,6 +88,33 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--quiet", action="store_true")
 
+    v = sub.add_parser("evaluate", help="generate for videos and score with the paper's metrics")
+    v.add_argument("--model", required=True, help="model directory or preset")
+    v.add_argument("--videos", required=True, help="folder of videos with their music (the references)")
+    v.add_argument("-o", "--output", required=True, help="report folder: report.json, report.md, plots/, audio/")
+    v.add_argument("--prompts", default=None, help="JSON file mapping video file names to prompts")
+    v.add_argument("--seconds", type=_finite_float, default=10.0, help="length scored per video")
+    v.add_argument("--generations", type=int, default=1, help="samples per video (Table 2 of the paper: 5)")
+    v.add_argument("--segments", default="2,6,10", help="beat-alignment segment lengths in seconds")
+    v.add_argument("--max-videos", type=int, default=None)
+    v.add_argument("--seed", type=_seed, default=0)
+    v.add_argument("--guidance", type=_finite_float, default=1.0)
+    v.add_argument("--fad-backend", default="codec", choices=["codec", "vggish"])
+    v.add_argument("--vggish-weights", default=None, help="VGGish weights (safetensors) for --fad-backend vggish")
+    v.add_argument("--quiet", action="store_true")
+
+    st = sub.add_parser("study", help="listening study: serve the rating page, export win rates")
+    st_sub = st.add_subparsers(dest="study_command", required=True, parser_class=_Parser)
+    ss = st_sub.add_parser("serve", help="serve a study folder's rating page")
+    ss.add_argument("study", help="study folder (study.json and its media)")
+    ss.add_argument("--db", required=True, help="SQLite file for the ratings (created)")
+    ss.add_argument("--host", default="127.0.0.1")
+    ss.add_argument("--port", type=int, default=8000)
+    se = st_sub.add_parser("export", help="win rates with 95% confidence intervals")
+    se.add_argument("study", help="study folder")
+    se.add_argument("--db", required=True, help="SQLite file with the ratings")
+    se.add_argument("-o", "--output", required=True, help="results JSON")
+
     x = sub.add_parser("export", help="make a model directory from training runs")
     x.add_argument("--base", required=True, help="model directory (or preset) with the codec and tokenizers")
     x.add_argument("--semantic", default=None, help="run folder of stage 1")
@@ -241,6 +268,44 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from v2meow.metrics.evaluate import EvalOptions, evaluate
+
+    prompts = {}
+    if args.prompts:
+        try:
+            prompts = json.loads(Path(args.prompts).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            raise UserError(f"--prompts {args.prompts} is not a readable JSON file.") from None
+        if not isinstance(prompts, dict) or not all(isinstance(v, str) for v in prompts.values()):
+            raise UserError("--prompts must map video file names to prompt strings.")
+    try:
+        segments = tuple(float(s) for s in args.segments.split(","))
+    except ValueError:
+        raise UserError(f"--segments must be numbers separated by commas, got {args.segments!r}.") from None
+    if not segments or any(not (0 < s <= 600) for s in segments):
+        raise UserError("--segments must be lengths in (0, 600] seconds.")
+    opts = EvalOptions(seconds=args.seconds, generations=args.generations, segments=segments, seed=args.seed,
+                       max_videos=args.max_videos, guidance=args.guidance, fad_backend=args.fad_backend,
+                       vggish_weights=args.vggish_weights, prompts=prompts)
+    evaluate(_model_path(args.model), args.videos, args.output, opts, progress=not args.quiet)
+    print(f"wrote {args.output}/report.md and report.json", file=sys.stderr)
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from v2meow.app.study import export_study, serve_study
+
+    if args.study_command == "serve":
+        serve_study(args.study, args.db, host=args.host, port=args.port)
+        return 0
+    result = export_study(args.study, args.db, args.output)
+    print(result["markdown"])
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from v2meow.train.run import export
 
@@ -251,7 +316,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "info": cmd_info, "extract": cmd_extract, "train": cmd_train,
-            "export": cmd_export}
+            "export": cmd_export, "evaluate": cmd_evaluate, "study": cmd_study}
 
 
 def main(argv: list[str] | None = None) -> int:

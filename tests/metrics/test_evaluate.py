@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pytest
+from media import make_video
+
+from v2meow.cli import main
+from v2meow.errors import UserError
+from v2meow.metrics.evaluate import EvalOptions, _derangement, evaluate, visual_beats
+
+
+def test_derangement_has_no_fixed_point():
+    for n in range(2, 12):
+        p = _derangement(n, seed=n)
+        assert sorted(p) == list(range(n)) and not np.any(p == np.arange(n))
+
+
+def test_visual_beats_from_sidecar_and_from_motion(tmp_path):
+    v = make_video(tmp_path / "f.mp4", seconds=3.0, fps=20, size=(32, 24), pattern="flash", period=0.5)
+    beats, src = visual_beats(v, 3.0)
+    assert src == "motion" and len(beats) >= 4
+    # flashes every 0.5 s: consecutive onsets are about 0.5 s apart
+    assert abs(np.median(np.diff(beats)) - 0.5) < 0.11
+    (tmp_path / "f.json").write_text(json.dumps({"beats": [0.25, 1.0, 2.5, 9.0]}))
+    beats, src = visual_beats(v, 3.0)
+    assert src == "sidecar" and beats.tolist() == [0.25, 1.0, 2.5]
+
+
+def test_evaluate_writes_report_with_baselines(tmp_path, debug_model_dir):
+    vids = tmp_path / "v"
+    vids.mkdir()
+    for i in range(2):
+        make_video(vids / f"c{i}.mp4", seconds=1.2, fps=10, size=(32, 24), pattern="flash", audio=True, seed=i,
+                   period=0.4 + 0.2 * i)
+    out = tmp_path / "r"
+    rc = main(["evaluate", "--model", debug_model_dir, "--videos", str(vids), "-o", str(out), "--seconds", "1",
+               "--segments", "0.5,1", "--quiet"])
+    assert rc == 0
+    rep = json.loads((out / "report.json").read_text())
+    rows = {r["name"]: r for r in rep["rows"]}
+    assert set(rows) == {"v2meow", "no_video", "ground_truth", "random_shuffle"}
+    gt = rows["ground_truth"]
+    assert gt["bhs"] == pytest.approx(1.0) and gt["fad"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["v2meow"]["fad"] > gt["fad"] and rows["v2meow"]["segments"] == 2
+    assert rows["v2meow"]["segments_0.5s"] == 4
+    md = (out / "report.md").read_text()
+    assert "Random shuffle" in md or "random_shuffle" in md
+    assert (out / "plots" / "beat_alignment_per_clip.png").stat().st_size > 1000
+    assert (out / "plots" / "spectrogram_onsets_vs_visual_beats.png").is_file()
+
+
+def test_evaluate_needs_two_videos_with_sound(tmp_path, debug_model_dir):
+    vids = tmp_path / "v"
+    vids.mkdir()
+    make_video(vids / "a.mp4", seconds=1.0, fps=10, size=(32, 24), audio=True)
+    make_video(vids / "silent.mp4", seconds=1.0, fps=10, size=(32, 24))
+    with pytest.raises(UserError, match="two videos"):
+        evaluate(debug_model_dir, str(vids), str(tmp_path / "r"), EvalOptions(seconds=1.0), progress=False)
