@@ -28,6 +28,15 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _utf8_text(text: str) -> str:
+    """Text from the command line: bytes the locale could not decode arrive as lone surrogates; refuse them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("the text is not valid UTF-8 (check the terminal's encoding)") from None
+    return text
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -42,7 +51,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad usage already; keep its message to one line."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        # "v2meow: error: ..." for subcommands too: every error the tool reports starts the same way, as a sentence
+        self.exit(EXIT_USAGE, f"{self.prog.split()[0]}: error: {message.rstrip('.')}.\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("video", help="input video file")
     g.add_argument("-o", "--output", required=True,
                    help="output .wav/.flac (the soundtrack) or .mp4 (the video with its new soundtrack)")
-    g.add_argument("--prompt", default=None, help='text that steers the style, e.g. "warm acoustic guitar"')
+    g.add_argument("--prompt", type=_utf8_text, default=None,
+                   help='text that steers the style, e.g. "warm acoustic guitar"')
     g.add_argument("--model", default="embedded", help="model directory or preset name (default: embedded)")
     g.add_argument("--seed", type=_seed, default=None, help="random seed: the same seed gives the same music")
     g.add_argument("--seconds", type=_finite_float, default=None,
@@ -102,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--fad-backend", default="codec", choices=["codec", "vggish"])
     v.add_argument("--vggish-weights", default=None, help="VGGish weights (safetensors) for --fad-backend vggish")
     v.add_argument("--quiet", action="store_true")
+
+    sd = sub.add_parser("synth-data", help="render paired videos from music (for tests, demos and training)")
+    sd.add_argument("music", help="folder of music files (searched recursively)")
+    sd.add_argument("-o", "--output", required=True, help="folder for the videos (+ a .json sidecar each)")
+    sd.add_argument("--seconds", type=_finite_float, default=None, help="at most this much of each track")
+    sd.add_argument("--size", default="256x144", help="WxH")
+    sd.add_argument("--fps", type=int, default=24)
+    sd.add_argument("--seed", type=_seed, default=0)
+    sd.add_argument("--workers", type=int, default=1)
+    sd.add_argument("--license", default=None, help="licence to record for tracks that carry none")
+    sd.add_argument("--world", default=None, help="force one visual world")
+    sd.add_argument("--quiet", action="store_true")
 
     st = sub.add_parser("study", help="listening study: serve the rating page, export win rates")
     st_sub = st.add_subparsers(dest="study_command", required=True, parser_class=_Parser)
@@ -152,7 +175,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     ext = _check_output(args.output)
     if os.path.abspath(args.output) == os.path.abspath(args.video):
         raise UserError("The output file must not be the input video.")
-    probe(args.video)  # fail fast on a bad video, before loading a model
+    info = probe(args.video)  # fail fast on a bad video, before loading a model
     model = V2Meow.from_pretrained(_model_path(args.model))
     bar = _ProgressBar(enabled=not args.quiet)
     try:
@@ -164,7 +187,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         save_audio(args.output, track.wav, track.sample_rate)
     else:
         mux_audio(args.video, track.wav, track.sample_rate, args.output)
-    print(f"wrote {args.output} ({track.seconds:.2f} s of music)", file=sys.stderr)
+    note = (f"; {args.video} is damaged and only its first {info.duration:.2f} s of {info.stated_duration:.2f} s "
+            "could be read" if info.damaged else "")
+    print(f"wrote {args.output} ({track.seconds:.2f} s of music{note})", file=sys.stderr)
     return 0
 
 
@@ -295,6 +320,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_synth_data(args: argparse.Namespace) -> int:
+    from v2meow.data.synth import synth_data
+
+    try:
+        w, h = (int(x) for x in args.size.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size must look like 256x144, got {args.size!r}.") from None
+    results = synth_data(args.music, args.output, seconds=args.seconds, size=(w, h), fps=args.fps, seed=args.seed,
+                         workers=args.workers, progress=not args.quiet, license=args.license, world=args.world)
+    failed = [r for r in results if r.get("status") == "failed"]
+    for r in failed:
+        print(f"failed {r.get('source', {}).get('relative', r.get('video'))}: {r.get('error')}", file=sys.stderr)
+    done = sum(r.get("status") == "rendered" for r in results)
+    print(f"{args.output}: {done} rendered, {sum(r.get('status') == 'skipped' for r in results)} already there, "
+          f"{len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from v2meow.app.study import export_study, serve_study
 
@@ -316,7 +359,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "info": cmd_info, "extract": cmd_extract, "train": cmd_train,
-            "export": cmd_export, "evaluate": cmd_evaluate, "study": cmd_study}
+            "export": cmd_export, "evaluate": cmd_evaluate, "study": cmd_study,
+            "synth-data": cmd_synth_data}
 
 
 def main(argv: list[str] | None = None) -> int:
