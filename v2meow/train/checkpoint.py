@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -39,16 +40,21 @@ def optimizer_to_flat(state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[st
     return tensors, {"param_groups": groups, "scalars": scalars}
 
 
+def _param_key(pid: str) -> int | str:
+    """Plain optimisers key state by parameter index, FSDP's full state dicts by parameter name."""
+    return int(pid) if pid.isdigit() else pid
+
+
 def optimizer_from_flat(tensors: dict[str, Tensor], rest: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
+    state: dict[int | str, dict[str, Any]] = {}
     for name, v in tensors.items():
         if not name.startswith("state/"):
             continue
         _, pid, k = name.split("/", 2)
-        state.setdefault(int(pid), {})[k] = v
+        state.setdefault(_param_key(pid), {})[k] = v
     for name, v in rest.get("scalars", {}).items():
         pid, k = name.split("/", 1)
-        state.setdefault(int(pid), {})[k] = v
+        state.setdefault(_param_key(pid), {})[k] = v
     groups = []
     for g in rest["param_groups"]:
         g = dict(g)
@@ -92,6 +98,8 @@ def save_checkpoint(
     done = sorted(p for p in root.glob("step-*") if p.is_dir())
     for old in done[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".step-*"):  # half-written by a run that was killed (only rank 0 writes here)
+        shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
@@ -111,8 +119,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         state = json.loads((path / "state.json").read_text())
         model = load_file(str(path / "model.safetensors"))
         flat = load_file(str(path / "optim.safetensors"))
-    except (OSError, ValueError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError, SafetensorError) as e:
         raise UserError(f"Checkpoint {path} is incomplete or corrupt ({e.__class__.__name__}).") from None
+    if not isinstance(state, dict) or not isinstance(state.get("optimizer"), dict):
+        raise UserError(f"Checkpoint {path} is incomplete or corrupt (its state.json lacks the optimiser state).")
     ema = {k[4:]: v for k, v in flat.items() if k.startswith("ema/")} or None
     optim = optimizer_from_flat(flat, state.pop("optimizer"))
     return {"model": model, "optimizer": optim, "ema": ema, "state": state}

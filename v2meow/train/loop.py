@@ -58,6 +58,7 @@ class TrainConfig(Config):
     num_workers: int = 0
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     crop_seconds: float = 0.0  # 0: the stage's default (10 s for stages 1-2, 3 s for stage 3)
+    fsdp: bool = False  # shard parameters, gradients and optimiser state across processes (paper preset)
 
     def validate(self) -> None:
         check(1 <= self.batch_size <= 65536, "batch_size must be in 1..65536.")
@@ -71,6 +72,7 @@ class TrainConfig(Config):
         check(self.num_workers >= 0 and self.keep_checkpoints >= 1, "num_workers >= 0, keep_checkpoints >= 1.")
         check(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}.")
         check(self.crop_seconds >= 0, "crop_seconds must be >= 0.")
+        check(not (self.fsdp and self.ema_decay > 0), "EMA is not supported together with fsdp.")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -156,7 +158,19 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.stage = build_stage(stage, model_cfg).to(self.device)
         self.module: nn.Module = _LossModule(self.stage)
-        if self.world > 1:
+        self.fsdp = cfg.fsdp and self.world > 1
+        if self.fsdp:
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.fsdp import fully_shard
+
+            from v2meow.modules.transformer import DecoderLayer, EncoderLayer
+
+            mesh = init_device_mesh(self.device.type, (self.world,))
+            for layer in self.stage.modules():
+                if isinstance(layer, (EncoderLayer, DecoderLayer)):
+                    fully_shard(layer, mesh=mesh)
+            fully_shard(self.module, mesh=mesh)
+        elif self.world > 1:
             # some parameters get no gradient in a step (e.g. the joint adaptor when a batch has no joint
             # embedding); DDP must know, or their gradient buckets are never reduced
             self.module = nn.parallel.DistributedDataParallel(
@@ -188,10 +202,26 @@ class Trainer:
     def samples_per_step(self) -> int:
         return self.cfg.batch_size * self.cfg.grad_accum * self.world
 
+    def _full_states(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Unsharded model and optimiser states (every rank takes part; FSDP gathers the shards)."""
+        if not self.fsdp:
+            return self.stage.state_dict(), self.optim.state_dict()
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model = get_model_state_dict(self.module, options=opts)
+        optim = get_optimizer_state_dict(self.module, self.optim, options=opts)
+        return {k.removeprefix("stage."): v for k, v in model.items()}, optim
+
     def save(self) -> None:
+        model, optim = self._full_states()
         if self.rank == 0:
-            save_checkpoint(self.run_dir, self.step, self.stage.state_dict(), self.optim.state_dict(),
-                            self.checkpoint_state(), self.ema, keep=self.cfg.keep_checkpoints)
+            save_checkpoint(self.run_dir, self.step, model, optim, self.checkpoint_state(), self.ema,
+                            keep=self.cfg.keep_checkpoints)
         if self.world > 1:
             dist.barrier()
 
@@ -206,8 +236,19 @@ class Trainer:
         if st.get("model_config", {}).get(self.stage_name) != self.model_cfg.to_dict()[self.stage_name]:
             raise UserError(f"Run {self.run_dir} was started with another {self.stage_name} stage config; "
                             "use a new run directory.")
-        self.stage.load_state_dict(ck["model"])
-        self.optim.load_state_dict(ck["optimizer"])
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                set_model_state_dict,
+                set_optimizer_state_dict,
+            )
+
+            opts = StateDictOptions(full_state_dict=True)
+            set_model_state_dict(self.module, {f"stage.{k}": v for k, v in ck["model"].items()}, options=opts)
+            set_optimizer_state_dict(self.module, self.optim, ck["optimizer"], options=opts)
+        else:
+            self.stage.load_state_dict(ck["model"])
+            self.optim.load_state_dict(ck["optimizer"])
         if self.ema is not None and ck["ema"] is not None:
             self.ema = {k: v.to(self.device) for k, v in ck["ema"].items()}
         self.step = int(st["step"])
@@ -238,6 +279,8 @@ class Trainer:
             totals["loss"] += out["loss"].item() / len(batches)
             totals["accuracy"] += out["accuracy"].item() / len(batches)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.stage.parameters(), cfg.grad_clip or float("inf"))
+        if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
+            grad_norm = grad_norm.full_tensor()
         if torch.isfinite(grad_norm):
             self.optim.step()
         else:  # a non-finite step is skipped, not applied (bf16 overflow, a bad batch)
@@ -266,7 +309,7 @@ class Trainer:
         for batch, _ in zip(loader, range(n_batches)):
             batch = _to(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                out = self.stage.loss(batch)
+                out = self.module(batch)  # through the wrapper: FSDP gathers parameters in its forward
                 res = {"val_loss": out["loss"].item(), "val_accuracy": out["accuracy"].item()}
                 if "features" in batch and batch["semantic"].shape[0] > 1:
                     b = batch["semantic"].shape[0]
@@ -274,7 +317,7 @@ class Trainer:
                     shuffled = dict(batch)
                     shuffled["features"] = {k: v[perm] for k, v in batch["features"].items()}
                     shuffled["features_valid"] = {k: v[perm] for k, v in batch["features_valid"].items()}
-                    res["val_loss_shuffled"] = self.stage.loss(shuffled)["loss"].item()
+                    res["val_loss_shuffled"] = self.module(shuffled)["loss"].item()
             for k, v in res.items():
                 sums[k] = sums.get(k, 0.0) + v
             count += 1

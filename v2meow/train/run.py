@@ -72,6 +72,31 @@ def check_shards_fit(cfg: V2MeowConfig, info: dict[str, Any]) -> None:
         raise ConfigError("The model does not fit these shards: " + "; ".join(problems) + ".")
 
 
+# The backends whose output each stage learns from: tokens and features of other backends must never be mixed in.
+STAGE_BACKENDS = {"semantic": ("encoders", "semantic_tokenizer"), "coarse": ("encoders", "semantic_tokenizer", "codec"),
+                  "fine": ("codec",)}
+
+
+def check_identities(stage: str, own: dict[str, Any], data: dict[str, Any] | None, subject: str) -> None:
+    """Refuse (one sentence) training data of ``stage`` made by other backends than a model's own.
+
+    ``own`` and ``data`` are :func:`v2meow.data.extract.backend_identities` of the model and of what made the data;
+    ``subject`` starts the sentence, e.g. ``"the shards in S hold"``.
+    """
+    from v2meow.tokenizers.codec.base import compare_identities
+
+    for role in STAGE_BACKENDS[stage]:
+        if not data or role not in data or role not in own:
+            continue
+        if role == "encoders":
+            made = {e.get("name"): e for e in data[role]}
+            for e in own[role]:
+                if e.get("name") in made:
+                    compare_identities(e, made[e["name"]], f"{subject} {e['name']!r} features made with")
+        else:
+            compare_identities(own[role], data[role], f"{subject} {role.replace('_', ' ')} tokens made with")
+
+
 def resolve_model_streams(cfg: V2MeowConfig) -> V2MeowConfig:
     from v2meow.features.registry import build_encoder
     from v2meow.pipeline import resolve_streams
@@ -88,13 +113,21 @@ def train(stage: str, shards: str, config: str, run_dir: str, model: str | None 
     if max_steps is not None:
         cfg = cfg.replace(max_steps=max_steps)
     model_cfg = resolve_model_streams(model_config_for(shards, model))
+    identities = read_manifest(shards).get("info", {}).get("identities")
+    if model is not None and os.path.isdir(model):
+        from v2meow.data.extract import backend_identities
+        from v2meow.pipeline import V2Meow
+
+        check_identities(stage, backend_identities(V2Meow.from_pretrained(model)), identities,
+                         f"the shards in {shards} hold")
     init_distributed()
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(stage, shards, model_cfg, cfg, run, device=device)
     if trainer.rank == 0:
         (run / "run.json").write_text(json.dumps({"stage": stage, "shards": str(shards), "train_config": cfg.to_dict(),
-                                                  "model_config": model_cfg.to_dict()}, indent=1))
+                                                  "model_config": model_cfg.to_dict(), "identities": identities},
+                                                 indent=1))
     return trainer.fit(progress=progress)
 
 
@@ -102,9 +135,11 @@ def export(base: str, out: str, runs: dict[str, str | None], ema: bool = False, 
     """A model directory: ``base`` (codec, tokenizers, encoders) with the stages' weights from training runs."""
     import torch
 
+    from v2meow.data.extract import backend_identities
     from v2meow.pipeline import V2Meow, load_state
 
     model = V2Meow.from_pretrained(base)
+    own = backend_identities(model)
     used = 0
     for stage, run in runs.items():
         if run is None:
@@ -116,6 +151,11 @@ def export(base: str, out: str, runs: dict[str, str | None], ema: bool = False, 
         st = ck["state"]
         if st.get("stage") != stage:
             raise UserError(f"Run {run} trained stage {st.get('stage')!r}, not {stage!r}.")
+        try:
+            made_by = json.loads((Path(run) / "run.json").read_text()).get("identities")
+        except (OSError, ValueError, AttributeError):
+            made_by = None  # a run from before identities were recorded
+        check_identities(stage, own, made_by, f"run {run} was trained on")
         run_cfg = V2MeowConfig.from_dict(st["model_config"])
         if getattr(run_cfg, stage).to_dict() != getattr(model.cfg, stage).to_dict():
             # the run may have used other stage sizes than the base: take the run's stage config

@@ -1,0 +1,309 @@
+"""Training the tokenizers on tiny configs and synthetic music: loss goes down, exact resume, NaN guard,
+held-out files stay out, export → load → tokenize/detokenize, identity checks."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from v2meow.errors import IdentityMismatch, UserError
+from v2meow.tokenizers.default import canonical_codec, load_tokenizers
+from v2meow.tokenizers.semantic import SemanticEncoder, SemanticTokenizer
+from v2meow.tokenizers.tokenfile import detokenize, load_tokens, tokenize
+from v2meow.train.tokenizers import (
+    AudioCrops,
+    CodecTrainConfig,
+    CodecTrainer,
+    SemanticTrainConfig,
+    SemanticTrainer,
+    export_tokenizers,
+    list_audio,
+    load_codec_run,
+    load_semantic_run,
+    train_codec,
+    train_semantic_tokenizer,
+)
+
+SR = 16000
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine a second spinning OpenMP thread slows these tiny ops 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def melody(seconds: float, seed: int) -> np.ndarray:
+    """A random four-note motif (0.25 s per note, two harmonics, decaying) repeated: music with structure."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    notes = 220.0 * 2 ** (rng.integers(0, 12, 4) / 12)
+    f = notes[(t / 0.25).astype(int) % 4]
+    env = np.exp(-6 * (t % 0.25))
+    return (0.3 * env * (np.sin(2 * np.pi * f * t) + 0.4 * np.sin(4 * np.pi * f * t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def music(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five 3-second tracks; ``sources.json`` holds one of them out."""
+    root = tmp_path_factory.mktemp("music")
+    files = []
+    for i in range(5):
+        sf.write(root / f"track{i}.flac", melody(3.0, seed=i), SR, subtype="PCM_16")
+        files.append({"name": f"track{i}", "path": f"track{i}.flac", "package": "synthetic", "licence": "CC0",
+                      "duration": 3.0, "heldout": i == 4})
+    (root / "sources.json").write_text(json.dumps({"files": files}))
+    return root
+
+
+def codec_config(**changes) -> CodecTrainConfig:
+    base = dict(
+        codec=dict(body="frame", num_levels=4, codebook_size=32, latent_dim=16, n_fft=640, width=32, blocks=2,
+                   encoder_blocks=1, dead_code_threshold=0.01),
+        discriminator=dict(n_ffts=[256, 128], channels=4, dilations=[1, 2]),
+        batch_size=4, crop_seconds=0.5, lr=3e-3, warmup_steps=2, max_steps=30, disc_start_step=1000,
+        eval_every=1000, eval_crops=4, eval_seconds=0.5, log_every=5, checkpoint_every=1000, threads=0,
+    )
+    base.update(changes)
+    return CodecTrainConfig.from_dict(base)
+
+
+def semantic_config(**changes) -> SemanticTrainConfig:
+    base = dict(
+        encoder=dict(n_mels=16, width=32, layers=2, heads=2, ff_mult=2, dropout=0.0, pos_conv_kernel=5,
+                     pos_conv_groups=4, token_layer=1, num_targets=8),
+        vocab_size=8, target_crops=16, kmeans_crops=8, batch_size=4, crop_seconds=1.0, lr=3e-3, warmup_steps=2,
+        max_steps=30, eval_every=1000, eval_crops=4, log_every=5, checkpoint_every=1000, threads=0,
+    )
+    base.update(changes)
+    return SemanticTrainConfig.from_dict(base)
+
+
+def write_yaml(path: Path, cfg) -> Path:
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(cfg.to_dict()))))
+    return path
+
+
+# ---- data ---------------------------------------------------------------------------------------------------
+
+
+def test_heldout_files_are_never_training_files(music: Path) -> None:
+    train = list_audio(music, "train")
+    held = list_audio(music, "heldout")
+    assert [p.name for p in held] == ["track4.flac"]
+    assert len(train) == 4 and not set(train) & set(held)
+    crops = AudioCrops(train, SR)
+    a = crops.batch(np.random.default_rng([0, 0, 7]), 3, 4000)
+    b = crops.batch(np.random.default_rng([0, 0, 7]), 3, 4000)
+    assert a.shape == (3, 4000) and torch.equal(a, b)  # seeded: the same step draws the same crops
+
+
+def test_a_folder_without_sources_is_all_training(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", melody(1.0, 0), SR)
+    assert [p.name for p in list_audio(tmp_path)] == ["a.wav"] and list_audio(tmp_path, "heldout") == []
+    with pytest.raises(UserError, match="does not exist"):
+        list_audio(tmp_path / "nope")
+
+
+# ---- codec --------------------------------------------------------------------------------------------------
+
+
+def test_codec_training_lowers_the_loss(music: Path, tmp_path: Path) -> None:
+    trainer = CodecTrainer(codec_config(max_steps=40), music, tmp_path / "run")
+    trainer.codec.train()
+    trainer.codec(trainer.val)  # initialise the codebooks, so "before" is a fair reconstruction
+    before = trainer.evaluate()["val_stft_4"]
+    out = trainer.fit(progress=False)
+    after = trainer.evaluate()["val_stft_4"]
+    assert out["skipped"] == 0 and math.isfinite(out["loss"])
+    assert after < 0.85 * before, (before, after)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log and all(math.isfinite(r.get("loss", 0.0)) for r in log)
+
+
+def test_codec_resume_is_exact_with_the_discriminator(music: Path, tmp_path: Path) -> None:
+    cfg = codec_config(max_steps=6, disc_start_step=2, disc_crop_seconds=0.25)
+    straight = CodecTrainer(cfg, music, tmp_path / "a")
+    straight.fit(progress=False)
+    first = CodecTrainer(cfg.replace(max_steps=3), music, tmp_path / "b")
+    first.fit(progress=False)
+    resumed = CodecTrainer(cfg, music, tmp_path / "b")
+    resumed.fit(progress=False)
+    assert resumed.step == straight.step == 6
+    for mine, theirs in ((resumed.codec, straight.codec), (resumed.disc, straight.disc)):
+        a, b = mine.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_non_finite_step_is_skipped_and_leaves_no_trace(music: Path, tmp_path: Path) -> None:
+    trainer = CodecTrainer(codec_config(), music, tmp_path / "run")
+    trainer.train_step()  # codebooks initialised
+    before = {k: v.clone() for k, v in trainer.codec.state_dict().items()}
+    good = trainer.data.batch
+    trainer.data.batch = lambda rng, b, n: torch.full((b, n), float("nan"))
+    stats = trainer.train_step()
+    trainer.data.batch = good
+    assert stats.get("skipped_step") == 1.0 and trainer.skipped == 1
+    after = trainer.codec.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and EMA codebooks untouched
+    assert math.isfinite(trainer.train_step()["loss"])
+
+
+def test_resume_refuses_another_codec_config(music: Path, tmp_path: Path) -> None:
+    CodecTrainer(codec_config(max_steps=1), music, tmp_path / "run").fit(progress=False)
+    other = codec_config(max_steps=2, codec={**codec_config().codec.to_dict(), "width": 48})
+    with pytest.raises(UserError, match="another codec config"):
+        CodecTrainer(other, music, tmp_path / "run").fit(progress=False)
+
+
+def test_train_codec_reads_yaml_and_the_shipped_config_is_valid(music: Path, tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "codec.yaml", codec_config())
+    out = train_codec(music, path, tmp_path / "run", max_steps=2, progress=False)
+    assert out["step"] == 2 and (tmp_path / "run" / "checkpoints" / "latest").is_file()
+    codec, state = load_codec_run(tmp_path / "run")
+    assert state["step"] == 2 and codec.num_levels == 4
+    from v2meow.config import load_yaml
+    from v2meow.train.tokenizers import _resolve_config
+
+    shipped = CodecTrainConfig.from_dict(load_yaml(_resolve_config("embedded", "codec.yaml")))
+    assert shipped.codec.body == "frame" and shipped.uses_discriminator
+    SemanticTrainConfig.from_dict(load_yaml(_resolve_config("embedded", "semantic.yaml")))
+    with pytest.raises(UserError, match="neither a file"):
+        train_codec(music, tmp_path / "missing.yaml", tmp_path / "run2", progress=False)
+
+
+# ---- semantic -----------------------------------------------------------------------------------------------
+
+
+def test_semantic_training_lowers_the_masked_prediction_loss(music: Path, tmp_path: Path) -> None:
+    trainer = SemanticTrainer(semantic_config(max_steps=40), music, tmp_path / "run")
+    before = trainer.evaluate()["val_loss"]
+    trainer.fit(progress=False)
+    after = trainer.evaluate()["val_loss"]
+    assert after < 0.9 * before, (before, after)
+
+
+def test_semantic_kmeans_is_deterministic_and_fitted_on_the_float16_encoder(music: Path, tmp_path: Path) -> None:
+    cfg = semantic_config(max_steps=3)
+    trainer = SemanticTrainer(cfg, music, tmp_path / "run")
+    trainer.fit(progress=False)
+    tok1 = trainer.fit_tokenizer()
+    tok2 = trainer.fit_tokenizer()
+    assert torch.equal(tok1.kmeans.centroids, tok2.kmeans.centroids)
+    state = tok1.encoder.state_dict()
+    assert all(torch.equal(v, v.half().float()) for v in state.values())  # already float16-exact
+    loaded, info = load_semantic_run(tmp_path / "run")
+    assert loaded.identity() == tok1.identity() == info["identity"]
+    wav = torch.from_numpy(melody(2.0, 9))[None]
+    assert torch.equal(loaded.tokenize(wav), tok1.tokenize(wav))
+
+
+def test_semantic_resume_is_exact(music: Path, tmp_path: Path) -> None:
+    cfg = semantic_config(max_steps=4)
+    straight = SemanticTrainer(cfg, music, tmp_path / "a")
+    straight.fit(progress=False)
+    SemanticTrainer(cfg.replace(max_steps=2), music, tmp_path / "b").fit(progress=False)
+    resumed = SemanticTrainer(cfg, music, tmp_path / "b")
+    resumed.fit(progress=False)
+    a, b = straight.encoder.state_dict(), resumed.encoder.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- export, tokenize, detokenize ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs(music: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    train_codec(music, write_yaml(root / "codec.yaml", codec_config()), root / "codec", max_steps=3, progress=False)
+    train_semantic_tokenizer(music, write_yaml(root / "semantic.yaml", semantic_config()), root / "semantic",
+                             max_steps=3, progress=False, k=6)
+    return root / "codec", root / "semantic"
+
+
+def test_export_load_tokenize_detokenize(runs: tuple[Path, Path], music: Path, tmp_path: Path) -> None:
+    out = export_tokenizers(*runs, tmp_path / "tok", coarse_levels=2)
+    info = json.loads((out / "tokenizers.json").read_text())
+    assert info["coarse_levels"] == 2 and info["sources"]["trained_on_files"] == 4
+    assert info["sources"]["heldout_files"] == ["track4"]
+    for name in ("codec.safetensors", "semantic_encoder.safetensors", "semantic_kmeans.safetensors"):
+        from safetensors.torch import load_file
+
+        assert all(v.dtype == torch.float16 for v in load_file(str(out / name)).values())
+    tok = load_tokenizers(out)
+    assert tok.identity() == info["identity"]
+    # what was exported tokenizes exactly as the trained runs (after float16 rounding)
+    codec, _ = load_codec_run(runs[0])
+    semantic, _ = load_semantic_run(runs[1])
+    wav = torch.from_numpy(melody(2.5, 11))
+    assert torch.equal(tok.acoustic_codes(wav), canonical_codec(codec).encode(wav[None])[0])
+    assert torch.equal(tok.semantic_tokens(wav), semantic.tokenize(wav[None])[0])
+
+    files = tokenize(music, tmp_path / "tokens", tokenizers=out)
+    assert len(files) == 5 and all(f.name.endswith(".tokens.safetensors") for f in files)
+    t = load_tokens(files[0])
+    assert t.sample_rate == SR and t.num_samples == 3 * SR and t.semantic.shape == (75,)
+    assert t.acoustic.shape == (4, 150) and t.codec_identity == info["identity"]["codec"]
+    assert t.semantic_identity == info["identity"]["semantic"]
+    wav_out = detokenize(files[0], tmp_path / "out.wav", tokenizers=tok)
+    decoded, sr = sf.read(wav_out)
+    assert sr == SR and decoded.shape == (3 * SR,) and np.isfinite(decoded).all()
+    # a single file with a .safetensors output name, and decoding fewer levels
+    single = tokenize(music / "track0.flac", tmp_path / "one.safetensors", tokenizers=tok)
+    assert single == [tmp_path / "one.safetensors"]
+    assert torch.equal(load_tokens(single[0]).acoustic, t.acoustic)
+    detokenize(single[0], tmp_path / "coarse.wav", tokenizers=tok, levels=2)
+
+
+def test_mismatched_tokenizers_are_refused(runs: tuple[Path, Path], music: Path, tmp_path: Path) -> None:
+    out = export_tokenizers(*runs, tmp_path / "tok")
+    tok = load_tokenizers(out)
+    files = tokenize(music / "track1.flac", tmp_path / "t.safetensors", tokenizers=tok)
+    # another codec (same config, other weights) refuses these tokens
+    torch.manual_seed(123)
+    other = load_tokenizers(out, check=False)
+    with torch.no_grad():
+        other.codec.decoder.head.bias.add_(0.01)
+    other._identity = None
+    with pytest.raises(IdentityMismatch, match="weights"):
+        detokenize(files[0], tmp_path / "x.wav", tokenizers=other)
+    # a k-means fitted on one encoder refuses another encoder
+    stranger = SemanticEncoder(tok.semantic.encoder.config)
+    with pytest.raises(IdentityMismatch, match="weights"):
+        SemanticTokenizer(stranger, tok.semantic.kmeans)
+    # edited weight files are caught when loading
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(out / "semantic_encoder.safetensors"))
+    state["proj.bias"] = state["proj.bias"] + 1
+    save_file(state, str(out / "semantic_encoder.safetensors"))
+    with pytest.raises(IdentityMismatch):
+        load_tokenizers(out)
+
+
+def test_user_errors(tmp_path: Path, runs: tuple[Path, Path]) -> None:
+    with pytest.raises(UserError, match="not a tokenizer directory"):
+        load_tokenizers(tmp_path)
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(UserError):
+        load_tokens(tmp_path / "junk.safetensors")
+    with pytest.raises(UserError, match="does not exist"):
+        load_tokens(tmp_path / "missing.safetensors")
+    out = export_tokenizers(*runs, tmp_path / "tok")
+    with pytest.raises(UserError, match="does not exist"):
+        tokenize(tmp_path / "nothing.wav", tmp_path / "o", tokenizers=out)
+    with pytest.raises(UserError, match="semantic"):
+        load_semantic_run(runs[0])
+    with pytest.raises(UserError, match="no codec checkpoint"):
+        load_codec_run(tmp_path)
