@@ -15,24 +15,60 @@ import yaml
 
 from v2meow.configbase import Config, check
 from v2meow.errors import ConfigError, UserError
-from v2meow.features.registry import EncoderConfig
+from v2meow.features.registry import EncoderConfig, expand_encoder_configs
 from v2meow.stages.coarse import CoarseStageConfig
 from v2meow.stages.fine import FineStageConfig
 from v2meow.stages.semantic import SemanticStageConfig
 from v2meow.text.towers import TextConfig
-from v2meow.tokenizers.codec.soundstream import SoundStreamConfig
+from v2meow.tokenizers.codec.factory import CodecConfig
 from v2meow.tokenizers.semantic import SemanticEncoderConfig
+from v2meow.tokenizers.ssl import SSL_BACKENDS, SSLEncoderConfig
 
 PRESET_FILE = "model.yaml"
 
 
+SEMANTIC_BACKENDS = ("v2meow",) + SSL_BACKENDS
+
+
 @dataclass
 class SemanticTokenizerConfig(Config):
-    encoder: SemanticEncoderConfig = field(default_factory=SemanticEncoderConfig)
+    """k-means of an audio encoder's layer. ``backend``: ``v2meow`` (the project's encoder, ``encoder``) or a
+    pretrained SSL model (``hubert`` | ``mert`` | ``w2v-bert``, settings in ``ssl``)."""
+
+    backend: str = "v2meow"
+    encoder: SemanticEncoderConfig | None = None
+    ssl: SSLEncoderConfig | None = None
     vocab_size: int = 1024  # k-means clusters K_s
+
+    def __post_init__(self) -> None:
+        if self.backend == "v2meow" and self.encoder is None:
+            self.encoder = SemanticEncoderConfig()
+        super().__post_init__()
 
     def validate(self) -> None:
         check(2 <= self.vocab_size <= 65536, f"semantic vocab_size must be in 2..65536, got {self.vocab_size}.")
+        check(self.backend in SEMANTIC_BACKENDS,
+              f"semantic tokenizer backend must be one of {', '.join(SEMANTIC_BACKENDS)}, got {self.backend!r}.")
+        if self.backend == "v2meow":
+            check(self.ssl is None, "the v2meow semantic encoder takes no ssl section.")
+        else:
+            check(self.ssl is not None, f"semantic tokenizer backend {self.backend!r} needs an ssl section.")
+            check(self.encoder is None, f"semantic tokenizer backend {self.backend!r} takes no encoder section.")
+
+    @property
+    def frame_rate(self) -> float:
+        """Semantic tokens per second."""
+        return self.encoder.frame_rate if self.backend == "v2meow" else self.ssl.frame_rate
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate of the audio the tokenizer reads."""
+        return self.encoder.sample_rate if self.backend == "v2meow" else self.ssl.sample_rate
+
+    @property
+    def layer(self) -> int:
+        """The encoder layer the k-means is fitted on."""
+        return self.encoder.token_layer if self.backend == "v2meow" else self.ssl.layer
 
 
 @dataclass
@@ -58,9 +94,14 @@ class V2MeowConfig(Config):
     semantic: SemanticStageConfig = field(default_factory=SemanticStageConfig)
     coarse: CoarseStageConfig = field(default_factory=CoarseStageConfig)
     fine: FineStageConfig = field(default_factory=FineStageConfig)
-    codec: SoundStreamConfig = field(default_factory=SoundStreamConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
     semantic_tokenizer: SemanticTokenizerConfig = field(default_factory=SemanticTokenizerConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def __post_init__(self) -> None:
+        # "clip+i3d" (Table 1 of the paper) means two encoders; stored expanded, so config.json lists each.
+        self.encoders = expand_encoder_configs(list(self.encoders))
+        super().__post_init__()
 
     def validate(self) -> None:
         check(len(self.encoders) > 0, "a model needs at least one visual encoder.")

@@ -3,6 +3,12 @@
 A model directory holds ``config.json`` (format name and version, the resolved :class:`V2MeowConfig`, and
 one entry per part with its file, size and SHA-256) and one ``<part>.safetensors`` per part. Loading never
 unpickles anything and validates the config before any tensor is allocated.
+
+Pretrained backbones (CLIP, I3D, ViT-VQGAN, EnCodec/DAC, HuBERT/MERT/w2v-BERT, CLAP) are parts like the others:
+their weights are saved into the directory (``encoder_<name>``, ``codec``, ``semantic_encoder``, ``joint``) and
+their network configuration into ``config.json``, so a directory is self-contained and loads offline without
+the checkpoints it was first built from. A part may carry string metadata in its safetensors header (CLAP's
+tokenizer) through ``safetensors_metadata()`` / ``load_safetensors_metadata()``.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 import v2meow
 from v2meow.config import V2MeowConfig, load_preset, preset_names
@@ -34,15 +41,25 @@ from v2meow.stages.coarse import CoarseStage
 from v2meow.stages.fine import FineStage
 from v2meow.stages.semantic import SemanticStage
 from v2meow.text.towers import build_text_tower
-from v2meow.tokenizers.codec.soundstream import SoundStream
+from v2meow.tokenizers.codec.factory import build_codec
 from v2meow.tokenizers.kmeans import KMeans
 from v2meow.tokenizers.patterns import join_levels
 from v2meow.tokenizers.semantic import SemanticEncoder, SemanticTokenizer, kmeans_fit_identity
+from v2meow.tokenizers.ssl import build_ssl_encoder
 
 FORMAT = "v2meow-model"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 PARTS = ("semantic", "coarse", "fine", "codec", "semantic_encoder", "semantic_kmeans")
+# Building a model from a directory's config may allocate twice the values its weight files hold plus this
+# headroom (non-persistent buffers), and never more than MAX_PARAMETERS (80 GB in fp32): a config.json that asks
+# for more is refused before the allocation (see AllocationGuard).
+ALLOCATION_HEADROOM = 64 << 20
+MAX_PARAMETERS = 20_000_000_000
+# --seconds may exceed the video's length by this much (rounding of a length read off a player).
+SECONDS_SLACK = 0.05
+# A config.json larger than this is not a model config (the largest, with pretrained backbones, is a few KB).
+MAX_CONFIG_BYTES = 16 << 20
 
 ProgressCallback = Callable[[str, int, int], None]  # (stage name, steps done, steps total)
 
@@ -86,11 +103,15 @@ def check_fit(cfg: V2MeowConfig, encoders: list) -> None:
     if cfg.semantic.vocab_size != k_s or cfg.coarse.semantic_vocab != k_s:
         problems.append(f"the semantic tokenizer has {k_s} tokens but stage 1 writes {cfg.semantic.vocab_size} "
                         f"and stage 2 reads {cfg.coarse.semantic_vocab}")
-    sem_rate = cfg.semantic_tokenizer.encoder.frame_rate
+    sem_rate = cfg.semantic_tokenizer.frame_rate
     if not (cfg.semantic.token_rate == cfg.coarse.semantic_rate == sem_rate):
         problems.append(f"semantic token rates differ (tokenizer {sem_rate}/s, stage 1 {cfg.semantic.token_rate}/s, "
                         f"stage 2 {cfg.coarse.semantic_rate}/s)")
     c = cfg.codec
+    if cfg.semantic_tokenizer.sample_rate != c.sample_rate:
+        # Extraction hands both tokenizers the same audio, at the codec's rate.
+        problems.append(f"the semantic tokenizer reads audio at {cfg.semantic_tokenizer.sample_rate} Hz but the codec "
+                        f"at {c.sample_rate} Hz")
     if cfg.coarse.levels != cfg.fine.coarse_levels:
         problems.append(f"stage 2 writes {cfg.coarse.levels} coarse levels but stage 3 reads {cfg.fine.coarse_levels}")
     if cfg.fine.coarse_levels + cfg.fine.fine_levels != c.num_levels:
@@ -119,38 +140,52 @@ def _sha256(path: Path) -> str:
 class V2Meow(nn.Module):
     """The three stages, the codec and the frozen front ends, behind ``generate``."""
 
-    def __init__(self, cfg: V2MeowConfig):
+    def __init__(self, cfg: V2MeowConfig, load_weights: bool = True):
+        """Build every part of ``cfg``. Pretrained backbones load their weights from their configured paths;
+        with ``load_weights`` False (``from_pretrained``) they are built from their stored network configs and
+        the model directory supplies every weight."""
         super().__init__()
-        self.encoders = [build_encoder(e) for e in cfg.encoders]
+        self.encoders = [build_encoder(e, load_weights=load_weights) for e in cfg.encoders]
         resolve_streams(cfg, self.encoders)
         check_fit(cfg, self.encoders)
         self.cfg = cfg
-        self.text = build_text_tower(cfg.text) if cfg.text is not None else None
+        self.text = build_text_tower(cfg.text, load_weights=load_weights) if cfg.text is not None else None
         self.semantic = SemanticStage(cfg.semantic)
         self.coarse = CoarseStage(cfg.coarse)
         self.fine = FineStage(cfg.fine)
-        self.codec = SoundStream(cfg.codec)
-        self.semantic_encoder = SemanticEncoder(cfg.semantic_tokenizer.encoder)
+        self.codec = build_codec(cfg.codec, load_weights=load_weights)
+        st = cfg.semantic_tokenizer
+        self.semantic_encoder = (SemanticEncoder(st.encoder) if st.backend == "v2meow"
+                                 else build_ssl_encoder(st.backend, st.ssl, load_weights=load_weights))
         self.semantic_kmeans = KMeans()
 
     # -- parts ----------------------------------------------------------------------------------
     def parts(self) -> dict[str, nn.Module]:
-        return {name: getattr(self, name) for name in PARTS}
+        """Every part with weights, by file stem: the fixed ``PARTS``, then pretrained visual encoders
+        (``encoder_<name>``) and a joint music-text model with weights (``joint``)."""
+        out = {name: getattr(self, name) for name in PARTS}
+        for e in self.encoders:
+            if isinstance(e, nn.Module):
+                out[f"encoder_{e.name}"] = e
+        if isinstance(self.text, nn.Module):
+            out["joint"] = self.text
+        return out
 
     @property
     def semantic_tokenizer(self) -> SemanticTokenizer:
         """Audio -> semantic tokens (used by extraction; generation does not need it)."""
-        return SemanticTokenizer(self.semantic_encoder, self.semantic_kmeans)
+        return SemanticTokenizer(self.semantic_encoder, self.semantic_kmeans, layer=self.cfg.semantic_tokenizer.layer)
 
     def randomize_semantic_kmeans(self, seed: int = 0) -> None:
         """Give an untrained model random k-means centroids (debug preset: every weight is random)."""
         g = torch.Generator().manual_seed(seed)
-        k, d = self.cfg.semantic_tokenizer.vocab_size, self.cfg.semantic_tokenizer.encoder.width
+        st = self.cfg.semantic_tokenizer
+        k = st.vocab_size
+        d = st.encoder.width if st.backend == "v2meow" else self.semantic_encoder.dim
         self.semantic_kmeans.centroids = torch.randn(k, d, generator=g)
         self.semantic_kmeans.mean = torch.zeros(d)
         self.semantic_kmeans.scale = torch.ones(d)
-        layer = self.cfg.semantic_tokenizer.encoder.token_layer
-        self.semantic_kmeans.fitted_on = kmeans_fit_identity(self.semantic_encoder, layer)
+        self.semantic_kmeans.fitted_on = kmeans_fit_identity(self.semantic_encoder, st.layer)
 
     @property
     def sample_rate(self) -> int:
@@ -183,7 +218,9 @@ class V2Meow(nn.Module):
             raise UserError(f"Model {path} is not a directory; give a model directory{hint}.")
         meta = read_model_config(root)
         cfg = V2MeowConfig.from_dict(meta["config"], where=f"{root / CONFIG_FILE}")
-        model = cls(cfg)
+        held = check_weight_files(root, meta)
+        with AllocationGuard(min(MAX_PARAMETERS, 2 * held + ALLOCATION_HEADROOM), root, held):
+            model = cls(cfg, load_weights=False)
         for name, module in model.parts().items():
             entry = meta["parts"].get(name)
             if entry is None:
@@ -198,6 +235,9 @@ class V2Meow(nn.Module):
             if name == "semantic_kmeans":
                 module.fitted_on = dict(entry.get("fitted_on", {}))
             load_state(module, state, file)
+            if hasattr(module, "load_safetensors_metadata"):
+                with safe_open(str(file), framework="pt") as f:
+                    module.load_safetensors_metadata(f.metadata())
         return model.eval()
 
     def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
@@ -211,7 +251,8 @@ class V2Meow(nn.Module):
                 state = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous().clone()
                          for k, v in module.state_dict().items()}
                 file = f"{name}.safetensors"
-                save_file(state, str(tmp / file))
+                extra = module.safetensors_metadata() if hasattr(module, "safetensors_metadata") else None
+                save_file(state, str(tmp / file), metadata=extra)
                 entries[name] = {
                     "file": file,
                     "bytes": (tmp / file).stat().st_size,
@@ -247,6 +288,14 @@ class V2Meow(nn.Module):
         if self.text is None or self.cfg.semantic.joint_dim == 0:
             raise UserError("This model was built without text control; run it without --prompt.")
         return self.text.embed_text([prompt])
+
+    @torch.no_grad()
+    def embed_audio_segments(self, wav: Tensor) -> Tensor | None:
+        """A clip's music ``[T]`` (at :attr:`sample_rate`) in the joint space ``[D_m]``: the mean of its 10 s
+        segments' audio embeddings, the training stand-in for the prompt. None without an audio tower."""
+        if self.text is None or self.cfg.semantic.joint_dim == 0 or not hasattr(self.text, "embed_audio_segments"):
+            return None
+        return self.text.embed_audio_segments(wav, self.sample_rate)
 
     @torch.no_grad()
     def generate(
@@ -370,6 +419,9 @@ class V2Meow(nn.Module):
             raise UserError(f"--seconds must be a positive number, got {seconds}.")
         elif seconds > limit:
             raise UserError(f"--seconds {seconds:g} is more than this model's limit of {limit:g} s.")
+        elif seconds > duration + SECONDS_SLACK:
+            raise UserError(f"--seconds {seconds:g} is longer than the video ({duration:.2f} s); leave it out to "
+                            "score the whole video.")
         if seconds < 1.0 / self.cfg.codec.frame_rate:
             raise UserError(f"The video is too short ({duration:.3f} s) to write a soundtrack for.")
         return float(seconds)
@@ -400,9 +452,12 @@ def read_model_config(root: Path) -> dict[str, Any]:
     file = root / CONFIG_FILE
     if not file.is_file():
         raise UserError(f"{root} is not a v2meow model directory (no {CONFIG_FILE}).")
+    if file.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"{file} is {file.stat().st_size:,} bytes, far more than a model config; it is damaged or "
+                        "not a v2meow model.")
     try:
         meta = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # ValueError: bad UTF-8 or JSON; RecursionError: absurd nesting
         raise UserError(f"{file} is not valid JSON.") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(f"{file} is not a v2meow model config.")
@@ -412,6 +467,58 @@ def read_model_config(root: Path) -> dict[str, Any]:
     if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("parts"), dict):
         raise UserError(f"{file} lacks its config or parts.")
     return meta
+
+
+def check_weight_files(root: Path, meta: dict[str, Any]) -> int:
+    """Check every part's weight file before the model is built; return how many values the files hold.
+
+    Each file must be a ``.safetensors`` file inside ``root`` whose SHA-256 is the one ``config.json`` records (so
+    a damaged file is caught even where it still parses) and whose header, read without loading a tensor, parses.
+    """
+    held = 0
+    for name, entry in meta["parts"].items():
+        if not isinstance(entry, dict):
+            raise UserError(f"Model {root} has a malformed entry for part {name!r} in its {CONFIG_FILE}.")
+        file = root / str(entry.get("file", ""))
+        if file.suffix != ".safetensors":
+            raise UserError(f"Model {root} names {entry.get('file')!r} as the weights of {name!r}; v2meow reads "
+                            "weights only from .safetensors files.")
+        if not file.is_file() or file.parent.resolve() != root.resolve():
+            raise UserError(f"Model {root} is missing its weight file for {name!r} ({entry.get('file')}).")
+        if isinstance(entry.get("sha256"), str) and _sha256(file) != entry["sha256"]:
+            raise UserError(f"Weight file {file} is corrupt: its SHA-256 differs from the one {CONFIG_FILE} records.")
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                held += sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+        except (SafetensorError, OSError, ValueError) as e:
+            raise UserError(f"Weight file {file} is corrupt or unreadable ({e.__class__.__name__}).") from None
+    return held
+
+
+_FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.rand, torch.randn, torch.empty_strided})
+
+
+class AllocationGuard(TorchFunctionMode):
+    """While active, refuses any new tensor that would take the values requested so far past ``limit``, before it
+    is allocated: building a model from a ``config.json`` that asks for far more than its weight files hold (sizes
+    each in range, together absurd) fails in one sentence instead of exhausting memory."""
+
+    def __init__(self, limit: int, root: Path, held: int):
+        super().__init__()
+        self.limit, self.root, self.held, self.requested = limit, root, held, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FACTORIES:
+            size = kwargs.get("size", args[0] if len(args) == 1 or func in (torch.full, torch.empty_strided) else args)
+            try:
+                self.requested += math.prod(int(n) for n in (size if isinstance(size, (tuple, list)) else (size,)))
+            except (TypeError, ValueError):
+                pass  # not a size this guard understands: the call itself will say what is wrong
+            if self.requested > self.limit:
+                raise UserError(f"Model {self.root}'s {CONFIG_FILE} asks for far larger tensors than its weight files "
+                                f"hold ({self.held:,} values); it is damaged or not meant for this v2meow.")
+        return func(*args, **kwargs)
 
 
 def load_state(module: nn.Module, state: dict[str, Tensor], file: Path) -> None:
@@ -426,6 +533,10 @@ def load_state(module: nn.Module, state: dict[str, Tensor], file: Path) -> None:
         if v.shape != state[k].shape and v.numel() > 0:
             raise UserError(f"Weight file {file} does not match the model's config ({k}: {tuple(state[k].shape)} "
                             f"instead of {tuple(v.shape)}).")
+        if v.is_floating_point() != state[k].is_floating_point() or state[k].is_complex():
+            # float16/bfloat16/float32 cast into each other (fp16 exports); integers never pass for floats
+            raise UserError(f"Weight file {file} does not match the model's config ({k}: {state[k].dtype} "
+                            f"instead of {v.dtype}).")
         if v.is_floating_point() and not torch.isfinite(state[k].float()).all():
             raise UserError(f"Weight file {file} holds non-finite values in {k}.")
     module.load_state_dict({k: state[k].to(own[k].dtype) for k in own}, strict=True)

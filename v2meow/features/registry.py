@@ -3,6 +3,11 @@
 Encoders register themselves with :func:`register`; the built-in modules listed in ``_BUILTIN_MODULES``
 are imported on first use, so ``build_encoder(EncoderConfig("motion"))`` works without importing
 :mod:`v2meow.features.motion` first.
+
+A name joined with ``+`` (``clip+i3d``, as in Table 1 of the paper) stands for several encoders at one rate;
+:func:`expand_encoder_configs` splits it. Pretrained encoders take their settings (weights ``path``, a
+``model_config`` for tests) from ``EncoderConfig.options``; for a combined name, ``options`` is keyed by
+member name (``{clip: {path: ...}, i3d: {path: ...}}``).
 """
 
 from __future__ import annotations
@@ -11,8 +16,8 @@ import importlib
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -23,7 +28,13 @@ from v2meow.io.video import iter_frames, probe
 
 # Modules that define encoders; imported lazily (they may be heavy: pretrained ones import torch).
 # Add new encoder modules here.
-_BUILTIN_MODULES = ("v2meow.features.appearance", "v2meow.features.motion")
+_BUILTIN_MODULES = (
+    "v2meow.features.appearance",
+    "v2meow.features.motion",
+    "v2meow.features.clip",
+    "v2meow.features.i3d",
+    "v2meow.features.vitvqgan",
+)
 
 _REGISTRY: dict[str, Callable[..., VisualEncoder]] = {}
 _loaded = False
@@ -33,13 +44,20 @@ E = TypeVar("E", bound=Callable[..., VisualEncoder])
 
 @dataclass
 class EncoderConfig(Config):
-    """Which visual encoder to use and at how many feature frames per second."""
+    """Which visual encoder to use, at how many feature frames per second, with which encoder options."""
 
     name: str
     rate: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the encoder (pretrained ones)
 
     def validate(self) -> None:
         check(isinstance(self.name, str) and bool(self.name), "EncoderConfig.name must be a non-empty string.")
+        check(isinstance(self.options, dict), f"EncoderConfig.options of {self.name!r} must be a mapping.")
+        members = self.name.split("+")
+        check(all(members), f"EncoderConfig.name {self.name!r} has an empty part.")
+        if len(members) > 1:
+            check(set(self.options) <= set(members),
+                  f"the options of {self.name!r} must be keyed by its members ({', '.join(members)}).")
         check(
             isinstance(self.rate, (int, float)) and math.isfinite(self.rate) and 0 < self.rate <= 60,
             f"EncoderConfig.rate must be in (0, 60] feature frames per second, got {self.rate}.",
@@ -80,13 +98,47 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_encoder(cfg: EncoderConfig) -> VisualEncoder:
-    """Instantiate the encoder ``cfg.name`` at ``cfg.rate`` feature frames per second."""
+def expand_encoder_configs(cfgs: list[EncoderConfig]) -> list[EncoderConfig]:
+    """Split combined names (``clip+i3d``) into one config per member, each with its own options."""
+    out: list[EncoderConfig] = []
+    for cfg in cfgs:
+        members = cfg.name.split("+")
+        if len(members) == 1:
+            out.append(cfg)
+            continue
+        for m in members:
+            opts = cfg.options.get(m) or {}
+            if not isinstance(opts, dict):
+                raise UserError(f"The options of {m!r} in {cfg.name!r} must be a mapping.")
+            out.append(EncoderConfig(name=m, rate=cfg.rate, options=dict(opts)))
+    return out
+
+
+def build_encoder(cfg: EncoderConfig, load_weights: bool = True) -> VisualEncoder:
+    """Instantiate the encoder ``cfg.name`` at ``cfg.rate`` feature frames per second.
+
+    Pretrained encoders (factories with ``pretrained = True``) load their weights from ``options["path"]``;
+    with ``load_weights`` False they are built from ``options["model_config"]`` and their weights come from
+    a model directory. After building, ``cfg.options`` holds what rebuilds the encoder offline (the
+    resolved network configuration), so a saved model directory is self-contained.
+    """
     _load_builtins()
+    if "+" in cfg.name:
+        raise UserError(f"{cfg.name!r} names several encoders; expand it with expand_encoder_configs first.")
     factory = _REGISTRY.get(cfg.name)
     if factory is None:
         raise UserError(f"Unknown visual encoder {cfg.name!r}; available: {', '.join(available())}.")
-    return factory(rate=cfg.rate)
+    pretrained = getattr(factory, "pretrained", False)
+    kwargs = {"load_weights": load_weights} if pretrained else {}
+    try:
+        enc = factory(rate=cfg.rate, **kwargs, **cfg.options)
+    except TypeError as e:
+        if not cfg.options:
+            raise
+        raise UserError(f"Visual encoder {cfg.name!r} does not take the options {sorted(cfg.options)} ({e}).") from None
+    if pretrained:
+        cfg.options = enc.resolved_options()
+    return enc
 
 
 def extract_features(

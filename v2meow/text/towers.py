@@ -2,8 +2,9 @@
 
 ``hash``: a weightless, deterministic embedding of words and character trigrams (signed feature hashing).
 It carries no musical knowledge; it exists so the debug preset and the tests can exercise prompting and
-guidance end to end with no download. Trained towers (the packaged MiniLM sentence model with a learned
-projection, CLAP) plug in through :func:`build_text_tower` under their own names.
+guidance end to end with no download. ``clap``: the pretrained CLAP music checkpoint (:mod:`v2meow.text.clap`),
+text and audio in one joint space. Trained towers (the packaged MiniLM sentence model with a learned
+projection) plug in through :func:`build_text_tower` under their own names.
 """
 
 from __future__ import annotations
@@ -19,19 +20,34 @@ from torch import Tensor
 
 from v2meow.configbase import Config, check
 from v2meow.errors import UserError
+from v2meow.text.clap import ClapTextConfig
+from v2meow.text.joint import JointConfig
 
 MAX_PROMPT_CHARS = 2000
-TEXT_BACKENDS = ("hash",)
+TEXT_BACKENDS = ("hash", "clap", "minilm")
 
 
 @dataclass
 class TextConfig(Config):
     backend: str = "hash"
     dim: int = 64
+    clap: ClapTextConfig | None = None  # settings of the ``clap`` backend (weights path, ...)
+    joint: JointConfig | None = None  # the ``minilm`` backend: the trained joint model (v2meow.text.joint)
+
+    def __post_init__(self) -> None:
+        if self.backend == "clap" and self.clap is None:
+            self.clap = ClapTextConfig()
+        if self.backend == "minilm" and self.joint is None:
+            self.joint = JointConfig(dim=self.dim)
+        super().__post_init__()
 
     def validate(self) -> None:
         check(self.backend in TEXT_BACKENDS, f"text backend must be one of {TEXT_BACKENDS}, got {self.backend!r}.")
         check(1 <= self.dim <= 65536, f"text dim must be in 1..65536, got {self.dim}.")
+        check(self.backend == "clap" or self.clap is None, f"text backend {self.backend!r} takes no clap section.")
+        check(self.backend == "minilm" or self.joint is None, f"text backend {self.backend!r} takes no joint section.")
+        check(self.joint is None or self.joint.dim == self.dim,
+              f"text.joint.dim ({self.joint.dim if self.joint else 0}) must equal text.dim ({self.dim}).")
 
 
 def clean_prompt(text: str) -> str:
@@ -76,7 +92,19 @@ class HashTextTower:
         return torch.from_numpy(out)
 
 
-def build_text_tower(cfg: TextConfig) -> HashTextTower:
+def build_text_tower(cfg: TextConfig, load_weights: bool = True):
+    """The text tower ``cfg`` names: ``hash`` (weightless) or ``clap`` (pretrained; ``load_weights`` False builds it
+    from its stored ``model_config`` for a model directory to fill). Both have ``embed_text(texts) → [B, dim]``."""
     if cfg.backend == "hash":
         return HashTextTower(cfg.dim)
+    if cfg.backend == "clap":
+        from v2meow.text.clap import ClapTower
+
+        if cfg.clap is None:
+            cfg.clap = ClapTextConfig()
+        return ClapTower(cfg.clap, cfg.dim, load_weights=load_weights)
+    if cfg.backend == "minilm":  # the embedded joint model: frozen MiniLM + projection, audio tower trained here
+        from v2meow.text.joint import build_joint_tower
+
+        return build_joint_tower(cfg, load_weights=load_weights)
     raise UserError(f"Unknown text backend {cfg.backend!r}; available: {', '.join(TEXT_BACKENDS)}.")
