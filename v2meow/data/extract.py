@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from v2meow.data.shards import ClipRecord, as_int_tokens, shard_complete, write_manifest, write_shard
+from v2meow.data.shards import (
+    ClipRecord,
+    as_int_tokens,
+    remove_partial_shard,
+    shard_complete,
+    shard_name,
+    write_manifest,
+    write_shard,
+)
 from v2meow.errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
@@ -165,11 +173,15 @@ def extract(
     plan = ExtractPlan(Path(video_dir), list_videos(video_dir), shard_size)
     model = V2Meow.from_pretrained(model_path)  # fail early on a bad model; also what the manifest records
     out = Path(out_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     todo = [k for k in range(plan.num_shards) if k % num_shards == shard_index and not shard_complete(out, k)]
+    for k in todo:  # what a killed run of this machine left half-written
+        remove_partial_shard(out, k)
     jobs = [(model_path, str(plan.root), str(out), k, plan.shard_videos(k), seed, val_fraction,
              max(1, (os.cpu_count() or 1) // workers)) for k in todo]
     skipped: list[str] = []
+    empty: list[int] = []  # shards written this run without a usable clip
     bar = None
     if progress:
         from tqdm import tqdm
@@ -184,8 +196,10 @@ def extract(
         pool = mp.get_context("spawn").Pool(workers)
         results = pool.imap_unordered(_process_shard, jobs)
     try:
-        for k, _n, sk in results:
+        for k, n, sk in results:
             skipped.extend(sk)
+            if n == 0:
+                empty.append(k)
             if bar is not None:
                 bar.update(len(plan.shard_videos(k)))
     finally:
@@ -197,6 +211,16 @@ def extract(
     info = {"model_config": model.cfg.to_dict(), "identities": backend_identities(model),
             "seed": seed, "val_fraction": val_fraction, "videos": len(plan.videos), "shard_size": shard_size,
             "num_shards": plan.num_shards}
+    if num_shards == 1 and not any(shard_complete(out, k) for k in range(plan.num_shards) if k not in empty):
+        # nothing at all to train on (e.g. only videos without sound): say why, and leave no empty shards behind
+        for k in empty:
+            for p in (out / shard_name(k), out / f"{shard_name(k)}.json"):
+                p.unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        reasons = "; ".join(skipped[:3]) + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        raise UserError(f"No video in {video_dir} can be used for training (each needs a readable picture and "
+                        f"sound track): {reasons}.")
     manifest = write_manifest(out, info)
     manifest["skipped"] = skipped
     return manifest

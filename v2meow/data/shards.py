@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
@@ -99,6 +100,14 @@ def write_shard(directory: str | os.PathLike, index: int, records: list[ClipReco
     return sidecar
 
 
+def remove_partial_shard(directory: str | os.PathLike, index: int) -> None:
+    """Delete the temporary files of shard ``index`` that a killed writer left behind (never a finished shard)."""
+    root = Path(directory)
+    name = shard_name(index)
+    for p in root.glob(f".{name}.*"):
+        p.unlink(missing_ok=True)
+
+
 def shard_complete(directory: str | os.PathLike, index: int) -> bool:
     root = Path(directory)
     return (root / shard_name(index)).is_file() and (root / f"{shard_name(index)}.json").is_file()
@@ -129,9 +138,9 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"{root} holds no {MANIFEST}; run `v2meow extract` to make shards.")
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):
         raise UserError(f"{path} is not valid JSON.") from None
-    if data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path} is not a v2meow shard manifest of version {FORMAT_VERSION}.")
     return data
 
@@ -160,11 +169,19 @@ class ShardReader:
 
     def meta(self, i: int) -> dict[str, Any]:
         c = self.clips[i]
-        return json.loads(self._read(c["shard"], c["meta_offset"], c["meta_size"]))
+        try:
+            return json.loads(self._read(c["shard"], c["meta_offset"], c["meta_size"]))
+        except (ValueError, RecursionError):
+            raise UserError(f"Shard {self.root / c['shard']} holds a damaged record ({c['key']}); rerun extraction.") \
+                from None
 
     def __getitem__(self, i: int) -> ClipRecord:
         c = self.clips[i]
-        tensors = st_load(self._read(c["shard"], c["offset"], c["size"]))
+        try:
+            tensors = st_load(self._read(c["shard"], c["offset"], c["size"]))
+        except SafetensorError:
+            raise UserError(f"Shard {self.root / c['shard']} holds a damaged record ({c['key']}); rerun extraction.") \
+                from None
         return ClipRecord(key=c["key"], meta=self.meta(i), tensors=tensors)
 
     def __iter__(self) -> Iterator[ClipRecord]:

@@ -39,6 +39,10 @@ _AV_WRITE = {".m4a": ("aac", "mp4")}
 
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
+# Sample rates a file may claim. Outside them the header is damaged, not audio, and resampling could turn a
+# few kilobytes claiming 1 Hz into gigabytes.
+_MIN_RATE, _MAX_RATE = 1000, 768000
+
 
 def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Resample ``wav`` (``[N]`` or ``[C, N]``) from ``sr_in`` to ``sr_out`` Hz with soxr (high quality).
@@ -90,9 +94,11 @@ def _load_sndfile(path: str, start: float, duration: float | None) -> tuple[np.n
 def _load_av(path: str, start: float, duration: float | None) -> tuple[np.ndarray, int]:
     """Decode the first audio stream with PyAV: ``([C, n] float32, rate)``, trimmed sample-exactly."""
     with open_input(path, "audio") as container:
-        if not container.streams.audio:
-            raise UserError(f"The file {path} has no audio stream.")
-        stream = container.streams.audio[0]
+        streams = [s for s in container.streams.audio if s.codec_context is not None]  # None: no decoder
+        if not streams:
+            undecodable = bool(container.streams.audio)
+            raise UserError(f"The file {path} has no audio stream{' that FFmpeg can decode' if undecodable else ''}.")
+        stream = streams[0]
         stream.thread_type = "AUTO"
         rate = stream.codec_context.sample_rate
         if not rate:
@@ -175,6 +181,11 @@ def load_audio(
             wav = None  # e.g. a .wav with a codec libsndfile lacks: let FFmpeg try
     if wav is None:
         wav, rate = _load_av(path, start, duration)
+    if not _MIN_RATE <= rate <= _MAX_RATE:
+        raise UserError(f"The audio of {path} claims a sample rate of {rate} Hz; v2meow reads audio sampled at "
+                        f"{_MIN_RATE} to {_MAX_RATE} Hz (the file may be damaged).")
+    if not np.isfinite(wav).all():
+        raise UserError(f"The audio of {path} holds NaN or infinite samples (damaged floating-point data).")
     if mono:
         wav = wav.mean(axis=0, dtype=np.float32)
     return resample(wav, rate, sample_rate)

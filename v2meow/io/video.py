@@ -40,6 +40,15 @@ _TIME_EPS = 1e-4
 # stay on screen until the end; further short of it the file is treated as cut short (see _sampled).
 _END_SLACK = 1.0
 
+# probe() checks that the data really reaches the stated end (a download cut short keeps an index that promises
+# more): it demuxes, without decoding, from the last keyframe before the end. Past this many packets (a file with
+# very rare keyframes) the check is skipped and the header trusted.
+_TAIL_MAX_PACKETS = 5000
+# The packets may end this much (seconds, or frame durations if more) short of the stated end without the file
+# counting as cut short: headers and packets often disagree by a frame or so.
+_TAIL_SLACK_SECONDS = 0.25
+_TAIL_SLACK_FRAMES = 2.5
+
 
 @dataclass
 class VideoInfo:
@@ -60,6 +69,8 @@ class VideoInfo:
     has_audio: bool
     video_codec: str | None
     audio_codec: str | None
+    damaged: bool = False  # cut short: ``duration`` is how far the data really goes, less than the header says
+    stated_duration: float | None = None  # the duration the header states
 
 
 def _check_file(path: str, what: str = "media") -> None:
@@ -98,9 +109,10 @@ def timeline_origin(container: av.container.InputContainer) -> float:
 
 
 def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
-    """The main video stream, ignoring cover art (an 'attached picture' is not a video)."""
+    """The main video stream, ignoring cover art (an 'attached picture' is not a video) and streams in a codec
+    FFmpeg has no decoder for (PyAV gives them no codec context)."""
     for stream in container.streams.video:
-        if stream.disposition & av.stream.Disposition.attached_pic:
+        if stream.disposition & av.stream.Disposition.attached_pic or stream.codec_context is None:
             continue
         return stream
     return None
@@ -135,6 +147,52 @@ def _scan_duration(path: str, stream_index: int) -> float | None:
     return end
 
 
+def _tail_end(container: av.container.InputContainer, stream: av.stream.Stream, end: float) -> float | None:
+    """Where the packets of ``stream`` really end (stream seconds), demuxing from the last keyframe before ``end``.
+
+    Returns ``end`` itself when the check cannot be made cheaply (unseekable input, a very long stretch without
+    keyframes), and None when no packet at all can be read there (the data stops before the last keyframe).
+    """
+    tb = stream.time_base
+    try:
+        container.seek(int(math.floor(end / float(tb))), stream=stream, backward=True, any_frame=False)
+    except _AV_ERRORS:
+        return end
+    last = None
+    try:
+        for i, packet in enumerate(container.demux(stream)):
+            if i >= _TAIL_MAX_PACKETS:
+                return end
+            if packet.pts is None:
+                continue
+            t = float(packet.pts * tb) + float((packet.duration or 0) * tb)
+            last = t if last is None else max(last, t)
+    except _AV_ERRORS:
+        pass  # the data stops here: what was read so far is where it ends
+    return last
+
+
+def _readable_duration(
+    path: str, container: av.container.InputContainer, stream: av.stream.Stream, duration: float, origin: float
+) -> float | None:
+    """``duration`` when the data of ``stream`` reaches its stated end, else how far it really goes (a file cut
+    short); None when nothing of it can be read."""
+    tb = stream.time_base
+    if tb is None:
+        return duration
+    start = float(stream.start_time * tb) if stream.start_time is not None else origin
+    rate = getattr(stream, "average_rate", None) or getattr(stream, "guessed_rate", None)
+    slack = max(_TAIL_SLACK_SECONDS, _TAIL_SLACK_FRAMES / float(rate) if rate else 0.0)
+    end = _tail_end(container, stream, start + duration)
+    if end is not None and end >= start + duration - slack:
+        return duration
+    # Short, or nothing after the last keyframe: scan every packet (no decoding) for the real end.
+    scanned = _scan_duration(path, stream.index)
+    if scanned is None or scanned <= 0:
+        return None
+    return scanned if scanned < duration - slack else duration
+
+
 def _rotation_of(frame: av.VideoFrame) -> int:
     """Clockwise display rotation (0/90/180/270) of a decoded frame from its display-matrix side data."""
     try:
@@ -161,17 +219,17 @@ def _display_size(width: int, height: int, sar: Fraction, rotation: int) -> tupl
     return (h, w) if rotation in (90, 270) else (w, h)
 
 
-def _first_rotation(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
-    """Rotation of the first decodable frame (PyAV exposes the display matrix only on frames)."""
+def _first_frame(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> av.VideoFrame | None:
+    """The first decodable frame (PyAV exposes the display matrix only on frames), or None."""
     try:
         for i, packet in enumerate(container.demux(stream)):
             for frame in packet.decode():
-                return _rotation_of(frame)
+                return frame
             if i >= _PROBE_MAX_PACKETS:
                 break
     except _AV_ERRORS:
         pass
-    return 0
+    return None
 
 
 def probe(path: str | os.PathLike[str], require_video: bool = True) -> VideoInfo:
@@ -184,9 +242,10 @@ def probe(path: str | os.PathLike[str], require_video: bool = True) -> VideoInfo
     path = os.fspath(path)
     with open_input(path, "video" if require_video else "media") as container:
         vstream = _video_stream(container)
-        astreams = list(container.streams.audio)
+        astreams = [s for s in container.streams.audio if s.codec_context is not None]
         if vstream is None and require_video:
-            raise UserError(f"The file {path} has no video stream.")
+            undecodable = any(s.codec_context is None for s in container.streams.video)
+            raise UserError(f"The file {path} has no video stream{' that FFmpeg can decode' if undecodable else ''}.")
         main = vstream if vstream is not None else (astreams[0] if astreams else None)
         if main is None:
             raise UserError(f"The file {path} has neither a video nor an audio stream.")
@@ -201,14 +260,24 @@ def probe(path: str | os.PathLike[str], require_video: bool = True) -> VideoInfo
             video_codec = vstream.codec_context.name
             rate = vstream.average_rate or vstream.guessed_rate
             fps = float(rate) if rate else None
-            rotation = _first_rotation(container, vstream)
-            coded = (vstream.codec_context.width, vstream.codec_context.height)
+            first = _first_frame(container, vstream)
+            rotation = _rotation_of(first) if first is not None else 0
+            # a damaged header may leave the stream without a size that its frames still have
+            coded = ((first.width, first.height) if first is not None
+                     else (vstream.codec_context.width, vstream.codec_context.height))
+            if min(coded) <= 0:
+                raise UserError(f"The file {path} is damaged: its video has no picture size and no frame decodes.")
             width, height = _display_size(coded[0], coded[1], _sar(vstream), rotation)
         if astreams:
             audio_codec = astreams[0].codec_context.name
         main_index = main.index
+        stated = duration
+        if duration is not None and math.isfinite(duration) and duration > 0:
+            duration = _readable_duration(path, container, main, duration, origin)
+            if duration is None:
+                raise UserError(f"The file {path} is cut short or damaged: none of its data can be read.")
     if duration is None:
-        duration = _scan_duration(path, main_index)
+        duration = stated = _scan_duration(path, main_index)
     if duration is None or not math.isfinite(duration) or duration <= 0:
         raise UserError(f"The file {path} has no readable duration (no timestamped data).")
     return VideoInfo(
@@ -222,6 +291,8 @@ def probe(path: str | os.PathLike[str], require_video: bool = True) -> VideoInfo
         has_audio=bool(astreams),
         video_codec=video_codec,
         audio_codec=audio_codec,
+        damaged=duration < stated,
+        stated_duration=float(stated),
     )
 
 

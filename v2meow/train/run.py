@@ -94,7 +94,8 @@ def check_identities(stage: str, own: dict[str, Any], data: dict[str, Any] | Non
                 if e.get("name") in made:
                     compare_identities(e, made[e["name"]], f"{subject} {e['name']!r} features made with")
         else:
-            compare_identities(own[role], data[role], f"{subject} {role.replace('_', ' ')} tokens made with")
+            what = {"codec": "acoustic", "semantic_tokenizer": "semantic"}[role]
+            compare_identities(own[role], data[role], f"{subject} {what} tokens made with")
 
 
 def resolve_model_streams(cfg: V2MeowConfig) -> V2MeowConfig:
