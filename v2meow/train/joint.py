@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from v2meow.configbase import Config, check
@@ -59,6 +59,11 @@ class JointTrainConfig(Config):
     min_crop_seconds: float = 5.0  # crop lengths are drawn per step in [min_crop_seconds, model.crop_seconds]
     caption_keep: float = 0.7  # probability that a caption keeps each optional attribute
     gain_db: float = 2.0  # random gain of each crop, +- dB (small: loudness is captioned)
+    time_masks: int = 0  # SpecAugment: masked stretches per crop, each up to time_mask_fraction of it
+    time_mask_fraction: float = 0.1
+    freq_masks: int = 0  # masked mel bands per crop, each up to freq_mask_bands wide
+    freq_mask_bands: int = 6
+    val_fraction: float = 0.0  # training groups set aside (seeded hash) to choose the exported step
     lr: float = 1e-3
     min_lr_ratio: float = 0.05
     weight_decay: float = 0.01
@@ -86,6 +91,9 @@ class JointTrainConfig(Config):
         check(min(self.eval_every, self.log_every, self.checkpoint_every, self.keep_checkpoints) >= 1,
               "eval_every, log_every, checkpoint_every and keep_checkpoints must be >= 1.")
         check(self.threads >= 0 and self.max_skipped_in_a_row >= 1, "threads >= 0, max_skipped_in_a_row >= 1.")
+        check(self.time_masks >= 0 and self.freq_masks >= 0 and 0 <= self.time_mask_fraction < 1
+              and self.freq_mask_bands >= 0, "masking settings out of range.")
+        check(0 <= self.val_fraction < 0.5, "val_fraction must be in [0, 0.5).")
 
 
 def load_train_config(spec: str | os.PathLike) -> JointTrainConfig:
@@ -135,26 +143,27 @@ def read_track(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
 
 @torch.no_grad()
 def track_mel(model: JointModel, wav: np.ndarray, chunk_seconds: float = 60.0) -> Tensor:
-    """Raw natural-log mel ``[n_mels, frames]`` float16 of a whole track, computed in chunks (frame-exact: each
-    chunk starts on a hop boundary and its centre-padding edges are trimmed)."""
+    """Raw natural-log mel ``[n_mels, frames]`` float16 of a whole track, as ``model.audio.mel`` of the whole
+    waveform would give, computed in chunks: each chunk starts on a hop boundary with a context of whole hops
+    covering half a window on both sides, so every frame sees exactly the samples it would see at once."""
     mel = model.audio.mel
-    hop, half = mel.hop_length, mel.n_fft // 2
-    x = torch.from_numpy(wav)
-    step = int(chunk_seconds * model.sample_rate) // hop * hop
+    hop = mel.hop_length
+    pad = -(-(mel.n_fft // 2) // hop) * hop  # half a window, rounded up to whole hops
+    x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
+    step = max(1, int(chunk_seconds * model.sample_rate) // hop) * hop
     total = x.shape[0] // hop + 1
     out = []
-    for a in range(0, x.shape[0], step):
-        lo, hi = max(0, a - half), min(x.shape[0], a + step + half)
-        m = mel(x[lo:hi][None])[0]  # frames centred on lo + i * hop
+    for a in range(0, total * hop, step):
+        lo, hi = max(0, a - pad), min(x.shape[0], a + step + pad)
+        m = mel(x[lo:hi][None])[0]  # frame j is centred on sample lo + j * hop
         first = (a - lo) // hop
-        n = min(step // hop, total - a // hop)
-        out.append(m[:, first: first + n])
-    m = torch.cat(out, 1)[:, :total]
-    return m.to(torch.float16)
+        out.append(m[:, first: first + min(step // hop, total - a // hop)])
+    return torch.cat(out, 1).to(torch.float16)
 
 
 class MusicSet:
-    """Log-mel, measured properties and facts of a set of tracks, cached in ``cache_dir``."""
+    """Log-mel and measured properties of a set of tracks, cached per track in ``cache_dir`` (one safetensors file
+    each, keyed by the file's path and size and the mel settings), so any split of a folder reuses them."""
 
     def __init__(self, music_dir: str | os.PathLike, entries: list[dict[str, Any]], model: JointModel,
                  cache_dir: str | os.PathLike, progress: bool = True) -> None:
@@ -162,32 +171,32 @@ class MusicSet:
         self.entries = entries
         self.frame_rate = model.sample_rate / model.cfg.hop_length
         c = model.cfg
-        key = json.dumps([ANALYSIS_VERSION, c.sample_rate, c.n_fft, c.hop_length, c.n_mels,
-                          [(e["path"], (self.root / e["path"]).stat().st_size) for e in entries]])
-        tag = hashlib.sha256(key.encode()).hexdigest()[:12]
         cache = Path(cache_dir)
         cache.mkdir(parents=True, exist_ok=True)
-        mel_file, an_file = cache / f"mel-{tag}.safetensors", cache / f"analysis-{tag}.json"
-        if mel_file.is_file() and an_file.is_file():
-            mels = load_file(str(mel_file))
-            self.mels = [mels[str(i)] for i in range(len(entries))]
-            self.analyses = [TrackAnalysis.from_dict(a) for a in json.loads(an_file.read_text())]
-            return
         self.mels, self.analyses = [], []
         t0 = time.time()
         for i, e in enumerate(entries):
-            wav = read_track(self.root / e["path"], model.sample_rate)
-            self.mels.append(track_mel(model, wav))
-            self.analyses.append(analyse_track(wav, model.sample_rate))
-            if progress:
-                print(f"\rreading music {i + 1}/{len(entries)} ({time.time() - t0:.0f} s)", end="",
-                      file=sys.stderr, flush=True)
-        if progress:
+            key = json.dumps([ANALYSIS_VERSION, "mel-2", c.sample_rate, c.n_fft, c.hop_length, c.n_mels, e["path"],
+                              (self.root / e["path"]).stat().st_size])
+            file = cache / f"track-{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
+            if file.is_file():
+                from safetensors import safe_open
+
+                with safe_open(str(file), framework="pt") as f:
+                    mel, analysis = f.get_tensor("mel"), TrackAnalysis.from_dict(json.loads(f.metadata()["analysis"]))
+            else:
+                wav = read_track(self.root / e["path"], model.sample_rate)
+                mel, analysis = track_mel(model, wav), analyse_track(wav, model.sample_rate)
+                save_file({"mel": mel.contiguous()}, str(file) + ".tmp",
+                          metadata={"analysis": json.dumps(analysis.to_dict()), "path": e["path"]})
+                os.replace(str(file) + ".tmp", file)
+                if progress:
+                    print(f"\rreading music {i + 1}/{len(entries)} ({time.time() - t0:.0f} s)", end="",
+                          file=sys.stderr, flush=True)
+            self.mels.append(mel)
+            self.analyses.append(analysis)
+        if progress and time.time() - t0 > 1:
             print(file=sys.stderr)
-        save_file({str(i): m.contiguous() for i, m in enumerate(self.mels)}, str(mel_file) + ".tmp")
-        os.replace(str(mel_file) + ".tmp", mel_file)
-        an_file.with_suffix(".tmp").write_text(json.dumps([a.to_dict() for a in self.analyses]))
-        os.replace(an_file.with_suffix(".tmp"), an_file)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -215,6 +224,27 @@ class MusicSet:
 
     def facts(self, i: int, thresholds: Thresholds, t0: float = 0.0, t1: float | None = None) -> dict[str, Any]:
         return track_facts(self.entries[i], self.analyses[i], thresholds, t0, t1)
+
+
+def data_summary(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a model was trained on, for its card: tracks, seconds and licences per source package."""
+    out: dict[str, Any] = {}
+    for e in entries:
+        d = out.setdefault(str(e.get("package") or e.get("source") or "unknown"),
+                           {"tracks": 0, "seconds": 0.0, "licences": []})
+        d["tracks"] += 1
+        d["seconds"] = round(d["seconds"] + float(e.get("duration") or 0.0), 1)
+        if e.get("licence") and e["licence"] not in d["licences"]:
+            d["licences"].append(e["licence"])
+    return out
+
+
+def is_validation(entry: dict[str, Any], seed: int, fraction: float) -> bool:
+    """Whether a training track is set aside for validation: a seeded hash of its group (all variants of a piece
+    go together), below ``fraction``."""
+    group = str(entry.get("group") or entry.get("name"))
+    h = int.from_bytes(hashlib.sha256(f"val:{seed}:{group}".encode()).digest()[:8], "little") / 2**64
+    return h < fraction
 
 
 def _step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
@@ -307,13 +337,17 @@ class JointTrainer:
         torch.manual_seed(cfg.seed)
         self.model = JointModel(cfg.model).to(self.device)
         tracks = list_tracks(music_dir)
-        train = [e for e in tracks if not e.get("heldout")]
+        val = [e for e in tracks if not e.get("heldout") and is_validation(e, cfg.seed, cfg.val_fraction)]
+        val = val if len(val) >= 2 else []  # one track cannot rank anything: it trains instead
+        train = [e for e in tracks if not e.get("heldout") and not any(e is v for v in val)]
         held = [e for e in tracks if e.get("heldout")]
         if len(train) < 2:
             raise UserError(f"{music_dir} has {len(train)} training track(s); contrastive training needs >= 2.")
         cache = self.run_dir / "cache"
         self.train = MusicSet(music_dir, train, self.model, cache, progress)
         self.held = MusicSet(music_dir, held, self.model, cache, progress) if held else None
+        self.val = MusicSet(music_dir, val, self.model, cache, progress) if val else None
+        self.best: dict[str, Any] = {}  # step, validation mean rank and weights of the best step so far
         self.thresholds = Thresholds.fit(self.train.analyses)
         mean, std = self.train.mel_stats()
         self.model.audio.mel_mean.copy_(mean.to(self.device))
@@ -332,21 +366,29 @@ class JointTrainer:
 
     # -- state --------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        best = {k: v for k, v in self.best.items() if k != "state"}
         return {"step": self.step, "config": self.cfg.to_dict(), "thresholds": self.thresholds.to_dict(),
-                "train_seconds": round(self.train.seconds(), 1), "train_tracks": len(self.train)}
+                "train_seconds": round(self.train.seconds(), 1), "train_tracks": len(self.train), "best": best}
 
     def save(self) -> Path:
-        return save_checkpoint(self.run_dir, self.step, self.model.state_dict(), self.opt.state_dict(),
-                               self.state(), keep=self.cfg.keep_checkpoints)
+        model = dict(self.model.state_dict())
+        if self.best:
+            model.update({f"best/{k}": v for k, v in self.best["state"].items()})
+        return save_checkpoint(self.run_dir, self.step, model, self.opt.state_dict(), self.state(),
+                               keep=self.cfg.keep_checkpoints)
 
     def resume(self) -> bool:
         ck = latest_checkpoint(self.run_dir)
         if ck is None:
             return False
         data = load_checkpoint(ck)
-        self.model.load_state_dict({k: v.to(self.device) for k, v in data["model"].items()})
+        own = {k: v for k, v in data["model"].items() if not k.startswith("best/")}
+        self.model.load_state_dict({k: v.to(self.device) for k, v in own.items()})
         self.opt.load_state_dict(data["optimizer"])
         self.step = int(data["state"]["step"])
+        if data["state"].get("best"):
+            self.best = {**data["state"]["best"], "state": {k[5:]: v.to(self.device) for k, v in
+                                                            data["model"].items() if k.startswith("best/")}}
         self.thresholds = Thresholds.from_dict(data["state"]["thresholds"])
         return True
 
@@ -378,7 +420,18 @@ class JointTrainer:
         mel = torch.stack(crops)  # [B, n_mels, F], natural-log power
         gain = torch.from_numpy(rng.uniform(-cfg.gain_db, cfg.gain_db, size=(len(idx), 1, 1))).float()
         mel = mel + gain * (math.log(10.0) / 10.0)
-        return self.model.audio.standardise(mel.to(self.device)), captions
+        mel = self.model.audio.standardise(mel)
+        b, bands, frames = mel.shape
+        for i in range(b):  # SpecAugment: stretches and bands set to the mean
+            for _ in range(cfg.time_masks):
+                w = int(rng.integers(0, int(cfg.time_mask_fraction * frames) + 1))
+                a = int(rng.integers(0, frames - w + 1))
+                mel[i, :, a: a + w] = 0.0
+            for _ in range(cfg.freq_masks):
+                w = int(rng.integers(0, cfg.freq_mask_bands + 1))
+                a = int(rng.integers(0, bands - w + 1))
+                mel[i, a: a + w] = 0.0
+        return mel.to(self.device), captions
 
     def train_step(self) -> dict[str, float] | None:
         cfg = self.cfg
@@ -413,13 +466,35 @@ class JointTrainer:
     def evaluate(self) -> dict[str, Any]:
         return evaluate_retrieval(self.model, self.held, self.thresholds, self.text_cache) if self.held else {}
 
+    def validate(self) -> None:
+        """Retrieval on the validation tracks; keeps the weights of the step with the best mean rank."""
+        r = evaluate_retrieval(self.model, self.val, self.thresholds, self.text_cache)
+        self.log({"step": self.step, "validation": True, **r})
+        if not self.best or r["mean_rank"] < self.best["mean_rank"]:
+            self.best = {"step": self.step, "mean_rank": r["mean_rank"], "recall@1": r["recall@1"],
+                         "recall@5": r["recall@5"],
+                         "state": {k: v.detach().clone() for k, v in self.model.state_dict().items()}}
+
     def export(self, path: str | os.PathLike | None = None, wall_seconds: float | None = None) -> Path:
+        """Write the weights of the best validation step (the last step without validation tracks)."""
+        last = None
+        if self.best:
+            last = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.model.load_state_dict(self.best["state"])
+        chosen = self.best.get("step", self.step)
         extra = {"thresholds": self.thresholds.to_dict(),
-                 "training": {"steps": self.step, "train_tracks": len(self.train),
+                 "training": {"steps": chosen, "last_step": self.step, "train_tracks": len(self.train),
+                              "validation_tracks": len(self.val) if self.val else 0,
+                              "chosen_by": "validation mean rank" if self.best else "last step",
                               "train_seconds": round(self.train.seconds(), 1), "wall_seconds": wall_seconds,
                               "crop_seconds": [self.cfg.min_crop_seconds, self.cfg.model.crop_seconds],
-                              "batch_size": self.batch, "seed": self.cfg.seed}}
-        return self.model.save(path or self.run_dir / EXPORT_DIR, extra=extra)
+                              "batch_size": self.batch, "seed": self.cfg.seed,
+                              "data": data_summary(self.train.entries)}}
+        try:
+            return self.model.save(path or self.run_dir / EXPORT_DIR, extra=extra)
+        finally:
+            if last is not None:
+                self.model.load_state_dict(last)
 
     def fit(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -443,20 +518,28 @@ class JointTrainer:
                 self.log({"step": self.step, "lr": lr_at(self.step - 1, cfg),
                           **{k: float(np.mean([h[k] for h in hist])) for k in keys}})
                 hist = []
-            if self.step % cfg.eval_every == 0 and self.held is not None:
-                last_eval = self.evaluate()
-                self.log({"step": self.step, "heldout": True, **last_eval})
+            if self.step % cfg.eval_every == 0:
+                if self.val is not None:
+                    self.validate()
+                if self.held is not None:
+                    last_eval = self.evaluate()
+                    self.log({"step": self.step, "heldout": True, **last_eval})
             if self.step % cfg.checkpoint_every == 0 or time.time() - last_ck > 60 * cfg.checkpoint_minutes:
                 self.save()
                 last_ck = time.time()
+        if self.val is not None and self.best.get("step") != self.step and self.step % cfg.eval_every != 0:
+            self.validate()
         self.save()
         wall = time.time() - t_start
         export = self.export(wall_seconds=round(wall, 1))
-        if self.held is not None and (self.step % cfg.eval_every != 0 or not last_eval):
-            last_eval = self.evaluate()
-            self.log({"step": self.step, "heldout": True, "final": True, **last_eval})
-        return {"step": self.step, "wall_seconds": wall, "export": str(export), "heldout": last_eval,
-                "train_tracks": len(self.train), "train_seconds": self.train.seconds(), "resumed": resumed}
+        if self.held is not None:  # the exported weights, once
+            exported = JointModel.load(export).to(self.device)
+            last_eval = evaluate_retrieval(exported, self.held, self.thresholds, self.text_cache)
+            self.log({"step": self.best.get("step", self.step), "heldout": True, "final": True, **last_eval})
+        return {"step": self.step, "exported_step": self.best.get("step", self.step), "wall_seconds": wall,
+                "export": str(export), "heldout": last_eval, "train_tracks": len(self.train),
+                "validation_tracks": len(self.val) if self.val else 0, "train_seconds": self.train.seconds(),
+                "resumed": resumed}
 
 
 def train_joint(music_dir: str | os.PathLike, config_path: str | os.PathLike, run_dir: str | os.PathLike,
@@ -486,7 +569,8 @@ def load_joint(path: str | os.PathLike) -> tuple[JointModel, dict[str, Any]]:
     data = load_checkpoint(ck)
     cfg = JointTrainConfig.from_dict(data["state"]["config"])
     model = JointModel(cfg.model)
-    model.load_state_dict(data["model"])
+    best = {k[5:]: v for k, v in data["model"].items() if k.startswith("best/")}
+    model.load_state_dict(best or {k: v for k, v in data["model"].items() if "/" not in k})
     return model.eval(), {"thresholds": data["state"]["thresholds"], "training": {"steps": data["state"]["step"]}}
 
 
