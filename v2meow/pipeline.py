@@ -34,6 +34,7 @@ import v2meow
 from v2meow.config import V2MeowConfig, load_preset, preset_names
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import build_encoder, extract_features
+from v2meow.io.atomic import publish
 from v2meow.io.video import probe
 from v2meow.modules.adaptors import StreamSpec
 from v2meow.sampling import make_generator
@@ -272,10 +273,10 @@ class V2Meow(nn.Module):
             if root.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old.", dir=root.parent))
                 os.replace(root, old / "m")
-                os.replace(tmp, root)
+                publish(tmp, root)
                 _rmtree(old)
             else:
-                os.replace(tmp, root)
+                publish(tmp, root)
         except BaseException:
             _rmtree(tmp)
             raise

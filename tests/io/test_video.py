@@ -231,7 +231,7 @@ def test_failed_mux_leaves_no_file(tmp_path, monkeypatch):
         yield from ()
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(video, "_audio_packets", broken)
+    monkeypatch.setattr(video, "encode_audio_packets", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         mux_audio(src, np.zeros(16000, np.float32), 16000, out)
     assert os.listdir(out_dir) == []

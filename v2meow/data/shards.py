@@ -28,6 +28,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 from v2meow.errors import UserError
+from v2meow.io.atomic import publish
 
 FORMAT = "v2meow-shards"
 FORMAT_VERSION = 1
@@ -88,7 +89,7 @@ def write_shard(directory: str | os.PathLike, index: int, records: list[ClipReco
         sidecar = {"format": FORMAT, "format_version": FORMAT_VERSION, "shard": name, "clips": clips}
         side_tmp = root / f".{name}.json.tmp"
         side_tmp.write_text(json.dumps(sidecar, indent=1))
-        os.replace(tmp, root / name)
+        publish(tmp, root / name)
         os.replace(side_tmp, root / f"{name}.json")  # the sidecar appears last: it marks the shard complete
     except BaseException:
         for p in (tmp, root / f".{name}.json.tmp"):

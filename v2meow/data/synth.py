@@ -54,6 +54,8 @@ from av.video.reformatter import VideoReformatter
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from v2meow.errors import UserError
+from v2meow.io.atomic import publish
+from v2meow.io.video import encode_audio_packets, packet_time
 
 logger = logging.getLogger(__name__)
 
@@ -1165,25 +1167,6 @@ class Renderer:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _audio_packets(stream: av.audio.stream.AudioStream, wav: np.ndarray, rate: int) -> Iterator[av.Packet]:
-    layout = "mono" if wav.shape[0] == 1 else "stereo"
-    hop = stream.codec_context.frame_size or 1024
-    for i in range(0, wav.shape[1], hop):
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wav[:, i : i + hop]), format="fltp", layout=layout)
-        frame.sample_rate = rate
-        frame.pts = i
-        frame.time_base = Fraction(1, rate)
-        yield from stream.encode(frame)
-    yield from stream.encode(None)
-
-
-def _packet_time(packet: av.Packet) -> float:
-    ts = packet.dts if packet.dts is not None else packet.pts
-    if ts is None or packet.time_base is None:
-        return 0.0
-    return float(ts * packet.time_base)
-
-
 def _write_json_atomic(path: str, data: dict[str, Any]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", suffix=".json", dir=folder)
@@ -1191,7 +1174,7 @@ def _write_json_atomic(path: str, data: dict[str, Any]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1)
             f.write("\n")
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         try:
             os.remove(tmp)
@@ -1229,15 +1212,15 @@ def _encode(
         layout = "mono" if wav.shape[0] == 1 else "stereo"
         astream = container.add_stream("aac", rate=audio_rate, layout=layout)
         astream.bit_rate = 96000 if layout == "mono" else 128000
-        audio = _audio_packets(astream, wav, audio_rate)
+        audio = encode_audio_packets(astream, wav, audio_rate)
         pending = next(audio, None)
         reformatter = VideoReformatter()
 
         def mux_video(packets: list[av.Packet]) -> None:
             nonlocal pending
             for packet in packets:
-                t = _packet_time(packet)
-                while pending is not None and _packet_time(pending) <= t:
+                t = packet_time(packet)
+                while pending is not None and packet_time(pending) <= t:
                     container.mux(pending)
                     pending = next(audio, None)
                 container.mux(packet)
@@ -1359,7 +1342,7 @@ def render_video(
         }
         meta = _json_safe(meta)
         _write_json_atomic(json_path, meta)
-        os.replace(tmp_video, out_path)
+        publish(tmp_video, out_path)
     except BaseException as e:
         try:
             os.remove(tmp_video)

@@ -19,6 +19,7 @@ import soundfile as sf
 import soxr
 
 from v2meow.errors import UserError
+from v2meow.io.atomic import publish
 from v2meow.io.video import _AV_ERRORS, _check_file, _short, open_input, timeline_origin
 
 # Extensions libsndfile reads sample-exactly and fast; anything else (and any file libsndfile refuses)
@@ -250,7 +251,7 @@ def save_audio(path: str | os.PathLike[str], wav: np.ndarray, sample_rate: int) 
         else:
             codec, fmt = _AV_WRITE[ext]
             _write_av(tmp, data, sample_rate, codec, fmt)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException as e:
         try:
             os.remove(tmp)

@@ -23,6 +23,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from v2meow.errors import UserError
+from v2meow.io.atomic import publish
 
 # Errors PyAV raises for unreadable or damaged input. PyAV's own errors subclass FFmpegError; some also
 # subclass OSError/ValueError, and a few decoding problems surface as plain ValueError or EOFError.
@@ -540,7 +541,7 @@ def _as_planar(wav: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.clip(wav, -1.0, 1.0))
 
 
-def _audio_packets(stream: av.audio.stream.AudioStream, wav: np.ndarray, sample_rate: int) -> Iterator[av.Packet]:
+def encode_audio_packets(stream: av.audio.stream.AudioStream, wav: np.ndarray, sample_rate: int) -> Iterator[av.Packet]:
     """Encode planar ``wav`` ``[C, N]`` into AAC packets, lazily (frames of the encoder's frame size)."""
     layout = "mono" if wav.shape[0] == 1 else "stereo"
     hop = stream.codec_context.frame_size or 1024
@@ -553,7 +554,7 @@ def _audio_packets(stream: av.audio.stream.AudioStream, wav: np.ndarray, sample_
     yield from stream.encode(None)
 
 
-def _packet_time(packet: av.Packet) -> float:
+def packet_time(packet: av.Packet) -> float:
     ts = packet.dts if packet.dts is not None else packet.pts
     if ts is None or packet.time_base is None:
         return 0.0
@@ -576,8 +577,8 @@ def _mux_interleaved(
     for packet in src.demux(in_stream):
         if packet.dts is None and packet.size == 0:
             continue  # the flush packet at the end of demuxing carries no data
-        t = _packet_time(packet)
-        while pending is not None and _packet_time(pending) <= t:
+        t = packet_time(packet)
+        while pending is not None and packet_time(pending) <= t:
             dst.mux(pending)
             pending = next(audio, None)
         packet.stream = out_v
@@ -620,8 +621,8 @@ def mux_audio(
                 # Set explicitly too, in case the template did not carry the display matrix over.
                 out_v.set_display_rotation(-info.rotation)
             out_a = dst.add_stream("aac", rate=sample_rate, layout="mono" if planar.shape[0] == 1 else "stereo")
-            _mux_interleaved(src, in_stream, dst, out_v, _audio_packets(out_a, planar, sample_rate))
-        os.replace(tmp, out_path)
+            _mux_interleaved(src, in_stream, dst, out_v, encode_audio_packets(out_a, planar, sample_rate))
+        publish(tmp, out_path)
     except BaseException as e:
         try:
             os.remove(tmp)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from v2meow.errors import UserError
+from v2meow.io.atomic import publish
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ class Report:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(self.to_json())
                 f.write("\n")
-            os.replace(tmp, path)
+            publish(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from v2meow.errors import UserError
+from v2meow.io.atomic import publish
 
 LATEST = "latest"
 
@@ -88,7 +89,7 @@ def save_checkpoint(
         final = root / name
         if final.exists():
             shutil.rmtree(final)
-        os.replace(tmp, final)
+        publish(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
