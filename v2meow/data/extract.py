@@ -117,11 +117,14 @@ def extract_clip(model, video: str, relpath: str, split: str) -> ClipRecord | No
 
 def backend_identities(model) -> dict[str, Any]:
     """Every backend that produced something in a record, by role."""
-    return {
+    ids = {
         "encoders": [e.identity() for e in model.encoders],
         "semantic_tokenizer": model.semantic_tokenizer.identity(),
         "codec": model.codec.identity(),
     }
+    if model.cfg.semantic.joint_dim and hasattr(model.text, "embed_audio_segments"):
+        ids["joint"] = model.text.identity()  # the audio tower that made each record's joint embedding
+    return ids
 
 
 def _process_shard(args: tuple) -> tuple[int, int, list[str]]:

@@ -102,7 +102,10 @@ def resolve_model_streams(cfg: V2MeowConfig) -> V2MeowConfig:
     from v2meow.features.registry import build_encoder
     from v2meow.pipeline import resolve_streams
 
-    resolve_streams(cfg, [build_encoder(e) for e in cfg.encoders])
+    if cfg.semantic.streams and (cfg.coarse.variant != "encdec" or cfg.coarse.streams):
+        return cfg  # already resolved (e.g. the config recorded in a shard manifest)
+    # only the encoders' dims and rates are needed: never load pretrained weights for that
+    resolve_streams(cfg, [build_encoder(e, load_weights=False) for e in cfg.encoders])
     return cfg
 
 
