@@ -89,15 +89,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=_seed, default=0, help="fixes the train/validation split")
     e.add_argument("--quiet", action="store_true")
 
-    t = sub.add_parser("train", help="train one stage on shards (torchrun for several GPUs or machines)")
-    t.add_argument("stage", choices=["semantic", "coarse", "fine"])
-    t.add_argument("--shards", required=True, help="shard folder from `v2meow extract`")
-    t.add_argument("--config", default="debug", help="training YAML, or a preset name (default: debug)")
+    t = sub.add_parser("train", help="train a stage on shards, or a tokenizer / the joint model on music")
+    t.add_argument("stage", choices=["semantic", "coarse", "fine", "codec", "semantic-tokenizer", "joint"])
+    t.add_argument("--shards", default=None, help="shard folder from `v2meow extract` (the three stages)")
+    t.add_argument("--data", default=None, help="folder of music (codec, semantic-tokenizer, joint)")
+    t.add_argument("--config", default=None,
+                   help="training YAML, or a preset name (default: debug for stages, embedded otherwise)")
     t.add_argument("-o", "--run", required=True, help="run folder: checkpoints and logs; an existing run resumes")
     t.add_argument("--model", default=None, help="model config (preset or directory); default: the shards' model")
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--quiet", action="store_true")
+
+    tk = sub.add_parser("tokenize", help="semantic and acoustic tokens of audio files (shipped tokenizers)")
+    tk.add_argument("audio", help="an audio file or a folder of them")
+    tk.add_argument("-o", "--output", required=True, help="a .safetensors file (one input) or a folder")
+    tk.add_argument("--tokenizers", default=None, help="tokenizer directory (default: the shipped ones)")
+    tk.add_argument("--quiet", action="store_true")
+    dt = sub.add_parser("detokenize", help="decode a token file back to audio")
+    dt.add_argument("tokens", help="a token file from `v2meow tokenize`")
+    dt.add_argument("-o", "--output", required=True, help="output .wav/.flac")
+    dt.add_argument("--tokenizers", default=None, help="tokenizer directory (default: the shipped ones)")
+    dt.add_argument("--levels", type=int, default=None, help="decode only the first N codec levels")
 
     v = sub.add_parser("evaluate", help="generate for videos and score with the paper's metrics")
     v.add_argument("--model", required=True, help="model directory or preset")
@@ -283,13 +296,49 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from v2meow.train.run import train
+MUSIC_TRAINERS = {"codec": ("v2meow.train.tokenizers", "train_codec"),
+                  "semantic-tokenizer": ("v2meow.train.tokenizers", "train_semantic_tokenizer"),
+                  "joint": ("v2meow.train.joint", "train_joint")}
 
-    last = train(args.stage, args.shards, args.config, args.run, model=args.model, max_steps=args.max_steps,
-                 device=args.device, progress=not args.quiet)
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.stage in MUSIC_TRAINERS:
+        import importlib
+
+        if not args.data:
+            raise UserError(f"train {args.stage} needs --data MUSIC_DIR.")
+        module, name = MUSIC_TRAINERS[args.stage]
+        fn = getattr(importlib.import_module(module), name)
+        last = fn(args.data, args.config or "embedded", args.run, max_steps=args.max_steps, device=args.device,
+                  progress=not args.quiet)
+    else:
+        from v2meow.train.run import train
+
+        if not args.shards:
+            raise UserError(f"train {args.stage} needs --shards SHARD_DIR (from `v2meow extract`).")
+        last = train(args.stage, args.shards, args.config or "debug", args.run, model=args.model,
+                     max_steps=args.max_steps, device=args.device, progress=not args.quiet)
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}
     print(f"{args.run}: {shown}", file=sys.stderr)
+    return 0
+
+
+def cmd_tokenize(args: argparse.Namespace) -> int:
+    from v2meow.tokenizers.tokenfile import tokenize
+
+    written = tokenize(args.audio, args.output, tokenizers=args.tokenizers, progress=not args.quiet)
+    print(f"wrote {len(written)} token file(s) to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_detokenize(args: argparse.Namespace) -> int:
+    from v2meow.tokenizers.tokenfile import detokenize
+
+    _check_output(args.output)
+    if Path(args.output).suffix.lower() not in AUDIO_EXTENSIONS:
+        raise UserError(f"Output {args.output} must be a .wav or .flac file.")
+    out = detokenize(args.tokens, args.output, tokenizers=args.tokenizers, levels=args.levels)
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -360,7 +409,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 COMMANDS = {"generate": cmd_generate, "info": cmd_info, "extract": cmd_extract, "train": cmd_train,
             "export": cmd_export, "evaluate": cmd_evaluate, "study": cmd_study,
-            "synth-data": cmd_synth_data}
+            "synth-data": cmd_synth_data, "tokenize": cmd_tokenize, "detokenize": cmd_detokenize}
 
 
 def main(argv: list[str] | None = None) -> int:

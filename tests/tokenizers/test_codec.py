@@ -189,3 +189,13 @@ def test_spectral_losses() -> None:
     assert 0 < float(mel(slightly, ref)) < float(mel(noisy, ref))
     with pytest.raises(ValueError):
         stft(ref, ref[:, :-1])
+
+
+def test_with_levels_codes_like_the_first_levels(codec: SoundStream) -> None:
+    wav = torch.randn(1, 1600) * 0.1
+    two = codec.with_levels(2).eval()
+    assert two.num_levels == 2 and two.quantizer.embed.shape[0] == 2
+    assert torch.equal(two.encode(wav), codec.encode(wav, n_levels=2))
+    assert torch.equal(two.decode(two.encode(wav)), codec.decode(codec.encode(wav, n_levels=2)))
+    with pytest.raises(ValueError):
+        codec.with_levels(5)

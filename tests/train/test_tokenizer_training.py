@@ -307,3 +307,14 @@ def test_user_errors(tmp_path: Path, runs: tuple[Path, Path]) -> None:
         load_semantic_run(runs[0])
     with pytest.raises(UserError, match="no codec checkpoint"):
         load_codec_run(tmp_path)
+    with pytest.raises(UserError, match="cannot keep"):
+        export_tokenizers(*runs, tmp_path / "tok9", num_levels=9)
+
+
+def test_export_can_keep_fewer_levels(runs: tuple[Path, Path], tmp_path: Path) -> None:
+    tok = load_tokenizers(export_tokenizers(*runs, tmp_path / "tok", num_levels=2, coarse_levels=1))
+    assert tok.codec.num_levels == 2 and tok.coarse_levels == 1
+    assert tok.info["training"]["codec"]["trained_levels"] == 4
+    codec, _ = load_codec_run(runs[0])
+    wav = torch.from_numpy(melody(1.0, 3))
+    assert torch.equal(tok.acoustic_codes(wav), canonical_codec(codec).encode(wav[None], 2)[0])

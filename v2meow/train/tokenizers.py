@@ -58,6 +58,7 @@ __all__ = [
     "export_tokenizers",
     "load_codec_run",
     "load_semantic_run",
+    "truncated_encoder",
 ]
 
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aif", ".aiff")
@@ -550,6 +551,9 @@ class SemanticTrainConfig(Config):
 
     encoder: SemanticEncoderConfig = field(default_factory=SemanticEncoderConfig)
     vocab_size: int = 512  # clusters of the final k-means (the semantic vocabulary)
+    # layer whose k-means gives the tokens (-1: encoder.token_layer); chosen after training, by measurement. The
+    # exported encoder keeps only the layers up to it (the rest only served the masked-prediction loss).
+    token_layer: int = -1
     target_crops: int = 1000  # crops whose log-mel + chroma frames fit the iteration-1 target k-means
     kmeans_crops: int = 1000  # crops whose token-layer features fit the final k-means
     batch_size: int = 16
@@ -573,6 +577,8 @@ class SemanticTrainConfig(Config):
 
     def validate(self) -> None:
         check(2 <= self.vocab_size <= 65536, "vocab_size must be in 2..65536.")
+        check(-1 <= self.token_layer <= self.encoder.layers,
+              f"token_layer must be -1 or in [0, {self.encoder.layers}], got {self.token_layer}.")
         check(self.target_crops >= 1 and self.kmeans_crops >= 1, "target_crops and kmeans_crops must be >= 1.")
         check(self.batch_size >= 1 and self.crop_seconds > 0, "batch_size must be >= 1 and crop_seconds > 0.")
         check(0 < self.lr <= 1 and len(self.betas) == 2, "lr must be in (0, 1] and betas two numbers.")
@@ -759,13 +765,13 @@ class SemanticTrainer:
         return last
 
     def fit_tokenizer(self, k: int | None = None) -> SemanticTokenizer:
-        """Round the encoder to float16 (as it ships), fit the k-means of its token layer, save both."""
+        """Keep the encoder's layers up to the token layer, round them to float16 (as they ship), fit the k-means
+        of the token layer, and save both to ``run_dir/tokenizer/``."""
         cfg = self.cfg
         k = k or cfg.vocab_size
         t0 = time.time()
-        encoder = SemanticEncoder(cfg.encoder)
-        encoder.load_state_dict({n: v.detach().cpu().half().float() for n, v in self.encoder.state_dict().items()})
-        encoder.eval()
+        encoder = truncated_encoder(self.encoder, cfg.token_layer if cfg.token_layer >= 0 else None)
+        encoder.load_state_dict({n: v.half().float() for n, v in encoder.state_dict().items()})
         crops = self._crops(cfg.kmeans_crops, stream=3)
         batches = [torch.stack(crops[i : i + 32]) for i in range(0, len(crops), 32)]
         tok = SemanticTokenizer.fit(encoder, batches, k, seed=cfg.seed)
@@ -777,11 +783,24 @@ class SemanticTrainer:
         save_file({n: v.half().contiguous() for n, v in encoder.state_dict().items()},
                   str(out / "semantic_encoder.safetensors"))
         tok.kmeans.save(out / "semantic_kmeans.safetensors")
-        info = {"encoder": cfg.encoder.to_dict(), "layer": tok.layer, "vocab_size": k, "step": self.step,
+        info = {"encoder": encoder.config.to_dict(), "trained_encoder": cfg.encoder.to_dict(), "layer": tok.layer,
+                "vocab_size": k, "step": self.step,
                 "identity": tok.identity(), "kmeans_seconds": round(time.time() - t0, 1),
                 "kmeans_frames": sum(int(b.shape[0]) * encoder.num_frames(b.shape[1]) for b in batches)}
         (out / "semantic.json").write_text(json.dumps(info, indent=1))
         return tok
+
+
+def truncated_encoder(encoder: SemanticEncoder, layer: int | None = None) -> SemanticEncoder:
+    """A float32 CPU copy of ``encoder`` (eval mode) with only the layers its tokens need (``layer``, default
+    ``token_layer``; at least one is kept, as the config requires) and ``token_layer`` set to ``layer``."""
+    layer = encoder.config.token_layer if layer is None else layer
+    cfg = encoder.config.replace(layers=max(layer, 1), token_layer=layer)
+    out = SemanticEncoder(cfg)
+    keep = {n: v.detach().float().cpu() for n, v in encoder.state_dict().items()
+            if not n.startswith("layers.") or int(n.split(".")[1]) < cfg.layers}
+    out.load_state_dict(keep)
+    return out.eval()
 
 
 def _round_kmeans_to_half(km: KMeans) -> None:
@@ -828,17 +847,24 @@ def load_semantic_run(run_dir: str | os.PathLike) -> tuple[SemanticTokenizer, di
 
 
 def export_tokenizers(codec_run: str | os.PathLike, semantic_run: str | os.PathLike,
-                      out_dir: str | os.PathLike, coarse_levels: int | None = None) -> Path:
+                      out_dir: str | os.PathLike, coarse_levels: int | None = None,
+                      num_levels: int | None = None) -> Path:
     """Both trained tokenizers → a tokenizer directory (float16 weights) that :func:`load_tokenizers` reads.
 
-    ``coarse_levels`` records the codec's coarse/fine split for the stages (default: half the levels).
+    ``num_levels`` keeps only the codec's first RVQ levels (default: all); ``coarse_levels`` records the
+    coarse/fine split for the stages (default: half the levels).
     """
     from v2meow.tokenizers.default import save_tokenizers
 
     codec, codec_state = load_codec_run(codec_run)
+    if num_levels is not None:
+        if not 1 <= num_levels <= codec.num_levels:
+            raise UserError(f"The codec has {codec.num_levels} levels; cannot keep {num_levels}.")
+        codec = codec.with_levels(num_levels).eval()
     semantic, semantic_info = load_semantic_run(semantic_run)
     training = {
-        "codec": {k: codec_state.get(k) for k in ("step", "skipped", "elapsed_s", "train_files", "train_seconds")},
+        "codec": {**{k: codec_state.get(k) for k in ("step", "skipped", "elapsed_s", "train_files", "train_seconds")},
+                  "trained_levels": codec_state["train_config"]["codec"]["num_levels"]},
         "semantic": {"step": semantic_info.get("step"), "kmeans_frames": semantic_info.get("kmeans_frames")},
     }
     data = codec_state.get("data")

@@ -51,7 +51,8 @@ class SoundStreamConfig(Config):
     n_fft: int = 1024
     frame_hop: int = 320
     width: int = 256
-    blocks: int = 4  # ConvNeXt blocks in the encoder, and again in the decoder
+    blocks: int = 4  # ConvNeXt blocks in the decoder (and in the encoder unless encoder_blocks is set)
+    encoder_blocks: int = -1  # ConvNeXt blocks in the encoder; -1: the same as blocks
     # quantiser training (see RVQConfig)
     ema: bool = True
     ema_decay: float = 0.99
@@ -86,6 +87,7 @@ class SoundStreamConfig(Config):
                 "by an even number.",
             )
             check(self.width >= 1 and self.blocks >= 0, "SoundStream width must be >= 1 and blocks >= 0.")
+            check(self.encoder_blocks >= -1, "SoundStream encoder_blocks must be >= 0 (or -1: as blocks).")
         check(
             abs(self.sample_rate / self.hop_length - self.frame_rate) < 1e-6,
             f"SoundStream hop length {self.hop_length} gives {self.sample_rate / self.hop_length:g} frames/s at "
@@ -268,8 +270,9 @@ class _FrameEncoder(nn.Module):
         bins = c.n_fft // 2 + 1
         self.proj = nn.Conv1d(3 * bins, c.width, 1)
         self.norm_in = _ChannelNorm(c.width)
-        scale = 1.0 / max(c.blocks, 1)
-        self.blocks = nn.Sequential(*(_ConvNeXtBlock(c.width, c.causal, scale) for _ in range(c.blocks)))
+        blocks = c.blocks if c.encoder_blocks < 0 else c.encoder_blocks
+        scale = 1.0 / max(blocks, 1)
+        self.blocks = nn.Sequential(*(_ConvNeXtBlock(c.width, c.causal, scale) for _ in range(blocks)))
         self.norm_out = _ChannelNorm(c.width)
         self.out = nn.Conv1d(c.width, c.latent_dim, 1)
 
@@ -337,6 +340,19 @@ class SoundStream(AcousticCodec):
     def debug(cls, body: str = "conv") -> SoundStream:
         """A tiny randomly initialised codec for tests (see :meth:`SoundStreamConfig.debug`)."""
         return cls(SoundStreamConfig.debug(body))
+
+    def with_levels(self, n: int) -> SoundStream:
+        """A copy keeping only the first ``n`` RVQ levels: it codes exactly as this codec does with ``n_levels=n``.
+
+        Quantiser dropout trains the first levels to stand alone, so a codec can ship fewer levels than it was
+        trained with when measurement shows the rest add nothing (fewer levels, faster generation).
+        """
+        if not 1 <= n <= self.num_levels:
+            raise ValueError(f"n must be in [1, {self.num_levels}], got {n}.")
+        out = SoundStream(self.config.replace(num_levels=n))
+        state = {k: (v[:n] if k.startswith("quantizer.") else v) for k, v in self.state_dict().items()}
+        out.load_state_dict(state)
+        return out.train(self.training)
 
     # ---- AcousticCodec properties -------------------------------------------------------------------------
 
