@@ -62,6 +62,7 @@ SECONDS_SLACK = 0.05
 # A config.json larger than this is not a model config (the largest, with pretrained backbones, is a few KB).
 MAX_CONFIG_BYTES = 16 << 20
 
+SHIPPED_TOKENIZERS = ("embedded",)  # presets whose tokenizers ship trained in the package
 ProgressCallback = Callable[[str, int, int], None]  # (stage name, steps done, steps total)
 
 
@@ -199,13 +200,28 @@ class V2Meow(nn.Module):
     # -- loading and saving ---------------------------------------------------------------------
     @classmethod
     def from_preset(cls, name: str, seed: int = 0) -> V2Meow:
-        """An untrained model of preset ``name`` with weights drawn from ``seed`` (reproducible)."""
+        """A model of preset ``name``: the parts the package ships trained weights for (the ``embedded``
+        preset's tokenizers and joint model) are loaded; every other weight is drawn from ``seed``."""
         cfg = load_preset(name)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = cls(cfg)
             model.randomize_semantic_kmeans(seed)
+        if name in SHIPPED_TOKENIZERS:
+            model.load_shipped_tokenizers()
         return model.eval()
+
+    def load_shipped_tokenizers(self) -> None:
+        """Put the package's trained codec and semantic tokenizer (``v2meow/assets/tokenizers``) in place."""
+        from v2meow.tokenizers.default import load_tokenizers
+
+        tok = load_tokenizers()
+        if tok.codec.config.to_dict() != self.cfg.codec.soundstream.to_dict():
+            raise ConfigError("The preset's codec config differs from the shipped codec's.")
+        self.codec.load_state_dict(tok.codec.state_dict())
+        self.semantic_encoder.load_state_dict(tok.semantic.encoder.state_dict())
+        self.semantic_kmeans = tok.semantic.kmeans
+        self.semantic_tokenizer.identity()  # checks that the k-means belongs to this encoder
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> V2Meow:
