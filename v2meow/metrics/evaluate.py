@@ -31,6 +31,9 @@ import torch
 from v2meow.errors import UserError
 from v2meow.metrics.beats import BeatAlignment, BeatFMeasure, segment_clip, track_beats
 from v2meow.metrics.fad import AudioEmbedder, FrechetAudioDistance, embed_audio
+from v2meow.metrics.joint_backends import JointModelEmbedder, ZeroShotTagger, load_joint_backend
+from v2meow.metrics.kld import ClassKLDivergence
+from v2meow.metrics.mcc import JointCosine
 from v2meow.metrics.report import Column, Report, format_table
 
 MODEL_ROW = "v2meow"
@@ -197,13 +200,19 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
         usable = (float(math.floor(shortest)) if shortest >= 1 else shortest,)
     opts.segments = usable
     embedder = _fad_embedder(model, opts)
+    joint, joint_source = load_joint_backend(model)
+    semantic_backends = None
+    if joint is not None:
+        semantic_backends = (JointModelEmbedder(joint), ZeroShotTagger(joint))
+    prompts = [opts.prompts.get(rel) for rel, _ in clips]
     ref_emb = [embed_audio(embedder, r, sr) for r in refs]
     beats = [visual_beats(str(root / rel), sec) for rel, sec in clips]
     report = Report(title=f"{len(clips)} videos from {videos_dir}, first {opts.seconds:g} s, "
                           f"{opts.generations} generation(s) each")
     per_clip: dict[str, list[dict]] = {}
     for name, outputs in systems.items():
-        row, clip_rows = _score_system(outputs, refs, ref_emb, embedder, beats, sr, opts)
+        row, clip_rows = _score_system(outputs, refs, ref_emb, embedder, beats, sr, opts, semantic_backends,
+                                       prompts)
         per_clip[name] = clip_rows
         if name == MODEL_ROW:
             report.add_row(name, row)
@@ -213,8 +222,11 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
         "fad": {"backend": embedder.name, "n_reference_frames": int(sum(len(e) for e in ref_emb))},
         "beats": {"onsets": "librosa onset_detect at 22050 Hz (METRICS.md)", "segments_s": list(opts.segments),
                   "visual_beats": sorted({src for _, src in beats})},
-        "kld": "not computed: this model has no audio classifier",
-        "mcc": "not computed: this model has no joint music-text audio tower",
+        "kld": (f"KL(ref || gen) of zero-shot tag probabilities ({len(semantic_backends[1].tags)} music tags) "
+                f"from {joint_source}, per item" if semantic_backends else f"not computed: {joint_source}"),
+        "mcc": (f"cosine of generated and reference audio in the joint space of {joint_source}, first 10 s"
+                + ("; mcc_text: generated audio vs prompt" if any(prompts) else "")
+                if semantic_backends else f"not computed: {joint_source}"),
         "no_video": "the same model given a black, still video of the same length",
         "skipped": skipped,
         "videos": [rel for rel, _ in clips],
@@ -235,18 +247,30 @@ def _fad_embedder(model, opts: EvalOptions) -> AudioEmbedder:
     raise UserError(f"Unknown FAD backend {opts.fad_backend!r}; choose codec or vggish.")
 
 
-def _score_system(outputs, refs, ref_emb, embedder, beats, sr, opts) -> tuple[dict, list[dict]]:
+def _score_system(outputs, refs, ref_emb, embedder, beats, sr, opts, semantic_backends=None,
+                  prompts=None) -> tuple[dict, list[dict]]:
     fad = FrechetAudioDistance(embedder)
+    mcc = kld = mcc_text = None
+    if semantic_backends is not None:
+        joint_emb, tagger = semantic_backends
+        mcc = JointCosine(joint_emb, target="audio")
+        mcc_text = JointCosine(joint_emb, target="text")
+        kld = ClassKLDivergence(tagger, per="item")
     for e in ref_emb:
         fad.update_reference(e)
     loris = {s: BeatAlignment("loris") for s in opts.segments}
     original = {s: BeatAlignment("original") for s in opts.segments}
     bf = BeatFMeasure()
     clip_rows = []
-    for gens, ref, (vb, _) in zip(outputs, refs, beats):
+    for i, (gens, ref, (vb, _)) in enumerate(zip(outputs, refs, beats)):
         clip = BeatAlignment("loris")
         for wav in gens:
             fad.update_generated(embed_audio(embedder, wav, sr))
+            if mcc is not None:
+                mcc.update_audio(wav, ref, sr)
+                kld.update_audio(wav, ref, sr)
+                if prompts and prompts[i]:
+                    mcc_text.update_text([wav], [prompts[i]], sr)
             for s in opts.segments:
                 for g_seg, r_seg in zip(segment_clip(wav, sr, s), segment_clip(ref, sr, s)):
                     loris[s].update(g_seg, r_seg, sr)
@@ -267,12 +291,17 @@ def _score_system(outputs, refs, ref_emb, embedder, beats, sr, opts) -> tuple[di
         row[f"bcs_orig{suffix}"], row[f"bhs_orig{suffix}"] = og["bcs"], og["bhs"]
         row[f"segments{suffix}"] = lo["n"]
     row["beat_f"] = bf.compute()["beat_f"]
+    if mcc is not None:
+        row["mcc"] = mcc.compute()["mcc"]
+        row["kld"] = kld.compute()["kld"]
+        if prompts and any(prompts):
+            row["mcc_text"] = mcc_text.compute()["mcc"]
     return row, clip_rows
 
 
 def _columns(opts: EvalOptions) -> list[Column]:
     cols = [Column("fad", "FAD (codec)" if opts.fad_backend == "codec" else "FAD VGGish", digits=3, better="lower"),
-            Column("kld", "KLD", digits=2, better="lower"), Column("mcc", "MCC", digits=3, better="higher")]
+            Column("kld", "KLD (tags)", digits=2, better="lower"), Column("mcc", "MCC", digits=3, better="higher")]
     main_seg = max(opts.segments)
     cols += [Column("bcs", f"BCS {main_seg:g}s", scale=100, digits=1, better="higher"),
              Column("bhs", f"BHS {main_seg:g}s", scale=100, digits=1, better="higher"),

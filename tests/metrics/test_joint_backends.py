@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+import torch
+
+from v2meow.metrics.joint_backends import JointModelEmbedder, ZeroShotTagger
+from v2meow.metrics.kld import ClassKLDivergence
+from v2meow.metrics.mcc import JointCosine
+from v2meow.text.joint import JointConfig, JointModel
+
+TINY_TEXT = {"vocab_size": 200, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "intermediate_size": 32, "max_position_embeddings": 64}
+
+
+@pytest.fixture(scope="module")
+def joint():
+    torch.manual_seed(0)
+    cfg = JointConfig(dim=8, text_tiny=TINY_TEXT, text_width=16, text_hidden=0, width=16, layers=1, heads=2,
+                      n_mels=16, segment_seconds=1.0)
+    return JointModel(cfg).eval()
+
+
+def test_zero_shot_tag_probabilities_and_kld(joint):
+    tagger = ZeroShotTagger(joint, tags=("happy", "sad", "calm"))
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(16000).astype(np.float32) * 0.1, rng.standard_normal(16000).astype(np.float32)
+    logits = tagger.logits(a)
+    assert logits.shape == (3,) and np.isfinite(logits).all()
+    kld = ClassKLDivergence(tagger, per="item")
+    kld.update_audio(a, a, 16000)
+    assert kld.compute()["kld"] == pytest.approx(0.0, abs=1e-5)  # the 1e-6 inside the log, per class
+    kld.update_audio(b, a, 16000)
+    assert kld.compute()["n"] == 2
+
+
+def test_mcc_with_joint_model(joint):
+    emb = JointModelEmbedder(joint)
+    mcc = JointCosine(emb, target="audio")
+    wav = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32)
+    mcc.update_audio(wav, wav, 16000)
+    assert mcc.compute()["mcc"] == pytest.approx(1.0, abs=1e-6)
+    text = JointCosine(emb, target="text")
+    text.update_text([wav], ["calm piano"], 16000)
+    assert -1.0 <= text.compute()["mcc"] <= 1.0
