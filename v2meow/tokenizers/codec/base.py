@@ -59,6 +59,31 @@ def compare_identities(expected: dict[str, Any], got: dict[str, Any], subject: s
             )
 
 
+class ConfigBackedCodec:
+    """Mixin: the codec properties read from ``self.config`` (sample_rate, hop_length, frame_rate,
+    num_levels, codebook_size), for codecs whose config declares them."""
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def num_levels(self) -> int:
+        return self.config.num_levels
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+
 class AcousticCodec(nn.Module, abc.ABC):
     """A neural audio codec: waveform ``[B, T]`` ↔ codes ``[B, N_q, T_a]`` with ``T_a = ceil(T / hop_length)``.
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from v2meow.configbase import Config, check
 from v2meow.errors import ConfigError
 from v2meow.pretrained import config_to_dict, hub_hint, load_hf_model, stable_config
-from v2meow.tokenizers.codec.base import AcousticCodec, config_hash, weights_fingerprint
+from v2meow.tokenizers.codec.base import AcousticCodec, ConfigBackedCodec, config_hash, weights_fingerprint
 
 
 @dataclass
@@ -47,7 +47,7 @@ class PretrainedCodecConfig(Config):
         check(2 <= self.codebook_size <= 65536, f"codec codebook_size must be in 2..65536, got {self.codebook_size}.")
 
 
-class PretrainedCodec(AcousticCodec):
+class PretrainedCodec(ConfigBackedCodec, AcousticCodec):
     """An :class:`AcousticCodec` over a frozen transformers codec model (subclasses fill in encode/decode)."""
 
     NAME = "pretrained-codec"
@@ -81,26 +81,6 @@ class PretrainedCodec(AcousticCodec):
 
     def train(self, mode: bool = True) -> PretrainedCodec:
         return super().train(False)  # frozen: quantizer dropout and batch statistics must stay off
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.config.hop_length
-
-    @property
-    def frame_rate(self) -> float:
-        return self.config.frame_rate
-
-    @property
-    def num_levels(self) -> int:
-        return self.config.num_levels
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
 
     def identity(self) -> dict[str, Any]:
         if self._fingerprint is None:

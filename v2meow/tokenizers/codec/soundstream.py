@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
-from v2meow.tokenizers.codec.base import AcousticCodec, config_hash, weights_fingerprint
+from v2meow.tokenizers.codec.base import AcousticCodec, ConfigBackedCodec, config_hash, weights_fingerprint
 from v2meow.tokenizers.codec.losses import MultiScaleMelLoss, MultiScaleSTFTLoss
 from v2meow.tokenizers.codec.rvq import ResidualVQ, RVQConfig
 
@@ -316,7 +316,7 @@ class _FrameDecoder(nn.Module):
 # ---- the codec ------------------------------------------------------------------------------------------
 
 
-class SoundStream(AcousticCodec):
+class SoundStream(ConfigBackedCodec, AcousticCodec):
     """SoundStream codec: ``wav [B, T]`` ↔ codes ``[B, N_q, ceil(T / hop)]`` at ``frame_rate`` frames/s."""
 
     NAME = "v2meow-soundstream"
@@ -355,26 +355,6 @@ class SoundStream(AcousticCodec):
         return out.train(self.training)
 
     # ---- AcousticCodec properties -------------------------------------------------------------------------
-
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.config.hop_length
-
-    @property
-    def frame_rate(self) -> float:
-        return self.config.frame_rate
-
-    @property
-    def num_levels(self) -> int:
-        return self.config.num_levels
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
 
     def identity(self) -> dict[str, Any]:
         return {
