@@ -7,7 +7,8 @@ Rows: the model, and the baselines every report shows beside it (METRICS.md):
 
 Metrics (each names its backend in the report's notes):
 - FAD between each system's audio and the reference music, on embeddings of a named backend
-  (offline default: the model's own codec encoder, frame by frame; ``vggish`` with user weights);
+  (offline default: the shipped trained codec's encoder, frame by frame, the same for every model under
+  test; ``vggish`` with user weights);
 - BCS / BHS / F1 (LORIS-adjusted, and the original) on 2 s / 6 s / 10 s segments, as in Table 2;
 - beat F-measure (±70 ms) of the generated music's tracked beats against the video's visual beats
   (from a synth-data sidecar when there is one, else from onsets of the ``motion`` encoder's energy);
@@ -237,7 +238,10 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
 
 def _fad_embedder(model, opts: EvalOptions) -> AudioEmbedder:
     if opts.fad_backend == "codec":
-        return CodecEmbedder(model.codec)
+        # the shipped, trained codec: the same embedding for every model under test, so FADs compare
+        from v2meow.tokenizers.default import load_tokenizers
+
+        return CodecEmbedder(load_tokenizers().codec)
     if opts.fad_backend == "vggish":
         if not opts.vggish_weights:
             raise UserError("--fad-backend vggish needs --vggish-weights PATH (a converted VGGish safetensors file).")
