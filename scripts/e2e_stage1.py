@@ -67,7 +67,10 @@ def main() -> int:
     model_dir = work / "model"
     if not (model_dir / "config.json").is_file():
         model = V2Meow.from_pretrained(args.base)
-        if not os.path.isdir(args.base):  # a preset: its k-means is random, fit one on the training music
+        from v2meow.pipeline import SHIPPED_TOKENIZERS
+
+        if not os.path.isdir(args.base) and args.base not in SHIPPED_TOKENIZERS:
+            # a preset with random tokenizers: fit its k-means on the training music
             sr = model.sample_rate
             wavs = [torch.from_numpy(load_audio(t, sample_rate=sr, duration=args.seconds)) for t in tracks]
             tok = SemanticTokenizer.fit(model.semantic_encoder, wavs, k=model.cfg.semantic_tokenizer.vocab_size,
