@@ -33,6 +33,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--motion-rate", type=float, default=None,
+                   help="feature frames per second of the motion encoder (a preset's own rate by default)")
     args = p.parse_args()
 
     from v2meow.data.extract import extract
@@ -67,6 +69,20 @@ def main() -> int:
     model_dir = work / "model"
     if not (model_dir / "config.json").is_file():
         model = V2Meow.from_pretrained(args.base)
+        if args.motion_rate is not None:  # rebuild with the motion encoder at another rate
+            from v2meow.config import V2MeowConfig
+
+            data = model.cfg.to_dict()
+            for e in data["encoders"]:
+                if e["name"] == "motion":
+                    e["rate"] = args.motion_rate
+            for stage in ("semantic", "coarse"):
+                data[stage]["streams"] = []
+            tok_state = (model.codec.state_dict(), model.semantic_encoder.state_dict(), model.semantic_kmeans)
+            model = V2Meow(V2MeowConfig.from_dict(data))
+            model.codec.load_state_dict(tok_state[0])
+            model.semantic_encoder.load_state_dict(tok_state[1])
+            model.semantic_kmeans = tok_state[2]
         from v2meow.pipeline import SHIPPED_TOKENIZERS
 
         if not os.path.isdir(args.base) and args.base not in SHIPPED_TOKENIZERS:
