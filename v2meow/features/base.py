@@ -120,3 +120,41 @@ def fill_empty_windows(values: np.ndarray, filled: np.ndarray) -> np.ndarray:
     first = int(np.argmax(filled))
     idx[:first] = first
     return values[idx]
+
+
+class BatchedFrameMeanState(EncoderState):
+    """Per-window mean of a frame-embedding network's outputs, run on batches of frames.
+
+    For encoders that embed single frames (CLIP, ViT-VQGAN): they provide ``embed_frames(frames [N, H, W, 3])
+    -> [N, D]``, ``batch_size``, ``rate`` and ``dim``. Frames wait until a batch is full, so the network runs
+    on batches; a window without any frame takes its neighbour's value.
+    """
+
+    def __init__(self, encoder: Any, duration: float) -> None:
+        self.enc = encoder
+        self.count = encoder.num_frames(duration)
+        self.sums = np.zeros((self.count, encoder.dim), dtype=np.float64)
+        self.counts = np.zeros(self.count, dtype=np.int64)
+        self.pending: list[tuple[int, np.ndarray]] = []  # (window, frame) waiting for a full batch
+
+    def add(self, t: float, frame: np.ndarray) -> None:
+        win = int(window_index(np.asarray([t]), self.enc.rate, self.count)[0])
+        self.pending.append((win, frame))
+        if len(self.pending) >= self.enc.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        wins = np.asarray([w for w, _ in self.pending])
+        emb = self.enc.embed_frames(np.stack([f for _, f in self.pending]))  # [N, D]
+        np.add.at(self.sums, wins, emb.astype(np.float64))
+        np.add.at(self.counts, wins, 1)
+        self.pending.clear()
+
+    def finish(self) -> np.ndarray:
+        self._flush()
+        filled = self.counts > 0
+        out = np.zeros_like(self.sums)
+        out[filled] = self.sums[filled] / self.counts[filled, None]
+        return fill_empty_windows(out, filled).astype(np.float32)

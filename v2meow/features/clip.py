@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from v2meow.errors import UserError
-from v2meow.features.base import EncoderState, VisualEncoder, fill_empty_windows, window_index
+from v2meow.features.base import BatchedFrameMeanState, EncoderState, VisualEncoder
 from v2meow.features.registry import register
 from v2meow.pretrained import FrozenBackbone, config_to_dict, hub_hint, load_hf_model, pretrained_params
 
@@ -41,37 +41,6 @@ def _vision_config_from_dict(raw: dict[str, Any]) -> Any:
         vision.setdefault("projection_dim", raw.get("projection_dim", 512))
         return CLIPVisionConfig.from_dict(vision)
     return CLIPVisionConfig.from_dict(raw)
-
-
-class _ClipState(EncoderState):
-    def __init__(self, encoder: ClipEncoder, duration: float) -> None:
-        self.enc = encoder
-        self.count = encoder.num_frames(duration)
-        self.sums = np.zeros((self.count, encoder.dim), dtype=np.float64)
-        self.counts = np.zeros(self.count, dtype=np.int64)
-        self.pending: list[tuple[int, np.ndarray]] = []  # (window, frame) waiting for a full batch
-
-    def add(self, t: float, frame: np.ndarray) -> None:
-        win = int(window_index(np.asarray([t]), self.enc.rate, self.count)[0])
-        self.pending.append((win, frame))
-        if len(self.pending) >= self.enc.batch_size:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self.pending:
-            return
-        wins = np.asarray([w for w, _ in self.pending])
-        emb = self.enc.embed_frames(np.stack([f for _, f in self.pending]))  # [N, D]
-        np.add.at(self.sums, wins, emb.astype(np.float64))
-        np.add.at(self.counts, wins, 1)
-        self.pending.clear()
-
-    def finish(self) -> np.ndarray:
-        self._flush()
-        filled = self.counts > 0
-        out = np.zeros_like(self.sums)
-        out[filled] = self.sums[filled] / self.counts[filled, None]
-        return fill_empty_windows(out, filled).astype(np.float32)
 
 
 @register("clip")
@@ -132,4 +101,4 @@ class ClipEncoder(FrozenBackbone, VisualEncoder):
         return torch.nn.functional.normalize(emb.float(), dim=-1).numpy()
 
     def begin(self, duration: float) -> EncoderState:
-        return _ClipState(self, duration)
+        return BatchedFrameMeanState(self, duration)

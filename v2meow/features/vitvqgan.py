@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from v2meow.errors import UserError
-from v2meow.features.base import EncoderState, VisualEncoder, fill_empty_windows, window_index
+from v2meow.features.base import BatchedFrameMeanState, EncoderState, VisualEncoder
 from v2meow.features.registry import register
 from v2meow.pretrained import FrozenBackbone, missing_weights
 from v2meow.tokenizers.codec.base import config_hash
@@ -160,35 +160,6 @@ def _check_config(c: dict[str, Any]) -> dict[str, int]:
     return full
 
 
-class _VqState(EncoderState):
-    def __init__(self, encoder: VitVqganEncoder, duration: float) -> None:
-        self.enc = encoder
-        self.count = encoder.num_frames(duration)
-        self.sums = np.zeros((self.count, encoder.dim), dtype=np.float64)
-        self.counts = np.zeros(self.count, dtype=np.int64)
-        self.pending: list[tuple[int, np.ndarray]] = []
-
-    def add(self, t: float, frame: np.ndarray) -> None:
-        self.pending.append((int(window_index(np.asarray([t]), self.enc.rate, self.count)[0]), frame))
-        if len(self.pending) >= self.enc.batch_size:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.pending:
-            wins = np.asarray([w for w, _ in self.pending])
-            feats = self.enc.embed_frames(np.stack([f for _, f in self.pending]))
-            np.add.at(self.sums, wins, feats.astype(np.float64))
-            np.add.at(self.counts, wins, 1)
-            self.pending.clear()
-
-    def finish(self) -> np.ndarray:
-        self._flush()
-        filled = self.counts > 0
-        out = np.zeros_like(self.sums)
-        out[filled] = self.sums[filled] / self.counts[filled, None]
-        return fill_empty_windows(out, filled).astype(np.float32)
-
-
 @register("vitvqgan")
 class VitVqganEncoder(FrozenBackbone, VisualEncoder):
     """Pooled ViT-VQGAN code embeddings ``[T, grid² × embed_dim]`` per window (see the module docstring)."""
@@ -284,4 +255,4 @@ class VitVqganEncoder(FrozenBackbone, VisualEncoder):
         return pooled.permute(0, 2, 3, 1).reshape(len(frames), -1).numpy()  # cell-major, e inner
 
     def begin(self, duration: float) -> EncoderState:
-        return _VqState(self, duration)
+        return BatchedFrameMeanState(self, duration)
