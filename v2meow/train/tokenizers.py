@@ -218,6 +218,65 @@ class _Log:
             f.write(json.dumps(record) + "\n")
 
 
+class _StepTrainer:
+    """The fit loop both tokenizer trainers share: steps, logging, evaluation, checkpoints by step count and
+    by wall clock, a progress bar. Subclasses provide ``train_step``, ``evaluate``, ``save``, ``resume`` and
+    the hooks below."""
+
+    DESC = "train"
+
+    def _check_step(self) -> None:
+        """Raise when training must stop (e.g. divergence); called after every step."""
+
+    def _log_extra(self) -> dict[str, Any]:
+        return {}
+
+    def _postfix(self, stats: dict[str, Any]) -> dict[str, str]:
+        return {}
+
+    def _result(self, last: dict[str, Any]) -> dict[str, Any]:
+        return last
+
+    def fit(self, progress: bool = True) -> dict[str, Any]:
+        cfg = self.cfg
+        resumed = self.resume()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.DESC, unit="step")
+        last: dict[str, Any] = {"resumed": resumed}
+        t_ckpt = t_log = time.time()
+        since = 0
+        while self.step < cfg.max_steps:
+            t0 = time.time()
+            stats = self.train_step()
+            self.elapsed += time.time() - t0
+            since += 1
+            self._check_step()
+            last = {"step": self.step, **stats}
+            if self.step % cfg.log_every == 0:
+                last["s_per_step"] = (time.time() - t_log) / max(since, 1)
+                t_log, since = time.time(), 0
+                self.log({**last, "elapsed_s": round(self.elapsed, 1), **self._log_extra()})
+            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                ev = self.evaluate()
+                last.update(ev)
+                self.log({"step": self.step, **ev})
+            if (self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps
+                    or time.time() - t_ckpt >= 60 * cfg.checkpoint_minutes):
+                self.save()
+                t_ckpt = time.time()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(**self._postfix(stats))
+        if bar is not None:
+            bar.close()
+        if latest_checkpoint(self.run_dir) is None:
+            self.save()
+        return self._result(last)
+
+
 # ---- codec --------------------------------------------------------------------------------------------------
 
 
@@ -303,7 +362,7 @@ def _split_optimizers(merged: dict[str, Any], names: list[str]) -> dict[str, dic
     return out
 
 
-class CodecTrainer:
+class CodecTrainer(_StepTrainer):
     """Trains a codec (and its discriminator) on random crops of an audio folder; see :func:`train_codec`."""
 
     KIND = "codec"
@@ -461,46 +520,21 @@ class CodecTrainer:
         self.codec.train()
         return out
 
-    def fit(self, progress: bool = True) -> dict[str, Any]:
-        cfg = self.cfg
-        resumed = self.resume()
-        bar = None
-        if progress:
-            from tqdm import tqdm
+    DESC = "train codec"
 
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train codec", unit="step")
-        last: dict[str, Any] = {"resumed": resumed}
-        t_ckpt = t_log = time.time()
-        steps_since_log = 0
-        while self.step < cfg.max_steps:
-            t0 = time.time()
-            stats = self.train_step()
-            self.elapsed += time.time() - t0
-            steps_since_log += 1
-            if self.skipped_in_a_row >= cfg.max_skipped_in_a_row:
-                self.save()
-                raise RuntimeError(f"Codec training diverged: {cfg.max_skipped_in_a_row} non-finite steps in a row "
-                                   f"(step {self.step}); the last checkpoint is in {self.run_dir}.")
-            last = {"step": self.step, **stats}
-            if self.step % cfg.log_every == 0:
-                last["s_per_step"] = (time.time() - t_log) / max(steps_since_log, 1)
-                t_log, steps_since_log = time.time(), 0
-                self.log({**last, "elapsed_s": round(self.elapsed, 1), "skipped": self.skipped})
-            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
-                ev = self.evaluate()
-                last.update(ev)
-                self.log({"step": self.step, **ev})
-            if (self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps
-                    or time.time() - t_ckpt >= 60 * cfg.checkpoint_minutes):
-                self.save()
-                t_ckpt = time.time()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(stft=f"{stats['stft']:.3f}", mel=f"{stats['mel']:.3f}")
-        if bar is not None:
-            bar.close()
-        if latest_checkpoint(self.run_dir) is None:
+    def _check_step(self) -> None:
+        if self.skipped_in_a_row >= self.cfg.max_skipped_in_a_row:
             self.save()
+            raise RuntimeError(f"Codec training diverged: {self.cfg.max_skipped_in_a_row} non-finite steps in a row "
+                               f"(step {self.step}); the last checkpoint is in {self.run_dir}.")
+
+    def _log_extra(self) -> dict[str, Any]:
+        return {"skipped": self.skipped}
+
+    def _postfix(self, stats: dict[str, Any]) -> dict[str, str]:
+        return {"stft": f"{stats['stft']:.3f}", "mel": f"{stats['mel']:.3f}"}
+
+    def _result(self, last: dict[str, Any]) -> dict[str, Any]:
         return {**last, "step": self.step, "skipped": self.skipped, "elapsed_s": round(self.elapsed, 1),
                 "run_dir": str(self.run_dir)}
 
@@ -594,7 +628,7 @@ TARGETS_FILE = "targets_kmeans.safetensors"
 TOKENIZER_DIR = "tokenizer"
 
 
-class SemanticTrainer:
+class SemanticTrainer(_StepTrainer):
     """HuBERT iteration 1 on an audio folder, then the tokenizer's k-means; see :func:`train_semantic_tokenizer`."""
 
     KIND = "semantic"
@@ -726,43 +760,10 @@ class SemanticTrainer:
         self.encoder.train()
         return {"val_loss": loss, "val_accuracy": acc}
 
-    def fit(self, progress: bool = True) -> dict[str, Any]:
-        cfg = self.cfg
-        resumed = self.resume()
-        bar = None
-        if progress:
-            from tqdm import tqdm
+    DESC = "train semantic encoder"
 
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train semantic encoder", unit="step")
-        last: dict[str, Any] = {"resumed": resumed}
-        t_ckpt = t_log = time.time()
-        since = 0
-        while self.step < cfg.max_steps:
-            t0 = time.time()
-            stats = self.train_step()
-            self.elapsed += time.time() - t0
-            since += 1
-            last = {"step": self.step, **stats}
-            if self.step % cfg.log_every == 0:
-                last["s_per_step"] = (time.time() - t_log) / max(since, 1)
-                t_log, since = time.time(), 0
-                self.log({**last, "elapsed_s": round(self.elapsed, 1)})
-            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
-                ev = self.evaluate()
-                last.update(ev)
-                self.log({"step": self.step, **ev})
-            if (self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps
-                    or time.time() - t_ckpt >= 60 * cfg.checkpoint_minutes):
-                self.save()
-                t_ckpt = time.time()
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss']:.3f}")
-        if bar is not None:
-            bar.close()
-        if latest_checkpoint(self.run_dir) is None:
-            self.save()
-        return last
+    def _postfix(self, stats: dict[str, Any]) -> dict[str, str]:
+        return {"loss": f"{stats['loss']:.3f}"}
 
     def fit_tokenizer(self, k: int | None = None) -> SemanticTokenizer:
         """Keep the encoder's layers up to the token layer, round them to float16 (as they ship), fit the k-means
