@@ -35,6 +35,8 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--motion-rate", type=float, default=None,
                    help="feature frames per second of the motion encoder (a preset's own rate by default)")
+    p.add_argument("--fps", type=float, default=12.0, help="frame rate of the rendered videos")
+    p.add_argument("--extract-only", action="store_true", help="stop after writing the shards")
     args = p.parse_args()
 
     from v2meow.data.extract import extract
@@ -55,7 +57,7 @@ def main() -> int:
         dst = music / Path(t).name
         if not dst.exists():
             os.symlink(os.path.abspath(t), dst)
-    synth_data(str(music), str(videos), seconds=args.seconds, size=(128, 72), fps=12, seed=args.seed,
+    synth_data(str(music), str(videos), seconds=args.seconds, size=(128, 72), fps=args.fps, seed=args.seed,
                workers=args.workers, progress=True)
     try:
         import skvideo
@@ -99,6 +101,8 @@ def main() -> int:
     splits = [c["split"] for c in m["clips"]]
     print(f"[{time.time() - t0:.0f}s] shards: {splits.count('train')} train, {splits.count('validation')} validation",
           flush=True)
+    if args.extract_only:
+        return 0
 
     from v2meow.config import V2MeowConfig
 

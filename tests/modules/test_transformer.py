@@ -29,14 +29,40 @@ def test_relative_buckets_exact_near_and_monotone_far():
 
 
 def test_cached_and_uncached_greedy_decoding_agree_encoder_decoder():
-    torch.manual_seed(0)
+    torch.manual_seed(4)
     streams = [StreamSpec(name="a", dim=7, rate=1.0), StreamSpec(name="b", dim=5, rate=10.0)]
-    lm = TokenLM(tiny(), 50, streams=streams, joint_dim=6).eval()
+    lm = TokenLM(tiny(), 50, streams=streams, joint_dim=6, target_rate=20.0).eval()
     enc = lm.condition({"a": torch.randn(2, 4, 7), "b": torch.randn(2, 40, 5)}, joint=torch.randn(2, 6))
     cached = lm.generate(80, GREEDY, enc_in=enc)
     uncached = lm.generate(80, GREEDY, enc_in=enc, use_cache=False)
     assert torch.equal(cached, uncached)
     assert len(set(cached[0].tolist())) > 3  # a random model does not emit one token over and over
+
+
+def test_cross_attention_bias_aligns_decoder_tokens_with_conditioning_time():
+    # With the time bias forced to "same moment only", a decoder token at second s reads only the encoder items
+    # of second s: changing the memory at second 3 leaves every token before second 3 unchanged and changes
+    # the tokens within it. 10 target tokens per second, features at 1 per second, plus the untimed joint item.
+    torch.manual_seed(0)
+    lm = TokenLM(tiny(), 30, streams=[StreamSpec(name="a", dim=7, rate=1.0)], joint_dim=6, target_rate=10.0).eval()
+    with torch.no_grad():
+        table = lm.decoder.cross_bias.table.weight
+        table.fill_(-1e4)
+        table[0] = 0.0  # bucket 0 of the bidirectional bias: offset 0
+    enc = lm.condition({"a": torch.randn(1, 6, 7)}, joint=torch.randn(1, 6))
+    assert enc[1][0].tolist() == [0, 1, 2, 3, 4, 5, -1]  # the joint item is untimed
+    memory, valid = lm.encode(enc)
+    changed = memory.clone()
+    changed[0, 3] = torch.randn(memory.shape[-1])
+    ids = lm.decoder_input(None, torch.randint(0, 30, (1, 59)))
+    q = lm.query_positions(0, ids.shape[1], 0, ids.device)
+    assert q[:12].tolist() == [0] * 10 + [1, 1]  # input j predicts target j, at j / 10 s
+    a, b = (lm.decoder(lm.embed(ids), m, valid, memory_pos=enc[1], query_pos=q) for m in (memory, changed))
+    assert torch.allclose(a[:, :30], b[:, :30], atol=1e-6)
+    assert (a[:, 30:40] - b[:, 30:40]).abs().amax() > 1e-2
+    # without positions the bias is off, and the change reaches the first second too
+    c, d = (lm.decoder(lm.embed(ids), m, valid) for m in (memory, changed))
+    assert (c[:, :10] - d[:, :10]).abs().amax() > 1e-2
 
 
 def test_cached_and_uncached_greedy_decoding_agree_decoder_only_with_prompt():

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from v2meow.configbase import Config, check
 
 STREAM_KINDS = ("features", "tokens")
+UNTIMED = -1  # the position of an item that belongs to no moment (the joint embedding)
 
 
 @dataclass
@@ -100,6 +101,6 @@ class ConditionInput(nn.Module):
                     j = torch.where(joint_valid[:, None].bool(), j, null)
             j = (j + self.type_embedding.weight[len(self.streams)])[:, None]
             xs.append(j)
-            ps.append(torch.zeros(batch, 1, dtype=torch.long, device=device))
+            ps.append(torch.full((batch, 1), UNTIMED, dtype=torch.long, device=device))
             vs.append(torch.ones(batch, 1, dtype=torch.bool, device=device))
         return torch.cat(xs, 1), torch.cat(ps, 1), torch.cat(vs, 1)

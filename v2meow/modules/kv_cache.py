@@ -52,6 +52,7 @@ class DecoderCache:
     layers: list[KVCache]
     cross: list[tuple[Tensor, Tensor]] | None
     cross_mask: Tensor | None
+    memory_pos: Tensor | None = None  # [B, S] the memory's positions on the conditioning clock (< 0: untimed)
 
     @property
     def length(self) -> int:

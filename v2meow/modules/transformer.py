@@ -1,6 +1,8 @@
 """The one Transformer every stage uses: encoder, decoder (self + cross attention), decoder-only.
 
-Pre-norm blocks, T5-style bucketed relative position bias (shared by all layers of a stack),
+Pre-norm blocks, T5-style bucketed relative position bias (shared by all layers of a stack), a
+time-aligned relative bias on cross-attention (a decoder token at time t sees how far each encoder item
+is from t on the conditioning clock, so it can attend to what happens *now* in the video),
 ``scaled_dot_product_attention``, and a preallocated KV cache (see :mod:`v2meow.modules.kv_cache`)
 for incremental decoding. Networks take tensors and return tensors; no I/O here.
 """
@@ -31,6 +33,10 @@ class TransformerConfig(Config):
     rel_buckets: int = 32
     rel_max_distance: int = 128
     max_len: int = 4096  # longest decoder sequence the cache is allowed to hold
+    # cross-attention bias by time offset between a decoder token and each encoder item (relative position
+    # bias alone gives the encoder no absolute time, so without it a decoder cannot tell which moment of
+    # the video it is writing music for)
+    cross_time_bias: bool = True
 
     def validate(self) -> None:
         check(1 <= self.width <= 16384, f"width must be in 1..16384, got {self.width}.")
@@ -219,14 +225,30 @@ class Decoder(nn.Module):
         self.cfg = cfg
         self.cross = cross
         self.bias = RelativePositionBias(cfg.heads, cfg.rel_buckets, cfg.rel_max_distance, bidirectional=False)
+        self.cross_bias = (
+            RelativePositionBias(cfg.heads, cfg.rel_buckets, cfg.rel_max_distance, bidirectional=True)
+            if cross and cfg.cross_time_bias else None
+        )
         self.layers = nn.ModuleList(DecoderLayer(cfg, cross) for _ in range(cfg.decoder_layers))
         self.norm = nn.LayerNorm(cfg.width)
+
+    def cross_time_mask(self, query_pos: Tensor | None, memory_pos: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+        """Additive ``[B|1, H, Lq, S]`` bias from the time offset between queries and memory items.
+
+        ``query_pos [Lq]``: each query's position on the conditioning clock; ``memory_pos [B, S]``: the memory's
+        (negative = untimed, e.g. the joint embedding: no bias). None when the decoder has no time bias or no
+        positions are given."""
+        if self.cross_bias is None or query_pos is None or memory_pos is None:
+            return None
+        bias = self.cross_bias(query_pos, memory_pos.clamp(min=0)).to(dtype)  # [B, H, Lq, S]
+        return bias * (memory_pos >= 0)[:, None, None, :].to(dtype)
 
     def cross_kv(self, memory: Tensor) -> list[tuple[Tensor, Tensor]]:
         return [layer.cross_attn.project_kv(memory) for layer in self.layers]
 
     def new_cache(
-        self, batch: int, max_len: int, memory: Tensor | None = None, memory_valid: Tensor | None = None
+        self, batch: int, max_len: int, memory: Tensor | None = None, memory_valid: Tensor | None = None,
+        memory_pos: Tensor | None = None,
     ) -> DecoderCache:
         """Preallocate a cache for ``max_len`` positions; project ``memory [B, S, D]`` once."""
         if max_len > self.cfg.max_len:
@@ -236,7 +258,7 @@ class Decoder(nn.Module):
         caches = [KVCache(batch, self.cfg.heads, max_len, hd, p.dtype, p.device) for _ in self.layers]
         cross = self.cross_kv(memory) if (self.cross and memory is not None) else None
         cross_mask = padding_mask_to_additive(memory_valid, p.dtype) if memory_valid is not None else None
-        return DecoderCache(caches, cross, cross_mask)
+        return DecoderCache(caches, cross, cross_mask, memory_pos)
 
     def self_mask(self, q_start: int, q_len: int, k_len: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         """Relative bias plus the causal mask for queries ``q_start..q_start+q_len-1`` over keys ``0..k_len-1``."""
@@ -253,8 +275,13 @@ class Decoder(nn.Module):
         memory_valid: Tensor | None = None,
         cache: DecoderCache | None = None,
         input_pos: int = 0,
+        memory_pos: Tensor | None = None,
+        query_pos: Tensor | None = None,
     ) -> Tensor:
-        """``x [B, L, D]`` -> ``[B, L, D]``. Without a cache ``input_pos`` must be 0."""
+        """``x [B, L, D]`` -> ``[B, L, D]``. Without a cache ``input_pos`` must be 0.
+
+        ``memory_pos [B, S]`` (or the cache's) and ``query_pos [L]`` (this call's queries, on the same clock)
+        switch on the time-aligned cross-attention bias."""
         L = x.shape[1]
         if cache is None:
             if input_pos != 0:
@@ -264,9 +291,12 @@ class Decoder(nn.Module):
             cross_mask = padding_mask_to_additive(memory_valid, x.dtype)
         else:
             mask = self.self_mask(input_pos, L, input_pos + L, x.device, x.dtype)
-            cross, cross_mask = cache.cross, cache.cross_mask
+            cross, cross_mask, memory_pos = cache.cross, cache.cross_mask, cache.memory_pos
         if self.cross and cross is None:
             raise ValueError("this decoder attends to encoder memory; pass memory or a cache built with it")
+        time_mask = self.cross_time_mask(query_pos, memory_pos, x.dtype)
+        if time_mask is not None:
+            cross_mask = time_mask if cross_mask is None else time_mask + cross_mask
         for i, layer in enumerate(self.layers):
             x = layer(
                 x,

@@ -39,9 +39,13 @@ class TokenLM(nn.Module):
         prefix_vocab: int = 0,
         streams: list[StreamSpec] | None = None,
         joint_dim: int = 0,
+        target_rate: float | None = None,
     ):
+        """``target_rate``: target tokens per second; with an encoder it places every target token on the
+        conditioning clock, for the decoder's time-aligned cross-attention bias."""
         super().__init__()
         self.cfg = cfg
+        self.target_rate = target_rate
         self.target_vocab = target_vocab
         self.prefix_vocab = prefix_vocab
         self.bos = target_vocab + prefix_vocab
@@ -58,6 +62,15 @@ class TokenLM(nn.Module):
         """Run the encoder on ``(x, positions, valid)``; returns ``(memory [B, S, W], valid [B, S])``."""
         x, pos, valid = enc_in
         return self.encoder(x, pos, valid), valid
+
+    def query_positions(self, start: int, length: int, prefix_len: int, device: torch.device) -> Tensor | None:
+        """Conditioning-clock positions of decoder inputs ``start .. start+length-1``: input ``P + j`` predicts
+        target ``j``, which lies at ``j / target_rate`` seconds (None without an encoder or a target rate)."""
+        if not self.has_encoder or not self.target_rate:
+            return None
+        j = (torch.arange(start, start + length, device=device) - prefix_len).clamp(min=0)
+        scale = self.condition.position_rate / self.target_rate
+        return torch.floor(j.double() * scale + 1e-9).long()
 
     def decoder_input(self, prefix: Tensor | None, target: Tensor) -> Tensor:
         """``prefix [B, P]``, ``target [B, n]`` -> ids ``[B, P + 1 + n]`` (BOS between)."""
@@ -82,7 +95,8 @@ class TokenLM(nn.Module):
         p = 0 if prefix is None else prefix.shape[1]
         ids = self.decoder_input(prefix, target[:, :-1])
         memory, mem_valid = self.encode(enc_in) if self.has_encoder else (None, None)
-        h = self.decoder(self.embed(ids), memory, mem_valid)
+        h = self.decoder(self.embed(ids), memory, mem_valid, memory_pos=enc_in[1] if self.has_encoder else None,
+                         query_pos=self.query_positions(0, ids.shape[1], p, ids.device))
         logits = self.head(h[:, p:]).float()  # [B, n, V]
         if allowed is not None:
             mask = allowed(torch.arange(target.shape[1], device=target.device))
@@ -127,14 +141,16 @@ class TokenLM(nn.Module):
         elif enc_in is not None:
             batch = enc_in[0].shape[0]
         cfg_on = guidance != 1.0 and enc_in_uncond is not None
-        memory = mem_valid = None
+        memory = mem_valid = mem_pos = None
         if self.has_encoder:
             if enc_in is None:
                 raise ValueError("this stage needs its conditioning inputs")
             memory, mem_valid = self.encode(enc_in)
+            mem_pos = enc_in[1]
             if cfg_on:
                 m_u, v_u = self.encode(enc_in_uncond)
                 memory, mem_valid = torch.cat([memory, m_u]), torch.cat([mem_valid, v_u])
+                mem_pos = torch.cat([mem_pos, enc_in_uncond[1]])
         rows = 2 * batch if cfg_on else batch
 
         m = 0 if prompt is None else prompt.shape[1]
@@ -143,16 +159,19 @@ class TokenLM(nn.Module):
         if cfg_on:
             ids = torch.cat([ids, ids])
         total = ids.shape[1] + num_tokens - 1
-        cache = self.decoder.new_cache(rows, total, memory, mem_valid) if use_cache else None
+        cache = self.decoder.new_cache(rows, total, memory, mem_valid, mem_pos) if use_cache else None
+        p_len = 0 if prefix is None else prefix.shape[1]
 
         out = torch.zeros(batch, num_tokens, dtype=torch.long, device=device)
         x, pos = ids, 0
         for i in range(num_tokens):
             if use_cache:
-                h = self.decoder(self.embed(x), cache=cache, input_pos=pos)
+                h = self.decoder(self.embed(x), cache=cache, input_pos=pos,
+                                 query_pos=self.query_positions(pos, x.shape[1], p_len, device))
                 pos += x.shape[1]
             else:
-                h = self.decoder(self.embed(x), memory, mem_valid)
+                h = self.decoder(self.embed(x), memory, mem_valid, memory_pos=mem_pos,
+                                 query_pos=self.query_positions(0, x.shape[1], p_len, device))
             logits = self.head(h[:, -1]).float()  # [rows, V]
             if cfg_on:
                 logits = guide(logits[:batch], logits[batch:], guidance)

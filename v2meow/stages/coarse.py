@@ -74,7 +74,9 @@ class CoarseStage(nn.Module):
             streams = list(cfg.streams) + [
                 StreamSpec(name=SEMANTIC_STREAM, dim=cfg.semantic_vocab, rate=cfg.semantic_rate, kind="tokens")
             ]
-            self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, streams=streams)
+            # flattened levels: target j is frame j // levels, at about j / (frame_rate * levels) seconds
+            self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, streams=streams,
+                              target_rate=cfg.frame_rate * cfg.levels)
         else:
             self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, prefix_vocab=cfg.semantic_vocab)
 

@@ -61,7 +61,8 @@ class SemanticStage(nn.Module):
     def __init__(self, cfg: SemanticStageConfig):
         super().__init__()
         self.cfg = cfg
-        self.lm = TokenLM(cfg.transformer, cfg.vocab_size, streams=cfg.streams, joint_dim=cfg.joint_dim)
+        self.lm = TokenLM(cfg.transformer, cfg.vocab_size, streams=cfg.streams, joint_dim=cfg.joint_dim,
+                          target_rate=cfg.token_rate)
 
     def encoder_input(
         self, features: dict[str, Tensor], features_valid: dict[str, Tensor] | None,
