@@ -143,3 +143,29 @@ def test_fsdp_two_processes_train_and_resume(shard_dir, tmp_path):
     wa = load_checkpoint(latest_checkpoint(a))["model"]
     wb = load_checkpoint(latest_checkpoint(b))["model"]
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_validation_covers_every_clip_in_whole_crops(shard_dir, tmp_path):
+    from v2meow.data.dataset import CropDataset, TiledCrops
+    from v2meow.data.shards import ShardReader
+
+    mc = model_cfg(shard_dir)
+    t = Trainer("semantic", shard_dir, mc, tcfg(eval_batches=1000), tmp_path / "r", device="cpu", log=False)
+    reader = ShardReader(shard_dir, split="validation")
+    tiles = TiledCrops(CropDataset(reader, t.spec, random_crop=False))
+    expected = sum(max(1, math.floor(float(reader.meta(i)["duration"]) / t.spec.seconds + 1e-6))
+                   for i in range(len(reader)))
+    assert len(tiles) == expected
+    # window-major order: every clip's first window comes before any clip's second
+    firsts = [k for k, (_, t0) in enumerate(tiles.items) if t0 == 0]
+    assert firsts == list(range(len(reader)))
+    for k in range(len(tiles)):
+        index, t0 = tiles.items[k]
+        assert t0 + t.spec.seconds <= float(reader.meta(index)["duration"]) + 1e-6 or t0 == 0
+    res = t.evaluate()
+    assert res["val_crops"] == len(tiles) and math.isfinite(res["val_loss"])
+    # the loss is the token-weighted mean over the crops, whatever the batching
+    one = Trainer("semantic", shard_dir, mc, tcfg(eval_batches=1000, batch_size=1), tmp_path / "s", device="cpu",
+                  log=False)
+    one.stage.load_state_dict(t.stage.state_dict())
+    assert one.evaluate()["val_loss"] == pytest.approx(res["val_loss"], rel=1e-4)

@@ -45,6 +45,21 @@ def permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch, 0x5EED]).permutation(n)
 
 
+class TiledCrops(Dataset):
+    """Fixed validation crops: ``dataset[k]`` is tile ``k`` of :meth:`CropDataset.tiles`."""
+
+    def __init__(self, crops: CropDataset):
+        self.crops = crops
+        self.items = crops.tiles()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> dict:
+        index, t0 = self.items[k]
+        return self.crops.crop(self.crops.reader[index], t0)
+
+
 class CropDataset(Dataset):
     """``dataset[(epoch, clip_index)]`` -> one cropped example (a dict of tensors, unbatched)."""
 
@@ -70,8 +85,21 @@ class CropDataset(Dataset):
     def __getitem__(self, item: tuple[int, int]) -> dict:
         epoch, index = item
         rec = self.reader[index]
-        duration = float(rec.meta["duration"])
-        t0 = self.crop_start(duration, epoch, index)
+        return self.crop(rec, self.crop_start(float(rec.meta["duration"]), epoch, index))
+
+    def tiles(self) -> list[tuple[int, float]]:
+        """Every clip cut into consecutive whole crops (at least one per clip), ordered window by window:
+        ``[(clip, t0), ...]`` with all clips' first windows first, so neighbours in a batch are other clips."""
+        per_clip = []
+        for i in range(len(self.reader)):
+            duration = float(self.reader.meta(i)["duration"])
+            n = max(1, int(math.floor(duration / self.spec.seconds + 1e-6)))
+            per_clip.append([(i, k * self.spec.seconds) for k in range(n)])
+        longest = max((len(t) for t in per_clip), default=0)
+        return [t[k] for k in range(longest) for t in per_clip if k < len(t)]
+
+    def crop(self, rec, t0: float) -> dict:
+        """The crop of ``rec`` starting at ``t0`` seconds (a multiple of :attr:`CropSpec.grid`)."""
         t1 = t0 + self.spec.seconds
         out: dict = {"key": rec.key}
         feats = rec.features

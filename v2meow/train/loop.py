@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from v2meow.config import V2MeowConfig
 from v2meow.configbase import Config, check
-from v2meow.data.dataset import STAGE_CROP_SECONDS, CropDataset, CropSpec, StepBatchSampler, collate
+from v2meow.data.dataset import STAGE_CROP_SECONDS, CropDataset, CropSpec, StepBatchSampler, TiledCrops, collate
 from v2meow.data.shards import ShardReader
 from v2meow.errors import UserError
 from v2meow.stages.coarse import CoarseStage
@@ -299,30 +299,48 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Validation loss/accuracy on fixed crops; with video, also with features shuffled across clips."""
+        """Validation loss/accuracy over every clip cut into consecutive whole crops (up to ``eval_batches``
+        batches), weighted by tokens; with video, also with the features shuffled across the batch's clips."""
         reader = self.val_reader if len(self.val_reader) else self.train_reader
-        loader = self.loader(reader, 0, shuffle=False, random_crop=False, seed=self.cfg.seed)
+        tiles = TiledCrops(CropDataset(reader, self.spec, seed=self.cfg.seed, random_crop=False))
+        bs = self.cfg.batch_size
+        n_batches = min(self.cfg.eval_batches, math.ceil(len(tiles) / bs))
+        # rank r takes global batches r, r + world, ...; every rank runs as many forwards (FSDP needs all of
+        # them in each), and a batch past the end is run with weight 0
+        local = [self.rank + j * self.world for j in range(math.ceil(n_batches / self.world))]
+        batches = [list(range(g * bs, min((g + 1) * bs, len(tiles)))) if g < n_batches else [0] for g in local]
+        weights = [1.0 if g < n_batches else 0.0 for g in local]
+        loader = DataLoader(tiles, batch_sampler=batches, collate_fn=collate, num_workers=self.cfg.num_workers)
         self.stage.eval()
-        n_batches = min(self.cfg.eval_batches, max(1, math.ceil(len(reader) / self.cfg.batch_size)))
-        sums: dict[str, float] = {}
-        count = 0
-        for batch, _ in zip(loader, range(n_batches)):
+        sums = {"val_loss": 0.0, "val_accuracy": 0.0, "val_loss_shuffled": 0.0}
+        tokens = shuffled_tokens = 0.0
+        for batch, w in zip(loader, weights):
             batch = _to(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 out = self.module(batch)  # through the wrapper: FSDP gathers parameters in its forward
-                res = {"val_loss": out["loss"].item(), "val_accuracy": out["accuracy"].item()}
-                if "features" in batch and batch["semantic"].shape[0] > 1:
-                    b = batch["semantic"].shape[0]
+                n = float(out["tokens"]) * w
+                sums["val_loss"] += out["loss"].item() * n
+                sums["val_accuracy"] += out["accuracy"].item() * n
+                tokens += n
+                keys = batch.get("keys")
+                b = batch["semantic"].shape[0] if "semantic" in batch else 0
+                if "features" in batch and b > 1 and (keys is None or len(set(keys)) > 1):
                     perm = torch.roll(torch.arange(b), 1)
                     shuffled = dict(batch)
                     shuffled["features"] = {k: v[perm] for k, v in batch["features"].items()}
                     shuffled["features_valid"] = {k: v[perm] for k, v in batch["features_valid"].items()}
-                    res["val_loss_shuffled"] = self.module(shuffled)["loss"].item()
-            for k, v in res.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
+                    sums["val_loss_shuffled"] += self.module(shuffled)["loss"].item() * n
+                    shuffled_tokens += n
+        totals = torch.tensor([sums["val_loss"], sums["val_accuracy"], sums["val_loss_shuffled"], tokens,
+                               shuffled_tokens], dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(totals)
         self.stage.train()
-        return {k: v / max(count, 1) for k, v in sums.items()} | {"val_clips": len(reader)}
+        res = {"val_loss": (totals[0] / totals[3].clamp(min=1)).item(),
+               "val_accuracy": (totals[1] / totals[3].clamp(min=1)).item()}
+        if totals[4] > 0:
+            res["val_loss_shuffled"] = (totals[2] / totals[4]).item()
+        return res | {"val_clips": len(reader), "val_crops": min(len(tiles), n_batches * bs)}
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.log_enabled:
