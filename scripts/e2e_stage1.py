@@ -29,12 +29,18 @@ def main() -> int:
     p.add_argument("--work", default="runs/e2e")
     p.add_argument("--base", default="debug", help="model directory or preset for encoders and tokenizers")
     p.add_argument("--tracks", type=int, default=40)
-    p.add_argument("--seconds", type=float, default=30.0, help="length of each rendered video")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of each rendered video (0: whole tracks)")
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--motion-rate", type=float, default=None,
                    help="feature frames per second of the motion encoder (a preset's own rate by default)")
+    p.add_argument("--no-joint", action="store_true",
+                   help="stage 1 without the joint music-text embedding: it can only learn the music from the video")
+    p.add_argument("--dropout", type=float, default=None, help="stage 1 dropout (the preset's by default)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--coarse-steps", type=int, default=None, help="stage 2 steps (default: --steps / 4)")
+    p.add_argument("--fine-steps", type=int, default=20)
     p.add_argument("--fps", type=float, default=12.0, help="frame rate of the rendered videos")
     p.add_argument("--extract-only", action="store_true", help="stop after writing the shards")
     args = p.parse_args()
@@ -57,7 +63,7 @@ def main() -> int:
         dst = music / Path(t).name
         if not dst.exists():
             os.symlink(os.path.abspath(t), dst)
-    synth_data(str(music), str(videos), seconds=args.seconds, size=(128, 72), fps=args.fps, seed=args.seed,
+    synth_data(str(music), str(videos), seconds=args.seconds or None, size=(128, 72), fps=args.fps, seed=args.seed,
                workers=args.workers, progress=True)
     try:
         import skvideo
@@ -71,13 +77,17 @@ def main() -> int:
     model_dir = work / "model"
     if not (model_dir / "config.json").is_file():
         model = V2Meow.from_pretrained(args.base)
-        if args.motion_rate is not None:  # rebuild with the motion encoder at another rate
+        if args.motion_rate is not None or args.no_joint or args.dropout is not None:  # rebuild, changed
             from v2meow.config import V2MeowConfig
 
             data = model.cfg.to_dict()
             for e in data["encoders"]:
-                if e["name"] == "motion":
+                if e["name"] == "motion" and args.motion_rate is not None:
                     e["rate"] = args.motion_rate
+            if args.no_joint:
+                data["semantic"]["joint_dim"] = 0
+            if args.dropout is not None:
+                data["semantic"]["transformer"]["dropout"] = args.dropout
             for stage in ("semantic", "coarse"):
                 data[stage]["streams"] = []
             tok_state = (model.codec.state_dict(), model.semantic_encoder.state_dict(), model.semantic_kmeans)
@@ -90,7 +100,7 @@ def main() -> int:
         if not os.path.isdir(args.base) and args.base not in SHIPPED_TOKENIZERS:
             # a preset with random tokenizers: fit its k-means on the training music
             sr = model.sample_rate
-            wavs = [torch.from_numpy(load_audio(t, sample_rate=sr, duration=args.seconds)) for t in tracks]
+            wavs = [torch.from_numpy(load_audio(t, sample_rate=sr, duration=args.seconds or 30.0)) for t in tracks]
             tok = SemanticTokenizer.fit(model.semantic_encoder, wavs, k=model.cfg.semantic_tokenizer.vocab_size,
                                         seed=args.seed)
             model.semantic_kmeans = tok.kmeans
@@ -108,9 +118,12 @@ def main() -> int:
 
     model_cfg = resolve_model_streams(V2MeowConfig.from_dict(m["info"]["model_config"]))
     results = {}
-    for stage, steps in (("semantic", args.steps), ("coarse", max(20, args.steps // 4)), ("fine", 20)):
-        cfg = TrainConfig(batch_size=8, lr=1e-3, warmup_steps=20, max_steps=steps, eval_every=max(1, steps // 4),
-                          eval_batches=4, checkpoint_every=max(1, steps // 4), log_every=10, seed=args.seed)
+    coarse_steps = args.coarse_steps if args.coarse_steps is not None else max(20, args.steps // 4)
+    for stage, steps in (("semantic", args.steps), ("coarse", coarse_steps), ("fine", args.fine_steps)):
+        # stage 1 is validated on every held-out clip cut into whole windows; the others on a few batches
+        cfg = TrainConfig(batch_size=8, lr=args.lr, warmup_steps=min(100, steps // 10 + 1), max_steps=steps,
+                          eval_every=max(1, steps // 4), eval_batches=1000 if stage == "semantic" else 4,
+                          checkpoint_every=max(1, steps // 4), log_every=10, seed=args.seed)
         trainer = Trainer(stage, str(shards), model_cfg, cfg, work / f"run_{stage}", device="cpu")
         before = trainer.evaluate() if trainer.step == 0 else {}
         last = trainer.fit(progress=True)

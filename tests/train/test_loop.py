@@ -164,6 +164,9 @@ def test_validation_covers_every_clip_in_whole_crops(shard_dir, tmp_path):
         assert t0 + t.spec.seconds <= float(reader.meta(index)["duration"]) + 1e-6 or t0 == 0
     res = t.evaluate()
     assert res["val_crops"] == len(tiles) and math.isfinite(res["val_loss"])
+    # the paired per-crop gap: every crop is scored with its own and with another clip's features
+    assert 0.0 <= res["val_gap_win_rate"] <= 1.0 and res["val_gap_se"] >= 0.0
+    assert math.isfinite(res["val_gap_mean"])
     # the loss is the token-weighted mean over the crops, whatever the batching
     one = Trainer("semantic", shard_dir, mc, tcfg(eval_batches=1000, batch_size=1), tmp_path / "s", device="cpu",
                   log=False)

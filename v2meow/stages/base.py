@@ -103,11 +103,14 @@ class TokenLM(nn.Module):
             logits = logits.masked_fill(~mask[None], float("-inf"))
         valid = torch.ones_like(target, dtype=torch.bool) if target_valid is None else target_valid.bool()
         flat_t = target.masked_fill(~valid, -100)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t.reshape(-1), ignore_index=-100)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), flat_t.reshape(-1), ignore_index=-100,
+                             reduction="none").view(target.shape)  # 0 where ignored
+        n = valid.sum()
+        loss = ce.sum() / n.clamp(min=1)
         with torch.no_grad():
-            n = valid.sum()
             acc = ((logits.argmax(-1) == target) & valid).sum().float() / n.clamp(min=1)
-        return {"loss": loss, "accuracy": acc, "tokens": n}
+            per_example = ce.sum(1) / valid.sum(1).clamp(min=1)  # each example's mean loss [B]
+        return {"loss": loss, "accuracy": acc, "tokens": n, "example_loss": per_example}
 
     # -- generation -----------------------------------------------------------------------------
     @torch.no_grad()

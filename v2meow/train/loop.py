@@ -314,6 +314,7 @@ class Trainer:
         self.stage.eval()
         sums = {"val_loss": 0.0, "val_accuracy": 0.0, "val_loss_shuffled": 0.0}
         tokens = shuffled_tokens = 0.0
+        paired = torch.zeros(4, dtype=torch.float64)  # crops, sum of gaps, sum of squared gaps, crops with a gap > 0
         for batch, w in zip(loader, weights):
             batch = _to(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -329,10 +330,16 @@ class Trainer:
                     shuffled = dict(batch)
                     shuffled["features"] = {k: v[perm] for k, v in batch["features"].items()}
                     shuffled["features_valid"] = {k: v[perm] for k, v in batch["features_valid"].items()}
-                    sums["val_loss_shuffled"] += self.module(shuffled)["loss"].item() * n
+                    out_s = self.module(shuffled)
+                    sums["val_loss_shuffled"] += out_s["loss"].item() * n
                     shuffled_tokens += n
-        totals = torch.tensor([sums["val_loss"], sums["val_accuracy"], sums["val_loss_shuffled"], tokens,
-                               shuffled_tokens], dtype=torch.float64, device=self.device)
+                    if w > 0 and "example_loss" in out and "example_loss" in out_s:
+                        # paired per crop: how much worse the same crop is with another clip's video
+                        d = (out_s["example_loss"] - out["example_loss"]).double()
+                        paired += torch.stack([torch.tensor(float(d.numel()), dtype=torch.float64), d.sum(),
+                                               (d * d).sum(), (d > 0).sum().double()]).cpu()
+        totals = torch.cat([torch.tensor([sums["val_loss"], sums["val_accuracy"], sums["val_loss_shuffled"], tokens,
+                                          shuffled_tokens], dtype=torch.float64), paired]).to(self.device)
         if self.world > 1:
             dist.all_reduce(totals)
         self.stage.train()
@@ -340,6 +347,11 @@ class Trainer:
                "val_accuracy": (totals[1] / totals[3].clamp(min=1)).item()}
         if totals[4] > 0:
             res["val_loss_shuffled"] = (totals[2] / totals[4]).item()
+        k = totals[5].item()
+        if k > 1:  # per-crop paired gap (shuffled minus real): mean, its standard error, share of crops above 0
+            mean = totals[6].item() / k
+            var = max(totals[7].item() / k - mean * mean, 0.0) * k / (k - 1)
+            res |= {"val_gap_mean": mean, "val_gap_se": math.sqrt(var / k), "val_gap_win_rate": totals[8].item() / k}
         return res | {"val_clips": len(reader), "val_crops": min(len(tiles), n_batches * bs)}
 
     def log(self, record: dict[str, Any]) -> None:
