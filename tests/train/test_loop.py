@@ -172,3 +172,25 @@ def test_validation_covers_every_clip_in_whole_crops(shard_dir, tmp_path):
                   log=False)
     one.stage.load_state_dict(t.stage.state_dict())
     assert one.evaluate()["val_loss"] == pytest.approx(res["val_loss"], rel=1e-4)
+
+
+def test_stage1_gap_script_prints_the_gap_per_second(shard_dir, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    mc = model_cfg(shard_dir)
+    Trainer("semantic", shard_dir, mc, tcfg(max_steps=2, checkpoint_every=2), tmp_path / "r", device="cpu",
+            log=False).fit(progress=False)
+    script = Path(__file__).resolve().parents[2] / "scripts" / "stage1_gap.py"
+    out = tmp_path / "gap.json"
+    r = subprocess.run([sys.executable, str(script), "--shards", str(shard_dir), "--run", str(tmp_path / "r"),
+                        "--batch-size", "3", "--json", str(out)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())
+    assert rows and all(math.isclose(row["gap"], row["shuffled"] - row["real"], abs_tol=1e-9) for row in rows)
+    assert [row["second"] for row in rows] == sorted(row["second"] for row in rows)
+    # no checkpoint: one sentence, exit 2
+    r = subprocess.run([sys.executable, str(script), "--shards", str(shard_dir), "--run", str(tmp_path / "none")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "No checkpoint" in r.stderr
