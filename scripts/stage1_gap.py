@@ -30,19 +30,21 @@ def main() -> int:
     from v2meow.config import V2MeowConfig
     from v2meow.data.dataset import CropDataset, TiledCrops, collate
     from v2meow.data.shards import ShardReader, read_manifest
-    from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint
-    from v2meow.train.loop import TrainConfig, Trainer
+    from v2meow.errors import UserError
+    from v2meow.train.loop import TrainConfig, Trainer, with_features_shuffled
     from v2meow.train.run import resolve_model_streams
 
-    ckpt = latest_checkpoint(args.run)
-    if ckpt is None:
+    model_cfg = resolve_model_streams(V2MeowConfig.from_dict(read_manifest(args.shards)["info"]["model_config"]))
+    trainer = Trainer("semantic", args.shards, model_cfg, TrainConfig(batch_size=args.batch_size), args.run,
+                      device="cpu", log=False)
+    try:
+        found = trainer.resume()  # the latest checkpoint, refused if it is not this stage-1 config
+    except UserError as e:
+        print(e, file=sys.stderr)
+        return 2
+    if not found:
         print(f"No checkpoint in {args.run}.", file=sys.stderr)
         return 2
-    model_cfg = resolve_model_streams(V2MeowConfig.from_dict(read_manifest(args.shards)["info"]["model_config"]))
-    trainer = Trainer("semantic", args.shards, model_cfg, TrainConfig(batch_size=args.batch_size), "/nonexistent",
-                      device="cpu", log=False)
-    state = load_checkpoint(ckpt)
-    trainer.stage.load_state_dict(state["model"])
     stage = trainer.stage.eval()
     tiles = TiledCrops(CropDataset(ShardReader(args.shards, split="validation"), trainer.spec, random_crop=False))
     rate = trainer.spec.token_rate
@@ -51,13 +53,9 @@ def main() -> int:
     crops = 0
     with torch.no_grad():
         for batch in DataLoader(tiles, batch_size=args.batch_size, collate_fn=collate):
-            b = batch["semantic"].shape[0]
-            if b < 2:
+            shuffled = with_features_shuffled(batch)
+            if shuffled is None:
                 continue
-            perm = torch.roll(torch.arange(b), 1)
-            shuffled = dict(batch)
-            shuffled["features"] = {k: v[perm] for k, v in batch["features"].items()}
-            shuffled["features_valid"] = {k: v[perm] for k, v in batch["features_valid"].items()}
             real, shuf = stage.loss(batch)["token_loss"], stage.loss(shuffled)["token_loss"]
             valid = batch["semantic_valid"].bool()
             for s in range(seconds):
@@ -68,9 +66,9 @@ def main() -> int:
                 r = (real[:, a:e] * v).sum(1)[keep] / n[keep]
                 q = (shuf[:, a:e] * v).sum(1)[keep] / n[keep]
                 acc[s] += torch.stack([keep.sum().double(), r.sum(), q.sum(), ((q - r) ** 2).sum()])
-            crops += b
+            crops += batch["semantic"].shape[0]
     rows = []
-    print(f"{crops} validation crops, checkpoint {ckpt}")
+    print(f"{crops} validation crops, {args.run} at step {trainer.step}")
     print("second  real    shuffled  gap      ± s.e.")
     for s in range(seconds):
         k, r, q, sq = acc[s].tolist()

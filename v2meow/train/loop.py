@@ -120,6 +120,20 @@ class _LossModule(nn.Module):
         return self.stage.loss(batch)
 
 
+def with_features_shuffled(batch: dict) -> dict | None:
+    """``batch`` with each example's visual features swapped for its neighbour's (rolled by one), or None when
+    the batch has no video or fewer than two clips: the same music scored against another clip's video."""
+    keys = batch.get("keys")
+    b = next(iter(batch["features"].values())).shape[0] if batch.get("features") else 0
+    if b < 2 or (keys is not None and len(set(keys)) < 2):
+        return None
+    perm = torch.roll(torch.arange(b), 1)
+    shuffled = dict(batch)
+    shuffled["features"] = {k: v[perm] for k, v in batch["features"].items()}
+    shuffled["features_valid"] = {k: v[perm] for k, v in batch["features_valid"].items()}
+    return shuffled
+
+
 def _to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=True)
@@ -323,18 +337,12 @@ class Trainer:
                 sums["val_loss"] += out["loss"].item() * n
                 sums["val_accuracy"] += out["accuracy"].item() * n
                 tokens += n
-                keys = batch.get("keys")
-                b = batch["semantic"].shape[0] if "semantic" in batch else 0
-                if "features" in batch and b > 1 and (keys is None or len(set(keys)) > 1):
-                    perm = torch.roll(torch.arange(b), 1)
-                    shuffled = dict(batch)
-                    shuffled["features"] = {k: v[perm] for k, v in batch["features"].items()}
-                    shuffled["features_valid"] = {k: v[perm] for k, v in batch["features_valid"].items()}
+                shuffled = with_features_shuffled(batch)
+                if shuffled is not None:
                     out_s = self.module(shuffled)
                     sums["val_loss_shuffled"] += out_s["loss"].item() * n
                     shuffled_tokens += n
-                    if w > 0 and "example_loss" in out and "example_loss" in out_s:
-                        # paired per crop: how much worse the same crop is with another clip's video
+                    if w > 0:  # paired per crop: how much worse the same crop is with another clip's video
                         d = (out_s["example_loss"] - out["example_loss"]).double()
                         paired += torch.stack([torch.tensor(float(d.numel()), dtype=torch.float64), d.sum(),
                                                (d * d).sum(), (d > 0).sum().double()]).cpu()
