@@ -225,6 +225,14 @@ class _StepTrainer:
 
     DESC = "train"
 
+    def _start(self, cfg: Any, run_dir: str | os.PathLike, device: str | None) -> None:
+        """What every trainer sets up first: config, run folder, device and threads, and the seed."""
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = _device(device)
+        _set_threads(cfg.threads, self.device)
+        torch.manual_seed(cfg.seed)
+
     def _check_step(self) -> None:
         """Raise when training must stop (e.g. divergence); called after every step."""
 
@@ -369,11 +377,7 @@ class CodecTrainer(_StepTrainer):
 
     def __init__(self, cfg: CodecTrainConfig, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                  device: str | None = None) -> None:
-        self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        self.device = _device(device)
-        _set_threads(cfg.threads, self.device)
-        torch.manual_seed(cfg.seed)
+        self._start(cfg, run_dir, device)
         self.codec = SoundStream(cfg.codec).to(self.device)
         self.disc = MultiScaleSTFTDiscriminator(cfg.discriminator).to(self.device)
         kw = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, foreach=False)
@@ -635,11 +639,7 @@ class SemanticTrainer(_StepTrainer):
 
     def __init__(self, cfg: SemanticTrainConfig, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                  device: str | None = None) -> None:
-        self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        self.device = _device(device)
-        _set_threads(cfg.threads, self.device)
-        torch.manual_seed(cfg.seed)
+        self._start(cfg, run_dir, device)
         self.encoder = SemanticEncoder(cfg.encoder).to(self.device)
         decay = [p for n, p in self.encoder.named_parameters() if p.dim() >= 2]
         rest = [p for n, p in self.encoder.named_parameters() if p.dim() < 2]
