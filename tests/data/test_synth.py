@@ -133,6 +133,19 @@ def test_analysis_finds_a_section_change(tmp_path):
     assert np.min(np.abs(an.sections - 6.0)) < 0.75
     cuts = synth.plan_cuts(an, an.duration, np.random.default_rng(0))
     assert any(c.kind == "section" and abs(c.time - 6.0) < 0.75 for c in cuts)
+    # each section has its own character: the high chord and noise are brighter than the clicks on a low tone
+    assert len(an.section_characters) == len(an.sections) + 1
+    first, last = an.character_at(1.0), an.character_at(11.0)
+    assert last["brightness"] > first["brightness"] + 0.1
+    assert first["mode"] == last["mode"] == an.character["mode"]
+    # and the renderer takes its colours from the section on screen: warmer hues once the bright section starts
+    for seed in range(4):
+        r = synth.Renderer(an, (64, 36), 12.0, seed=seed)
+        for _ in r.frames():
+            pass
+        start = r.scenes[0]["palette"]["hue"]
+        bright = next(s["palette"]["hue"] for s in r.scenes if s["cut"] == "section")
+        assert math.cos(math.radians(bright - 30)) > math.cos(math.radians(start - 30)) + 0.3
 
 
 def test_silence_renders_without_beats(tmp_path):

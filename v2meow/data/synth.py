@@ -107,6 +107,16 @@ class TrackAnalysis:
     onset_env: np.ndarray
     loudness: np.ndarray
     brightness: np.ndarray
+    # energy and brightness of each section (``len(sections) + 1`` of them, the first from 0): an arrangement
+    # changes colour with the music when a section brings other instruments, louder playing or denser notes
+    section_characters: list[dict[str, Any]] = field(default_factory=list)
+
+    def character_at(self, t: float) -> dict[str, Any]:
+        """The character of the section playing at ``t`` seconds (the whole track's when sections have none)."""
+        if not self.section_characters:
+            return self.character
+        k = int(np.searchsorted(np.asarray(self.sections), t, side="right"))
+        return {**self.character, **self.section_characters[min(k, len(self.section_characters) - 1)]}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +128,7 @@ class TrackAnalysis:
             "onset_strength": _rounded(self.onset_strength),
             "sections": _rounded(self.sections),
             "character": self.character,
+            "section_characters": self.section_characters,
         }
 
 
@@ -373,12 +384,26 @@ def analyse_audio(wav: np.ndarray, sample_rate: int) -> TrackAnalysis:
         sections = np.where(np.abs(nearest - sections) <= 0.5 * period, nearest, sections)
         sections = np.unique(sections)
 
-    # Character.
-    level_db = float(np.mean(rms_db[audible])) if np.any(audible) else -100.0
-    onset_rate = len(onsets) / max(duration, 1e-6)
-    level = float(np.clip((level_db + 32.0) / 22.0, 0.0, 1.0))
-    flux = float(np.mean(env[: len(env)])) / _ENV_FLOOR if len(env) else 0.0
-    energy = float(np.clip(0.35 * level + 0.35 * min(onset_rate / 7.0, 1.0) + 0.3 * min(flux / 1.5, 1.0), 0.0, 1.0))
+    # Character, of the whole track and of each section.
+    def energy_brightness(t0: float, t1: float) -> tuple[float, float, float, float]:
+        """(energy, brightness level, level dB, onset rate) of the music in ``[t0, t1)`` seconds."""
+        fa, fb = int(t0 * feat_rate), max(int(t0 * feat_rate) + 1, int(math.ceil(t1 * feat_rate)))
+        ea, eb = int(t0 * env_rate), max(int(t0 * env_rate) + 1, int(math.ceil(t1 * env_rate)))
+        aud = audible[fa:fb]
+        lvl_db = float(np.mean(rms_db[fa:fb][aud])) if np.any(aud) else -100.0
+        rate = float(np.sum((onsets >= t0) & (onsets < t1))) / max(t1 - t0, 1e-6)
+        lvl = float(np.clip((lvl_db + 32.0) / 22.0, 0.0, 1.0))
+        fl = float(np.mean(env[ea:eb])) / _ENV_FLOOR if len(env[ea:eb]) else 0.0
+        en = float(np.clip(0.35 * lvl + 0.35 * min(rate / 7.0, 1.0) + 0.3 * min(fl / 1.5, 1.0), 0.0, 1.0))
+        br = float(np.median(bright[fa:fb][aud])) if np.any(aud) else 0.0
+        return en, br, lvl_db, rate
+
+    energy, _, level_db, onset_rate = energy_brightness(0.0, duration)
+    edges = [0.0, *[float(x) for x in sections], duration]
+    section_characters = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        en, br, _, _ = energy_brightness(a, b)
+        section_characters.append({"energy": round(en, 3), "brightness": round(br, 3)})
     brightness_level = float(np.median(bright[audible])) if np.any(audible) else 0.0
     key, mode, mode_conf = _key_and_mode(chroma[:, audible].mean(axis=1) if np.any(audible) else np.zeros(12))
     tempo_class = "none" if tempo <= 0 else ("slow" if tempo < 90 else ("fast" if tempo >= 130 else "medium"))
@@ -407,6 +432,7 @@ def analyse_audio(wav: np.ndarray, sample_rate: int) -> TrackAnalysis:
         onset_env=env_norm,
         loudness=loudness,
         brightness=brightness,
+        section_characters=section_characters,
     )
 
 
@@ -1065,11 +1091,13 @@ class Renderer:
         self.rng = np.random.default_rng(seed)
         rng = self.rng
         self.controls = Controls(an, self.fps, self.n, rng)
-        self.probs = world_probabilities(an.character, an.tempo)
+        # Colours and worlds follow the character of the section on screen (the whole track's as a fallback).
+        first = an.character_at(0.0)
+        self.probs = world_probabilities(first, an.tempo)
         if world is not None and world not in _WORLD_CLASSES:
             raise UserError(f"Unknown visual world {world!r}; choose from {', '.join(WORLDS)}.")
         self.fixed_world = world
-        self.palette = character_palette(an.character, an.tempo, rng)
+        self.palette = character_palette(first, an.tempo, rng)
         self.cuts = plan_cuts(an, self.duration, rng)
         self.cut_frames = [int(round(c.time * self.fps)) for c in self.cuts]
         self.energy = float(an.character["energy"])
@@ -1113,7 +1141,10 @@ class Renderer:
     def _apply_cut(self, cut: Cut) -> None:
         rng = self.rng
         if cut.kind == "section":
-            self.palette = self.palette.shifted(rng, 0.12)
+            # a new section: colours (and the odds of each world) from its own character
+            character = self.an.character_at(cut.time + 1e-3)
+            self.palette = character_palette(character, self.an.tempo, rng)
+            self.probs = world_probabilities(character, self.an.tempo)
             if self.fixed_world is None and rng.random() < 0.4:
                 self.world = self._new_world(str(rng.choice(WORLDS, p=self.probs)))
             else:
