@@ -36,7 +36,10 @@ def main() -> int:
     p.add_argument("--motion-rate", type=float, default=None,
                    help="feature frames per second of the motion encoder (a preset's own rate by default)")
     p.add_argument("--no-joint", action="store_true",
-                   help="stage 1 without the joint music-text embedding: it can only learn the music from the video")
+                   help="stage 1 without the joint music-text embedding: it can only learn the music from the video "
+                        "(the shards keep the embedding, so a later run with it reuses them)")
+    p.add_argument("--stages", default="semantic,coarse,fine",
+                   help="stages to train (a stage already trained in WORK resumes, or is kept when finished)")
     p.add_argument("--dropout", type=float, default=None, help="stage 1 dropout (the preset's by default)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--coarse-steps", type=int, default=None, help="stage 2 steps (default: --steps / 4)")
@@ -77,15 +80,13 @@ def main() -> int:
     model_dir = work / "model"
     if not (model_dir / "config.json").is_file():
         model = V2Meow.from_pretrained(args.base)
-        if args.motion_rate is not None or args.no_joint or args.dropout is not None:  # rebuild, changed
+        if args.motion_rate is not None or args.dropout is not None:  # rebuild, changed
             from v2meow.config import V2MeowConfig
 
             data = model.cfg.to_dict()
             for e in data["encoders"]:
                 if e["name"] == "motion" and args.motion_rate is not None:
                     e["rate"] = args.motion_rate
-            if args.no_joint:
-                data["semantic"]["joint_dim"] = 0
             if args.dropout is not None:
                 data["semantic"]["transformer"]["dropout"] = args.dropout
             for stage in ("semantic", "coarse"):
@@ -117,21 +118,28 @@ def main() -> int:
     from v2meow.config import V2MeowConfig
 
     model_cfg = resolve_model_streams(V2MeowConfig.from_dict(m["info"]["model_config"]))
+    if args.no_joint:
+        model_cfg.semantic.joint_dim = 0
+    run_dirs = {"semantic": work / ("run_semantic_nojoint" if args.no_joint else "run_semantic"),
+                "coarse": work / "run_coarse", "fine": work / "run_fine"}
+    wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
     results = {}
     coarse_steps = args.coarse_steps if args.coarse_steps is not None else max(20, args.steps // 4)
     for stage, steps in (("semantic", args.steps), ("coarse", coarse_steps), ("fine", args.fine_steps)):
+        if stage not in wanted:
+            continue
         # stage 1 is validated on every held-out clip cut into whole windows; the others on a few batches
         cfg = TrainConfig(batch_size=8, lr=args.lr, warmup_steps=min(100, steps // 10 + 1), max_steps=steps,
                           eval_every=max(1, steps // 4), eval_batches=1000 if stage == "semantic" else 4,
                           checkpoint_every=max(1, steps // 4), log_every=10, seed=args.seed)
-        trainer = Trainer(stage, str(shards), model_cfg, cfg, work / f"run_{stage}", device="cpu")
+        trainer = Trainer(stage, str(shards), model_cfg, cfg, run_dirs[stage], device="cpu")
         before = trainer.evaluate() if trainer.step == 0 else {}
         last = trainer.fit(progress=True)
         results[stage] = {"before": before, "after": {k: v for k, v in last.items() if k.startswith("val")},
                           "steps": steps}
         print(f"[{time.time() - t0:.0f}s] {stage}: {json.dumps(results[stage])}", flush=True)
-    out_model = work / "trained"
-    export(str(model_dir), str(out_model), {s: str(work / f"run_{s}") for s in ("semantic", "coarse", "fine")})
+    out_model = work / ("trained_nojoint" if args.no_joint else "trained")
+    export(str(model_dir), str(out_model), {s: str(d) for s, d in run_dirs.items() if d.is_dir()})
     video = videos / "bigbuckbunny.mp4"
     if not video.exists():
         video = next(videos.glob("*.mp4"))
@@ -139,7 +147,7 @@ def main() -> int:
     from v2meow.io.video import mux_audio
 
     mux_audio(str(video), track.wav, track.sample_rate, str(work / "generated.mp4"))
-    sem = results["semantic"]["after"]
+    sem = results.get("semantic", {}).get("after", {})
     gap = sem.get("val_loss_shuffled", float("nan")) - sem.get("val_loss", float("nan"))
     summary = {"stage1_val_loss": sem.get("val_loss"), "stage1_val_loss_shuffled": sem.get("val_loss_shuffled"),
                "gap": gap, "validation_clips": sem.get("val_clips"), "seconds": round(time.time() - t0)}
