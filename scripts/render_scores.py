@@ -11,10 +11,11 @@ FluidSynth (Debian ``fluidsynth``) and the TimGM6mb General MIDI soundfont (Debi
 ``sources.json`` (the format of ``scripts/get_music.py``, which every music reader of v2meow understands)
 records per track: the exact labels (``instruments`` in order of appearance, ``bpm``, ``key``, ``genre``,
 ``composer``), the segments (start, end, piece, ensemble, instruments) and whether it is held out (a seeded
-hash of its name; whole tracks, so no piece arrangement is on both sides... a piece may recur in another track).
+hash of its name). The split is by track: one corpus piece may sound in a training track and in a held-out
+one, in another arrangement, tempo and key.
 
     apt-get install fluidsynth timgm6mb-soundfont && pip install music21 mido
-    python scripts/render_scores.py --tracks 160            # ≈ 4 h of music, a few minutes on 2 cores
+    python scripts/render_scores.py --tracks 120            # ≈ 2.8 h of music, about 10 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,10 @@ def score_to_midi(score, programs: list[int], bpm: float, transpose: int, max_qu
                 if not ending:
                     continue
             t = min(now, limit)
+            if m.type == "end_of_track":  # silence every channel first: an unmatched note-on would ring forever
+                for ch in sorted({x.channel for x in kept if hasattr(x, "channel")}):
+                    kept.append(mido.Message("control_change", channel=ch, control=123, value=0, time=t - last))
+                    last = t
             kept.append(m.copy(time=t - last))
             last = t
         track[:] = kept
@@ -209,8 +214,9 @@ def synthesize(midi_bytes: bytes, seconds: float) -> np.ndarray:
         mid, wav = os.path.join(tmp, "in.mid"), os.path.join(tmp, "out.wav")
         with open(mid, "wb") as f:
             f.write(midi_bytes)
+        # a render takes a few seconds; one that runs on (a voice that never stops) is abandoned, not kept
         subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(SAMPLE_RATE), "-F", wav, SOUNDFONT, mid],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
         y, sr = sf.read(wav, dtype="float32", always_2d=True)
     assert sr == SAMPLE_RATE, sr
     y = y.mean(axis=1)
@@ -251,7 +257,10 @@ def make_track(job: dict) -> dict:
                 continue
             if drums >= 0:
                 midi = add_drums(midi, beats_per_bar, drums, seg_seconds, bpm)
-            y = synthesize(midi, seg_seconds)
+            try:
+                y = synthesize(midi, seg_seconds)
+            except subprocess.TimeoutExpired:
+                continue
             break
         if y is None:
             continue
@@ -295,7 +304,7 @@ def make_track(job: dict) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--out", default=str(ROOT / "data_cache" / "scores"))
-    p.add_argument("--tracks", type=int, default=160)
+    p.add_argument("--tracks", type=int, default=120)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--heldout", type=float, default=0.15, help="fraction of tracks held out")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -310,25 +319,27 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "sources.json"
-    old = {}
-    if manifest.is_file():
-        old = {e["name"]: e for e in json.loads(manifest.read_text())["files"]}
-    jobs = []
+    entries, jobs = {}, []
     for i in range(args.tracks):
         name = f"score{i:04d}"
-        path = f"{name}.flac"
-        if name in old and (out / path).is_file():
+        path, side = f"{name}.flac", out / f"{name}.json"
+        if side.is_file() and (out / path).is_file():  # rendered by an earlier run: its labels are beside it
+            entries[name] = json.loads(side.read_text())
             continue
         seed = int.from_bytes(hashlib.sha256(f"{args.seed}:{name}".encode()).digest()[:8], "big")
         jobs.append({"name": name, "path": path, "seed": seed, "paths": paths, "out": str(out),
                      "corpus_root": corpus_root})
-    entries = dict(old)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for k, e in enumerate(pool.map(make_track, jobs)):
+        futures = [pool.submit(make_track, j) for j in jobs]
+        for k, fut in enumerate(as_completed(futures)):
+            e = fut.result()
             if "error" in e:
                 log(f"{e['name']}: {e['error']}")
                 continue
             entries[e["name"]] = e
+            side = out / f"{e['name']}.json"
+            side.with_suffix(".tmp").write_text(json.dumps(e))
+            os.replace(side.with_suffix(".tmp"), side)
             log(f"[{k + 1}/{len(jobs)}] {e['name']} {e['duration']:.0f} s {e['labels']['genre']}: "
                 f"{', '.join(s['ensemble'] for s in e['segments'])}")
     files = [entries[k] for k in sorted(entries)]
