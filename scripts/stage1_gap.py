@@ -31,10 +31,14 @@ def main() -> int:
     from v2meow.data.dataset import CropDataset, TiledCrops, collate
     from v2meow.data.shards import ShardReader, read_manifest
     from v2meow.errors import UserError
+    from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint
     from v2meow.train.loop import TrainConfig, Trainer, with_features_shuffled
     from v2meow.train.run import resolve_model_streams
 
     model_cfg = resolve_model_streams(V2MeowConfig.from_dict(read_manifest(args.shards)["info"]["model_config"]))
+    last = latest_checkpoint(args.run)
+    if last is not None:  # the run's own stage-1 config (it may differ from the shards' model, e.g. no joint input)
+        model_cfg.semantic = V2MeowConfig.from_dict(load_checkpoint(last)["state"]["model_config"]).semantic
     trainer = Trainer("semantic", args.shards, model_cfg, TrainConfig(batch_size=args.batch_size), args.run,
                       device="cpu", log=False)
     try:
