@@ -163,11 +163,22 @@ def mcc_with_and_without_prompt(joint, joint_name: str, args: argparse.Namespace
     embedder = _Embedder(joint, joint_name)
     with_p, without_p = JointCosine(embedder, target="text"), JointCosine(embedder, target="text")
     controllable = model.text is not None and model.cfg.semantic.joint_dim > 0
+    texts = np.stack([embedder.embed_text(p) for p in prompts])  # [P, D]
+    texts = texts / np.linalg.norm(texts, axis=1, keepdims=True)
+    # cosine of each generated clip with every prompt: [video, generated with prompt i (or none), prompt j]
+    cross_with, cross_without = [], []
+
+    def cosines(wav: np.ndarray, sr: int) -> np.ndarray:
+        a = np.asarray(with_p.embed_clip(wav, sr), dtype=np.float64).reshape(-1)
+        return texts @ (a / np.linalg.norm(a))
+
     with tempfile.TemporaryDirectory() as tmp:
         videos = list(args.video or [synthetic_video(Path(tmp) / "clip.mp4", args.seconds)])
         t = time.perf_counter()
         for vi, video in enumerate(videos):
             base = model.generate(video, seconds=args.seconds, seed=args.seed + vi)
+            cross_without.append(cosines(base.wav, base.sample_rate))
+            rows = []
             for prompt in prompts:
                 without_p.update_text([base.wav], [prompt], base.sample_rate)
                 if controllable:
@@ -179,13 +190,42 @@ def mcc_with_and_without_prompt(joint, joint_name: str, args: argparse.Namespace
                         controllable = False
                         continue
                     with_p.update_text([g.wav], [prompt], g.sample_rate)
+                    rows.append(cosines(g.wav, g.sample_rate))
+            if controllable:
+                cross_with.append(np.stack(rows))
         took = time.perf_counter() - t
     out = {"model": str(args.v2meow), "text_backend": model.cfg.text.backend if model.cfg.text else None,
            "controllable": controllable, "videos": len(videos), "prompts": len(prompts),
            "without": without_p.compute(), "seconds": took}
     if controllable:
         out["with"] = with_p.compute()
+        out["paired"] = paired_difference(with_p.scores(), without_p.scores())
+        if len(prompts) > 1:
+            out["specificity"] = prompt_specificity(np.stack(cross_with), np.stack(cross_without))
     return out
+
+
+def paired_difference(with_scores: np.ndarray, without_scores: np.ndarray) -> dict:
+    """Per (video, prompt) pair, MCC with the prompt minus without it: mean, standard error, share above 0."""
+    d = np.asarray(with_scores, dtype=np.float64) - np.asarray(without_scores, dtype=np.float64)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"mean": float(d.mean()), "se": se, "win_rate": float((d > 0).mean()), "n": int(len(d))}
+
+
+def prompt_specificity(cross_with: np.ndarray, cross_without: np.ndarray) -> dict:
+    """Does a prompt pull the music towards itself rather than towards prompts in general?
+
+    ``cross_with [V, P, P]``: cosine of the music generated for video v with prompt i to prompt j;
+    ``cross_without [V, P]``: the same for the unprompted music. Per (video, prompt i): the gain in cosine to
+    prompt i, minus the mean gain to the other prompts j != i (0 when prompting only shifts music in general).
+    """
+    v, p, _ = cross_with.shape
+    gain = cross_with - cross_without[:, None, :]  # [V, i, j]
+    own = np.einsum("vii->vi", gain)
+    others = (gain.sum(axis=2) - own) / (p - 1)
+    d = (own - others).reshape(-1)
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return {"mean": float(d.mean()), "se": se, "win_rate": float((d > 0).mean()), "n": int(len(d))}
 
 
 def print_mcc(r: dict, args: argparse.Namespace) -> None:
@@ -200,6 +240,13 @@ def print_mcc(r: dict, args: argparse.Namespace) -> None:
     if "with" in r:
         p = r["with"]
         print(f"  with prompt, guidance {args.guidance:g}:  {fmt(p)}   difference {p['mcc'] - w['mcc']:+.3f}")
+        d = r["paired"]
+        print(f"  paired (same video, prompt, seed): with - without {d['mean']:+.3f} ± {d['se']:.3f} s.e., "
+              f"higher in {d['win_rate']:.0%} of {d['n']} pairs")
+        if "specificity" in r:
+            sp = r["specificity"]
+            print(f"  specificity (gain towards the prompt used - mean gain towards the other prompts): "
+                  f"{sp['mean']:+.3f} ± {sp['se']:.3f} s.e., above 0 in {sp['win_rate']:.0%} of {sp['n']}")
     else:
         print("  this model takes no prompt (no joint text conditioning): only the unprompted figure exists")
     print("  (the figure is for this model; an untrained or debug model is not expected to follow prompts)")

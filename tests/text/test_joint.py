@@ -320,3 +320,19 @@ def test_shipped_config_and_weights_load():
     assert shipped.cfg.architecture() == cfg.model.replace(weights=None).architecture()
     e = shipped.embed_audio_segments(torch.from_numpy(tone(440, 12.0, sr=shipped.sample_rate)))
     assert e.shape == (128,) and torch.isfinite(e).all()
+
+
+def test_mcc_paired_difference_and_prompt_specificity():
+    from bench.joint import paired_difference, prompt_specificity
+
+    d = paired_difference(np.array([0.3, 0.5, 0.1, 0.4]), np.array([0.1, 0.2, 0.2, 0.1]))
+    assert d["mean"] == pytest.approx(0.175) and d["win_rate"] == 0.75 and d["n"] == 4
+    assert d["se"] == pytest.approx(np.std([0.2, 0.3, -0.1, 0.3], ddof=1) / 2)
+    # 2 videos x 3 prompts: prompting raises the cosine to every prompt by 0.1 (no specificity) ...
+    without = np.array([[0.1, 0.2, 0.3], [0.0, 0.1, 0.2]])
+    general = np.repeat(without[:, None, :], 3, axis=1) + 0.1
+    assert prompt_specificity(general, without)["mean"] == pytest.approx(0.0)
+    # ... or raises only the cosine to the prompt used, by 0.2
+    specific = np.repeat(without[:, None, :], 3, axis=1) + 0.2 * np.eye(3)[None]
+    s = prompt_specificity(specific, without)
+    assert s["mean"] == pytest.approx(0.2) and s["win_rate"] == 1.0 and s["n"] == 6

@@ -101,6 +101,10 @@ class JointCosine(Metric):
             raise UserError("This MCC metric was built with a model name only; pass a JointEmbedder.")
         return self.embedder
 
+    def embed_clip(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
+        """A clip ``[N]`` or ``[C, N]`` at ``sample_rate`` in the joint space, as the metric embeds it."""
+        return self._embed(wav, sample_rate)
+
     def _embed(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
         from v2meow.io.audio import resample
 
@@ -126,6 +130,10 @@ class JointCosine(Metric):
         model = self._model()
         for wav, text in zip(generated, prompts):
             self.update(self._embed(wav, sample_rate)[None], np.asarray(model.embed_text(text))[None])
+
+    def scores(self) -> np.ndarray:
+        """The cosine of every pair scored so far, in the order they were added."""
+        return self._concat("cosine")
 
     def compute(self) -> dict[str, Any]:
         cos = self._concat("cosine")
