@@ -151,7 +151,8 @@ def main() -> int:
     gap = sem.get("val_loss_shuffled", float("nan")) - sem.get("val_loss", float("nan"))
     summary = {"stage1_val_loss": sem.get("val_loss"), "stage1_val_loss_shuffled": sem.get("val_loss_shuffled"),
                "gap": gap, "validation_clips": sem.get("val_clips"), "seconds": round(time.time() - t0)}
-    (work / "summary.json").write_text(json.dumps({"summary": summary, "stages": results}, indent=1))
+    name = "summary_nojoint.json" if args.no_joint else "summary.json"
+    (work / name).write_text(json.dumps({"summary": summary, "stages": results}, indent=1))
     print(json.dumps(summary, indent=1))
     return 0
 
