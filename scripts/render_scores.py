@@ -157,7 +157,7 @@ def score_to_midi(score, programs: list[int], bpm: float, transpose: int, max_qu
         kept, now, last = [], 0, 0
         for m in track:
             now += m.time
-            if now > limit:
+            if now >= limit:  # a note may end at the limit, none starts there
                 ending = m.type == "note_off" or (m.type == "note_on" and m.velocity == 0) or m.type == "end_of_track"
                 if not ending:
                     continue
