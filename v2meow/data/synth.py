@@ -2,15 +2,17 @@
 
 No real music videos are available offline, so the embedded model, the tests and the demos learn and
 check the video-music correspondence on videos RENDERED from music. Each track is analysed (beats and
-tempo, onsets and onset strength, loudness, brightness, section boundaries, an overall character), and a
+tempo, onsets and onset strength, loudness, brightness, section boundaries, an overall character and each
+section's energy and brightness), and a
 small animated scene is rendered whose motion, flashes, cuts and colours follow the analysis:
 
 - objects pulse, hop, bounce or speed up on beats, with an amplitude from the beat's onset strength;
 - strong onsets flash the picture; loudness sets the exposure and the speed of motion (with the tempo);
-- section boundaries cut to a new layout (sometimes a new world and palette); some phrase starts (every
-  8 or 16 beats) cut to a new layout too;
-- the palette comes from the character: bright, fast, loud, major music gets warm saturated colours,
-  dark, slow, quiet, minor music cool dim ones.
+- section boundaries cut to a new layout with the new section's palette (sometimes a new world); some phrase
+  starts (every 8 or 16 beats) cut to a new layout too;
+- the palette comes from the character of the section on screen (the track's mode and tempo, the section's
+  energy and brightness): bright, fast, loud, major music gets warm saturated colours, dark, slow, quiet,
+  minor music cool dim ones, so colours change when a section brings other instruments or playing.
 
 Five visual worlds exist (:data:`WORLDS`): ``starfield`` (particles flying at the camera), ``shapes``
 (pulsing, rotating, hopping geometric shapes), ``plasma`` (colour waves), ``bounce`` (balls that hit the
