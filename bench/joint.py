@@ -163,24 +163,26 @@ def mcc_with_and_without_prompt(joint, joint_name: str, args: argparse.Namespace
     embedder = _Embedder(joint, joint_name)
     with_p, without_p = JointCosine(embedder, target="text"), JointCosine(embedder, target="text")
     controllable = model.text is not None and model.cfg.semantic.joint_dim > 0
-    texts = np.stack([embedder.embed_text(p) for p in prompts])  # [P, D]
-    texts = texts / np.linalg.norm(texts, axis=1, keepdims=True)
+    texts = np.stack([np.asarray(embedder.embed_text(p), dtype=np.float64).reshape(-1) for p in prompts])  # [P, D]
+    units = texts / np.linalg.norm(texts, axis=1, keepdims=True)
     # cosine of each generated clip with every prompt: [video, generated with prompt i (or none), prompt j]
     cross_with, cross_without = [], []
 
-    def cosines(wav: np.ndarray, sr: int) -> np.ndarray:
+    def embed(wav: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+        """A clip's joint embedding (embedded once) and its cosine with every prompt."""
         a = np.asarray(with_p.embed_clip(wav, sr), dtype=np.float64).reshape(-1)
-        return texts @ (a / np.linalg.norm(a))
+        return a, units @ (a / np.linalg.norm(a))
 
     with tempfile.TemporaryDirectory() as tmp:
         videos = list(args.video or [synthetic_video(Path(tmp) / "clip.mp4", args.seconds)])
         t = time.perf_counter()
         for vi, video in enumerate(videos):
             base = model.generate(video, seconds=args.seconds, seed=args.seed + vi)
-            cross_without.append(cosines(base.wav, base.sample_rate))
+            base_emb, base_cos = embed(base.wav, base.sample_rate)
+            cross_without.append(base_cos)
             rows = []
-            for prompt in prompts:
-                without_p.update_text([base.wav], [prompt], base.sample_rate)
+            for pi, prompt in enumerate(prompts):
+                without_p.update(base_emb[None], texts[pi][None])
                 if controllable:
                     try:
                         g = model.generate(video, prompt=prompt, seconds=args.seconds, seed=args.seed + vi,
@@ -189,8 +191,9 @@ def mcc_with_and_without_prompt(joint, joint_name: str, args: argparse.Namespace
                         print(f"  cannot prompt this model: {e}")
                         controllable = False
                         continue
-                    with_p.update_text([g.wav], [prompt], g.sample_rate)
-                    rows.append(cosines(g.wav, g.sample_rate))
+                    g_emb, g_cos = embed(g.wav, g.sample_rate)
+                    with_p.update(g_emb[None], texts[pi][None])
+                    rows.append(g_cos)
             if controllable:
                 cross_with.append(np.stack(rows))
         took = time.perf_counter() - t
@@ -205,11 +208,15 @@ def mcc_with_and_without_prompt(joint, joint_name: str, args: argparse.Namespace
     return out
 
 
-def paired_difference(with_scores: np.ndarray, without_scores: np.ndarray) -> dict:
-    """Per (video, prompt) pair, MCC with the prompt minus without it: mean, standard error, share above 0."""
-    d = np.asarray(with_scores, dtype=np.float64) - np.asarray(without_scores, dtype=np.float64)
+def _summary(d: np.ndarray) -> dict:
+    """Mean, standard error, share above 0 and count of per-pair differences ``d``."""
     se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
     return {"mean": float(d.mean()), "se": se, "win_rate": float((d > 0).mean()), "n": int(len(d))}
+
+
+def paired_difference(with_scores: np.ndarray, without_scores: np.ndarray) -> dict:
+    """Per (video, prompt) pair, MCC with the prompt minus without it: mean, standard error, share above 0."""
+    return _summary(np.asarray(with_scores, dtype=np.float64) - np.asarray(without_scores, dtype=np.float64))
 
 
 def prompt_specificity(cross_with: np.ndarray, cross_without: np.ndarray) -> dict:
@@ -223,9 +230,7 @@ def prompt_specificity(cross_with: np.ndarray, cross_without: np.ndarray) -> dic
     gain = cross_with - cross_without[:, None, :]  # [V, i, j]
     own = np.einsum("vii->vi", gain)
     others = (gain.sum(axis=2) - own) / (p - 1)
-    d = (own - others).reshape(-1)
-    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-    return {"mean": float(d.mean()), "se": se, "win_rate": float((d > 0).mean()), "n": int(len(d))}
+    return _summary((own - others).reshape(-1))
 
 
 def print_mcc(r: dict, args: argparse.Namespace) -> None:

@@ -103,9 +103,6 @@ class JointCosine(Metric):
 
     def embed_clip(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
         """A clip ``[N]`` or ``[C, N]`` at ``sample_rate`` in the joint space, as the metric embeds it."""
-        return self._embed(wav, sample_rate)
-
-    def _embed(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
         from v2meow.io.audio import resample
 
         model = self._model()
@@ -119,7 +116,7 @@ class JointCosine(Metric):
         """Embed a generated clip and its reference (``[N]`` or ``[C, N]``) and add their cosine."""
         if self.target != "audio":
             raise UserError("This MCC metric compares with text prompts; use update_text.")
-        self.update(self._embed(generated, sample_rate)[None], self._embed(reference, sample_rate)[None])
+        self.update(self.embed_clip(generated, sample_rate)[None], self.embed_clip(reference, sample_rate)[None])
 
     def update_text(self, generated: Sequence[np.ndarray], prompts: Sequence[str], sample_rate: int) -> None:
         """Embed generated clips and their text prompts and add their cosines."""
@@ -129,7 +126,7 @@ class JointCosine(Metric):
             raise UserError(f"Got {len(generated)} clips but {len(prompts)} prompts.")
         model = self._model()
         for wav, text in zip(generated, prompts):
-            self.update(self._embed(wav, sample_rate)[None], np.asarray(model.embed_text(text))[None])
+            self.update(self.embed_clip(wav, sample_rate)[None], np.asarray(model.embed_text(text))[None])
 
     def scores(self) -> np.ndarray:
         """The cosine of every pair scored so far, in the order they were added."""
