@@ -91,14 +91,13 @@ def main() -> int:
                 data["semantic"]["transformer"]["dropout"] = args.dropout
             for stage in ("semantic", "coarse"):
                 data[stage]["streams"] = []
-            kept = (model.codec.state_dict(), model.semantic_encoder.state_dict(), model.semantic_kmeans,
-                    model.text.state_dict() if model.text is not None else None)
+            old = model
             model = V2Meow(V2MeowConfig.from_dict(data))
-            model.codec.load_state_dict(kept[0])
-            model.semantic_encoder.load_state_dict(kept[1])
-            model.semantic_kmeans = kept[2]
-            if kept[3] is not None:  # the trained joint music-text model, not a fresh one
-                model.text.load_state_dict(kept[3])
+            # every trained part but the stages carries over: codec, semantic tokenizer, joint music-text model
+            for part in ("codec", "semantic_encoder", "text"):
+                if getattr(old, part) is not None:
+                    getattr(model, part).load_state_dict(getattr(old, part).state_dict())
+            model.semantic_kmeans = old.semantic_kmeans
         from v2meow.pipeline import SHIPPED_TOKENIZERS
 
         if not os.path.isdir(args.base) and args.base not in SHIPPED_TOKENIZERS:
