@@ -94,11 +94,15 @@ def corpus_paths() -> dict[str, list[str]]:
 
     out: dict[str, list[str]] = {g: [] for g in GROUPS}
     for p in corpus.getPaths():
-        s = str(p)
-        g = s.split("corpus" + os.sep, 1)[-1].split(os.sep, 1)[0]
+        g = corpus_relpath(str(p)).split(os.sep, 1)[0]
         if g in out:
-            out[g].append(s)
+            out[g].append(str(p))
     return {g: sorted(v) for g, v in out.items() if v}
+
+
+def corpus_relpath(path: str) -> str:
+    """``.../music21/corpus/bach/bwv66.6.mxl`` → ``bach/bwv66.6.mxl``."""
+    return path.split("corpus" + os.sep, 1)[-1]
 
 
 def load_piece(path: str, rng: np.random.Generator):
@@ -131,8 +135,7 @@ def score_to_midi(score, programs: list[int], bpm: float, transpose: int, max_qu
     from music21 import midi as m21midi
     from music21 import tempo as m21tempo
 
-    s = score
-    s = s.transpose(transpose) if transpose else s
+    s = score.transpose(transpose) if transpose else score
     for mm in list(s.recurse().getElementsByClass(m21tempo.MetronomeMark)):
         mm.activeSite.remove(mm)
     mf = m21midi.translate.music21ObjectToMidiFile(s)
@@ -242,10 +245,11 @@ def make_track(job: dict) -> dict:
         seg_seconds = float(rng.uniform(25, 70))
         names = ENSEMBLES[ens]
         programs = [GM[n] for n in names]
-        y = score = shift = None
+        y = path = shift = None
         for _ in range(8):  # a corpus file music21 cannot read or expand is replaced by another
             try:
-                score = load_piece(str(rng.choice(paths[group])), rng)
+                path = str(rng.choice(paths[group]))
+                score = load_piece(path, rng)
                 if score is None:
                     continue
                 pc, m = piece_key(score)
@@ -274,8 +278,7 @@ def make_track(job: dict) -> dict:
         y[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
         audio.append(y.astype(np.float32))
         dur = len(y) / SAMPLE_RATE
-        piece = os.path.relpath(score.filePath or "", job["corpus_root"]) if getattr(score, "filePath", None) else group
-        segments.append({"start": round(t, 3), "end": round(t + dur, 3), "piece": str(piece),
+        segments.append({"start": round(t, 3), "end": round(t + dur, 3), "piece": corpus_relpath(path),
                          "ensemble": ens, "instruments": sorted(set(names), key=names.index),
                          "transpose": shift})
         for n in names:
@@ -311,11 +314,7 @@ def main() -> int:
     args = p.parse_args()
     if not shutil.which("fluidsynth") or not os.path.isfile(SOUNDFONT):
         raise SystemExit("needs FluidSynth and the TimGM6mb soundfont: apt-get install fluidsynth timgm6mb-soundfont")
-    from music21 import corpus
-
     paths = corpus_paths()
-    corpus_root = str(corpus.corpora.CoreCorpus().manualCoreCorpusPath or "") or os.path.dirname(
-        os.path.dirname(paths["bach"][0]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "sources.json"
@@ -327,8 +326,7 @@ def main() -> int:
             entries[name] = json.loads(side.read_text())
             continue
         seed = int.from_bytes(hashlib.sha256(f"{args.seed}:{name}".encode()).digest()[:8], "big")
-        jobs.append({"name": name, "path": path, "seed": seed, "paths": paths, "out": str(out),
-                     "corpus_root": corpus_root})
+        jobs.append({"name": name, "path": path, "seed": seed, "paths": paths, "out": str(out)})
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(make_track, j) for j in jobs]
         for k, fut in enumerate(as_completed(futures)):
