@@ -86,3 +86,26 @@ def test_short_clips_are_padded_with_masks(tmp_path):
     b = collate([ds[(0, 0)], ds[(0, 1)]])
     assert b["semantic_valid"][0].sum() == 10 and b["semantic_valid"][1].sum() == 40
     assert b["acoustic"].shape == (2, 2, 80) and b["acoustic_valid"][0].sum() == 20
+
+
+class _Keys(torch.utils.data.Dataset):
+    def __init__(self, reader, n):
+        self.reader, self.n = reader, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        j = (i * 7) % len(self.reader)
+        return int(self.reader[j].key[1:] == str(j))
+
+
+def test_forked_loader_workers_read_their_own_records(tmp_path):
+    # workers forked after the parent opened a shard share the file's offset: reads must not depend on it
+    write_shard(tmp_path, 0, [record(f"k{i}", t=200) for i in range(16)])
+    write_manifest(tmp_path, {})
+    reader = ShardReader(tmp_path)
+    assert reader[0].key == "k0"  # the parent opens the shard before the fork
+    loader = torch.utils.data.DataLoader(_Keys(reader, 4000), batch_size=50, num_workers=2,
+                                         multiprocessing_context="fork")
+    assert int(sum(b.sum() for b in loader)) == 4000

@@ -162,8 +162,13 @@ class ShardReader:
         f = self._files.get(shard)
         if f is None:
             f = self._files[shard] = open(self.root / shard, "rb")
-        f.seek(offset)
-        data = f.read(size)
+        if hasattr(os, "pread"):
+            # a positional read: DataLoader workers forked after this file was opened share its offset, so a
+            # seek then read could read another worker's record
+            data = os.pread(f.fileno(), size, offset)
+        else:
+            f.seek(offset)
+            data = f.read(size)
         if len(data) != size:
             raise UserError(f"Shard {self.root / shard} is truncated; rerun extraction.")
         return data
