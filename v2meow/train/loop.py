@@ -134,11 +134,12 @@ def with_features_shuffled(batch: dict) -> dict | None:
     return shuffled
 
 
-def _to(batch: Any, device: torch.device) -> Any:
+def batch_to(batch: Any, device: torch.device) -> Any:
+    """A batch (tensors, nested in dicts) on ``device``."""
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
-        return {k: _to(v, device) for k, v in batch.items()}
+        return {k: batch_to(v, device) for k, v in batch.items()}
     return batch
 
 
@@ -286,7 +287,7 @@ class Trainer:
         for i, batch in enumerate(batches):
             # one seed per (step, micro-batch, rank): dropout and condition dropout resume exactly
             torch.manual_seed(hash((cfg.seed, self.step, i, self.rank)) % (2**63))
-            batch = _to(batch, self.device)
+            batch = batch_to(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 out = self.module(batch)
             (out["loss"] / len(batches)).backward()
@@ -330,7 +331,7 @@ class Trainer:
         tokens = shuffled_tokens = 0.0
         paired = torch.zeros(4, dtype=torch.float64)  # crops, sum of gaps, sum of squared gaps, crops with a gap > 0
         for batch, w in zip(loader, weights):
-            batch = _to(batch, self.device)
+            batch = batch_to(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 out = self.module(batch)  # through the wrapper: FSDP gathers parameters in its forward
                 n = float(out["tokens"]) * w
@@ -343,9 +344,9 @@ class Trainer:
                     sums["val_loss_shuffled"] += out_s["loss"].item() * n
                     shuffled_tokens += n
                     if w > 0:  # paired per crop: how much worse the same crop is with another clip's video
-                        d = (out_s["example_loss"] - out["example_loss"]).double()
+                        d = (out_s["example_loss"] - out["example_loss"]).double().cpu()
                         paired += torch.stack([torch.tensor(float(d.numel()), dtype=torch.float64), d.sum(),
-                                               (d * d).sum(), (d > 0).sum().double()]).cpu()
+                                               (d * d).sum(), (d > 0).sum().double()])
         totals = torch.cat([torch.tensor([sums["val_loss"], sums["val_accuracy"], sums["val_loss_shuffled"], tokens,
                                           shuffled_tokens], dtype=torch.float64), paired]).to(self.device)
         if self.world > 1:
