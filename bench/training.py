@@ -95,6 +95,28 @@ def batch_size(b: dict) -> int:
     return b["semantic"].shape[0]
 
 
+def bench_config(preset: str):
+    """The preset's config with its visual streams resolved. A pretrained encoder that is not on this machine
+    is stood in for by a stream of its rate and an assumed width (the input projection is a negligible
+    share of a stage's FLOPs); the assumption is printed."""
+    from v2meow.errors import UserError
+    from v2meow.modules.adaptors import StreamSpec
+
+    cfg = load_preset(preset)
+    try:
+        return resolve_model_streams(cfg)
+    except UserError as e:
+        specs = [StreamSpec(name=enc.name, dim=ASSUMED_DIM, rate=enc.rate) for enc in cfg.encoders]
+        print(f"({e} Each visual stream is taken as {ASSUMED_DIM}-d at its configured rate.)")
+        cfg.semantic.streams = list(specs)
+        if cfg.coarse.variant == "encdec":
+            cfg.coarse.streams = list(specs)
+        return cfg
+
+
+ASSUMED_DIM = 1024
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="embedded")
@@ -103,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=3)
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    cfg = resolve_model_streams(load_preset(args.preset))
+    cfg = bench_config(args.preset)
     anchor = anchor_flops(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     print(f"preset {args.preset} on {device}: anchor matmul {anchor / 1e9:.1f} GFLOP/s "
           f"(batch {args.batch}, crops 10 s / 3 s for stage 3)")
