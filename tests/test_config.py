@@ -33,3 +33,15 @@ def test_unknown_keys_and_bad_values_are_refused():
 def test_unknown_preset():
     with pytest.raises(UserError, match="available"):
         load_preset("nope")
+
+
+def test_every_shipped_training_config_loads():
+    from v2meow.config import preset_file
+    from v2meow.train.run import load_train_config
+
+    found = [name for name in preset_names() if preset_file(name, "train.yaml") is not None]
+    assert {"debug", "embedded", "paper"} <= set(found)
+    for name in found:
+        cfg = load_train_config(name)
+        assert cfg.batch_size >= 1 and cfg.max_steps >= cfg.warmup_steps
+    assert load_train_config("paper").fsdp
