@@ -123,6 +123,18 @@ def load_piece(path: str, rng: np.random.Generator):
     return s
 
 
+def first_quarters(score, quarters: float):
+    """``score`` without the measures that start at or after ``quarters`` quarter notes (in place).
+
+    Only the start of a work is heard, so key analysis and MIDI translation need not see the rest (a whole
+    Beethoven movement takes music21 many seconds to translate)."""
+    for part in score.parts:
+        for m in list(part.getElementsByClass("Measure")):
+            if m.offset >= quarters:
+                part.remove(m)
+    return score
+
+
 def piece_key(score) -> tuple[int, str]:
     """(tonic pitch class, mode) of the score, by music21's key analysis."""
     k = score.analyze("key")
@@ -252,6 +264,7 @@ def make_track(job: dict) -> dict:
                 score = load_piece(path, rng)
                 if score is None:
                     continue
+                score = first_quarters(score, seg_seconds * bpm / 60.0)
                 pc, m = piece_key(score)
                 if target_pc is None:
                     target_pc, mode = int(rng.integers(12)), m
