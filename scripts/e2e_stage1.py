@@ -5,6 +5,7 @@ same model with the visual features shuffled across clips (a model that ignores 
 same on both).
 
     python scripts/e2e_stage1.py --music data_cache/music/immich --work runs/e2e --steps 400
+    python scripts/e2e_stage1.py --work runs/e2e --train-only --device cuda --batch-size 32   # on a GPU machine
 
 The tokenizers are the model's (``--base``: a model directory or preset); with a preset's random semantic
 encoder the k-means is fitted here on the training music, so tokens follow the audio's spectrum.
@@ -25,7 +26,7 @@ import torch
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--music", required=True, help="folder of music (any format load_audio reads)")
+    p.add_argument("--music", help="folder of music (any format load_audio reads); not needed with --train-only")
     p.add_argument("--work", default="runs/e2e")
     p.add_argument("--base", default="debug", help="model directory or preset for encoders and tokenizers")
     p.add_argument("--tracks", type=int, default=40)
@@ -46,15 +47,39 @@ def main() -> int:
     p.add_argument("--fine-steps", type=int, default=20)
     p.add_argument("--fps", type=float, default=12.0, help="frame rate of the rendered videos")
     p.add_argument("--extract-only", action="store_true", help="stop after writing the shards")
+    p.add_argument("--train-only", action="store_true",
+                   help="train on the shards and model already in WORK (no rendering, extraction or generation): "
+                        "for a training machine that holds only WORK/shards")
+    p.add_argument("--device", default="cpu", help="cpu, cuda ... (training only; bf16 autocast on CUDA)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--loader-workers", type=int, default=0, help="data-loading processes per training process")
     args = p.parse_args()
 
+    if args.train_only:
+        from v2meow.data.shards import read_manifest
+
+        m = read_manifest(str(Path(args.work) / "shards"))
+    elif not args.music:
+        p.error("--music is required unless --train-only")
+    else:
+        m = prepare(args)
+        if args.extract_only:
+            return 0
+    results, run_dirs = train_stages(args, m)
+    summary = {"results": results}
+    if not args.train_only:
+        summary = finish(args, results, run_dirs)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def prepare(args: argparse.Namespace) -> dict:
+    """Render the videos, make the model directory and extract the shards; returns the shard manifest."""
     from v2meow.data.extract import extract
     from v2meow.data.synth import list_audio, synth_data
     from v2meow.io.audio import load_audio
     from v2meow.pipeline import V2Meow
     from v2meow.tokenizers.semantic import SemanticTokenizer
-    from v2meow.train.loop import TrainConfig, Trainer
-    from v2meow.train.run import export, resolve_model_streams
 
     work = Path(args.work)
     videos, music = work / "videos", work / "music"
@@ -108,17 +133,21 @@ def main() -> int:
                                         seed=args.seed)
             model.semantic_kmeans = tok.kmeans
         model.save_pretrained(model_dir)
-    shards = work / "shards"
-    m = extract(str(videos), str(shards), str(model_dir), shard_size=8, val_fraction=0.2, seed=args.seed,
+    m = extract(str(videos), str(work / "shards"), str(model_dir), shard_size=8, val_fraction=0.2, seed=args.seed,
                 workers=1, progress=True)
     splits = [c["split"] for c in m["clips"]]
     print(f"[{time.time() - t0:.0f}s] shards: {splits.count('train')} train, {splits.count('validation')} validation",
           flush=True)
-    if args.extract_only:
-        return 0
+    return m
 
+
+def train_stages(args: argparse.Namespace, m: dict) -> tuple[dict, dict[str, Path]]:
+    """Train the wanted stages on WORK/shards; returns their validation figures and run folders."""
     from v2meow.config import V2MeowConfig
+    from v2meow.train.loop import TrainConfig, Trainer
+    from v2meow.train.run import resolve_model_streams
 
+    work, t0 = Path(args.work), time.time()
     model_cfg = resolve_model_streams(V2MeowConfig.from_dict(m["info"]["model_config"]))
     if args.no_joint:
         model_cfg.semantic.joint_dim = 0
@@ -131,32 +160,41 @@ def main() -> int:
         if stage not in wanted:
             continue
         # stage 1 is validated on every held-out clip cut into whole windows; the others on a few batches
-        cfg = TrainConfig(batch_size=8, lr=args.lr, warmup_steps=min(100, steps // 10 + 1), max_steps=steps,
-                          eval_every=max(1, steps // 4), eval_batches=1000 if stage == "semantic" else 4,
-                          checkpoint_every=max(1, steps // 4), log_every=10, seed=args.seed)
-        trainer = Trainer(stage, str(shards), model_cfg, cfg, run_dirs[stage], device="cpu")
+        cfg = TrainConfig(batch_size=args.batch_size, lr=args.lr, warmup_steps=min(100, steps // 10 + 1),
+                          max_steps=steps, eval_every=max(1, steps // 4),
+                          eval_batches=1000 if stage == "semantic" else 4, checkpoint_every=max(1, steps // 4),
+                          log_every=10, seed=args.seed, num_workers=args.loader_workers)
+        trainer = Trainer(stage, str(work / "shards"), model_cfg, cfg, run_dirs[stage], device=args.device)
         before = trainer.evaluate() if trainer.step == 0 else {}
         last = trainer.fit(progress=True)
         results[stage] = {"before": before, "after": {k: v for k, v in last.items() if k.startswith("val")},
                           "steps": steps}
         print(f"[{time.time() - t0:.0f}s] {stage}: {json.dumps(results[stage])}", flush=True)
+    return results, run_dirs
+
+
+def finish(args: argparse.Namespace, results: dict, run_dirs: dict[str, Path]) -> dict:
+    """Export the trained stages, score Big Buck Bunny with them and write the summary."""
+    from v2meow.io.video import mux_audio
+    from v2meow.pipeline import V2Meow
+    from v2meow.train.run import export
+
+    work = Path(args.work)
+    videos = work / "videos"
     out_model = work / ("trained_nojoint" if args.no_joint else "trained")
-    export(str(model_dir), str(out_model), {s: str(d) for s, d in run_dirs.items() if d.is_dir()})
+    export(str(work / "model"), str(out_model), {s: str(d) for s, d in run_dirs.items() if d.is_dir()})
     video = videos / "bigbuckbunny.mp4"
     if not video.exists():
         video = next(videos.glob("*.mp4"))
     track = V2Meow.from_pretrained(out_model).generate(str(video), seed=0)
-    from v2meow.io.video import mux_audio
-
     mux_audio(str(video), track.wav, track.sample_rate, str(work / "generated.mp4"))
     sem = results.get("semantic", {}).get("after", {})
     gap = sem.get("val_loss_shuffled", float("nan")) - sem.get("val_loss", float("nan"))
     summary = {"stage1_val_loss": sem.get("val_loss"), "stage1_val_loss_shuffled": sem.get("val_loss_shuffled"),
-               "gap": gap, "validation_clips": sem.get("val_clips"), "seconds": round(time.time() - t0)}
+               "gap": gap, "validation_clips": sem.get("val_clips")}
     name = "summary_nojoint.json" if args.no_joint else "summary.json"
     (work / name).write_text(json.dumps({"summary": summary, "stages": results}, indent=1))
-    print(json.dumps(summary, indent=1))
-    return 0
+    return summary
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ def main() -> int:
     p.add_argument("--run", required=True, help="a stage-1 run directory (its latest checkpoint is used)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", help="also write the table here")
+    p.add_argument("--device", default="cpu")
     args = p.parse_args()
 
     from torch.utils.data import DataLoader
@@ -32,7 +33,7 @@ def main() -> int:
     from v2meow.data.shards import ShardReader, read_manifest
     from v2meow.errors import UserError
     from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint
-    from v2meow.train.loop import TrainConfig, Trainer, with_features_shuffled
+    from v2meow.train.loop import TrainConfig, Trainer, batch_to, with_features_shuffled
     from v2meow.train.run import resolve_model_streams
 
     model_cfg = resolve_model_streams(V2MeowConfig.from_dict(read_manifest(args.shards)["info"]["model_config"]))
@@ -40,7 +41,7 @@ def main() -> int:
     if last is not None:  # the run's own stage-1 config (it may differ from the shards' model, e.g. no joint input)
         model_cfg.semantic = V2MeowConfig.from_dict(load_checkpoint(last)["state"]["model_config"]).semantic
     trainer = Trainer("semantic", args.shards, model_cfg, TrainConfig(batch_size=args.batch_size), args.run,
-                      device="cpu", log=False)
+                      device=args.device, log=False)
     try:
         found = trainer.resume()  # the latest checkpoint, refused if it is not this stage-1 config
     except UserError as e:
@@ -57,10 +58,12 @@ def main() -> int:
     crops = 0
     with torch.no_grad():
         for batch in DataLoader(tiles, batch_size=args.batch_size, collate_fn=collate):
+            batch = batch_to(batch, trainer.device)
             shuffled = with_features_shuffled(batch)
             if shuffled is None:
                 continue
-            real, shuf = stage.loss(batch)["token_loss"], stage.loss(shuffled)["token_loss"]
+            real, shuf = stage.loss(batch)["token_loss"].cpu(), stage.loss(shuffled)["token_loss"].cpu()
+            batch = batch_to(batch, torch.device("cpu"))
             valid = batch["semantic_valid"].bool()
             for s in range(seconds):
                 a, e = int(s * rate), int((s + 1) * rate)
