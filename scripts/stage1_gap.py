@@ -38,17 +38,20 @@ def main() -> int:
 
     model_cfg = resolve_model_streams(V2MeowConfig.from_dict(read_manifest(args.shards)["info"]["model_config"]))
     last = latest_checkpoint(args.run)
-    if last is not None:  # the run's own stage-1 config (it may differ from the shards' model, e.g. no joint input)
-        model_cfg.semantic = V2MeowConfig.from_dict(load_checkpoint(last)["state"]["model_config"]).semantic
-    trainer = Trainer("semantic", args.shards, model_cfg, TrainConfig(batch_size=args.batch_size), args.run,
-                      device=args.device, log=False)
-    try:
-        found = trainer.resume()  # the latest checkpoint, refused if it is not this stage-1 config
-    except UserError as e:
-        print(e, file=sys.stderr)
-        return 2
-    if not found:
+    if last is None:
         print(f"No checkpoint in {args.run}.", file=sys.stderr)
+        return 2
+    try:  # the weights alone: a run copied off a training machine without its optimiser state is measured too
+        ck = load_checkpoint(last, weights_only=True)
+        # the run's own stage-1 config (it may differ from the shards' model, e.g. no joint input)
+        model_cfg.semantic = V2MeowConfig.from_dict(ck["state"]["model_config"]).semantic
+        trainer = Trainer("semantic", args.shards, model_cfg, TrainConfig(batch_size=args.batch_size), args.run,
+                          device=args.device, log=False)
+        trainer.stage.load_state_dict(ck["model"])
+        trainer.step = int(ck["state"]["step"])
+    except (UserError, KeyError, RuntimeError) as e:
+        print(f"{last} is not a stage-1 checkpoint of these shards' model ({str(e).splitlines()[0]}).",
+              file=sys.stderr)
         return 2
     stage = trainer.stage.eval()
     tiles = TiledCrops(CropDataset(ShardReader(args.shards, split="validation"), trainer.spec, random_crop=False))
