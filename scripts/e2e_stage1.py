@@ -42,6 +42,8 @@ def main() -> int:
     p.add_argument("--stages", default="semantic,coarse,fine",
                    help="stages to train (a stage already trained in WORK resumes, or is kept when finished)")
     p.add_argument("--dropout", type=float, default=None, help="stage 1 dropout (the preset's by default)")
+    p.add_argument("--joint", default=None,
+                   help="a joint music-text model directory (`v2meow train joint` export) to use instead of --base's")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--coarse-steps", type=int, default=None, help="stage 2 steps (default: --steps / 4)")
     p.add_argument("--fine-steps", type=int, default=20)
@@ -105,7 +107,7 @@ def prepare(args: argparse.Namespace) -> dict:
     model_dir = work / "model"
     if not (model_dir / "config.json").is_file():
         model = V2Meow.from_pretrained(args.base)
-        if args.motion_rate is not None or args.dropout is not None:  # rebuild, changed
+        if args.motion_rate is not None or args.dropout is not None or args.joint:  # rebuild, changed
             from v2meow.config import V2MeowConfig
 
             data = model.cfg.to_dict()
@@ -114,12 +116,14 @@ def prepare(args: argparse.Namespace) -> dict:
                     e["rate"] = args.motion_rate
             if args.dropout is not None:
                 data["semantic"]["transformer"]["dropout"] = args.dropout
+            if args.joint:
+                data["text"]["joint"]["weights"] = os.path.abspath(args.joint)
             for stage in ("semantic", "coarse"):
                 data[stage]["streams"] = []
             old = model
             model = V2Meow(V2MeowConfig.from_dict(data))
             # every trained part but the stages carries over: codec, semantic tokenizer, joint music-text model
-            for part in ("codec", "semantic_encoder", "text"):
+            for part in ("codec", "semantic_encoder") + (() if args.joint else ("text",)):
                 if getattr(old, part) is not None:
                     getattr(model, part).load_state_dict(getattr(old, part).state_dict())
             model.semantic_kmeans = old.semantic_kmeans
