@@ -30,3 +30,20 @@ def test_train_and_export_refuse_bad_input(tmp_path, shard_dir, debug_model_dir)
     assert main(["export", "--base", debug_model_dir, "-o", str(tmp_path / "m")]) == 2
     assert main(["export", "--base", debug_model_dir, "--fine", str(tmp_path / "nothing"), "-o",
                  str(tmp_path / "m")]) == 2
+
+
+def test_export_takes_weights_copied_without_the_optimiser_state(tmp_path, shard_dir, debug_model_dir):
+    from safetensors.torch import load_file
+
+    from v2meow.train.checkpoint import latest_checkpoint
+
+    run = str(tmp_path / "run")
+    assert main(["train", "fine", "--shards", shard_dir, "-o", run, "--max-steps", "2", "--quiet"]) == 0
+    ck = latest_checkpoint(run)
+    (ck / "optim.safetensors").unlink()  # as copied off a training machine: weights and state only
+    model = tmp_path / "model"
+    assert main(["export", "--base", debug_model_dir, "--fine", run, "-o", str(model)]) == 0
+    trained, exported = load_file(str(ck / "model.safetensors")), load_file(str(model / "fine.safetensors"))
+    assert trained.keys() == exported.keys() and all((trained[k] == exported[k]).all() for k in trained)
+    # resuming needs the optimiser state: refused in one sentence
+    assert main(["train", "fine", "--shards", shard_dir, "-o", run, "--max-steps", "4", "--quiet"]) == 2

@@ -113,19 +113,28 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return path if (path / "state.json").is_file() else None
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Returns ``model`` (tensors), ``optimizer`` (state dict), ``ema`` (tensors or None) and ``state``."""
+def load_checkpoint(path: str | os.PathLike, weights_only: bool = False) -> dict[str, Any]:
+    """Returns ``model`` (tensors), ``optimizer`` (state dict), ``ema`` (tensors or None) and ``state``.
+
+    ``weights_only`` (for exporting) reads a checkpoint whose ``optim.safetensors`` was left behind, e.g.
+    copied off a training machine without it (the optimiser state is twice the weights): ``optimizer`` is then
+    None, and ``ema`` None unless the optimiser file is there.
+    """
     path = Path(path)
+    optim_file = path / "optim.safetensors"
     try:
         state = json.loads((path / "state.json").read_text())
         model = load_file(str(path / "model.safetensors"))
-        flat = load_file(str(path / "optim.safetensors"))
+        flat = load_file(str(optim_file)) if (not weights_only or optim_file.is_file()) else None
     except (OSError, ValueError, RecursionError, SafetensorError) as e:
         raise UserError(f"Checkpoint {path} is incomplete or corrupt ({e.__class__.__name__}).") from None
-    if not isinstance(state, dict) or not isinstance(state.get("optimizer"), dict):
+    if not isinstance(state, dict) or not (weights_only or isinstance(state.get("optimizer"), dict)):
         raise UserError(f"Checkpoint {path} is incomplete or corrupt (its state.json lacks the optimiser state).")
+    rest = state.pop("optimizer", None)
+    if flat is None:
+        return {"model": model, "optimizer": None, "ema": None, "state": state}
     ema = {k[4:]: v for k, v in flat.items() if k.startswith("ema/")} or None
-    optim = optimizer_from_flat(flat, state.pop("optimizer"))
+    optim = optimizer_from_flat(flat, rest) if isinstance(rest, dict) else None
     return {"model": model, "optimizer": optim, "ema": ema, "state": state}
 
 

@@ -151,7 +151,7 @@ def export(base: str, out: str, runs: dict[str, str | None], ema: bool = False, 
         ck_path = latest_checkpoint(run)
         if ck_path is None:
             raise UserError(f"Run {run} has no checkpoint yet.")
-        ck = load_checkpoint(ck_path)
+        ck = load_checkpoint(ck_path, weights_only=True)
         st = ck["state"]
         if st.get("stage") != stage:
             raise UserError(f"Run {run} trained stage {st.get('stage')!r}, not {stage!r}.")
