@@ -174,7 +174,7 @@ def test_train_codec_reads_yaml_and_the_shipped_config_is_valid(music: Path, tmp
     codec, state = load_codec_run(tmp_path / "run")
     assert state["step"] == 2 and codec.num_levels == 4
     from v2meow.config import load_yaml
-    from v2meow.train.tokenizers import _resolve_config
+    from v2meow.train.tokenizers.common import _resolve_config
 
     shipped = CodecTrainConfig.from_dict(load_yaml(_resolve_config("embedded", "codec.yaml")))
     assert shipped.codec.body == "frame" and shipped.uses_discriminator

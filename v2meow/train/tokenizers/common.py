@@ -1,0 +1,253 @@
+"""The tokenizer trainers' shared parts: the training audio (file lists, random crops), seeded step randomness,
+the learning-rate schedule, config loading, and the fit loop both trainers run (:class:`_StepTrainer`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from v2meow.configbase import Config
+from v2meow.errors import UserError
+from v2meow.train.checkpoint import latest_checkpoint
+
+AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aif", ".aiff")
+SOURCES_FILE = "sources.json"
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+# ---- data ---------------------------------------------------------------------------------------------------
+
+
+def list_audio(data_dir: str | os.PathLike, split: str = "train") -> list[Path]:
+    """Audio files of ``data_dir`` for ``split`` ("train", "heldout" or "all"), sorted.
+
+    With a ``sources.json`` (written by ``scripts/get_music.py``) its ``files`` and ``heldout`` flags decide;
+    without one every audio file below ``data_dir`` is a training file and none is held out.
+    """
+    if split not in ("train", "heldout", "all"):
+        raise ValueError(f"split must be train, heldout or all, got {split!r}.")
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise UserError(f"The audio folder {root} does not exist.")
+    manifest = root / SOURCES_FILE
+    if manifest.is_file():
+        try:
+            entries = json.loads(manifest.read_text())["files"]
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"{manifest} is not a v2meow sources list.") from None
+        files = [root / e["path"] for e in entries
+                 if split == "all" or bool(e.get("heldout", False)) == (split == "heldout")]
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            raise UserError(f"{manifest} lists {len(missing)} missing file(s), e.g. {missing[0]}; rerun get_music.py.")
+    else:
+        files = [] if split == "heldout" else [p for p in root.rglob("*")
+                                                if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()]
+    return sorted(files)
+
+
+class AudioCrops:
+    """Random fixed-length crops ``[B, T]`` from audio files, drawn by a caller-supplied numpy generator.
+
+    Files already at the sample rate and readable by libsndfile are read crop by crop (seeking); any other file
+    is decoded and resampled once and kept in memory. A file is drawn with probability proportional to its
+    length; a near-silent crop is redrawn (a few times) because it teaches a codec nothing.
+    """
+
+    def __init__(self, files: list[Path], sample_rate: int, silence_rms: float = 1e-3) -> None:
+        import soundfile as sf
+
+        from v2meow.io.audio import load_audio
+
+        if not files:
+            raise UserError("No training audio was found (check the folder and its sources.json).")
+        self.sample_rate, self.silence_rms = sample_rate, silence_rms
+        self.paths: list[Path] = []
+        self.frames: list[int] = []
+        self.memory: dict[int, np.ndarray] = {}
+        for path in files:
+            data = None
+            try:
+                info = sf.info(str(path))
+                frames = info.frames if info.samplerate == sample_rate else -1
+            except Exception:  # not readable by libsndfile (opus, mp3, m4a): decode it once
+                frames = -1
+            if frames < 0:
+                data = load_audio(path, sample_rate)
+                frames = data.shape[-1]
+            if frames <= 0:
+                continue
+            if data is not None:
+                self.memory[len(self.paths)] = data
+            self.paths.append(path)
+            self.frames.append(frames)
+        if not self.paths:
+            raise UserError("The training audio files are all empty.")
+        lengths = np.asarray(self.frames, dtype=np.float64)
+        self.weights = lengths / lengths.sum()
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(self.frames)) / self.sample_rate
+
+    def read(self, index: int, start: int, num: int) -> np.ndarray:
+        """Samples ``[start, start + num)`` of file ``index`` as float32 mono, zero-padded past the end."""
+        if index in self.memory:
+            out = self.memory[index][start : start + num]
+        else:
+            import soundfile as sf
+
+            with sf.SoundFile(str(self.paths[index])) as f:
+                f.seek(start)
+                out = f.read(frames=num, dtype="float32", always_2d=True).mean(axis=1)
+        if out.shape[0] < num:
+            out = np.pad(out, (0, num - out.shape[0]))
+        return out.astype(np.float32, copy=False)
+
+    def crop(self, rng: np.random.Generator, num: int, tries: int = 8) -> np.ndarray:
+        wav = np.zeros(num, dtype=np.float32)
+        for _ in range(tries):
+            i = int(rng.choice(len(self.paths), p=self.weights))
+            start = int(rng.integers(0, max(1, self.frames[i] - num + 1)))
+            wav = self.read(i, start, num)
+            if float(np.sqrt(np.mean(wav.astype(np.float64) ** 2))) >= self.silence_rms:
+                break
+        return wav
+
+    def batch(self, rng: np.random.Generator, batch_size: int, num: int) -> Tensor:
+        """``[batch_size, num]`` float32 crops."""
+        return torch.from_numpy(np.stack([self.crop(rng, num) for _ in range(batch_size)]))
+
+
+def _step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
+    return np.random.default_rng([seed, stream, step])
+
+
+def _reseed(seed: int, step: int) -> None:
+    # every random draw of a step (quantiser dropout, k-means init, restarts, masks, dropout) from (seed, step)
+    torch.manual_seed((seed * 1_000_003 + step) % (2**63))
+
+
+def _lr_at(step: int, lr: float, warmup: int, max_steps: int, min_ratio: float) -> float:
+    if warmup and step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _resolve_config(spec: str | os.PathLike, file: str) -> Path:
+    """A YAML path, or the name of a config folder shipped in ``v2meow/configs/`` holding ``file``."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = Path(__file__).resolve().parents[2] / "configs" / str(spec) / file
+    if shipped.is_file():
+        return shipped
+    raise UserError(f"Training config {spec} is neither a file nor a shipped config folder with {file}.")
+
+
+def _device(device: str | None) -> torch.device:
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def _set_threads(threads: int, device: torch.device) -> None:
+    if threads > 0 and device.type == "cpu":
+        torch.set_num_threads(threads)
+
+
+class _Log:
+    """JSON lines in ``run_dir/log.jsonl``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / "log.jsonl"
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class _StepTrainer:
+    """The fit loop both tokenizer trainers share: steps, logging, evaluation, checkpoints by step count and
+    by wall clock, a progress bar. Subclasses provide ``train_step``, ``evaluate``, ``save``, ``resume`` and
+    the hooks below."""
+
+    DESC = "train"
+
+    def _start(self, cfg: Any, run_dir: str | os.PathLike, device: str | None) -> None:
+        """What every trainer sets up first: config, run folder, device and threads, and the seed."""
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = _device(device)
+        _set_threads(cfg.threads, self.device)
+        torch.manual_seed(cfg.seed)
+
+    def _check_step(self) -> None:
+        """Raise when training must stop (e.g. divergence); called after every step."""
+
+    def _log_extra(self) -> dict[str, Any]:
+        return {}
+
+    def _postfix(self, stats: dict[str, Any]) -> dict[str, str]:
+        return {}
+
+    def _result(self, last: dict[str, Any]) -> dict[str, Any]:
+        return last
+
+    def fit(self, progress: bool = True) -> dict[str, Any]:
+        cfg = self.cfg
+        resumed = self.resume()
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.DESC, unit="step")
+        last: dict[str, Any] = {"resumed": resumed}
+        t_ckpt = t_log = time.time()
+        since = 0
+        while self.step < cfg.max_steps:
+            t0 = time.time()
+            stats = self.train_step()
+            self.elapsed += time.time() - t0
+            since += 1
+            self._check_step()
+            last = {"step": self.step, **stats}
+            if self.step % cfg.log_every == 0:
+                last["s_per_step"] = (time.time() - t_log) / max(since, 1)
+                t_log, since = time.time(), 0
+                self.log({**last, "elapsed_s": round(self.elapsed, 1), **self._log_extra()})
+            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                ev = self.evaluate()
+                last.update(ev)
+                self.log({"step": self.step, **ev})
+            if (self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps
+                    or time.time() - t_ckpt >= 60 * cfg.checkpoint_minutes):
+                self.save()
+                t_ckpt = time.time()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(**self._postfix(stats))
+        if bar is not None:
+            bar.close()
+        if latest_checkpoint(self.run_dir) is None:
+            self.save()
+        return self._result(last)
+
+
+def _load_train_config(cls: type[Config], config_path: str | os.PathLike, file: str,
+                       max_steps: int | None) -> Any:
+    from v2meow.config import load_yaml
+
+    path = _resolve_config(config_path, file)
+    cfg = cls.from_dict(load_yaml(path), where=str(path))
+    if max_steps is not None:
+        cfg = cfg.replace(max_steps=int(max_steps))
+    return cfg

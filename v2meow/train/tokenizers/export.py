@@ -1,0 +1,62 @@
+"""Both trained tokenizers → a tokenizer directory (see :func:`export_tokenizers`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from v2meow.errors import UserError
+from v2meow.train.tokenizers.codec import load_codec_run
+from v2meow.train.tokenizers.common import SOURCES_FILE
+from v2meow.train.tokenizers.semantic import load_semantic_run
+
+
+def export_tokenizers(codec_run: str | os.PathLike, semantic_run: str | os.PathLike,
+                      out_dir: str | os.PathLike, coarse_levels: int | None = None,
+                      num_levels: int | None = None) -> Path:
+    """Both trained tokenizers → a tokenizer directory (float16 weights) that :func:`load_tokenizers` reads.
+
+    ``num_levels`` keeps only the codec's first RVQ levels (default: all); ``coarse_levels`` records the
+    coarse/fine split for the stages (default: half the levels).
+    """
+    from v2meow.tokenizers.default import save_tokenizers
+
+    codec, codec_state = load_codec_run(codec_run)
+    if num_levels is not None:
+        if not 1 <= num_levels <= codec.num_levels:
+            raise UserError(f"The codec has {codec.num_levels} levels; cannot keep {num_levels}.")
+        codec = codec.with_levels(num_levels).eval()
+    semantic, semantic_info = load_semantic_run(semantic_run)
+    training = {
+        "codec": {**{k: codec_state.get(k) for k in ("step", "skipped", "elapsed_s", "train_files", "train_seconds")},
+                  "trained_levels": codec_state["train_config"]["codec"]["num_levels"]},
+        "semantic": {"step": semantic_info.get("step"), "kmeans_frames": semantic_info.get("kmeans_frames")},
+    }
+    data = codec_state.get("data")
+    sources = _sources_summary(Path(data)) if data else None
+    return save_tokenizers(codec, semantic, out_dir, training=training, sources=sources, coarse_levels=coarse_levels)
+
+
+def _sources_summary(data_dir: Path) -> dict[str, Any] | None:
+    """Licences and packages of the training music (from ``sources.json``), for the model card."""
+    manifest = data_dir / SOURCES_FILE
+    if not manifest.is_file():
+        return None
+    m = json.loads(manifest.read_text())
+    train = [e for e in m["files"] if not e.get("heldout")]
+    packages: dict[str, dict[str, Any]] = {}
+    for e in train:
+        p = packages.setdefault(e["package"], {"files": 0, "seconds": 0.0, "licences": set()})
+        p["files"] += 1
+        p["seconds"] += e["duration"]
+        p["licences"].add(e["licence"])
+    return {
+        "trained_on_files": len(train),
+        "trained_on_seconds": round(sum(e["duration"] for e in train), 1),
+        "heldout_files": sorted(e["name"] for e in m["files"] if e.get("heldout")),
+        "packages": {k: {"files": v["files"], "seconds": round(v["seconds"], 1), "licences": sorted(v["licences"])}
+                     for k, v in sorted(packages.items())},
+        "how": "scripts/get_music.py (records each file's source and licence in sources.json)",
+    }
