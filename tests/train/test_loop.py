@@ -194,3 +194,23 @@ def test_stage1_gap_script_prints_the_gap_per_second(shard_dir, tmp_path):
     r = subprocess.run([sys.executable, str(script), "--shards", str(shard_dir), "--run", str(tmp_path / "none")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "No checkpoint" in r.stderr
+
+
+def test_e2e_script_trains_from_shards_alone(shard_dir, tmp_path):
+    # --train-only: what a training machine runs with WORK/shards and nothing else (no music, videos or model)
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    work = tmp_path / "w"
+    work.mkdir()
+    os.symlink(shard_dir, work / "shards")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "e2e_stage1.py"
+    r = subprocess.run([sys.executable, str(script), "--work", str(work), "--train-only", "--no-joint", "--steps", "2",
+                        "--stages", "semantic", "--batch-size", "2"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    after = json.loads(r.stdout[r.stdout.index("\n{") + 1:])["results"]["semantic"]["after"]
+    assert after["val_loss"] > 0 and "val_loss_shuffled" in after
+    assert (work / "run_semantic_nojoint" / "checkpoints" / "latest").is_file()
+    assert not (work / "trained_nojoint").exists()  # nothing exported or generated
