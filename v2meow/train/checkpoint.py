@@ -117,7 +117,7 @@ def load_checkpoint(path: str | os.PathLike, weights_only: bool = False) -> dict
     """Returns ``model`` (tensors), ``optimizer`` (state dict), ``ema`` (tensors or None) and ``state``.
 
     ``weights_only`` (for exporting) reads a checkpoint whose ``optim.safetensors`` was left behind, e.g.
-    copied off a training machine without it (the optimiser state is twice the weights): ``optimizer`` is then
+    copied off a training machine without it (the optimiser state is twice the weights): ``optimizer`` is
     None, and ``ema`` None unless the optimiser file is there.
     """
     path = Path(path)
@@ -125,16 +125,14 @@ def load_checkpoint(path: str | os.PathLike, weights_only: bool = False) -> dict
     try:
         state = json.loads((path / "state.json").read_text())
         model = load_file(str(path / "model.safetensors"))
-        flat = load_file(str(optim_file)) if (not weights_only or optim_file.is_file()) else None
+        flat = load_file(str(optim_file)) if (not weights_only or optim_file.is_file()) else {}
     except (OSError, ValueError, RecursionError, SafetensorError) as e:
         raise UserError(f"Checkpoint {path} is incomplete or corrupt ({e.__class__.__name__}).") from None
     if not isinstance(state, dict) or not (weights_only or isinstance(state.get("optimizer"), dict)):
         raise UserError(f"Checkpoint {path} is incomplete or corrupt (its state.json lacks the optimiser state).")
     rest = state.pop("optimizer", None)
-    if flat is None:
-        return {"model": model, "optimizer": None, "ema": None, "state": state}
     ema = {k[4:]: v for k, v in flat.items() if k.startswith("ema/")} or None
-    optim = optimizer_from_flat(flat, rest) if isinstance(rest, dict) else None
+    optim = None if weights_only else optimizer_from_flat(flat, rest)
     return {"model": model, "optimizer": optim, "ema": ema, "state": state}
 
 
