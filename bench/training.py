@@ -95,26 +95,25 @@ def batch_size(b: dict) -> int:
     return b["semantic"].shape[0]
 
 
+ASSUMED_DIM = 1024
+
+
 def bench_config(preset: str):
     """The preset's config with its visual streams resolved. A pretrained encoder that is not on this machine
     is stood in for by a stream of its rate and an assumed width (the input projection is a negligible
     share of a stage's FLOPs); the assumption is printed."""
+    from types import SimpleNamespace
+
     from v2meow.errors import UserError
-    from v2meow.modules.adaptors import StreamSpec
+    from v2meow.pipeline import resolve_streams
 
     cfg = load_preset(preset)
     try:
         return resolve_model_streams(cfg)
     except UserError as e:
-        specs = [StreamSpec(name=enc.name, dim=ASSUMED_DIM, rate=enc.rate) for enc in cfg.encoders]
         print(f"({e} Each visual stream is taken as {ASSUMED_DIM}-d at its configured rate.)")
-        cfg.semantic.streams = list(specs)
-        if cfg.coarse.variant == "encdec":
-            cfg.coarse.streams = list(specs)
+        resolve_streams(cfg, [SimpleNamespace(name=enc.name, dim=ASSUMED_DIM, rate=enc.rate) for enc in cfg.encoders])
         return cfg
-
-
-ASSUMED_DIM = 1024
 
 
 def main(argv: list[str] | None = None) -> None:
