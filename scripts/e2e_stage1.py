@@ -68,9 +68,7 @@ def main() -> int:
         if args.extract_only:
             return 0
     results, run_dirs = train_stages(args, m)
-    summary = {"results": results}
-    if not args.train_only:
-        summary = finish(args, results, run_dirs)
+    summary = {"results": results} if args.train_only else finish(args, results, run_dirs)
     print(json.dumps(summary, indent=1))
     return 0
 

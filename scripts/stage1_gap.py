@@ -43,6 +43,8 @@ def main() -> int:
         return 2
     try:  # the weights alone: a run copied off a training machine without its optimiser state is measured too
         ck = load_checkpoint(last, weights_only=True)
+        if ck["state"].get("stage") != "semantic":
+            raise UserError(f"it trains stage {ck['state'].get('stage')!r}")
         # the run's own stage-1 config (it may differ from the shards' model, e.g. no joint input)
         model_cfg.semantic = V2MeowConfig.from_dict(ck["state"]["model_config"]).semantic
         trainer = Trainer("semantic", args.shards, model_cfg, TrainConfig(batch_size=args.batch_size), args.run,
@@ -66,8 +68,7 @@ def main() -> int:
             if shuffled is None:
                 continue
             real, shuf = stage.loss(batch)["token_loss"].cpu(), stage.loss(shuffled)["token_loss"].cpu()
-            batch = batch_to(batch, torch.device("cpu"))
-            valid = batch["semantic_valid"].bool()
+            valid = batch["semantic_valid"].bool().cpu()
             for s in range(seconds):
                 a, e = int(s * rate), int((s + 1) * rate)
                 v = valid[:, a:e].double()
