@@ -15,7 +15,7 @@ hash of its name). The split is by track: one corpus piece may sound in a traini
 one, in another arrangement, tempo and key.
 
     apt-get install fluidsynth timgm6mb-soundfont && pip install music21 mido
-    python scripts/render_scores.py --tracks 120            # ≈ 2.8 h of music, about 10 minutes on 2 cores
+    python scripts/render_scores.py --tracks 120            # ≈ 2.8 h of music, about 5 minutes on 2 cores
 """
 
 from __future__ import annotations
