@@ -220,7 +220,7 @@ def test_mux_stereo_and_overwrite(tmp_path):
 
 
 def test_failed_mux_leaves_no_file(tmp_path, monkeypatch):
-    import v2meow.io.video as video
+    import v2meow.io.mux as mux
 
     src = make_video(tmp_path / "in.mp4", seconds=1.0)
     out_dir = tmp_path / "out"
@@ -231,7 +231,7 @@ def test_failed_mux_leaves_no_file(tmp_path, monkeypatch):
         yield from ()
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(video, "encode_audio_packets", broken)
+    monkeypatch.setattr(mux, "encode_audio_packets", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         mux_audio(src, np.zeros(16000, np.float32), 16000, out)
     assert os.listdir(out_dir) == []

@@ -8,7 +8,12 @@ private (0600 files, 0700 folders); :func:`publish` gives them the permissions a
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
+
+from v2meow.errors import UserError
 
 
 def _umask() -> int:
@@ -22,3 +27,24 @@ def publish(tmp: str | os.PathLike[str], final: str | os.PathLike[str]) -> None:
     mode = 0o777 if os.path.isdir(tmp) else 0o666
     os.chmod(tmp, mode & ~_umask())
     os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def staged_file(final: str | os.PathLike[str], suffix: str = "") -> Iterator[str]:
+    """Yield a temporary path in ``final``'s folder to write; on success it is published as ``final``, on any
+    error it is removed (``final`` is left as it was) and the error goes on."""
+    final = os.fspath(final)
+    folder = os.path.dirname(os.path.abspath(final))
+    if not os.path.isdir(folder):
+        raise UserError(f"The output folder {folder} does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(final) + "-", suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        publish(tmp, final)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise

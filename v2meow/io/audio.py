@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
-from fractions import Fraction
 
 import av
 import numpy as np
@@ -19,8 +17,13 @@ import soundfile as sf
 import soxr
 
 from v2meow.errors import UserError
-from v2meow.io.atomic import publish
-from v2meow.io.video import _AV_ERRORS, _check_file, _short, open_input, timeline_origin
+from v2meow.io.atomic import staged_file
+from v2meow.io.mux import write_audio
+from v2meow.io.probe import _AV_ERRORS, _check_file, _short, open_input, timeline_origin
+
+# The audio files v2meow looks for in a folder (music for synth-data, joint and tokenizer training, tokenizing):
+# every extension PyAV or libsndfile reads that music is commonly stored in.
+AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma")
 
 # Extensions libsndfile reads sample-exactly and fast; anything else (and any file libsndfile refuses)
 # goes through PyAV.
@@ -37,8 +40,6 @@ _SNDFILE_WRITE = {
 # Extension → (PyAV codec, container format) for saving what libsndfile cannot write.
 # (Raw .aac/ADTS is left out: it cannot record the encoder delay, so its audio would start late.)
 _AV_WRITE = {".m4a": ("aac", "mp4")}
-
-_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
 
 # Sample rates a file may claim. Outside them the header is damaged, not audio, and resampling could turn a
 # few kilobytes claiming 1 Hz into gigabytes.
@@ -203,26 +204,6 @@ def _as_channels_first(wav: np.ndarray) -> np.ndarray:
     return np.clip(wav, -1.0, 1.0)
 
 
-def _write_av(path: str, wav: np.ndarray, sample_rate: int, codec: str, fmt: str) -> None:
-    if wav.shape[0] not in (1, 2):
-        raise UserError(f"Only mono or stereo audio can be saved as {os.path.splitext(path)[1]}, got {wav.shape[0]}.")
-    if codec == "aac" and sample_rate not in _AAC_RATES:
-        raise UserError(f"The sample rate {sample_rate} Hz cannot be saved as AAC; use one of {_AAC_RATES}.")
-    layout = "mono" if wav.shape[0] == 1 else "stereo"
-    with av.open(path, mode="w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=sample_rate, layout=layout)
-        hop = stream.codec_context.frame_size or 1024
-        for i in range(0, wav.shape[1], hop):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(wav[:, i : i + hop]), format="fltp", layout=layout)
-            frame.sample_rate = sample_rate
-            frame.pts = i
-            frame.time_base = Fraction(1, sample_rate)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-
-
 def save_audio(path: str | os.PathLike[str], wav: np.ndarray, sample_rate: int) -> None:
     """Save ``wav`` (float ``[N]`` or ``[C, N]``, clipped to [-1, 1]) atomically.
 
@@ -239,24 +220,13 @@ def save_audio(path: str | os.PathLike[str], wav: np.ndarray, sample_rate: int) 
         raise UserError(f"The sample rate must be a positive integer, got {sample_rate}.")
     sample_rate = int(sample_rate)
     data = _as_channels_first(wav)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise UserError(f"The output folder {folder} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-" + os.path.basename(path) + "-", suffix=ext, dir=folder)
-    os.close(fd)
     try:
-        if ext in _SNDFILE_WRITE:
-            fmt, subtype = _SNDFILE_WRITE[ext]
-            sf.write(tmp, data.T, sample_rate, format=fmt, subtype=subtype)
-        else:
-            codec, fmt = _AV_WRITE[ext]
-            _write_av(tmp, data, sample_rate, codec, fmt)
-        publish(tmp, path)
-    except BaseException as e:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        if isinstance(e, (sf.LibsndfileError, av.error.FFmpegError)):
-            raise UserError(f"Could not save audio to {path}: {_short(e)}.") from e
-        raise
+        with staged_file(path, ext) as tmp:
+            if ext in _SNDFILE_WRITE:
+                fmt, subtype = _SNDFILE_WRITE[ext]
+                sf.write(tmp, data.T, sample_rate, format=fmt, subtype=subtype)
+            else:
+                codec, fmt = _AV_WRITE[ext]
+                write_audio(tmp, data, sample_rate, codec, fmt)
+    except (sf.LibsndfileError, av.error.FFmpegError) as e:
+        raise UserError(f"Could not save audio to {path}: {_short(e)}.") from e
