@@ -289,7 +289,7 @@ def test_chunked_analysis_matches_whole_track_analysis(monkeypatch):
 
     y = click_track(8.0, period=0.45, first=0.3)
     whole = synth.analyse_audio(y, SR)
-    monkeypatch.setattr(synth, "_CHUNK_SECONDS", 1.0)  # 8 chunks
+    monkeypatch.setattr(synth.analysis, "_CHUNK_SECONDS", 1.0)  # 8 chunks
     chunked = synth.analyse_audio(y, SR)
     np.testing.assert_allclose(chunked.beats, whole.beats, atol=0.012)
     np.testing.assert_allclose(chunked.onsets, whole.onsets, atol=0.012)

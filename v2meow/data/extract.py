@@ -31,8 +31,8 @@ from v2meow.data.shards import (
     write_shard,
 )
 from v2meow.errors import UserError
+from v2meow.io.probe import VIDEO_EXTENSIONS
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
 TOKENIZE_CHUNK_SECONDS = 30.0
 
 

@@ -23,13 +23,14 @@ from torch import Tensor
 
 from v2meow.errors import UserError
 from v2meow.io.atomic import publish
+from v2meow.io.audio import AUDIO_EXTENSIONS
+from v2meow.io.probe import VIDEO_EXTENSIONS
 
 __all__ = ["FORMAT", "TokenFile", "save_tokens", "load_tokens", "tokenize", "detokenize", "TOKEN_SUFFIX"]
 
 FORMAT = "v2meow-tokens/1"
 TOKEN_SUFFIX = ".tokens.safetensors"
-MEDIA_EXTENSIONS = (".flac", ".wav", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff",
-                    ".mp4", ".mkv", ".mov", ".webm", ".avi")
+MEDIA_EXTENSIONS = AUDIO_EXTENSIONS + VIDEO_EXTENSIONS
 
 
 @dataclass
