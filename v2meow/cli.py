@@ -220,7 +220,8 @@ def _model_path(name: str) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from v2meow.pipeline import CONFIG_FILE, V2Meow, read_model_config
+    from v2meow.modeldir import CONFIG_FILE, read_model_config
+    from v2meow.pipeline import V2Meow
 
     path = Path(_model_path(args.model))
     if path.is_dir():

@@ -16,6 +16,7 @@ import yaml
 from v2meow.configbase import Config, check
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import EncoderConfig, expand_encoder_configs
+from v2meow.modules.adaptors import StreamSpec
 from v2meow.stages.coarse import CoarseStageConfig
 from v2meow.stages.fine import FineStageConfig
 from v2meow.stages.semantic import SemanticStageConfig
@@ -147,3 +148,58 @@ def load_preset(name: str) -> V2MeowConfig:
     with resources.as_file(path) as p:
         data = load_yaml(p)
     return V2MeowConfig.from_dict(data, where=f"preset {name}")
+
+
+# -- fit checks: the parts of one model must agree -----------------------------------------------------------
+
+
+def resolve_streams(cfg: V2MeowConfig, encoders: list) -> None:
+    """Fill the stages' visual streams from the encoders where a preset left them out."""
+    specs = [StreamSpec(name=e.name, dim=e.dim, rate=e.rate) for e in encoders]
+    if not cfg.semantic.streams:
+        cfg.semantic.streams = list(specs)
+    if cfg.coarse.variant == "encdec" and not cfg.coarse.streams:
+        cfg.coarse.streams = list(specs)
+
+
+def check_fit(cfg: V2MeowConfig, encoders: list) -> None:
+    """Refuse stages that do not fit together, each mismatch in one sentence."""
+    enc = {e.name: e for e in encoders}
+    problems = []
+    for stage, streams in (("stage 1", cfg.semantic.streams), ("stage 2", cfg.coarse.streams)):
+        for s in streams:
+            e = enc.get(s.name)
+            if e is None:
+                problems.append(f"{stage} reads visual stream {s.name!r}, which no encoder produces")
+            elif (s.dim, s.rate) != (e.dim, e.rate):
+                problems.append(f"{stage} expects {s.name!r} features of dim {s.dim} at {s.rate}/s, "
+                                f"but the encoder gives dim {e.dim} at {e.rate}/s")
+    k_s = cfg.semantic_tokenizer.vocab_size
+    if cfg.semantic.vocab_size != k_s or cfg.coarse.semantic_vocab != k_s:
+        problems.append(f"the semantic tokenizer has {k_s} tokens but stage 1 writes {cfg.semantic.vocab_size} "
+                        f"and stage 2 reads {cfg.coarse.semantic_vocab}")
+    sem_rate = cfg.semantic_tokenizer.frame_rate
+    if not (cfg.semantic.token_rate == cfg.coarse.semantic_rate == sem_rate):
+        problems.append(f"semantic token rates differ (tokenizer {sem_rate}/s, stage 1 {cfg.semantic.token_rate}/s, "
+                        f"stage 2 {cfg.coarse.semantic_rate}/s)")
+    c = cfg.codec
+    if cfg.semantic_tokenizer.sample_rate != c.sample_rate:
+        # Extraction hands both tokenizers the same audio, at the codec's rate.
+        problems.append(f"the semantic tokenizer reads audio at {cfg.semantic_tokenizer.sample_rate} Hz but the codec "
+                        f"at {c.sample_rate} Hz")
+    if cfg.coarse.levels != cfg.fine.coarse_levels:
+        problems.append(f"stage 2 writes {cfg.coarse.levels} coarse levels but stage 3 reads {cfg.fine.coarse_levels}")
+    if cfg.fine.coarse_levels + cfg.fine.fine_levels != c.num_levels:
+        problems.append(f"coarse ({cfg.fine.coarse_levels}) + fine ({cfg.fine.fine_levels}) levels do not add up "
+                        f"to the codec's {c.num_levels}")
+    if not (cfg.coarse.codebook_size == cfg.fine.codebook_size == c.codebook_size):
+        problems.append(f"codebook sizes differ (codec {c.codebook_size}, stage 2 {cfg.coarse.codebook_size}, "
+                        f"stage 3 {cfg.fine.codebook_size})")
+    if not (cfg.coarse.frame_rate == cfg.fine.frame_rate == c.frame_rate):
+        problems.append(f"acoustic frame rates differ (codec {c.frame_rate}/s, stage 2 {cfg.coarse.frame_rate}/s, "
+                        f"stage 3 {cfg.fine.frame_rate}/s)")
+    if cfg.semantic.joint_dim and cfg.text is not None and cfg.text.dim != cfg.semantic.joint_dim:
+        problems.append(f"the text tower gives {cfg.text.dim}-d embeddings but stage 1 reads {cfg.semantic.joint_dim}")
+    if problems:
+        raise ConfigError("The model's parts do not fit together: " + "; ".join(problems) + ".")
+

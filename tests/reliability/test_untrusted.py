@@ -22,7 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from v2meow.errors import ConfigError, UserError
-from v2meow.pipeline import CONFIG_FILE, V2Meow, _sha256
+from v2meow.modeldir import sha256_file as _sha256
+from v2meow.pipeline import CONFIG_FILE, V2Meow
 
 PACKAGE = Path(__file__).resolve().parents[2] / "v2meow"
 

@@ -17,12 +17,9 @@ The package's own copy lives in ``v2meow/assets/tokenizers/``; :func:`load_token
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,7 @@ import torch
 from torch import Tensor
 
 from v2meow.errors import UserError
-from v2meow.io.atomic import publish
+from v2meow.modeldir import sha256_file, staged_dir
 from v2meow.tokenizers.codec.soundstream import SoundStream, SoundStreamConfig
 from v2meow.tokenizers.kmeans import KMeans
 from v2meow.tokenizers.semantic import SemanticEncoder, SemanticEncoderConfig, SemanticTokenizer
@@ -190,10 +187,6 @@ def _windowed(fn, wav: Tensor, hop: int, win: int, ctx: int) -> Tensor:
 # ---- saving and loading -----------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def save_tokenizers(codec: SoundStream, semantic: SemanticTokenizer, out_dir: str | os.PathLike,
                     training: dict[str, Any] | None = None, sources: dict[str, Any] | None = None,
                     coarse_levels: int | None = None, extra: dict[str, Any] | None = None) -> Path:
@@ -209,9 +202,7 @@ def save_tokenizers(codec: SoundStream, semantic: SemanticTokenizer, out_dir: st
     if not 1 <= coarse <= codec.num_levels:
         raise UserError(f"coarse_levels must be in 1..{codec.num_levels}, got {coarse}.")
     root = Path(out_dir)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
+    with staged_dir(root) as tmp:
         save_file(codec_state_for_shipping(codec), str(tmp / CODEC_FILE), metadata={"format": f"{FORMAT}/codec"})
         enc_state = {k: v.detach().cpu().half().contiguous() for k, v in semantic.encoder.state_dict().items()}
         save_file(enc_state, str(tmp / ENCODER_FILE), metadata={"format": f"{FORMAT}/semantic-encoder"})
@@ -234,22 +225,13 @@ def save_tokenizers(codec: SoundStream, semantic: SemanticTokenizer, out_dir: st
         loaded = load_tokenizers(tmp, check=False)  # fingerprints of exactly what a user will load
         info["identity"] = loaded.identity()
         for name in (CODEC_FILE, ENCODER_FILE, KMEANS_FILE):
-            info.setdefault("files", {})[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+            info.setdefault("files", {})[name] = {"bytes": (tmp / name).stat().st_size,
+                                                  "sha256": sha256_file(tmp / name)}
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=1))
         umask = os.umask(0)
         os.umask(umask)
         for f in tmp.iterdir():  # safetensors may write private files; a tokenizer directory is for everyone
             os.chmod(f, 0o666 & ~umask)
-        if root.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old.", dir=root.parent))
-            os.replace(root, old / "t")
-            publish(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            publish(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _CACHE.pop(str(root.resolve()), None)
     return root
 

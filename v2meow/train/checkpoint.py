@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from v2meow.errors import UserError
-from v2meow.io.atomic import publish
+from v2meow.modeldir import staged_dir
 
 LATEST = "latest"
 
@@ -78,21 +77,14 @@ def save_checkpoint(
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-    try:
+    final = root / name
+    with staged_dir(final) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model_state.items()}, str(tmp / "model.safetensors"))
         tensors, rest = optimizer_to_flat(optim_state)
         if ema_state is not None:
             tensors.update({f"ema/{k}": v.detach().cpu().contiguous() for k, v in ema_state.items()})
         save_file(tensors, str(tmp / "optim.safetensors"))
         (tmp / "state.json").write_text(json.dumps({**state, "optimizer": rest}, indent=1))
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        publish(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     latest_tmp = root / f".{LATEST}.tmp"
     latest_tmp.write_text(name)
     os.replace(latest_tmp, root / LATEST)

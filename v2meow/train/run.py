@@ -31,7 +31,7 @@ def model_config_for(shards: str, model: str | None) -> V2MeowConfig:
             raise UserError(f"The shards in {shards} do not record their model; pass --model.")
         cfg = V2MeowConfig.from_dict(info["model_config"], where=f"{shards} manifest")
     elif os.path.isdir(model):
-        from v2meow.pipeline import read_model_config
+        from v2meow.modeldir import read_model_config
 
         cfg = V2MeowConfig.from_dict(read_model_config(Path(model))["config"], where=model)
     else:
@@ -99,8 +99,8 @@ def check_identities(stage: str, own: dict[str, Any], data: dict[str, Any] | Non
 
 
 def resolve_model_streams(cfg: V2MeowConfig) -> V2MeowConfig:
+    from v2meow.config import resolve_streams
     from v2meow.features.registry import build_encoder
-    from v2meow.pipeline import resolve_streams
 
     if cfg.semantic.streams and (cfg.coarse.variant != "encdec" or cfg.coarse.streams):
         return cfg  # already resolved (e.g. the config recorded in a shard manifest)
@@ -140,7 +140,8 @@ def export(base: str, out: str, runs: dict[str, str | None], ema: bool = False, 
     import torch
 
     from v2meow.data.extract import backend_identities
-    from v2meow.pipeline import V2Meow, load_state
+    from v2meow.modeldir import load_state
+    from v2meow.pipeline import V2Meow
 
     model = V2Meow.from_pretrained(base)
     own = backend_identities(model)
@@ -164,7 +165,7 @@ def export(base: str, out: str, runs: dict[str, str | None], ema: bool = False, 
         if getattr(run_cfg, stage).to_dict() != getattr(model.cfg, stage).to_dict():
             # the run may have used other stage sizes than the base: take the run's stage config
             setattr(model.cfg, stage, getattr(run_cfg, stage))
-            from v2meow.pipeline import check_fit
+            from v2meow.config import check_fit
             from v2meow.train.loop import build_stage
 
             check_fit(model.cfg, model.encoders)
