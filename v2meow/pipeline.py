@@ -47,7 +47,7 @@ from v2meow.sampling import make_generator
 from v2meow.stages.coarse import CoarseStage
 from v2meow.stages.fine import FineStage
 from v2meow.stages.semantic import SemanticStage
-from v2meow.text.towers import build_text_tower
+from v2meow.text.towers import AudioTextTower, build_text_tower
 from v2meow.tokenizers.codec.factory import build_codec
 from v2meow.tokenizers.kmeans import KMeans
 from v2meow.tokenizers.patterns import join_levels
@@ -204,7 +204,7 @@ class V2Meow(nn.Module):
     def embed_audio_segments(self, wav: Tensor) -> Tensor | None:
         """A clip's music ``[T]`` (at :attr:`sample_rate`) in the joint space ``[D_m]``: the mean of its 10 s
         segments' audio embeddings, the training stand-in for the prompt. None without an audio tower."""
-        if self.text is None or self.cfg.semantic.joint_dim == 0 or not hasattr(self.text, "embed_audio_segments"):
+        if self.cfg.semantic.joint_dim == 0 or not isinstance(self.text, AudioTextTower):
             return None
         return self.text.embed_audio_segments(wav, self.sample_rate)
 

@@ -32,6 +32,7 @@ from v2meow.data.shards import (
 )
 from v2meow.errors import UserError
 from v2meow.io.probe import VIDEO_EXTENSIONS
+from v2meow.text.base import AudioTextTower
 
 TOKENIZE_CHUNK_SECONDS = 30.0
 
@@ -122,7 +123,7 @@ def backend_identities(model) -> dict[str, Any]:
         "semantic_tokenizer": model.semantic_tokenizer.identity(),
         "codec": model.codec.identity(),
     }
-    if model.cfg.semantic.joint_dim and hasattr(model.text, "embed_audio_segments"):
+    if model.cfg.semantic.joint_dim and isinstance(model.text, AudioTextTower):
         ids["joint"] = model.text.identity()  # the audio tower that made each record's joint embedding
     return ids
 

@@ -14,6 +14,7 @@ import torch
 
 from v2meow.metrics.kld import AudioClassifier
 from v2meow.metrics.mcc import JointEmbedder
+from v2meow.text.base import AudioTextTower
 
 # moods, styles, instruments and tempo words the embedded joint model was trained to relate to music
 TAGS: tuple[str, ...] = (
@@ -67,7 +68,7 @@ class ZeroShotTagger(AudioClassifier):
 def load_joint_backend(model) -> tuple[object | None, str]:
     """The joint model to score with: the model's own, else the shipped one; ``(None, reason)`` without."""
     text = getattr(model, "text", None)
-    if text is not None and hasattr(text, "embed_audio") and hasattr(text, "embed_text"):
+    if isinstance(text, AudioTextTower):
         joint, source = text, "the model's own joint model"
     else:
         from v2meow.errors import UserError

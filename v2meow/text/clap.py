@@ -25,6 +25,7 @@ from torch import Tensor
 from v2meow.configbase import Config, check
 from v2meow.errors import ConfigError, UserError
 from v2meow.pretrained import FrozenBackbone, config_to_dict, hub_hint, load_hf_model, read_json, resolve_local
+from v2meow.text.base import clean_prompt
 
 DEFAULT_HUB_ID = "laion/larger_clap_music"
 SEGMENT_SECONDS = 10.0  # CLAP embeds 10 s; longer music is averaged over segments (paper: MuLan, 10 s)
@@ -141,8 +142,6 @@ class ClapTower(FrozenBackbone):
     @torch.no_grad()
     def embed_text(self, texts: list[str]) -> Tensor:
         """Prompts → L2-normalised text embeddings float32 ``[B, D]``."""
-        from v2meow.text.towers import clean_prompt
-
         if self.tokenizer is None:
             raise UserError("This CLAP tower has no tokenizer.")
         enc = self.tokenizer.encode_batch([clean_prompt(t) for t in texts])

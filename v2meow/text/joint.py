@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
 from v2meow.errors import ConfigError, UserError
+from v2meow.text.base import clean_prompt
 from v2meow.tokenizers.mel import LogMel
 
 NAME = "v2meow-joint"
@@ -341,8 +342,6 @@ class JointModel(nn.Module):
     # -- embeddings ---------------------------------------------------------------------------------
     def text_features(self, texts: list[str]) -> Tensor:
         """Frozen sentence embeddings ``[B, text_width]`` (cached by the trainer; no gradient)."""
-        from v2meow.text.towers import clean_prompt
-
         return self.text_encoder([clean_prompt(t) for t in texts]).to(self.logit_scale.device)
 
     def project_text(self, features: Tensor) -> Tensor:

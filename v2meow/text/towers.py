@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,11 +19,13 @@ from torch import Tensor
 
 from v2meow.configbase import Config, check
 from v2meow.errors import UserError
+from v2meow.text.base import MAX_PROMPT_CHARS, AudioTextTower, TextTower, clean_prompt
 from v2meow.text.clap import ClapTextConfig
 from v2meow.text.joint import JointConfig
 
-MAX_PROMPT_CHARS = 2000
 TEXT_BACKENDS = ("hash", "clap", "minilm")
+__all__ = ["MAX_PROMPT_CHARS", "TEXT_BACKENDS", "AudioTextTower", "HashTextTower", "TextConfig", "TextTower",
+           "build_text_tower", "clean_prompt"]
 
 
 @dataclass
@@ -48,18 +49,6 @@ class TextConfig(Config):
         check(self.backend == "minilm" or self.joint is None, f"text backend {self.backend!r} takes no joint section.")
         check(self.joint is None or self.joint.dim == self.dim,
               f"text.joint.dim ({self.joint.dim if self.joint else 0}) must equal text.dim ({self.dim}).")
-
-
-def clean_prompt(text: str) -> str:
-    """Normalise a user's prompt; refuse empty or overlong ones with one clear sentence."""
-    if not isinstance(text, str):
-        raise UserError("The prompt must be text.")
-    text = unicodedata.normalize("NFKC", text).strip()
-    if not text:
-        raise UserError("The prompt is empty; give a few words such as \"warm acoustic guitar\".")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise UserError(f"The prompt is {len(text)} characters long; the limit is {MAX_PROMPT_CHARS}.")
-    return text
 
 
 class HashTextTower:
@@ -92,9 +81,10 @@ class HashTextTower:
         return torch.from_numpy(out)
 
 
-def build_text_tower(cfg: TextConfig, load_weights: bool = True):
-    """The text tower ``cfg`` names: ``hash`` (weightless) or ``clap`` (pretrained; ``load_weights`` False builds it
-    from its stored ``model_config`` for a model directory to fill). Both have ``embed_text(texts) → [B, dim]``."""
+def build_text_tower(cfg: TextConfig, load_weights: bool = True) -> TextTower:
+    """The text tower ``cfg`` names: ``hash`` (weightless), ``clap`` (pretrained; ``load_weights`` False builds it
+    from its stored ``model_config`` for a model directory to fill) or ``minilm`` (the embedded joint model). Each
+    is a :class:`TextTower`; ``clap`` and ``minilm`` are also :class:`AudioTextTower`."""
     if cfg.backend == "hash":
         return HashTextTower(cfg.dim)
     if cfg.backend == "clap":
