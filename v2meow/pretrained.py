@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from v2meow.errors import UserError
-from v2meow.tokenizers.codec.base import config_hash, weights_fingerprint
+from v2meow.identity import config_hash, weights_fingerprint
 
 __all__ = [
     "is_hub_id",

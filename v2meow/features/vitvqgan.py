@@ -35,8 +35,8 @@ from torch import Tensor, nn
 from v2meow.errors import UserError
 from v2meow.features.base import BatchedFrameMeanState, EncoderState, VisualEncoder
 from v2meow.features.registry import register
+from v2meow.identity import config_hash
 from v2meow.pretrained import FrozenBackbone, missing_weights
-from v2meow.tokenizers.codec.base import config_hash
 
 WEIGHTS_FILE = "vitvqgan.safetensors"
 BASE_CONFIG: dict[str, int] = {

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
 from v2meow.errors import IdentityMismatch, UserError
-from v2meow.tokenizers.codec.base import config_hash, weights_fingerprint
+from v2meow.identity import config_hash, weights_fingerprint
 from v2meow.tokenizers.kmeans import KMeans
 from v2meow.tokenizers.mel import Chroma, LogMel
 
