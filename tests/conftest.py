@@ -5,7 +5,22 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from collections.abc import Iterator  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread: on a shared 2-core machine a second spinning OpenMP thread slows these tiny ops 10x.
+
+    A module asks for it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -13,14 +12,7 @@ from v2meow.errors import UserError
 from v2meow.tokenizers.kmeans import KMeans, first_iteration_targets, fit_first_iteration_kmeans
 from v2meow.tokenizers.semantic import SemanticEncoderConfig, SpectralFrontend
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine a second spinning OpenMP thread slows these tiny ops 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def blobs(n: int = 600, dim: int = 5, seed: int = 0) -> np.ndarray:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -11,14 +9,7 @@ from safetensors.torch import load_file, save_file
 
 from v2meow.tokenizers.codec.rvq import ResidualVQ, RVQConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine a second spinning OpenMP thread slows these tiny ops 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def mixture(n: int, dim: int = 8, t: int = 32, seed: int = 0) -> torch.Tensor:

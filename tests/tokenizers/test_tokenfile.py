@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,14 +31,7 @@ from v2meow.tokenizers.kmeans import KMeans
 from v2meow.tokenizers.semantic import SemanticEncoder, SemanticEncoderConfig, SemanticTokenizer
 from v2meow.tokenizers.tokenfile import TokenFile, detokenize, load_tokens, save_tokens, tokenize
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine a second spinning OpenMP thread slows these tiny ops 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def noise(seconds: float, seed: int = 0) -> torch.Tensor:
