@@ -75,9 +75,14 @@ def test_save_and_load_round_trip(model, video, tmp_path):
     # the semantic tokenizer's identity survives the round trip
     wav = torch.randn(1, 16000)
     assert torch.equal(model.semantic_tokenizer.tokenize(wav), loaded.semantic_tokenizer.tokenize(wav))
-    # saving over an existing directory replaces it whole
+    # saving over an existing directory replaces it whole: the same weights, no temporary folder left beside it
     model.save_pretrained(d)
-    assert V2Meow.from_pretrained(d) is not None
+    again = V2Meow.from_pretrained(d)
+    for name, part in model.parts().items():
+        theirs = again.parts()[name].state_dict()
+        assert set(theirs) == set(part.state_dict()), name
+        assert all(torch.equal(v, theirs[k]) for k, v in part.state_dict().items()), name
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
 
 def test_broken_model_directories_are_refused(model, tmp_path):

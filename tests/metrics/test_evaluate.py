@@ -43,14 +43,17 @@ def test_evaluate_writes_report_with_baselines(tmp_path, debug_model_dir):
     assert gt["bhs"] == pytest.approx(1.0) and gt["fad"] == pytest.approx(0.0, abs=1e-6)
     assert rows["v2meow"]["fad"] > gt["fad"] and rows["v2meow"]["segments"] == 2
     assert rows["v2meow"]["segments_0.5s"] == 4
-    # MCC and KLD come from the shipped joint model (when its text tower can load)
-    if "not computed" not in str(rep["notes"]["mcc"]):
-        assert gt["mcc"] == pytest.approx(1.0, abs=1e-6) and gt["kld"] == pytest.approx(0.0, abs=1e-4)
-        assert -1.0 <= rows["v2meow"]["mcc"] < 1.0 and rows["random_shuffle"]["kld"] > 0
     md = (out / "report.md").read_text()
-    assert "Random shuffle" in md or "random_shuffle" in md
+    assert "| random_shuffle |" in md
     assert (out / "plots" / "beat_alignment_per_clip.png").stat().st_size > 1000
     assert (out / "plots" / "spectrogram_onsets_vs_visual_beats.png").is_file()
+    # MCC and KLD come from the shipped joint model; where its text tower cannot load, the report says so
+    if "not computed" in str(rep["notes"]["mcc"]):
+        pytest.skip(f"MCC and KLD not checked: the shipped joint model did not load ({rep['notes']['mcc']})")
+    assert gt["mcc"] == pytest.approx(1.0, abs=1e-6)
+    assert gt["kld"] == pytest.approx(0.0, abs=1e-4)
+    assert -1.0 <= rows["v2meow"]["mcc"] < 1.0
+    assert rows["random_shuffle"]["kld"] > 0
 
 
 def test_evaluate_needs_two_videos_with_sound(tmp_path, debug_model_dir):

@@ -40,4 +40,10 @@ def test_mcc_with_joint_model(joint):
     assert mcc.compute()["mcc"] == pytest.approx(1.0, abs=1e-6)
     text = JointCosine(emb, target="text")
     text.update_text([wav], ["calm piano"], 16000)
+    # by hand: the cosine of the clip's first crop_seconds (already at the model's rate) and the prompt
+    assert emb.sample_rate == 16000
+    a = emb.embed_audio(wav[: int(round(emb.crop_seconds * 16000))])
+    t = emb.embed_text("calm piano")
+    expected = float(a @ t / (np.linalg.norm(a) * np.linalg.norm(t)))
+    assert text.compute()["mcc"] == pytest.approx(expected, abs=1e-6)
     assert -1.0 <= text.compute()["mcc"] <= 1.0
