@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("--db", required=True, help="SQLite file for the ratings (created)")
     ss.add_argument("--host", default="127.0.0.1")
     ss.add_argument("--port", type=int, default=8000)
-    se = st_sub.add_parser("export", help="win rates with 95% confidence intervals")
+    se = st_sub.add_parser("export", help="win rates with 95%% confidence intervals")
     se.add_argument("study", help="study folder")
     se.add_argument("--db", required=True, help="SQLite file with the ratings")
     se.add_argument("-o", "--output", required=True, help="results JSON")
