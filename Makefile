@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.v2meow-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench corpus clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,11 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The training music of the shipped weights (free for any use, about 40 h; resumable) and the copyleft game music
+# the codec is evaluated on. Needs: apt-get install fluidsynth fluid-soundfont-gm musescore-general-soundfont
+corpus: setup
+	$(BIN)/python scripts/build_corpus.py --eval-music
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

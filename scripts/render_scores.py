@@ -6,16 +6,27 @@ O'Neill's 1850 collection) with every part given an instrument of one ensemble (
 brass, piano, organ, choir, guitars, mallets, synthesizers ...), played at the track's tempo and transposed to
 the track's key, optionally over a drum kit. Segments of one track share tempo, key and drums and change
 ensemble, as an arrangement does from verse to chorus. MIDI is written with music21 and mido and rendered with
-FluidSynth (Debian ``fluidsynth``) and the TimGM6mb General MIDI soundfont (Debian ``timgm6mb-soundfont``).
+FluidSynth (Debian ``fluidsynth``) through a General MIDI SoundFont drawn per track: FluidR3_GM (Debian
+``fluid-soundfont-gm``, MIT) or MuseScore General (Debian ``musescore-general-soundfont``, MIT) by default, so the
+audio is free for any use, weights trained on it included. TimGM6mb (``timgm6mb-soundfont``, GPL-2) can be asked for
+with ``--soundfonts timgm6mb`` for evaluation music or a user's own training, never for weights that ship. Each
+segment is played at its own dynamics (note velocities scaled, with a crescendo or diminuendo), and FluidSynth
+writes floating-point samples, so a loud render is scaled, never clipped.
 
 ``sources.json`` (the format of ``scripts/get_music.py``, which every music reader of v2meow understands)
 records per track: the exact labels (``instruments`` in order of appearance, ``bpm``, ``key``, ``genre``,
-``composer``), the segments (start, end, piece, ensemble, instruments) and whether it is held out (a seeded
-hash of its name). The split is by track: one corpus piece may sound in a training track and in a held-out
-one, in another arrangement, tempo and key.
+``composer``), the segments (start, end, piece, ensemble, instruments, dynamics), the SoundFont and the licence,
+and whether it is held out. The split holds out whole works: a corpus work is held out when a seeded hash of its
+path falls in the lowest ``--heldout`` fraction, a track is held out when the same hash of its name does, and a
+held-out track plays only held-out works while a training track plays only the others, so no held-out work is
+ever heard in training, in any arrangement.
 
-    apt-get install fluidsynth timgm6mb-soundfont && pip install music21 mido
-    python scripts/render_scores.py --tracks 120            # ≈ 2.8 h of music, about 5 minutes on 2 cores
+    apt-get install fluidsynth fluid-soundfont-gm musescore-general-soundfont && pip install music21 mido
+    python scripts/render_scores.py --tracks 120            # ≈ 2.8 h of music
+    python scripts/render_scores.py --tracks 1700 -o data_cache/corpus/scores   # the corpus: ≈ 40 h
+
+FluidR3 renders about 90 times faster than real time, MuseScore General about 5 times (it gets 5 % of the tracks
+by default); parsing the longer quartet scores costs seconds each.
 """
 
 from __future__ import annotations
@@ -36,9 +47,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_RATE = 16000
-SOUNDFONT = "/usr/share/sounds/sf2/TimGM6mb.sf2"
 KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-LICENCE = "public-domain scores (music21 corpus, BSD-3-Clause); TimGM6mb soundfont GPL-2"
+SCORES_LICENCE = "public-domain works from the music21 corpus (music21: BSD-3-Clause)"
+# name → (file, Debian package, licence); only MIT fonts go into music that trains shipped weights
+SOUNDFONTS = {
+    "fluidr3": ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm", "MIT"),
+    "musescore": ("/usr/share/sounds/sf3/MuseScore_General.sf3", "musescore-general-soundfont", "MIT"),
+    "timgm6mb": ("/usr/share/sounds/sf2/TimGM6mb.sf2", "timgm6mb-soundfont", "GPL-2"),
+}
 
 # General MIDI programs (0-based) and the name a caption uses.
 GM = {
@@ -141,15 +157,22 @@ def piece_key(score) -> tuple[int, str]:
     return int(k.tonic.pitchClass), str(k.mode)
 
 
-def score_to_midi(score, programs: list[int], bpm: float, transpose: int, max_quarters: float) -> bytes:
-    """MIDI bytes of ``score`` (its first ``max_quarters`` quarter notes), part i on program ``programs[i]``."""
+def score_to_midi(score, programs: list[int], bpm: float, transpose: int, max_quarters: float,
+                  dynamics: tuple[float, float] = (1.0, 1.0)) -> bytes:
+    """MIDI bytes of ``score`` (its first ``max_quarters`` quarter notes), part i on program ``programs[i]``.
+
+    ``dynamics`` (start, end): note velocities are scaled by a factor going linearly from start to end over the
+    excerpt (a crescendo when end > start)."""
     import mido
+    from music21 import key as m21key
     from music21 import midi as m21midi
     from music21 import tempo as m21tempo
 
     s = score.transpose(transpose) if transpose else score
-    for mm in list(s.recurse().getElementsByClass(m21tempo.MetronomeMark)):
-        mm.activeSite.remove(mm)
+    # Tempo marks give way to the track's tempo; key signatures do not sound, and a transposed one can have more
+    # than 7 sharps, which a MIDI file cannot hold.
+    for mark in list(s.recurse().getElementsByClass((m21tempo.MetronomeMark, m21key.KeySignature))):
+        mark.activeSite.remove(mark)
     mf = m21midi.translate.music21ObjectToMidiFile(s)
     raw = mf.writestr()
     mid = mido.MidiFile(file=io.BytesIO(raw))
@@ -177,6 +200,9 @@ def score_to_midi(score, programs: list[int], bpm: float, transpose: int, max_qu
                 if not ending:
                     continue
             t = min(now, limit)
+            if m.type == "note_on" and m.velocity > 0:
+                gain = dynamics[0] + (dynamics[1] - dynamics[0]) * min(now, limit) / max(limit, 1)
+                m = m.copy(velocity=int(np.clip(round(m.velocity * gain), 1, 127)))
             if m.type == "end_of_track":  # silence every channel first: an unmatched note-on would ring forever
                 for ch in sorted({x.channel for x in kept if hasattr(x, "channel")}):
                     kept.append(mido.Message("control_change", channel=ch, control=123, value=0, time=t - last))
@@ -221,8 +247,11 @@ def add_drums(midi_bytes: bytes, beats_per_bar: int, style: int, seconds: float,
     return out.getvalue()
 
 
-def synthesize(midi_bytes: bytes, seconds: float) -> np.ndarray:
-    """FluidSynth render of MIDI → mono float32 at 16 kHz, cut or padded to ``seconds``."""
+def synthesize(midi_bytes: bytes, seconds: float, soundfont: str) -> np.ndarray:
+    """FluidSynth render of MIDI through ``soundfont`` → mono float32 at 16 kHz, cut or padded to ``seconds``.
+
+    FluidSynth writes 32-bit float samples, so nothing is clipped however loud the render (the caller
+    scales it)."""
     import soundfile as sf
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -230,7 +259,8 @@ def synthesize(midi_bytes: bytes, seconds: float) -> np.ndarray:
         with open(mid, "wb") as f:
             f.write(midi_bytes)
         # a render takes a few seconds; one that runs on (a voice that never stops) is abandoned, not kept
-        subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(SAMPLE_RATE), "-F", wav, SOUNDFONT, mid],
+        subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(SAMPLE_RATE), "-O", "float", "-F", wav,
+                        soundfont, mid],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
         y, sr = sf.read(wav, dtype="float32", always_2d=True)
     assert sr == SAMPLE_RATE, sr
@@ -239,9 +269,18 @@ def synthesize(midi_bytes: bytes, seconds: float) -> np.ndarray:
     return np.pad(y[:n], (0, max(0, n - len(y))))
 
 
+def split_works(paths: dict[str, list[str]], heldout: bool, fraction: float, seed: int) -> dict[str, list[str]]:
+    """The works of each corpus group on one side of the split (held out or training), by a seeded hash of each
+    work's corpus path; a group with no work on that side is dropped."""
+    out = {g: [p for p in v if (seeded_hash(corpus_relpath(p), seed) < fraction) == heldout]
+           for g, v in paths.items()}
+    return {g: v for g, v in out.items() if v}
+
+
 def make_track(job: dict) -> dict:
     rng = np.random.default_rng(job["seed"])
     paths: dict[str, list[str]] = job["paths"]
+    font = job["soundfont"]
     groups = [g for g in GROUPS if g in paths]
     w = np.array([GROUPS[g][2] for g in groups])
     group = str(rng.choice(groups, p=w / w.sum()))
@@ -257,6 +296,7 @@ def make_track(job: dict) -> dict:
         seg_seconds = float(rng.uniform(25, 70))
         names = ENSEMBLES[ens]
         programs = [GM[n] for n in names]
+        dyn = (float(rng.uniform(0.45, 1.15)), float(rng.uniform(0.45, 1.15)))
         y = path = shift = None
         for _ in range(8):  # a corpus file music21 cannot read or expand is replaced by another
             try:
@@ -269,13 +309,13 @@ def make_track(job: dict) -> dict:
                 if target_pc is None:
                     target_pc, mode = int(rng.integers(12)), m
                 shift = (target_pc - pc + 6) % 12 - 6
-                midi = score_to_midi(score, programs, bpm, shift, seg_seconds * bpm / 60.0)
+                midi = score_to_midi(score, programs, bpm, shift, seg_seconds * bpm / 60.0, dyn)
             except Exception:
                 continue
             if drums >= 0:
                 midi = add_drums(midi, beats_per_bar, drums, seg_seconds, bpm)
             try:
-                y = synthesize(midi, seg_seconds)
+                y = synthesize(midi, seg_seconds, SOUNDFONTS[font][0])
             except subprocess.TimeoutExpired:
                 continue
             break
@@ -293,7 +333,7 @@ def make_track(job: dict) -> dict:
         dur = len(y) / SAMPLE_RATE
         segments.append({"start": round(t, 3), "end": round(t + dur, 3), "piece": corpus_relpath(path),
                          "ensemble": ens, "instruments": sorted(set(names), key=names.index),
-                         "transpose": shift})
+                         "transpose": shift, "dynamics": [round(d, 3) for d in dyn]})
         for n in names:
             if n not in instruments:
                 instruments.append(n)
@@ -312,9 +352,26 @@ def make_track(job: dict) -> dict:
     tmp = out.with_suffix(".tmp.flac")
     sf.write(tmp, y, SAMPLE_RATE, subtype="PCM_16")
     os.replace(tmp, out)
-    return {"name": job["name"], "path": job["path"], "source": "music21 corpus rendered with FluidSynth",
-            "package": "scores", "licence": LICENCE, "duration": round(len(y) / SAMPLE_RATE, 3),
-            "labels": labels, "segments": segments}
+    file, package, font_licence = SOUNDFONTS[font]
+    return {"name": job["name"], "path": job["path"],
+            "source": f"music21 corpus rendered with FluidSynth and {os.path.basename(file)}",
+            "package": "scores", "soundfont": font, "soundfont_package": package,
+            "licence": f"{SCORES_LICENCE}; {os.path.basename(file)} SoundFont {font_licence}",
+            "free_for_any_use": font_licence == "MIT", "heldout": job["heldout"],
+            "duration": round(len(y) / SAMPLE_RATE, 3), "labels": labels, "segments": segments}
+
+
+def parse_soundfonts(spec: str) -> dict[str, float]:
+    """``"fluidr3:0.8,musescore:0.2"`` → {name: probability}; a name alone weighs 1."""
+    out: dict[str, float] = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, _, w = item.partition(":")
+        if name not in SOUNDFONTS:
+            raise SystemExit(f"unknown soundfont {name!r}; choose from {', '.join(SOUNDFONTS)}")
+        out[name] = float(w) if w else 1.0
+    if not out or min(out.values()) < 0 or sum(out.values()) <= 0:
+        raise SystemExit(f"--soundfonts needs at least one name with a positive weight, got {spec!r}")
+    return out
 
 
 def main() -> int:
@@ -322,12 +379,18 @@ def main() -> int:
     p.add_argument("-o", "--out", default=str(ROOT / "data_cache" / "scores"))
     p.add_argument("--tracks", type=int, default=120)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--heldout", type=float, default=0.15, help="fraction of tracks held out")
+    p.add_argument("--heldout", type=float, default=0.15, help="fraction of works (and of tracks) held out")
+    p.add_argument("--soundfonts", default="fluidr3:0.95,musescore:0.05",
+                   help="SoundFonts and their shares, drawn per track (default: the two MIT fonts)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = p.parse_args()
-    if not shutil.which("fluidsynth") or not os.path.isfile(SOUNDFONT):
-        raise SystemExit("needs FluidSynth and the TimGM6mb soundfont: apt-get install fluidsynth timgm6mb-soundfont")
+    fonts = parse_soundfonts(args.soundfonts)
+    missing = [SOUNDFONTS[f][1] for f in fonts if not os.path.isfile(SOUNDFONTS[f][0])]
+    if not shutil.which("fluidsynth") or missing:
+        raise SystemExit(f"needs FluidSynth and the SoundFonts: apt-get install fluidsynth {' '.join(missing)}")
+    names, weights = list(fonts), np.array(list(fonts.values()))
     paths = corpus_paths()
+    sides = {h: split_works(paths, h, args.heldout, args.seed) for h in (False, True)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / "sources.json"
@@ -339,7 +402,10 @@ def main() -> int:
             entries[name] = json.loads(side.read_text())
             continue
         seed = int.from_bytes(hashlib.sha256(f"{args.seed}:{name}".encode()).digest()[:8], "big")
-        jobs.append({"name": name, "path": path, "seed": seed, "paths": paths, "out": str(out)})
+        heldout = seeded_hash(name, args.seed) < args.heldout
+        font = names[int(np.random.default_rng(seed + 1).choice(len(names), p=weights / weights.sum()))]
+        jobs.append({"name": name, "path": path, "seed": seed, "paths": sides[heldout], "heldout": heldout,
+                     "soundfont": font, "out": str(out)})
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(make_track, j) for j in jobs]
         for k, fut in enumerate(as_completed(futures)):
@@ -351,17 +417,21 @@ def main() -> int:
             side = out / f"{e['name']}.json"
             side.with_suffix(".tmp").write_text(json.dumps(e))
             os.replace(side.with_suffix(".tmp"), side)
-            log(f"[{k + 1}/{len(jobs)}] {e['name']} {e['duration']:.0f} s {e['labels']['genre']}: "
+            log(f"[{k + 1}/{len(jobs)}] {e['name']} {e['duration']:.0f} s {e['soundfont']} {e['labels']['genre']}: "
                 f"{', '.join(s['ensemble'] for s in e['segments'])}")
-    files = [entries[k] for k in sorted(entries)]
-    for e in files:
-        e["heldout"] = seeded_hash(e["name"], args.seed) < args.heldout
-    tmp = manifest.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"files": files}, indent=1))
-    os.replace(tmp, manifest)
+            if (k + 1) % 50 == 0:  # a run stopped part-way leaves a manifest of what it rendered
+                write_manifest(manifest, entries)
+    write_manifest(manifest, entries)
+    files = list(entries.values())
     hours = sum(e["duration"] for e in files) / 3600
     log(f"{len(files)} tracks, {hours:.2f} h, {sum(e['heldout'] for e in files)} held out → {manifest}")
     return 0
+
+
+def write_manifest(manifest: Path, entries: dict[str, dict]) -> None:
+    tmp = manifest.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"files": [entries[k] for k in sorted(entries)]}, indent=1))
+    os.replace(tmp, manifest)
 
 
 if __name__ == "__main__":

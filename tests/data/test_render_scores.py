@@ -1,5 +1,6 @@
-"""scripts/render_scores.py: MIDI from a corpus score (instruments, tempo, length) and the drum part; the FluidSynth
-render where Debian's fluidsynth and the TimGM6mb soundfont are installed."""
+"""scripts/render_scores.py: MIDI from a corpus score (instruments, tempo, length, dynamics) and the drum part; the
+split by work; the FluidSynth render where Debian's fluidsynth and the FluidR3 soundfont are installed. And
+scripts/build_corpus.py's merged manifest, which keeps out what is not free for any use."""
 
 import importlib.util
 import io
@@ -83,11 +84,68 @@ def test_drums_follow_the_beat(rs, chorale):
     assert snares == [b * tpb for b in range(1, beats, 2)]
 
 
-@pytest.mark.skipif(not (shutil.which("fluidsynth") and os.path.isfile("/usr/share/sounds/sf2/TimGM6mb.sf2")),
-                    reason="needs Debian's fluidsynth and timgm6mb-soundfont")
+def _velocities(raw):
+    return sorted((t, m.note, m.velocity) for _, t, m in _abs_events(mido.MidiFile(file=io.BytesIO(raw)))
+                  if m.type == "note_on" and m.velocity > 0)
+
+
+def test_dynamics_scale_velocities_along_the_excerpt(rs, chorale):
+    plain = _velocities(rs.score_to_midi(chorale, [0], 120.0, 0, 16.0))
+    cresc = _velocities(rs.score_to_midi(chorale, [0], 120.0, 0, 16.0, dynamics=(0.5, 1.0)))
+    assert [e[:2] for e in plain] == [e[:2] for e in cresc]
+    ratios = np.array([c[2] / p[2] for p, c in zip(plain, cresc)])  # in time order
+    first, last = ratios[: len(ratios) // 4].mean(), ratios[-len(ratios) // 4 :].mean()
+    assert 0.45 < first < 0.7 and 0.85 < last <= 1.0  # softer at the start, close to as written at the end
+
+
+def test_far_transposition_has_no_key_signature_midi_cannot_hold(rs):
+    from music21 import corpus
+
+    score = corpus.parse("bach/bwv66.6")  # F# minor: three sharps; up six semitones would need nine
+    raw = rs.score_to_midi(score, [0], 120.0, 6, 8.0)
+    mid = mido.MidiFile(file=io.BytesIO(raw))
+    assert not [m for _, _, m in _abs_events(mid) if m.type == "key_signature"]
+
+
+def test_held_out_works_never_sound_in_training_tracks(rs):
+    paths = {"bach": [f"/c/corpus/bach/bwv{i}.mxl" for i in range(200)], "palestrina": ["/c/corpus/palestrina/a.krn"]}
+    train = rs.split_works(paths, False, 0.15, seed=0)
+    held = rs.split_works(paths, True, 0.15, seed=0)
+    t, h = set(train["bach"]), set(held["bach"])
+    assert not t & h and t | h == set(paths["bach"])
+    assert 10 < len(h) < 50  # about 15 % of 200
+    # the one Palestrina work falls on one side only; the other side has no such group
+    assert ("palestrina" in train) != ("palestrina" in held)
+
+
+def test_build_corpus_manifest_refuses_music_that_is_not_free(tmp_path):
+    spec = importlib.util.spec_from_file_location("build_corpus", ROOT / "scripts" / "build_corpus.py")
+    bc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bc)
+    import json
+
+    (tmp_path / "scores").mkdir()
+    (tmp_path / "mit_music").mkdir()
+    scores = [{"name": "score0000", "path": "score0000.flac", "licence": "public domain; FluidR3_GM.sf2 SoundFont MIT",
+               "free_for_any_use": True, "heldout": False, "duration": 60.0},
+              {"name": "score0001", "path": "score0001.flac", "licence": "public domain; TimGM6mb.sf2 SoundFont GPL-2",
+               "free_for_any_use": False, "heldout": False, "duration": 60.0}]
+    music = [{"name": "immich/a", "path": "immich/a.flac", "licence": "MIT", "heldout": True, "duration": 30.0},
+             {"name": "wesnoth/b", "path": "wesnoth/b.flac", "licence": "GPL-2+", "heldout": False, "duration": 90.0}]
+    (tmp_path / "scores" / "sources.json").write_text(json.dumps({"files": scores}))
+    (tmp_path / "mit_music" / "sources.json").write_text(json.dumps({"files": music}))
+    m = bc.merge(tmp_path, ["scores", "mit_music"])
+    assert [e["path"] for e in m["files"]] == ["mit_music/immich/a.flac", "scores/score0000.flac"]
+    assert sorted(m["refused_not_free"]) == ["mit_music/wesnoth/b.flac", "scores/score0001.flac"]
+    assert m["seconds"] == 90.0 and m["heldout_seconds"] == 30.0
+    assert json.loads((tmp_path / "sources.json").read_text()) == m
+
+
+@pytest.mark.skipif(not (shutil.which("fluidsynth") and os.path.isfile("/usr/share/sounds/sf2/FluidR3_GM.sf2")),
+                    reason="needs Debian's fluidsynth and fluid-soundfont-gm")
 def test_fluidsynth_renders_the_chorale(rs, chorale):
     raw = rs.score_to_midi(chorale, [0, 0, 0, 0], bpm=120.0, transpose=0, max_quarters=8.0)
-    y = rs.synthesize(raw, seconds=5.0)
+    y = rs.synthesize(raw, 5.0, rs.SOUNDFONTS["fluidr3"][0])
     assert y.shape == (5 * rs.SAMPLE_RATE,) and y.dtype == np.float32
     loud = np.sqrt(np.mean(y[: 3 * rs.SAMPLE_RATE] ** 2))
     tail = np.sqrt(np.mean(y[int(4.7 * rs.SAMPLE_RATE):] ** 2))
