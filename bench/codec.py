@@ -1,20 +1,27 @@
-"""Codec reconstruction quality per number of RVQ levels, on held-out music, beside reference points.
+"""What the codec does to music, beside reference points: distance by number of levels, a hum at the frame rate,
+band energies, levels and clipping, on held-out works and on a held-out source.
 
-    python -m bench.codec --model v2meow/assets/tokenizers --data data_cache/music
+    python -m bench.codec                                   # shipped tokenizers, default data folders
+    python -m bench.codec --model runs/codec --data data_cache/corpus --source data_cache/music
 
-``--model``: a tokenizer directory (``tokenizers.json``; default: the shipped one) or a codec training run
-(``runs/.../codec``, its latest checkpoint). ``--data``: a music folder; with a ``sources.json`` only its held-out
-tracks are used, without one every file is taken to be held out. Every row is computed in this run on the same
-crops (``--crops`` evenly spaced crops of ``--seconds`` per track):
+``--model``: a tokenizer directory (``tokenizers.json``; default: the shipped one) or a codec training run (its
+latest checkpoint). ``--data``: a music folder whose ``sources.json`` marks held-out tracks (the corpus of
+``scripts/build_corpus.py`` holds out whole works); ``--source``: music from a source the codec never heard (the
+Debian game music of ``scripts/get_music.py``), every file of it. Each set is cut into ``--crops`` evenly spaced
+crops of ``--seconds`` per track, at the level the music has, and every row is computed on the same crops:
 
-- the codec decoding its first 1, 2, 4, ... and all levels (bitrate = levels x log2(codebook) x frame rate);
-- the input low-passed at 4 kHz (8th-order Butterworth, forwards and backwards);
-- the input's exact STFT magnitudes (n_fft 1024, hop 256) with uniformly random phase;
-- a log-mel spectrogram (80 bands, n_fft 1024, hop 256) inverted by least squares and 64 Griffin-Lim iterations.
+- the codec decoding its first 1, 2, 4, ... and all levels; the same codes decoded with the decoder's magnitudes
+  and Griffin-Lim phase (frame body: what a non-learned phase would give);
+- references: the input low-passed at 4 kHz (8th-order Butterworth, zero phase); the input's exact STFT
+  magnitudes (n_fft 1024, hop 256) with uniformly random phase; an 80-band log-mel spectrogram inverted by least
+  squares and 64 Griffin-Lim iterations.
 
-Columns: multi-scale STFT distance and multi-scale mel distance (the training losses' definitions,
-:mod:`v2meow.tokenizers.codec.losses`, lower is better), SI-SDR in dB (higher is better; says little when the
-decoder picks its own phase, DESIGN.md), and the encode + decode speed in multiples of real time.
+Columns (v2meow.metrics.sound): MS-STFT, the mean L1 distance of linear plus of log magnitudes summed over FFT
+sizes 256-2048 (hop a quarter, floor 1e-5); mel, the training loss's multi-scale log-mel L1; band error, the mean
+absolute difference of octave-band energies (31 Hz-8 kHz) in dB; hum, the share of power at 45-55 Hz over the
+input's (the codec's frame rate is 50 Hz); gain, output minus input RMS in dB; clipped, the share of output samples
+at full scale (|y| >= 0.999) before any clamp. Then a level sweep: the same crops scaled to several RMS levels
+(and clipped at full scale, as a file would be), the codec's gain, added clipping and hum at each level.
 """
 
 from __future__ import annotations
@@ -30,7 +37,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from v2meow.tokenizers.codec.losses import MultiScaleMelLoss, MultiScaleSTFTLoss
+from v2meow.metrics.sound import (
+    band_power_share,
+    clipped_fraction,
+    msstft_l1,
+    octave_band_db,
+    octave_bands,
+    rms_dbfs,
+    scale_to_dbfs,
+)
+from v2meow.tokenizers.codec.losses import MultiScaleMelLoss
 from v2meow.tokenizers.mel import mel_filterbank
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,30 +101,21 @@ def mel_griffin_lim(wav: Tensor, sample_rate: int, n_fft: int = 1024, hop: int =
     return griffin_lim(est, n_fft, hop, wav.shape[-1], iters)
 
 
-def si_sdr(est: Tensor, ref: Tensor, eps: float = 1e-8) -> Tensor:
-    """Scale-invariant SDR in dB per row of ``[B, T]`` (both made zero-mean)."""
-    est = est - est.mean(-1, keepdim=True)
-    ref = ref - ref.mean(-1, keepdim=True)
-    alpha = (est * ref).sum(-1, keepdim=True) / (ref.square().sum(-1, keepdim=True) + eps)
-    target = alpha * ref
-    noise = est - target
-    return 10 * torch.log10((target.square().sum(-1) + eps) / (noise.square().sum(-1) + eps))
-
-
 # ---- data -----------------------------------------------------------------------------------------------
 
 
-def heldout_crops(data: Path, sample_rate: int, crops: int, seconds: float,
-                  max_tracks: int = 0) -> tuple[Tensor, list[str], bool]:
-    """Evenly spaced crops ``[N, T]`` of the held-out tracks of ``data`` (silent crops dropped), names, and whether
-    a ``sources.json`` said which tracks are held out."""
+def heldout_crops(data: Path, sample_rate: int, crops: int, seconds: float, max_tracks: int = 0,
+                  split: str = "heldout") -> tuple[Tensor, list[str], bool]:
+    """Evenly spaced crops ``[N, T]`` of the ``split`` tracks of ``data`` (silent crops dropped), names, and
+    whether a ``sources.json`` said which tracks are held out (without one every file is taken)."""
     from v2meow.io.audio import load_audio
     from v2meow.train.tokenizers import SOURCES_FILE, list_audio
 
     has_sources = (data / SOURCES_FILE).is_file()
-    files = list_audio(data, "heldout") if has_sources else list_audio(data, "all")
-    if max_tracks:
-        files = files[:max_tracks]
+    files = list_audio(data, split) if has_sources else list_audio(data, "all")
+    if max_tracks and len(files) > max_tracks:  # evenly over the list (it is sorted by source, then name)
+        files = [files[round(i * (len(files) - 1) / (max_tracks - 1))] for i in range(max_tracks)] \
+            if max_tracks > 1 else files[:1]
     n = round(seconds * sample_rate)
     out, names = [], []
     for f in files:
@@ -123,7 +130,7 @@ def heldout_crops(data: Path, sample_rate: int, crops: int, seconds: float,
             out.append(torch.from_numpy(x.copy()))
             names.append(f"{f.relative_to(data)}@{start / sample_rate:.1f}s")
     if not out:
-        raise SystemExit(f"No held-out audio of at least {seconds} s found in {data}.")
+        raise SystemExit(f"No {split} audio of at least {seconds} s found in {data}.")
     return torch.stack(out), names, has_sources
 
 
@@ -144,48 +151,75 @@ def load_codec(model: str | None):
 
 # ---- the benchmark --------------------------------------------------------------------------------------
 
+HUM_BAND = (45.0, 55.0)
+SWEEP_DBFS = (-36.0, -24.0, -12.0)
+
+
+def _levels_name(n: int) -> str:
+    return f"codec, {n} level{'s' if n > 1 else ''}"
+
 
 class Scores:
-    """Per-crop metrics, batch by batch."""
+    """Per-crop measures of each reconstruction against its input, batch by batch."""
 
     def __init__(self, sample_rate: int) -> None:
-        self.stft, self.mel = MultiScaleSTFTLoss(), MultiScaleMelLoss(sample_rate)
-        self.rows: dict[str, list[tuple[float, float, float]]] = {}
+        self.sr = sample_rate
+        self.mel = MultiScaleMelLoss(sample_rate)
+        self.rows: dict[str, dict[str, list[Tensor]]] = {}
 
     def update(self, name: str, est: Tensor, ref: Tensor) -> None:
         est = est[:, : ref.shape[-1]].float()
-        sdr = si_sdr(est, ref)
-        for i in range(ref.shape[0]):
-            e, r = est[i : i + 1], ref[i : i + 1]
-            self.rows.setdefault(name, []).append((float(self.stft(e, r)), float(self.mel(e, r)), float(sdr[i])))
+        hum = HUM_BAND
+        m = {
+            "stft": msstft_l1(est, ref),
+            "mel": torch.stack([self.mel(est[i : i + 1], ref[i : i + 1]) for i in range(ref.shape[0])]),
+            "band_db": octave_band_db(est, self.sr) - octave_band_db(ref, self.sr),
+            "hum_out": band_power_share(est, self.sr, *hum),
+            "hum_in": band_power_share(ref, self.sr, *hum),
+            "gain": rms_dbfs(est) - rms_dbfs(ref),
+            "clip_out": clipped_fraction(est),
+            "clip_in": clipped_fraction(ref),
+        }
+        row = self.rows.setdefault(name, {})
+        for k, v in m.items():
+            row.setdefault(k, []).append(v.float())
+
+    def cat(self, name: str, key: str) -> Tensor:
+        return torch.cat(self.rows[name][key])
+
+    def summary(self, name: str) -> dict[str, float]:
+        c = {k: self.cat(name, k) for k in self.rows[name]}
+        n = len(c["stft"])
+        return {
+            "stft": float(c["stft"].mean()),
+            "stft_sem": float(c["stft"].std() / math.sqrt(n)) if n > 1 else 0.0,
+            "mel": float(c["mel"].mean()),
+            "band_err_db": float(c["band_db"].abs().mean()),
+            "band_bias_db": [float(x) for x in c["band_db"].mean(0)],
+            "hum_ratio": float(c["hum_out"].mean() / c["hum_in"].mean().clamp_min(1e-12)),
+            "hum_out": float(c["hum_out"].mean()),
+            "hum_in": float(c["hum_in"].mean()),
+            "gain_db": float(c["gain"].mean()),
+            "clipped_out": float(c["clip_out"].mean()),
+            "clipped_in": float(c["clip_in"].mean()),
+        }
 
     def paired(self, a: str, b: str) -> dict[str, float]:
-        """Mean and standard error over crops of the per-crop differences ``a - b`` (same crops)."""
-        x, y = np.asarray(self.rows[a]), np.asarray(self.rows[b])
-        d = x - y
-        se = d.std(axis=0, ddof=1) / math.sqrt(len(d)) if len(d) > 1 else np.zeros(3)
-        return {"stft": float(d[:, 0].mean()), "stft_se": float(se[0]), "mel": float(d[:, 1].mean()),
-                "mel_se": float(se[1]), "wins_stft": float((d[:, 0] < 0).mean())}
-
-    def compute(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for name, vals in self.rows.items():
-            a = np.asarray(vals)
-            out[name] = {"stft": float(a[:, 0].mean()), "mel": float(a[:, 1].mean()), "si_sdr": float(a[:, 2].mean()),
-                         "stft_sem": float(a[:, 0].std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else 0.0}
-        return out
+        """Mean and standard error over crops of the per-crop MS-STFT differences ``a - b`` (same crops)."""
+        d = (self.cat(a, "stft") - self.cat(b, "stft")).double()
+        se = float(d.std() / math.sqrt(len(d))) if len(d) > 1 else 0.0
+        return {"stft": float(d.mean()), "stft_se": se, "wins": float((d < 0).double().mean())}
 
 
 @torch.no_grad()
-def run(model: str | None, data: Path, crops: int, seconds: float, batch: int, max_tracks: int = 0) -> dict:
-    codec, info = load_codec(model)
-    codec.eval()
+def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32) -> dict:
+    """Every row and the level sweep on crops ``wav [N, T]``."""
     sr = codec.sample_rate
-    wav, names, has_sources = heldout_crops(data, sr, crops, seconds, max_tracks)
     levels = sorted({n for n in (1, 2, 4, info.get("coarse_levels") or 1, codec.num_levels) if n <= codec.num_levels})
-    bits = math.log2(codec.codebook_size) * codec.frame_rate
     scores = Scores(sr)
+    sweep = Scores(sr)
     speed: dict[int, float] = {}
+    gl_name = f"codec, {codec.num_levels} levels, Griffin-Lim phase ({gl_iters} it.)"
     for start in range(0, wav.shape[0], batch):
         ref = wav[start : start + batch]
         t = time.perf_counter()
@@ -195,62 +229,126 @@ def run(model: str | None, data: Path, crops: int, seconds: float, batch: int, m
             t = time.perf_counter()
             recon = codec.decode(codes[:, :n])
             speed[n] = speed.get(n, 0.0) + t_enc + time.perf_counter() - t
-            scores.update(f"codec, {n} level{'s' if n > 1 else ''}", recon, ref)
+            scores.update(_levels_name(n), recon, ref)
+        if getattr(codec.config, "body", None) == "frame":
+            scores.update(gl_name, codec.decode_magnitudes(codes, gl_iters), ref)
         scores.update("input low-passed at 4 kHz", lowpass(ref, sr), ref)
         scores.update("exact STFT magnitude, random phase", random_phase(ref, seed=start), ref)
         scores.update("log-mel (80) + Griffin-Lim (64 it.)", mel_griffin_lim(ref, sr), ref)
-    result = scores.compute()
-    full = f"codec, {codec.num_levels} level{'s' if codec.num_levels > 1 else ''}"
-    paired = {ref: scores.paired(full, ref) for ref in list(result)[len(levels):]}
-    audio_seconds = wav.shape[0] * seconds
+        for level in SWEEP_DBFS:
+            x = scale_to_dbfs(ref, level).clamp(-1.0, 1.0)
+            sweep.update(f"{level:g} dBFS", codec.decode(codec.encode(x)), x)
+    rows = {name: scores.summary(name) for name in scores.rows}
+    audio_seconds = wav.shape[0] * wav.shape[-1] / sr
+    bits = math.log2(codec.codebook_size) * codec.frame_rate
     for n in levels:
-        row = result[f"codec, {n} level{'s' if n > 1 else ''}"]
-        row["kbps"] = n * bits / 1000
-        row["x_realtime"] = audio_seconds / speed[n]
-    return {"rows": result, "crops": wav.shape[0], "seconds": seconds, "tracks": len({n.split("@")[0] for n in names}),
-            "heldout_from_sources": has_sources, "codec": codec.identity(), "model": info,
-            "params": sum(p.numel() for p in codec.parameters()), "levels": levels, "paired": paired, "full": full}
+        rows[_levels_name(n)]["kbps"] = n * bits / 1000
+        rows[_levels_name(n)]["x_realtime"] = audio_seconds / speed[n]
+    full = _levels_name(codec.num_levels)
+    refs = [r for r in rows if not r.startswith("codec")]
+    sweep_rows = {name: sweep.summary(name) for name in sweep.rows}
+    gains = [r["gain_db"] for r in sweep_rows.values()]
+    dist = [rows[_levels_name(n)]["stft"] for n in levels]
+    rp = rows["exact STFT magnitude, random phase"]["stft"]
+    f = rows[full]
+    checks = {
+        "hum_ratio": f["hum_ratio"],
+        "hum_within_1.25x_input": f["hum_ratio"] <= 1.25,
+        "added_clipping": max(0.0, f["clipped_out"] - f["clipped_in"]),
+        "sweep_added_clipping": max(max(0.0, r["clipped_out"] - r["clipped_in"]) for r in sweep_rows.values()),
+        "gain_spread_db": max(gains) - min(gains),
+        "gain_spread_at_most_1db": max(gains) - min(gains) <= 1.0,
+        "every_level_lowers_distance": all(b < a for a, b in zip(dist, dist[1:])),
+        "distance_over_random_phase": f["stft"] / rp,
+        "below_random_phase": f["stft"] < rp,
+    }
+    return {"rows": rows, "sweep": sweep_rows, "levels": levels, "full": full,
+            "paired": {r: scores.paired(full, r) for r in refs}, "checks": checks}
+
+
+def run(model: str | None, sets: dict[str, tuple[Path, str]], crops: int, seconds: float, batch: int,
+        max_tracks: int = 0) -> dict:
+    codec, info = load_codec(model)
+    codec.eval()
+    out = {"codec": codec.identity(), "model": info, "params": sum(p.numel() for p in codec.parameters()),
+           "seconds": seconds, "bands": octave_bands(codec.sample_rate), "sets": {}}
+    for label, (folder, split) in sets.items():
+        wav, names, has_sources = heldout_crops(folder, codec.sample_rate, crops, seconds, max_tracks, split)
+        res = measure(codec, info, wav, batch)
+        res.update(crops=wav.shape[0], tracks=len({n.split("@")[0] for n in names}), folder=str(folder),
+                   split=split if has_sources else "all (no sources.json)")
+        out["sets"][label] = res
+    return out
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
 
 
 def print_table(res: dict) -> None:
-    m = res["model"]
+    m, c = res["model"], res["codec"]
     print(f"codec: {m['source']} (step {m.get('step')}), {res['params'] / 1e6:.2f}M parameters, "
-          f"{res['codec']['num_levels']} x {res['codec']['codebook_size']} codes at {res['codec']['frame_rate']:g} Hz")
-    held = "held-out tracks of sources.json" if res["heldout_from_sources"] else "all files (no sources.json)"
-    print(f"data: {res['crops']} crops of {res['seconds']:g} s from {res['tracks']} {held}; same crops in every row")
-    print()
-    header = f"| {'reconstruction':<38} | {'kbit/s':>6} | {'MS-STFT ↓':>9} | {'mel ↓':>6} | {'SI-SDR dB ↑':>11} | " \
-             f"{'× real time':>11} |"
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for name, r in res["rows"].items():
-        kbps = f"{r['kbps']:.1f}" if "kbps" in r else "—"
-        rt = f"{r['x_realtime']:.0f}" if "x_realtime" in r else "—"
-        print(f"| {name:<38} | {kbps:>6} | {r['stft']:>9.3f} | {r['mel']:>6.3f} | {r['si_sdr']:>11.1f} | {rt:>11} |")
-    print(f"\nPaired, crop by crop: {res['full']} minus each reference (negative = the codec is closer), "
-          "mean ± standard error:")
-    for ref, d in res["paired"].items():
-        print(f"  vs {ref:<38} MS-STFT {d['stft']:+.3f} ± {d['stft_se']:.3f} (closer on {d['wins_stft']:.0%} of "
-              f"crops), mel {d['mel']:+.3f} ± {d['mel_se']:.3f}")
+          f"{c['num_levels']} x {c['codebook_size']} codes at {c['frame_rate']:g} Hz")
+    for label, s in res["sets"].items():
+        print(f"\n### {label}: {s['crops']} crops of {res['seconds']:g} s from {s['tracks']} tracks "
+              f"({s['folder']}, {s['split']}); same crops in every row\n")
+        header = (f"| {'reconstruction':<44} | {'kbit/s':>6} | {'MS-STFT ↓':>9} | {'mel ↓':>6} | {'band err dB':>11} "
+                  f"| {'hum ×in':>7} | {'gain dB':>7} | {'clipped':>7} | {'× real time':>11} |")
+        print(header)
+        print("|" + "|".join("-" * len(col) for col in header.split("|")[1:-1]) + "|")
+        for name, r in s["rows"].items():
+            kbps = f"{r['kbps']:.1f}" if "kbps" in r else "—"
+            rt = f"{r['x_realtime']:.0f}" if "x_realtime" in r else "—"
+            print(f"| {name:<44} | {kbps:>6} | {r['stft']:>9.2f} | {r['mel']:>6.3f} | {r['band_err_db']:>11.2f} "
+                  f"| {r['hum_ratio']:>7.2f} | {r['gain_db']:>+7.2f} | {_pct(r['clipped_out']):>7} | {rt:>11} |")
+        full = s["rows"][s["full"]]
+        print(f"\ninput: {_pct(full['hum_in'])} of its power at 45-55 Hz, {_pct(full['clipped_in'])} of samples at "
+              f"full scale. Octave-band error of {s['full']} (output minus input, dB, mean over crops):")
+        print("  " + "  ".join(f"{lo:g}-{hi:g} Hz {b:+.1f}" for (lo, hi), b in zip(res["bands"], full["band_bias_db"])))
+        print(f"\nLevel sweep ({s['full']}; crops scaled to each RMS level, clipped at full scale as a file would be):")
+        print(f"| {'input RMS':>9} | {'gain dB':>7} | {'clipped in':>10} | {'clipped out':>11} | {'hum ×in':>7} "
+              f"| {'MS-STFT':>7} |")
+        print("|-----------|---------|------------|-------------|---------|---------|")
+        for name, r in s["sweep"].items():
+            print(f"| {name:>9} | {r['gain_db']:>+7.2f} | {_pct(r['clipped_in']):>10} | {_pct(r['clipped_out']):>11} "
+                  f"| {r['hum_ratio']:>7.2f} | {r['stft']:>7.2f} |")
+        print(f"\nPaired, crop by crop: {s['full']} minus each reference (negative = the codec is closer):")
+        for ref, d in s["paired"].items():
+            print(f"  vs {ref:<44} MS-STFT {d['stft']:+.2f} ± {d['stft_se']:.2f} (closer on {d['wins']:.0%} of crops)")
+        k = s["checks"]
+        print(f"\nchecks: hum {k['hum_ratio']:.2f}x input ({'ok' if k['hum_within_1.25x_input'] else 'over'} 1.25); "
+              f"added clipping {_pct(k['added_clipping'])} at the music's level, {_pct(k['sweep_added_clipping'])} "
+              f"at most in the sweep; gain spread {k['gain_spread_db']:.2f} dB "
+              f"({'ok' if k['gain_spread_at_most_1db'] else 'over'} 1 dB); every level lowers the distance: "
+              f"{'yes' if k['every_level_lowers_distance'] else 'no'}; distance {k['distance_over_random_phase']:.2f}x "
+              f"random phase's")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="tokenizer directory or codec run (default: the shipped tokenizers)")
-    p.add_argument("--data", default=str(ROOT / "data_cache" / "music"), help="music folder (held-out tracks used)")
-    p.add_argument("--crops", type=int, default=3, help="crops per track")
+    p.add_argument("--data", default=str(ROOT / "data_cache" / "corpus"),
+                   help="music with a sources.json: its held-out tracks are used")
+    p.add_argument("--source", default=str(ROOT / "data_cache" / "music"),
+                   help="music from a source the codec never heard: every file is used")
+    p.add_argument("--crops", type=int, default=2, help="crops per track")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--max-tracks", type=int, default=0, help="use only the first N held-out tracks (0: all)")
+    p.add_argument("--max-tracks", type=int, default=24, help="at most N tracks per set, evenly chosen (0: all)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    data = Path(args.data)
-    if not data.is_dir():
-        print(f"bench.codec: no music at {data}; run scripts/get_music.py first (skipped).")
+    sets = {}
+    if Path(args.data).is_dir():
+        sets["held-out works"] = (Path(args.data), "heldout")
+    if Path(args.source).is_dir():
+        sets["held-out source"] = (Path(args.source), "all")
+    if not sets:
+        print(f"bench.codec: no music at {args.data} or {args.source}; run scripts/build_corpus.py --eval-music "
+              "first (skipped).")
         return 0
-    res = run(args.model, data, args.crops, args.seconds, args.batch, args.max_tracks)
+    res = run(args.model, sets, args.crops, args.seconds, args.batch, args.max_tracks)
     print_table(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
