@@ -199,3 +199,36 @@ def test_with_levels_codes_like_the_first_levels(codec: SoundStream) -> None:
     assert torch.equal(two.decode(two.encode(wav)), codec.decode(codec.encode(wav, n_levels=2)))
     with pytest.raises(ValueError):
         codec.with_levels(5)
+
+
+def test_frame_rate_ripple_needs_four_times_overlap() -> None:
+    """Frames that are not an exact STFT (any decoder's) overlap-add with a ripple at the frame rate unless the
+    window is four hops long: the summed Hann window and squared window are then constant."""
+    hop = 320
+
+    def ripple(n_fft: int) -> float:
+        spec = torch.zeros(1, n_fft // 2 + 1, 60, dtype=torch.complex64)
+        spec[:, 0] = 1.0  # the same DC value in every frame
+        y = istft_same(spec, n_fft, hop, torch.hann_window(n_fft))[0, 2000:-2000]
+        return float((y.max() - y.min()) / y.mean())
+
+    assert ripple(1024) > 0.02  # 3.2 hops: a 50 Hz ripple of a few percent on everything decoded
+    assert ripple(1280) < 1e-5
+    assert SoundStreamConfig().n_fft == 4 * SoundStreamConfig().frame_hop
+
+
+def test_decode_magnitudes_keeps_the_decoders_magnitudes() -> None:
+    codec = SoundStream(SoundStreamConfig.debug("frame").replace(n_fft=1280)).eval()
+    wav = tones(0.3)[:, :3200]
+    codes = codec.encode(wav)
+    learned, gl = codec.decode(codes), codec.decode_magnitudes(codes, iters=8)
+    assert gl.shape == learned.shape and torch.isfinite(gl).all()
+    dec = codec.decoder
+    with torch.no_grad():
+        mag, _ = dec.spectrum(codec.quantizer.decode(codes))
+    rebuilt = stft_same(gl, dec.n_fft, dec.hop, dec.window).abs()
+    # Griffin-Lim moves the phase only: its output's magnitudes stay near the decoder's (inner frames)
+    err = (rebuilt - mag)[..., 2:-2].abs().mean() / mag[..., 2:-2].mean()
+    assert float(err) < 0.5
+    with pytest.raises(ValueError, match="frame body"):
+        SoundStream.debug("conv").decode_magnitudes(codes)

@@ -318,3 +318,48 @@ def test_export_can_keep_fewer_levels(runs: tuple[Path, Path], tmp_path: Path) -
     codec, _ = load_codec_run(runs[0])
     wav = torch.from_numpy(melody(1.0, 3))
     assert torch.equal(tok.acoustic_codes(wav), canonical_codec(codec).encode(wav[None], 2)[0])
+
+
+def test_random_levels_spread_levels_without_clipping() -> None:
+    from v2meow.metrics.sound import rms_dbfs
+    from v2meow.train.tokenizers.common import random_levels
+
+    g = torch.Generator().manual_seed(0)
+    quiet = 0.01 * torch.randn(64, 8000, generator=g)
+    spiky = quiet.clone()
+    spiky[:, 100] = 0.5  # a crest factor that no gain may push past full scale
+    silent = torch.zeros(1, 8000)
+    rng = np.random.default_rng(0)
+    out = random_levels(torch.cat([quiet, spiky, silent]), rng, -42.0, -8.0)
+    levels = rms_dbfs(out[:64])
+    assert float(levels.min()) >= -42.01 and float(levels.max()) <= -7.99
+    assert float(levels.max() - levels.min()) > 25  # spread over most of the 34 dB range
+    assert float(out.abs().max()) <= 0.99 + 1e-6
+    assert torch.equal(out[-1], silent[0])
+    # the same generator state gives the same levels (a step's crops are reproducible)
+    again = random_levels(torch.cat([quiet, spiky, silent]), np.random.default_rng(0), -42.0, -8.0)
+    assert torch.equal(out, again)
+
+
+def test_codec_validation_crops_come_at_several_levels(music: Path, tmp_path: Path) -> None:
+    from v2meow.metrics.sound import rms_dbfs
+
+    trainer = CodecTrainer(codec_config(max_steps=1, eval_crops=8), music, tmp_path / "run")
+    levels = rms_dbfs(trainer.val)
+    assert float(levels.max() - levels.min()) > 10
+    flat = CodecTrainer(codec_config(max_steps=1, eval_crops=8, level_dbfs=[]), music, tmp_path / "flat")
+    assert float(rms_dbfs(flat.val).max() - rms_dbfs(flat.val).min()) < float(levels.max() - levels.min())
+
+
+def test_codec_training_in_chunks_equals_one_run(music: Path, tmp_path: Path) -> None:
+    cfg = codec_config(max_steps=6)
+    straight = CodecTrainer(cfg, music, tmp_path / "a")
+    straight.fit(progress=False)
+    chunk = CodecTrainer(cfg, music, tmp_path / "b")
+    chunk.fit(progress=False, until=4)
+    assert chunk.step == 4
+    rest = CodecTrainer(cfg, music, tmp_path / "b")
+    rest.fit(progress=False)  # resumes at step 4 with the 6-step schedule
+    assert rest.step == 6
+    a, b = rest.codec.state_dict(), straight.codec.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -33,6 +33,7 @@ from v2meow.train.tokenizers.common import (
     _step_rng,
     _StepTrainer,
     list_audio,
+    random_levels,
 )
 
 
@@ -44,6 +45,9 @@ class CodecTrainConfig(Config):
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     batch_size: int = 8
     crop_seconds: float = 1.0
+    # gain augmentation: every crop (validation crops too) scaled to an RMS level drawn uniformly in this range of
+    # dBFS, its peak kept below full scale, so the codec learns to be level-linear; [] turns it off
+    level_dbfs: tuple[float, ...] = (-42.0, -8.0)
     lr: float = 1e-3
     disc_lr: float = 5e-4
     betas: tuple[float, ...] = (0.8, 0.99)
@@ -71,6 +75,9 @@ class CodecTrainConfig(Config):
 
     def validate(self) -> None:
         check(self.batch_size >= 1 and self.crop_seconds > 0, "batch_size must be >= 1 and crop_seconds > 0.")
+        check(len(self.level_dbfs) == 0 or (len(self.level_dbfs) == 2 and self.level_dbfs[0] <= self.level_dbfs[1]
+                                            and self.level_dbfs[1] <= 0),
+              f"level_dbfs must be [] or [low, high] with low <= high <= 0 dBFS, got {list(self.level_dbfs)}.")
         check(0 < self.lr <= 1 and 0 < self.disc_lr <= 1, "lr and disc_lr must be in (0, 1].")
         check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1).")
         check(self.warmup_steps >= 0 and self.max_steps >= 1, "warmup_steps must be >= 0 and max_steps >= 1.")
@@ -140,8 +147,15 @@ class CodecTrainer(_StepTrainer):
         self.elapsed = 0.0  # training wall time over all sessions of this run
         n = round(cfg.eval_seconds * cfg.codec.sample_rate)
         # Validation crops: fixed, from training files (held-out music is for the benchmark only).
-        self.val = self.data.batch(_step_rng(cfg.seed, 0, stream=1), cfg.eval_crops, n)
+        self.val = self._crops(_step_rng(cfg.seed, 0, stream=1), cfg.eval_crops, n)
         self.log = _Log(self.run_dir)
+
+    def _crops(self, rng: np.random.Generator, count: int, num: int) -> Tensor:
+        """``[count, num]`` random crops at random levels (:attr:`CodecTrainConfig.level_dbfs`)."""
+        wav = self.data.batch(rng, count, num)
+        if self.cfg.level_dbfs:
+            wav = random_levels(wav, rng, *self.cfg.level_dbfs)
+        return wav
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -192,7 +206,7 @@ class CodecTrainer(_StepTrainer):
         for g in self.opt_d.param_groups:
             g["lr"] = cfg.disc_lr * lr_scale
         rng = _step_rng(cfg.seed, self.step)
-        wav = self.data.batch(rng, cfg.batch_size, round(cfg.crop_seconds * cfg.codec.sample_rate)).to(self.device)
+        wav = self._crops(rng, cfg.batch_size, round(cfg.crop_seconds * cfg.codec.sample_rate)).to(self.device)
         _reseed(cfg.seed, self.step)
         self.codec.train()
         self.disc.train()
@@ -292,15 +306,17 @@ class CodecTrainer(_StepTrainer):
 
 
 def train_codec(data_dir: str | os.PathLike, config_path: str | os.PathLike, run_dir: str | os.PathLike,
-                max_steps: int | None = None, device: str | None = None, progress: bool = True) -> dict[str, Any]:
+                max_steps: int | None = None, device: str | None = None, progress: bool = True,
+                until: int | None = None) -> dict[str, Any]:
     """Train (or resume) a SoundStream codec on the audio of ``data_dir``; checkpoints go to ``run_dir``.
 
     ``config_path`` is a YAML file mapping onto :class:`CodecTrainConfig`, or a shipped config folder name
-    (``embedded``). ``max_steps`` overrides the config's (and so its learning-rate schedule). Returns the last
-    step's statistics and the run directory.
+    (``embedded``). ``max_steps`` overrides the config's (and so its learning-rate schedule); ``until`` stops at
+    that step, a bounded chunk of the run, to resume later. Returns the last step's statistics and the run
+    directory.
     """
     cfg = _load_train_config(CodecTrainConfig, config_path, "codec.yaml", max_steps)
-    return CodecTrainer(cfg, data_dir, run_dir, device).fit(progress)
+    return CodecTrainer(cfg, data_dir, run_dir, device).fit(progress, until=until)
 
 
 def load_codec_run(run_dir: str | os.PathLike) -> tuple[SoundStream, dict[str, Any]]:

@@ -127,6 +127,20 @@ class AudioCrops:
         return torch.from_numpy(np.stack([self.crop(rng, num) for _ in range(batch_size)]))
 
 
+def random_levels(wav: Tensor, rng: np.random.Generator, low_dbfs: float, high_dbfs: float,
+                  peak: float = 0.99) -> Tensor:
+    """Gain augmentation: each row of ``wav [B, T]`` scaled to an RMS level drawn uniformly in dB from
+    ``[low_dbfs, high_dbfs]``, but never so loud that its peak passes ``peak`` (a crop is not clipped to reach a
+    level; loud mastered music simply lands near its natural peak). Silent rows stay as they are."""
+    x = wav.double()
+    rms = x.square().mean(-1).sqrt()
+    target = torch.from_numpy(10 ** (rng.uniform(low_dbfs, high_dbfs, size=x.shape[0]) / 20))
+    gain = target / rms.clamp_min(1e-12)
+    gain = torch.minimum(gain, peak / x.abs().amax(-1).clamp_min(1e-12))
+    gain = torch.where(rms > 1e-6, gain, torch.ones_like(gain))
+    return (x * gain[:, None]).to(wav.dtype)
+
+
 def _step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
     return np.random.default_rng([seed, stream, step])
 
@@ -202,18 +216,21 @@ class _StepTrainer:
     def _result(self, last: dict[str, Any]) -> dict[str, Any]:
         return last
 
-    def fit(self, progress: bool = True) -> dict[str, Any]:
+    def fit(self, progress: bool = True, until: int | None = None) -> dict[str, Any]:
+        """Train (resuming from the run's last checkpoint) up to ``max_steps``, or only up to step ``until`` (a
+        bounded chunk of a longer run: the learning-rate schedule stays the one of ``max_steps``)."""
         cfg = self.cfg
+        end = cfg.max_steps if until is None else min(int(until), cfg.max_steps)
         resumed = self.resume()
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.DESC, unit="step")
+            bar = tqdm(total=end, initial=self.step, desc=self.DESC, unit="step")
         last: dict[str, Any] = {"resumed": resumed}
         t_ckpt = t_log = time.time()
         since = 0
-        while self.step < cfg.max_steps:
+        while self.step < end:
             t0 = time.time()
             stats = self.train_step()
             self.elapsed += time.time() - t0
@@ -224,11 +241,11 @@ class _StepTrainer:
                 last["s_per_step"] = (time.time() - t_log) / max(since, 1)
                 t_log, since = time.time(), 0
                 self.log({**last, "elapsed_s": round(self.elapsed, 1), **self._log_extra()})
-            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+            if self.step % cfg.eval_every == 0 or self.step in (cfg.max_steps, end):
                 ev = self.evaluate()
                 last.update(ev)
                 self.log({"step": self.step, **ev})
-            if (self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps
+            if (self.step % cfg.checkpoint_every == 0 or self.step in (cfg.max_steps, end)
                     or time.time() - t_ckpt >= 60 * cfg.checkpoint_minutes):
                 self.save()
                 t_ckpt = time.time()
