@@ -1,0 +1,113 @@
+"""Compare codec designs at equal training time on the same music, then measure each with ``bench.codec``.
+
+Each variant is the embedded codec config (``v2meow/configs/embedded/codec.yaml``) with a few fields changed. It
+trains for ``--minutes`` of wall time (in chunks, so a stopped study resumes), all variants with the learning-rate
+schedule of ``--schedule-steps`` so the winner can carry on to the end of that schedule. Results go to
+``OUT/<variant>/`` (the run) and ``OUT/summary.json``; the table is printed.
+
+    python scripts/codec_study.py --data data_cache/corpus --minutes 5
+    python scripts/codec_study.py --data data_cache/corpus --only head1280_levels --minutes 45   # carry on
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name → (what it tests, overrides of the training config; "codec" and "discriminator" merge into theirs)
+VARIANTS = {
+    "head1024": ("magnitude + phase head, window 1024 (3.2 hops), no gain augmentation: the design shipped before",
+                 {"codec": {"n_fft": 1024}, "level_dbfs": []}),
+    "head1024_levels": ("the same with gain augmentation over 34 dB",
+                        {"codec": {"n_fft": 1024}}),
+    "head1280_levels": ("window 1280 (4 hops: no frame-rate ripple) with gain augmentation",
+                        {"codec": {"n_fft": 1280}}),
+    "head1280_levels_adv": ("the same trained with the multi-resolution STFT discriminator from the start",
+                            {"codec": {"n_fft": 1280}, "disc_start_step": 0}),
+    "conv_levels": ("SoundStream's sample-rate convolutional encoder and decoder (channels 16) with gain "
+                    "augmentation", {"codec": {"body": "conv", "channels": 16}}),
+}
+
+
+def config_for(name: str, schedule_steps: int):
+    from v2meow.config import load_yaml
+    from v2meow.train.tokenizers import CodecTrainConfig
+
+    base = load_yaml(ROOT / "v2meow" / "configs" / "embedded" / "codec.yaml")
+    for key, value in VARIANTS[name][1].items():
+        base[key] = {**base[key], **value} if isinstance(value, dict) else value
+    base["max_steps"] = schedule_steps
+    return CodecTrainConfig.from_dict(base, where=f"variant {name}")
+
+
+def train_for(name: str, data: Path, out: Path, minutes: float, schedule_steps: int, threads: int) -> dict:
+    from v2meow.train.tokenizers import CodecTrainer
+
+    cfg = config_for(name, schedule_steps).replace(threads=threads)
+    trainer = CodecTrainer(cfg, data, out / name)
+    trainer.resume()
+    budget = minutes * 60 - trainer.elapsed  # training time already spent on this variant counts
+    t0 = time.time()
+    while time.time() - t0 < budget and trainer.step < cfg.max_steps:
+        trainer.fit(progress=False, until=trainer.step + 50)
+    trainer.save()
+    return {"step": trainer.step, "train_minutes": round(trainer.elapsed / 60, 1),
+            "s_per_step": round(trainer.elapsed / max(trainer.step, 1), 3),
+            "params": sum(p.numel() for p in trainer.codec.parameters()), "train_files": len(trainer.data.paths),
+            "train_hours": round(trainer.data.seconds / 3600, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(ROOT / "data_cache" / "corpus"), help="training music (sources.json)")
+    p.add_argument("--source", default=str(ROOT / "data_cache" / "music"), help="held-out source for the bench")
+    p.add_argument("-o", "--out", default=str(ROOT / "runs" / "codec_study"))
+    p.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--minutes", type=float, default=5.0, help="training wall time per variant (in total)")
+    p.add_argument("--schedule-steps", type=int, default=20000)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-tracks", type=int, default=24, help="tracks per bench set")
+    args = p.parse_args(argv)
+    import torch
+
+    from bench import codec as bench_codec
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    for name in args.only:
+        print(f"== {name}: {VARIANTS[name][0]}", file=sys.stderr, flush=True)
+        trained = train_for(name, Path(args.data), out, args.minutes, args.schedule_steps, args.threads)
+        torch.set_num_threads(args.threads)
+        sets = {"held-out works": (Path(args.data), "heldout")}
+        if Path(args.source).is_dir():
+            sets["held-out source"] = (Path(args.source), "all")
+        res = bench_codec.run(str(out / name), sets, crops=2, seconds=5.0, batch=8, max_tracks=args.max_tracks)
+        bench_codec.print_table(res)
+        summary[name] = {"what": VARIANTS[name][0], **trained,
+                         "sets": {k: {"rows": v["rows"], "sweep": v["sweep"], "checks": v["checks"]}
+                                  for k, v in res["sets"].items()}}
+        summary_path.write_text(json.dumps(summary, indent=1))
+    print("\n| variant | steps | s/step | " + " | ".join(
+        f"{s}: MS-STFT / ×random phase / hum ×in / gain spread dB" for s in ("works", "source")) + " |")
+    for name, s in summary.items():
+        cells = []
+        for v in s["sets"].values():
+            k = v["checks"]
+            full = max((r for r in v["rows"] if r.startswith("codec") and "Griffin" not in r),
+                       key=lambda r: int(r.split(", ")[1].split()[0]))
+            cells.append(f"{v['rows'][full]['stft']:.2f} / {k['distance_over_random_phase']:.2f} / "
+                         f"{k['hum_ratio']:.2f} / {k['gain_spread_db']:.2f}")
+        print(f"| {name} | {s['step']} | {s['s_per_step']} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
