@@ -162,18 +162,27 @@ def resolve_streams(cfg: V2MeowConfig, encoders: list) -> None:
         cfg.coarse.streams = list(specs)
 
 
-def check_fit(cfg: V2MeowConfig, encoders: list) -> None:
-    """Refuse stages that do not fit together, each mismatch in one sentence."""
-    enc = {e.name: e for e in encoders}
-    problems = []
+def stream_mismatches(cfg: V2MeowConfig, available: dict[str, tuple[Any, Any]]) -> list[tuple[str, StreamSpec, Any]]:
+    """The visual streams stages 1 and 2 read that ``available`` (name -> ``(dim, rate)``) lacks or holds with
+    another dim or rate, as ``(stage, stream, (dim, rate) or None)``."""
+    out = []
     for stage, streams in (("stage 1", cfg.semantic.streams), ("stage 2", cfg.coarse.streams)):
         for s in streams:
-            e = enc.get(s.name)
-            if e is None:
-                problems.append(f"{stage} reads visual stream {s.name!r}, which no encoder produces")
-            elif (s.dim, s.rate) != (e.dim, e.rate):
-                problems.append(f"{stage} expects {s.name!r} features of dim {s.dim} at {s.rate}/s, "
-                                f"but the encoder gives dim {e.dim} at {e.rate}/s")
+            got = available.get(s.name)
+            if got is None or tuple(got) != (s.dim, s.rate):
+                out.append((stage, s, got))
+    return out
+
+
+def check_fit(cfg: V2MeowConfig, encoders: list) -> None:
+    """Refuse stages that do not fit together, each mismatch in one sentence."""
+    problems = []
+    for stage, s, got in stream_mismatches(cfg, {e.name: (e.dim, e.rate) for e in encoders}):
+        if got is None:
+            problems.append(f"{stage} reads visual stream {s.name!r}, which no encoder produces")
+        else:
+            problems.append(f"{stage} expects {s.name!r} features of dim {s.dim} at {s.rate}/s, "
+                            f"but the encoder gives dim {got[0]} at {got[1]}/s")
     k_s = cfg.semantic_tokenizer.vocab_size
     if cfg.semantic.vocab_size != k_s or cfg.coarse.semantic_vocab != k_s:
         problems.append(f"the semantic tokenizer has {k_s} tokens but stage 1 writes {cfg.semantic.vocab_size} "

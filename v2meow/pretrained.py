@@ -51,6 +51,22 @@ def missing_weights(what: str, path: str, hint: str) -> UserError:
     return UserError(f"The {what} weights are not on this machine (looked for {path!r}); {hint}.")
 
 
+def read_weights_file(path: str, weights_file: str, what: str, hint: str) -> tuple[Path, dict[str, Any]]:
+    """The converted checkpoint at ``path`` (a safetensors file, or a folder holding ``weights_file``) as
+    ``(file, state dict)``; a missing or unreadable file is one :class:`UserError` sentence."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path).expanduser()
+    file = p / weights_file if p.is_dir() else p
+    if not file.is_file():
+        raise missing_weights(what, str(path), hint)
+    try:
+        return file, load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{file} is not a readable safetensors file ({e.__class__.__name__}).") from None
+
+
 def hub_hint(path: str | None, default_repo: str, field: str) -> str:
     """How to fetch the weights into the hub cache (``path`` when it is a hub id, else ``default_repo``), or
     where to point ``field`` instead."""

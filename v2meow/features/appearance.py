@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from v2meow.features.base import EncoderState, VisualEncoder, fill_empty_windows, window_index
+from v2meow.features.base import EncoderState, VisualEncoder, fill_empty_windows, finite_float32, window_index
 from v2meow.features.registry import register
 
 _HUE_BINS = 12
@@ -149,7 +149,7 @@ class _AppearanceState(EncoderState):
         out[:, _PER_FRAME + 1] = cut
         out[:, _PER_FRAME + 2] = mean_change
         out = fill_empty_windows(out, filled)
-        return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        return finite_float32(out)
 
 
 @register("appearance")

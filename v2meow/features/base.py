@@ -158,3 +158,8 @@ class BatchedFrameMeanState(EncoderState):
         out = np.zeros_like(self.sums)
         out[filled] = self.sums[filled] / self.counts[filled, None]
         return fill_empty_windows(out, filled).astype(np.float32)
+
+
+def finite_float32(out: np.ndarray) -> np.ndarray:
+    """An encoder's output as float32 with NaN and ±inf set to 0."""
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)

@@ -48,10 +48,8 @@ class ClipEncoder(FrozenBackbone, VisualEncoder):
     """CLIP image embeddings ``[T, projection_dim]`` (768 for ViT-L/14), one per window of ``1 / rate`` s."""
 
     pretrained = True
-    NAME = "clip"
-    VERSION = "1"
-    name = "clip"
-    version = "1"
+    NAME = name = "clip"  # FrozenBackbone's stamp and VisualEncoder's name
+    VERSION = version = "1"
 
     def __init__(
         self,

@@ -20,7 +20,6 @@ Options (``EncoderConfig.options``): ``path`` (the converted ``.safetensors`` fi
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,7 @@ from torch import Tensor, nn
 from v2meow.errors import UserError
 from v2meow.features.base import EncoderState, VisualEncoder, fill_empty_windows, window_index
 from v2meow.features.registry import register
-from v2meow.pretrained import FrozenBackbone, missing_weights
+from v2meow.pretrained import FrozenBackbone, missing_weights, read_weights_file
 
 WEIGHTS_FILE = "i3d_flow.safetensors"
 FLOW_METHODS = ("farneback", "dis")
@@ -130,17 +129,7 @@ class InceptionI3d(nn.Module):
 
 def load_i3d_weights(net: InceptionI3d, path: str) -> None:
     """Load the converted flow checkpoint (safetensors) into ``net``; refuse files that do not fit."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    p = Path(path).expanduser()
-    file = p / WEIGHTS_FILE if p.is_dir() else p
-    if not file.is_file():
-        raise missing_weights("I3D flow", str(path), _HINT)
-    try:
-        state = load_file(str(file))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"{file} is not a readable safetensors file ({e.__class__.__name__}).") from None
+    file, state = read_weights_file(path, WEIGHTS_FILE, "I3D flow", _HINT)
     state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
     own = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
     missing = sorted(set(own) - set(state))
@@ -220,10 +209,8 @@ class I3dEncoder(FrozenBackbone, VisualEncoder):
     """I3D flow features ``[T, 1024]``, one per window of ``1 / rate`` s (see the module docstring)."""
 
     pretrained = True
-    NAME = "i3d"
-    VERSION = "1"
-    name = "i3d"
-    version = "1"
+    NAME = name = "i3d"  # FrozenBackbone's stamp and VisualEncoder's name
+    VERSION = version = "1"
     dim = FEATURE_DIM
 
     def __init__(

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
-from v2meow.features.base import EncoderState, VisualEncoder, fill_empty_windows, window_index
+from v2meow.features.base import EncoderState, VisualEncoder, fill_empty_windows, finite_float32, window_index
 from v2meow.features.registry import register
 
 _DIM = 38
@@ -324,7 +324,7 @@ def _features(sig: dict[str, np.ndarray], rate: float, T: int, duration: float, 
     out[:, 27] = period
     out[:, 28:36] = tempogram
     out[:, 36] = _onsets(grid[:, 0], fs, centres, context) / 4.0
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+    return finite_float32(out)
 
 
 @register("motion")

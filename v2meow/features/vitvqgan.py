@@ -24,7 +24,6 @@ Options: ``path`` (the ``.safetensors`` file or a directory holding ``vitvqgan.s
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +35,7 @@ from v2meow.errors import UserError
 from v2meow.features.base import BatchedFrameMeanState, EncoderState, VisualEncoder
 from v2meow.features.registry import register
 from v2meow.identity import config_hash
-from v2meow.pretrained import FrozenBackbone, missing_weights
+from v2meow.pretrained import FrozenBackbone, missing_weights, read_weights_file
 
 WEIGHTS_FILE = "vitvqgan.safetensors"
 BASE_CONFIG: dict[str, int] = {
@@ -165,10 +164,8 @@ class VitVqganEncoder(FrozenBackbone, VisualEncoder):
     """Pooled ViT-VQGAN code embeddings ``[T, grid² × embed_dim]`` per window (see the module docstring)."""
 
     pretrained = True
-    NAME = "vitvqgan"
-    VERSION = "1"
-    name = "vitvqgan"
-    version = "1"
+    NAME = name = "vitvqgan"  # FrozenBackbone's stamp and VisualEncoder's name
+    VERSION = version = "1"
 
     def __init__(
         self,
@@ -205,17 +202,7 @@ class VitVqganEncoder(FrozenBackbone, VisualEncoder):
         self.requires_grad_(False)
 
     def _load(self, path: str) -> None:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        p = Path(path).expanduser()
-        file = p / WEIGHTS_FILE if p.is_dir() else p
-        if not file.is_file():
-            raise missing_weights("ViT-VQGAN", str(path), _HINT)
-        try:
-            state = load_file(str(file))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise UserError(f"{file} is not a readable safetensors file ({e.__class__.__name__}).") from None
+        file, state = read_weights_file(path, WEIGHTS_FILE, "ViT-VQGAN", _HINT)
         own = self.net.state_dict()
         missing = sorted(set(own) - set(state))
         if missing:

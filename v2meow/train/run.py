@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from v2meow.config import V2MeowConfig, load_preset, load_yaml, preset_file, preset_names
+from v2meow.config import V2MeowConfig, load_preset, load_yaml, preset_file, preset_names, stream_mismatches
 from v2meow.data.shards import read_manifest
 from v2meow.errors import ConfigError, UserError
 from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint
@@ -47,14 +47,12 @@ def check_shards_fit(cfg: V2MeowConfig, info: dict[str, Any]) -> None:
         return
     enc = {e["name"]: e for e in ids.get("encoders", [])}
     problems = []
-    for stage, streams in (("stage 1", cfg.semantic.streams), ("stage 2", cfg.coarse.streams)):
-        for s in streams:
-            e = enc.get(s.name)
-            if e is None:
-                problems.append(f"{stage} reads {s.name!r} features, which the shards do not hold")
-            elif (e.get("dim"), e.get("rate")) != (s.dim, s.rate):
-                problems.append(f"{stage} reads {s.name!r} as dim {s.dim} at {s.rate}/s but the shards hold dim "
-                                f"{e.get('dim')} at {e.get('rate')}/s")
+    for stage, s, got in stream_mismatches(cfg, {name: (e.get("dim"), e.get("rate")) for name, e in enc.items()}):
+        if got is None:
+            problems.append(f"{stage} reads {s.name!r} features, which the shards do not hold")
+        else:
+            problems.append(f"{stage} reads {s.name!r} as dim {s.dim} at {s.rate}/s but the shards hold dim "
+                            f"{got[0]} at {got[1]}/s")
     for e in cfg.encoders:  # streams left to be resolved must exist too
         if not cfg.semantic.streams and e.name not in enc:
             problems.append(f"the model's encoder {e.name!r} has no features in the shards")

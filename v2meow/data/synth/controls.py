@@ -33,6 +33,11 @@ class Frame:
     period: float  # seconds per beat
 
 
+# The Frame fields held as per-frame arrays by Controls (besides ``beat``, an int).
+_FLOAT_SIGNALS = ("t", "loud", "onset", "bright", "pulse", "phase", "beat_strength", "flash", "speed", "travel")
+_FLAG_SIGNALS = ("new_beat", "new_onset")
+
+
 class Controls:
     """Per-frame control signals for a whole video, computed at once from the analysis (vectorised)."""
 
@@ -111,21 +116,7 @@ class Controls:
         self.travel = np.cumsum(self.speed) / fps
 
     def frame(self, i: int) -> Frame:
-        return Frame(
-            index=i,
-            t=float(self.t[i]),
-            dt=1.0 / self.fps,
-            loud=float(self.loud[i]),
-            onset=float(self.onset[i]),
-            bright=float(self.bright[i]),
-            pulse=float(self.pulse[i]),
-            phase=float(self.phase[i]),
-            beat=int(self.beat[i]),
-            new_beat=bool(self.new_beat[i]),
-            beat_strength=float(self.beat_strength[i]),
-            flash=float(self.flash[i]),
-            new_onset=bool(self.new_onset[i]),
-            speed=float(self.speed[i]),
-            travel=float(self.travel[i]),
-            period=self.period,
-        )
+        """Frame ``i``: each per-frame signal (an array of this name) read at ``i``."""
+        floats = {name: float(getattr(self, name)[i]) for name in _FLOAT_SIGNALS}
+        flags = {name: bool(getattr(self, name)[i]) for name in _FLAG_SIGNALS}
+        return Frame(index=i, dt=1.0 / self.fps, beat=int(self.beat[i]), period=self.period, **floats, **flags)

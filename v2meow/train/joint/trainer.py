@@ -26,14 +26,7 @@ from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint, save_che
 from v2meow.train.joint.config import EXPORT_DIR, JointTrainConfig, load_train_config
 from v2meow.train.joint.data import MusicSet, _step_rng, data_summary, is_validation, list_tracks
 from v2meow.train.joint.evaluation import evaluate_retrieval, text_features
-
-
-def lr_at(step: int, cfg: JointTrainConfig) -> float:
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.max_steps - cfg.warmup_steps)
-    t = min(1.0, (step - cfg.warmup_steps) / span)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+from v2meow.train.loop import lr_at  # the same warmup + cosine schedule as the stages'
 
 
 class JointTrainer:
