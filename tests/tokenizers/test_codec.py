@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,14 +12,7 @@ from v2meow.errors import ConfigError, IdentityMismatch, UserError
 from v2meow.tokenizers.codec import MultiScaleMelLoss, MultiScaleSTFTLoss, SoundStream, SoundStreamConfig
 from v2meow.tokenizers.codec.soundstream import istft_same, stft_same
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a shared 2-core machine a second spinning OpenMP thread slows these tiny ops 10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 BODIES = ("conv", "frame")
 
