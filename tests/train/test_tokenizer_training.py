@@ -356,3 +356,18 @@ def test_codec_training_in_chunks_equals_one_run(music: Path, tmp_path: Path) ->
     assert rest.step == 6
     a, b = rest.codec.state_dict(), straight.codec.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_export_keeps_the_semantic_tokenizer_of_a_tokenizer_directory(runs: tuple[Path, Path], music: Path,
+                                                                      tmp_path: Path) -> None:
+    first = export_tokenizers(*runs, tmp_path / "first", coarse_levels=2)
+    new_codec = tmp_path / "codec2"
+    train_codec(music, write_yaml(tmp_path / "c.yaml", codec_config(max_steps=2, seed=1)), new_codec, progress=False)
+    out = export_tokenizers(new_codec, first, tmp_path / "second", coarse_levels=2)
+    a, b = load_tokenizers(first), load_tokenizers(out)
+    assert a.identity()["semantic"] == b.identity()["semantic"]  # the same semantic tokens
+    assert a.identity()["codec"] != b.identity()["codec"]
+    info = json.loads((out / "tokenizers.json").read_text())
+    assert info["semantic_from"] == str(first)
+    assert info["semantic_sources"]["trained_on_files"] == 4
+    assert info["training"]["semantic"] == json.loads((first / "tokenizers.json").read_text())["training"]["semantic"]

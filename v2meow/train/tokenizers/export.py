@@ -18,25 +18,37 @@ def export_tokenizers(codec_run: str | os.PathLike, semantic_run: str | os.PathL
                       num_levels: int | None = None) -> Path:
     """Both trained tokenizers → a tokenizer directory (float16 weights) that :func:`load_tokenizers` reads.
 
-    ``num_levels`` keeps only the codec's first RVQ levels (default: all); ``coarse_levels`` records the
-    coarse/fine split for the stages (default: half the levels).
+    ``semantic_run`` is a semantic tokenizer run, or a tokenizer directory whose semantic tokenizer is kept as it
+    is (a new codec beside the semantic tokens a model was trained on); its training record and the sources of
+    its music are carried over. ``num_levels`` keeps only the codec's first RVQ levels (default: all);
+    ``coarse_levels`` records the coarse/fine split for the stages (default: half the levels).
     """
-    from v2meow.tokenizers.default import save_tokenizers
+    from v2meow.tokenizers.default import INFO_FILE, load_tokenizers, save_tokenizers
 
     codec, codec_state = load_codec_run(codec_run)
     if num_levels is not None:
         if not 1 <= num_levels <= codec.num_levels:
             raise UserError(f"The codec has {codec.num_levels} levels; cannot keep {num_levels}.")
         codec = codec.with_levels(num_levels).eval()
-    semantic, semantic_info = load_semantic_run(semantic_run)
+    extra: dict[str, Any] = {}
+    if (Path(semantic_run) / INFO_FILE).is_file():
+        kept = load_tokenizers(semantic_run)
+        semantic = kept.semantic
+        semantic_training = kept.info.get("training", {}).get("semantic", {})
+        extra = {"semantic_from": str(semantic_run),
+                 "semantic_sources": kept.info.get("semantic_sources") or kept.info.get("sources", {})}
+    else:
+        semantic, semantic_info = load_semantic_run(semantic_run)
+        semantic_training = {"step": semantic_info.get("step"), "kmeans_frames": semantic_info.get("kmeans_frames")}
     training = {
         "codec": {**{k: codec_state.get(k) for k in ("step", "skipped", "elapsed_s", "train_files", "train_seconds")},
                   "trained_levels": codec_state["train_config"]["codec"]["num_levels"]},
-        "semantic": {"step": semantic_info.get("step"), "kmeans_frames": semantic_info.get("kmeans_frames")},
+        "semantic": semantic_training,
     }
     data = codec_state.get("data")
     sources = _sources_summary(Path(data)) if data else None
-    return save_tokenizers(codec, semantic, out_dir, training=training, sources=sources, coarse_levels=coarse_levels)
+    return save_tokenizers(codec, semantic, out_dir, training=training, sources=sources, coarse_levels=coarse_levels,
+                           extra=extra)
 
 
 def _sources_summary(data_dir: Path) -> dict[str, Any] | None:
