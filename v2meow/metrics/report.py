@@ -19,6 +19,7 @@ import numpy as np
 
 from v2meow.errors import UserError
 from v2meow.io.atomic import publish
+from v2meow.io.jsonable import jsonable
 
 
 @dataclass(frozen=True)
@@ -96,20 +97,7 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str | Column]
 
 def _jsonable(value: Any) -> Any:
     """``value`` with numpy scalars/arrays turned into Python values and NaN/inf into None (JSON has neither)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer, int)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    return value
+    return jsonable(value, finite=True)
 
 
 @dataclass

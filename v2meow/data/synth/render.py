@@ -20,6 +20,7 @@ from v2meow.data.synth.palette import _hsv, character_palette
 from v2meow.data.synth.worlds import _WORLD_CLASSES, WORLDS, World, world_probabilities
 from v2meow.errors import UserError
 from v2meow.io.atomic import staged_file
+from v2meow.io.jsonable import jsonable
 from v2meow.io.mux import check_aac_rate, write_video
 
 SYNTH_VERSION = 1
@@ -198,18 +199,6 @@ def sidecar_path(video_path: str | os.PathLike[str]) -> str:
     return os.path.splitext(os.fspath(video_path))[0] + ".json"
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    return x
-
-
 def render_video(
     audio_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
@@ -298,7 +287,7 @@ def render_video(
                 "cuts": [{"time": round(c.time, 3), "kind": c.kind} for c in renderer.cuts],
                 "analysis": an.to_json(),
             }
-            meta = _json_safe(meta)
+            meta = jsonable(meta)
             _write_json_atomic(json_path, meta)
     except BaseException as e:
         if os.path.exists(json_path) and not os.path.exists(out_path):
