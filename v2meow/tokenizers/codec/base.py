@@ -9,8 +9,6 @@ codes.
 from __future__ import annotations
 
 import abc
-import hashlib
-import json
 import math
 from typing import Any
 
@@ -18,32 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from v2meow.configbase import Config
 from v2meow.errors import IdentityMismatch, UserError
+from v2meow.identity import config_hash, weights_fingerprint
 
 __all__ = ["AcousticCodec", "config_hash", "weights_fingerprint", "compare_identities"]
-
-
-def config_hash(config: Config | dict[str, Any]) -> str:
-    """Short stable hash (12 hex digits) of a config's plain-dict form."""
-    data = config.to_dict() if isinstance(config, Config) else config
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-@torch.no_grad()
-def weights_fingerprint(module: nn.Module) -> str:
-    """Short hash (12 hex digits) of every tensor in ``module.state_dict()`` (names, shapes, values).
-
-    Costs one pass over the weights (tens of ms for a few million parameters): cache it when stamping many files.
-    """
-    h = hashlib.blake2b(digest_size=6)
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(str(t.dtype).encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def compare_identities(expected: dict[str, Any], got: dict[str, Any], subject: str) -> None:

@@ -16,9 +16,9 @@ from torch import Tensor
 
 from v2meow.configbase import Config
 from v2meow.errors import UserError
+from v2meow.io.audio import AUDIO_EXTENSIONS
 from v2meow.train.checkpoint import latest_checkpoint
 
-AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aif", ".aiff")
 SOURCES_FILE = "sources.json"
 PRECISIONS = ("auto", "fp32", "bf16")
 
