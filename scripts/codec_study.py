@@ -1,12 +1,13 @@
-"""Compare codec designs at equal training time on the same music, then measure each with ``bench.codec``.
+"""Compare codec designs at equal training steps on the same music, then measure each with ``bench.codec``.
 
 Each variant is the embedded codec config (``v2meow/configs/embedded/codec.yaml``) with a few fields changed. It
-trains for ``--minutes`` of wall time (in chunks, so a stopped study resumes), all variants with the learning-rate
-schedule of ``--schedule-steps`` so the winner can carry on to the end of that schedule. Results go to
+trains ``--steps`` steps (a stopped study resumes), all variants with the learning-rate schedule of
+``--schedule-steps``, so the winner can carry on to the end of that schedule; the time per step is reported beside
+the quality (the median logged interval: on a shared machine wall time is not a fair budget). Results go to
 ``OUT/<variant>/`` (the run) and ``OUT/summary.json``; the table is printed.
 
-    python scripts/codec_study.py --data data_cache/corpus --minutes 5
-    python scripts/codec_study.py --data data_cache/corpus --only head1280_levels --minutes 45   # carry on
+    python scripts/codec_study.py --data data_cache/corpus --steps 1000
+    python scripts/codec_study.py --data data_cache/corpus --only head1280_levels --steps 12000   # carry on
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,19 +46,19 @@ def config_for(name: str, schedule_steps: int):
     return CodecTrainConfig.from_dict(base, where=f"variant {name}")
 
 
-def train_for(name: str, data: Path, out: Path, minutes: float, schedule_steps: int, threads: int) -> dict:
+def train_for(name: str, data: Path, out: Path, steps: int, schedule_steps: int, threads: int) -> dict:
+    import numpy as np
+
     from v2meow.train.tokenizers import CodecTrainer
 
     cfg = config_for(name, schedule_steps).replace(threads=threads)
     trainer = CodecTrainer(cfg, data, out / name)
-    trainer.resume()
-    budget = minutes * 60 - trainer.elapsed  # training time already spent on this variant counts
-    t0 = time.time()
-    while time.time() - t0 < budget and trainer.step < cfg.max_steps:
-        trainer.fit(progress=False, until=trainer.step + 50)
-    trainer.save()
+    trainer.fit(progress=False, until=steps)  # resumes a stopped variant
+    # time per step: the median of the logged intervals, robust to another job taking the cores for a while
+    log = [json.loads(line) for line in (out / name / "log.jsonl").read_text().splitlines()]
+    per_step = [r["s_per_step"] for r in log if "s_per_step" in r]
     return {"step": trainer.step, "train_minutes": round(trainer.elapsed / 60, 1),
-            "s_per_step": round(trainer.elapsed / max(trainer.step, 1), 3),
+            "s_per_step": round(float(np.median(per_step)), 3) if per_step else None,
             "params": sum(p.numel() for p in trainer.codec.parameters()), "train_files": len(trainer.data.paths),
             "train_hours": round(trainer.data.seconds / 3600, 2)}
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", default=str(ROOT / "data_cache" / "music"), help="held-out source for the bench")
     p.add_argument("-o", "--out", default=str(ROOT / "runs" / "codec_study"))
     p.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    p.add_argument("--minutes", type=float, default=5.0, help="training wall time per variant (in total)")
+    p.add_argument("--steps", type=int, default=1000, help="training steps per variant (batch 8 x 1 s)")
     p.add_argument("--schedule-steps", type=int, default=20000)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-tracks", type=int, default=24, help="tracks per bench set")
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     for name in args.only:
         print(f"== {name}: {VARIANTS[name][0]}", file=sys.stderr, flush=True)
-        trained = train_for(name, Path(args.data), out, args.minutes, args.schedule_steps, args.threads)
+        trained = train_for(name, Path(args.data), out, args.steps, args.schedule_steps, args.threads)
         torch.set_num_threads(args.threads)
         sets = {"held-out works": (Path(args.data), "heldout")}
         if Path(args.source).is_dir():

@@ -385,6 +385,7 @@ class SoundStream(ConfigBackedCodec, AcousticCodec):
         """Codes ``[B, n, T_a]`` (first ``n <= num_levels`` levels) → ``wav [B, T_a * hop]``."""
         return self.decoder(self.quantizer.decode(codes))
 
+    @torch.no_grad()
     def decode_magnitudes(self, codes: Tensor, iters: int = 32) -> Tensor:
         """Frame body only: the decoder's magnitudes with a phase found by Griffin-Lim (``iters`` iterations from
         the decoder's own phase) instead of the learned one: ``wav [B, T_a * hop]``. A reference for how much the
