@@ -30,6 +30,11 @@ VARIANTS = {
                         {"codec": {"n_fft": 1280}}),
     "head1280_levels_adv": ("the same trained with the multi-resolution STFT discriminator from the start",
                             {"codec": {"n_fft": 1280}, "disc_start_step": 0}),
+    "level_path": ("window 1280 and gain augmentation, with the level path: the network codes each frame's spectrum "
+                   "with its level taken out, the level rides on one latent direction",
+                   {"codec": {"n_fft": 1280, "level_path": True}}),
+    "level_path_adv": ("the same trained with the multi-resolution STFT discriminator from the start",
+                       {"codec": {"n_fft": 1280, "level_path": True}, "disc_start_step": 0}),
     "conv_levels": ("SoundStream's sample-rate convolutional encoder and decoder (channels 16) with gain "
                     "augmentation", {"codec": {"body": "conv", "channels": 16}}),
 }

@@ -224,3 +224,23 @@ def test_decode_magnitudes_keeps_the_decoders_magnitudes() -> None:
     assert float(err) < 0.5
     with pytest.raises(ValueError, match="frame body"):
         SoundStream.debug("conv").decode_magnitudes(codes)
+
+
+def test_level_path_makes_the_unquantised_codec_level_linear() -> None:
+    torch.manual_seed(0)
+    cfg = SoundStreamConfig.debug("frame").replace(n_fft=1280)
+    with_path, without = SoundStream(cfg.replace(level_path=True)).eval(), SoundStream(cfg).eval()
+    wav = tones(1.0)
+
+    def gain_db(codec: SoundStream, g: float) -> float:
+        with torch.no_grad():
+            ref = codec.decoder(codec.encoder(wav))
+            out = codec.decoder(codec.encoder(g * wav))
+        return float(10 * torch.log10(out.square().mean() / ref.square().mean()))
+
+    for g in (0.05, 0.5, 3.0):  # exact but where bins sit at the encoder's 1e-5 magnitude floor
+        assert gain_db(with_path, g) == pytest.approx(20 * math.log10(g), abs=0.1)
+    # an untrained codec without the path is far from it: its layer norms see the level
+    assert abs(gain_db(without, 0.05) - 20 * math.log10(0.05)) > 3
+    # codecs trained before keep their architecture (no level parameters)
+    assert not any("level" in k for k in without.state_dict())
