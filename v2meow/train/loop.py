@@ -9,7 +9,6 @@ Distributed through ``torchrun`` with PyTorch's own DDP. Random numbers are rese
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -30,7 +29,8 @@ from v2meow.errors import UserError
 from v2meow.stages.coarse import CoarseStage
 from v2meow.stages.fine import FineStage
 from v2meow.stages.semantic import SemanticStage
-from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from v2meow.train.checkpoint import save_checkpoint
+from v2meow.train.core import JsonlLog, latest_of_kind, lr_at, reseed
 
 STAGES = ("semantic", "coarse", "fine")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -73,15 +73,6 @@ class TrainConfig(Config):
         check(self.precision in PRECISIONS, f"precision must be one of {PRECISIONS}.")
         check(self.crop_seconds >= 0, "crop_seconds must be >= 0.")
         check(not (self.fsdp and self.ema_decay > 0), "EMA is not supported together with fsdp.")
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``max_steps``."""
-    if cfg.warmup_steps and step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    span = max(1, cfg.max_steps - cfg.warmup_steps)
-    progress = min(1.0, (step - cfg.warmup_steps) / span)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def build_stage(stage: str, model_cfg: V2MeowConfig) -> nn.Module:
@@ -206,7 +197,7 @@ class Trainer:
             raise UserError(f"The shards in {shards} hold no training clips.")
         self.step = 0
         self.autocast = (cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda"))
-        self._tb = None
+        self._log = JsonlLog(self.run_dir, tb_prefix=stage, enabled=self.log_enabled)
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
@@ -241,16 +232,13 @@ class Trainer:
             dist.barrier()
 
     def resume(self) -> bool:
-        path = latest_checkpoint(self.run_dir)
-        if path is None:
+        ck = latest_of_kind(self.run_dir, self.stage_name, field="stage",
+                            refusal=f"Run {{run}} trains stage {{found!r}}, not {self.stage_name!r}.",
+                            same={f"{self.stage_name} stage": (("model_config", self.stage_name),
+                                                               self.model_cfg.to_dict()[self.stage_name])})
+        if ck is None:
             return False
-        ck = load_checkpoint(path)
         st = ck["state"]
-        if st.get("stage") != self.stage_name:
-            raise UserError(f"Run {self.run_dir} trains stage {st.get('stage')!r}, not {self.stage_name!r}.")
-        if st.get("model_config", {}).get(self.stage_name) != self.model_cfg.to_dict()[self.stage_name]:
-            raise UserError(f"Run {self.run_dir} was started with another {self.stage_name} stage config; "
-                            "use a new run directory.")
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import (
                 StateDictOptions,
@@ -286,7 +274,7 @@ class Trainer:
         totals = {"loss": 0.0, "accuracy": 0.0}
         for i, batch in enumerate(batches):
             # one seed per (step, micro-batch, rank): dropout and condition dropout resume exactly
-            torch.manual_seed(hash((cfg.seed, self.step, i, self.rank)) % (2**63))
+            reseed(cfg.seed, self.step, scheme="hash", micro=i, rank=self.rank)
             batch = batch_to(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 out = self.module(batch)
@@ -364,22 +352,7 @@ class Trainer:
         return res | {"val_clips": len(reader), "val_crops": min(len(tiles), n_batches * bs)}
 
     def log(self, record: dict[str, Any]) -> None:
-        if not self.log_enabled:
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.run_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(self.run_dir / "tb"))
-            except Exception:  # tensorboard is optional
-                self._tb = False
-        if self._tb:
-            for k, v in record.items():
-                if isinstance(v, (int, float)) and k != "step":
-                    self._tb.add_scalar(f"{self.stage_name}/{k}", v, record["step"])
+        self._log(record)
 
     def fit(self, progress: bool = True) -> dict[str, float]:
         cfg = self.cfg
@@ -414,8 +387,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.2f}")
         if bar is not None:
             bar.close()
-        if self._tb:
-            self._tb.close()
+        self._log.close()
         return last
 
 

@@ -162,7 +162,3 @@ def is_validation(entry: dict[str, Any], seed: int, fraction: float) -> bool:
     group = str(entry.get("group") or entry.get("name"))
     h = int.from_bytes(hashlib.sha256(f"val:{seed}:{group}".encode()).digest()[:8], "little") / 2**64
     return h < fraction
-
-
-def _step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
-    return np.random.default_rng([seed, step, stream])

@@ -3,7 +3,6 @@ points :func:`train_joint` and :func:`load_joint`."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -23,10 +22,10 @@ from v2meow.text.captions import (
 )
 from v2meow.text.joint import JointModel
 from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from v2meow.train.core import STEP_STREAM, JsonlLog, latest_of_kind, lr_at, reseed, step_rng
 from v2meow.train.joint.config import EXPORT_DIR, JointTrainConfig, load_train_config
-from v2meow.train.joint.data import MusicSet, _step_rng, data_summary, is_validation, list_tracks
+from v2meow.train.joint.data import MusicSet, data_summary, is_validation, list_tracks
 from v2meow.train.joint.evaluation import evaluate_retrieval, text_features
-from v2meow.train.loop import lr_at  # the same warmup + cosine schedule as the stages'
 
 
 class JointTrainer:
@@ -67,7 +66,8 @@ class JointTrainer:
         self.step = 0
         self.skipped_in_a_row = 0
         self.text_cache: dict[str, Tensor] = {}
-        self.log_file = self.run_dir / "log.jsonl"
+        self._log = JsonlLog(self.run_dir)
+        self.log_file = self._log.path
 
     # -- state --------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -83,10 +83,9 @@ class JointTrainer:
                                keep=self.cfg.keep_checkpoints)
 
     def resume(self) -> bool:
-        ck = latest_checkpoint(self.run_dir)
-        if ck is None:
+        data = latest_of_kind(self.run_dir)  # joint runs' states name no kind
+        if data is None:
             return False
-        data = load_checkpoint(ck)
         own = {k: v for k, v in data["model"].items() if not k.startswith("best/")}
         self.model.load_state_dict({k: v.to(self.device) for k, v in own.items()})
         self.opt.load_state_dict(data["optimizer"])
@@ -98,8 +97,7 @@ class JointTrainer:
         return True
 
     def log(self, record: dict[str, Any]) -> None:
-        with open(self.log_file, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        self._log(record)
         if self.progress:
             print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()),
                   file=sys.stderr, flush=True)
@@ -108,7 +106,7 @@ class JointTrainer:
     def sample_batch(self, step: int) -> tuple[Tensor, list[str]]:
         """Standardised mel crops ``[B, n_mels, F]`` and their captions, drawn from ``(seed, step)``."""
         cfg, data = self.cfg, self.train
-        rng = _step_rng(cfg.seed, step)
+        rng = step_rng(cfg.seed, step, order=STEP_STREAM)
         seconds = rng.uniform(cfg.min_crop_seconds, cfg.model.crop_seconds)
         idx = rng.choice(len(data), size=self.batch, replace=False, p=self.weights)
         n = min([int(round(seconds * data.frame_rate))] + [data.frames(i) for i in idx])
@@ -140,7 +138,7 @@ class JointTrainer:
 
     def train_step(self) -> dict[str, float] | None:
         cfg = self.cfg
-        torch.manual_seed(int.from_bytes(hashlib.sha256(f"{cfg.seed}:{self.step}".encode()).digest()[:7], "little"))
+        reseed(cfg.seed, self.step, scheme="sha256")
         mel, captions = self.sample_batch(self.step)
         feats = text_features(self.model, captions, self.text_cache)
         ids = {c: k for k, c in enumerate(dict.fromkeys(captions))}

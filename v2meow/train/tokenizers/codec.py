@@ -13,7 +13,6 @@ import torch
 from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
-from v2meow.errors import UserError
 from v2meow.tokenizers.codec.discriminator import (
     DiscriminatorConfig,
     MultiScaleSTFTDiscriminator,
@@ -22,17 +21,12 @@ from v2meow.tokenizers.codec.discriminator import (
     generator_adversarial_loss,
 )
 from v2meow.tokenizers.codec.soundstream import SoundStream, SoundStreamConfig
-from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from v2meow.train.checkpoint import save_checkpoint
+from v2meow.train.core import latest_of_kind
 from v2meow.train.tokenizers.common import (
     PRECISIONS,
-    AudioCrops,
     _load_train_config,
-    _Log,
-    _lr_at,
-    _reseed,
-    _step_rng,
     _StepTrainer,
-    list_audio,
     random_levels,
 )
 
@@ -129,6 +123,7 @@ class CodecTrainer(_StepTrainer):
     """Trains a codec (and its discriminator) on random crops of an audio folder; see :func:`train_codec`."""
 
     KIND = "codec"
+    WHAT = "a codec"
 
     def __init__(self, cfg: CodecTrainConfig, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                  device: str | None = None) -> None:
@@ -138,17 +133,12 @@ class CodecTrainer(_StepTrainer):
         kw = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, foreach=False)
         self.opt_g = torch.optim.AdamW(self.codec.parameters(), lr=cfg.lr, **kw)
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, **kw)
-        self.data = AudioCrops(list_audio(data_dir, "train"), cfg.codec.sample_rate)
-        self.data_dir = str(data_dir)
-        self.autocast = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
-        self.step = 0
+        self._data(data_dir, cfg.codec.sample_rate)
         self.skipped = 0
         self.skipped_in_a_row = 0
-        self.elapsed = 0.0  # training wall time over all sessions of this run
         n = round(cfg.eval_seconds * cfg.codec.sample_rate)
         # Validation crops: fixed, from training files (held-out music is for the benchmark only).
-        self.val = self._crops(_step_rng(cfg.seed, 0, stream=1), cfg.eval_crops, n)
-        self.log = _Log(self.run_dir)
+        self.val = self._crops(self._rng(0, stream=1), cfg.eval_crops, n)
 
     def _crops(self, rng: np.random.Generator, count: int, num: int) -> Tensor:
         """``[count, num]`` random crops at random levels (:attr:`CodecTrainConfig.level_dbfs`)."""
@@ -159,9 +149,7 @@ class CodecTrainer(_StepTrainer):
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"kind": self.KIND, "step": self.step, "skipped": self.skipped, "elapsed_s": round(self.elapsed, 1),
-                "train_config": self.cfg.to_dict(), "data": self.data_dir, "train_files": len(self.data.paths),
-                "train_seconds": round(self.data.seconds, 1)}
+        return {**self._state(), "skipped": self.skipped}
 
     def save(self) -> Path:
         model = {f"codec.{k}": v for k, v in self.codec.state_dict().items()}
@@ -170,17 +158,10 @@ class CodecTrainer(_StepTrainer):
         return save_checkpoint(self.run_dir, self.step, model, optim, self.state(), keep=self.cfg.keep_checkpoints)
 
     def resume(self) -> bool:
-        path = latest_checkpoint(self.run_dir)
-        if path is None:
+        ck = self._latest("codec", "discriminator")
+        if ck is None:
             return False
-        ck = load_checkpoint(path)
         st = ck["state"]
-        if st.get("kind") != self.KIND:
-            raise UserError(f"Run {self.run_dir} does not train a codec.")
-        saved = st.get("train_config", {})
-        for key in ("codec", "discriminator"):
-            if saved.get(key) != self.cfg.to_dict()[key]:
-                raise UserError(f"Run {self.run_dir} was started with another {key} config; use a new run directory.")
         self.codec.load_state_dict({k[6:]: v for k, v in ck["model"].items() if k.startswith("codec.")})
         self.disc.load_state_dict({k[5:]: v for k, v in ck["model"].items() if k.startswith("disc.")})
         opts = _split_optimizers(ck["optimizer"], ["g", "d"])
@@ -200,14 +181,14 @@ class CodecTrainer(_StepTrainer):
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
-        lr_scale = _lr_at(self.step, 1.0, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+        lr_scale = self._lr(1.0)
         for g in self.opt_g.param_groups:
             g["lr"] = cfg.lr * lr_scale
         for g in self.opt_d.param_groups:
             g["lr"] = cfg.disc_lr * lr_scale
-        rng = _step_rng(cfg.seed, self.step)
+        rng = self._rng(self.step)
         wav = self._crops(rng, cfg.batch_size, round(cfg.crop_seconds * cfg.codec.sample_rate)).to(self.device)
-        _reseed(cfg.seed, self.step)
+        self._reseed()
         self.codec.train()
         self.disc.train()
         # The quantiser's EMA buffers change inside the forward pass: keep a copy to undo a non-finite step.
@@ -321,13 +302,10 @@ def train_codec(data_dir: str | os.PathLike, config_path: str | os.PathLike, run
 
 def load_codec_run(run_dir: str | os.PathLike) -> tuple[SoundStream, dict[str, Any]]:
     """The codec of a run's latest checkpoint (eval mode, float32) and that checkpoint's state."""
-    path = latest_checkpoint(run_dir)
-    if path is None:
-        raise UserError(f"{run_dir} holds no codec checkpoint.")
-    ck = load_checkpoint(path)
+    ck = latest_of_kind(run_dir, CodecTrainer.KIND, refusal=f"Run {{run}} does not train {CodecTrainer.WHAT}.",
+                        missing=f"{run_dir} holds no codec checkpoint.")
+    assert ck is not None
     st = ck["state"]
-    if st.get("kind") != CodecTrainer.KIND:
-        raise UserError(f"Run {run_dir} does not train a codec.")
     codec = SoundStream(SoundStreamConfig.from_dict(st["train_config"]["codec"]))
     codec.load_state_dict({k[6:]: v for k, v in ck["model"].items() if k.startswith("codec.")})
     return codec.eval(), st

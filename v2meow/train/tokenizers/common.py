@@ -1,10 +1,10 @@
-"""The tokenizer trainers' shared parts: the training audio (file lists, random crops), seeded step randomness,
-the learning-rate schedule, config loading, and the fit loop both trainers run (:class:`_StepTrainer`)."""
+"""The tokenizer trainers' shared parts: the training audio (file lists, random crops), config loading, and the
+fit loop both trainers run (:class:`_StepTrainer`, on :mod:`v2meow.train.core`'s schedule, step randomness,
+log and resume check)."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -18,6 +18,7 @@ from v2meow.configbase import Config
 from v2meow.errors import UserError
 from v2meow.io.audio import AUDIO_EXTENSIONS
 from v2meow.train.checkpoint import latest_checkpoint
+from v2meow.train.core import STREAM_STEP, JsonlLog, latest_of_kind, reseed, step_rng, warmup_cosine
 
 SOURCES_FILE = "sources.json"
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -141,22 +142,6 @@ def random_levels(wav: Tensor, rng: np.random.Generator, low_dbfs: float, high_d
     return (x * gain[:, None]).to(wav.dtype)
 
 
-def _step_rng(seed: int, step: int, stream: int = 0) -> np.random.Generator:
-    return np.random.default_rng([seed, stream, step])
-
-
-def _reseed(seed: int, step: int) -> None:
-    # every random draw of a step (quantiser dropout, k-means init, restarts, masks, dropout) from (seed, step)
-    torch.manual_seed((seed * 1_000_003 + step) % (2**63))
-
-
-def _lr_at(step: int, lr: float, warmup: int, max_steps: int, min_ratio: float) -> float:
-    if warmup and step < warmup:
-        return lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
-    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def _resolve_config(spec: str | os.PathLike, file: str) -> Path:
     """A YAML path, or the name of a config folder shipped in ``v2meow/configs/`` holding ``file``."""
     path = Path(spec)
@@ -177,32 +162,58 @@ def _set_threads(threads: int, device: torch.device) -> None:
         torch.set_num_threads(threads)
 
 
-class _Log:
-    """JSON lines in ``run_dir/log.jsonl``."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / "log.jsonl"
-
-    def __call__(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-
 class _StepTrainer:
     """The fit loop both tokenizer trainers share: steps, logging, evaluation, checkpoints by step count and
     by wall clock, a progress bar. Subclasses provide ``train_step``, ``evaluate``, ``save``, ``resume`` and
     the hooks below."""
 
     DESC = "train"
+    KIND = ""
+    WHAT = ""  # what a run of this kind trains, for refusing another run's checkpoints
 
     def _start(self, cfg: Any, run_dir: str | os.PathLike, device: str | None) -> None:
-        """What every trainer sets up first: config, run folder, device and threads, and the seed."""
+        """What every trainer sets up first: config, run folder, device and threads, the seed, the log."""
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.device = _device(device)
         _set_threads(cfg.threads, self.device)
         torch.manual_seed(cfg.seed)
+        self.log = JsonlLog(self.run_dir)
+
+    def _data(self, data_dir: str | os.PathLike, sample_rate: int) -> None:
+        """The training audio (crops of ``data_dir``'s training files), the precision, and a run at step 0."""
+        self.data = AudioCrops(list_audio(data_dir, "train"), sample_rate)
+        self.data_dir = str(data_dir)
+        self.autocast = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
+        self.step = 0
+        self.elapsed = 0.0  # training wall time over all sessions of this run
+
+    def _rng(self, step: int, stream: int = 0) -> np.random.Generator:
+        """The numpy generator of ``step`` (stream 0: the training batches; others: fixed crops)."""
+        return step_rng(self.cfg.seed, step, stream, order=STREAM_STEP)
+
+    def _lr(self, lr: float) -> float:
+        """The learning rate of this step, peaking at ``lr``."""
+        cfg = self.cfg
+        return warmup_cosine(self.step, lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+
+    def _reseed(self) -> None:
+        """Every random draw of a step (quantiser dropout, k-means init, restarts, masks, dropout) from
+        (seed, step)."""
+        reseed(self.cfg.seed, self.step, scheme="affine")
+
+    def _latest(self, *configs: str) -> dict[str, Any] | None:
+        """The run's latest checkpoint (None: a new run), refused when it trains something else or was started
+        with other ``configs`` (names of parts of the training config)."""
+        current = self.cfg.to_dict()
+        return latest_of_kind(self.run_dir, self.KIND, refusal=f"Run {{run}} does not train {self.WHAT}.",
+                              same={k: (("train_config", k), current[k]) for k in configs})
+
+    def _state(self) -> dict[str, Any]:
+        """What every checkpoint's state holds."""
+        return {"kind": self.KIND, "step": self.step, "elapsed_s": round(self.elapsed, 1),
+                "train_config": self.cfg.to_dict(), "data": self.data_dir, "train_files": len(self.data.paths),
+                "train_seconds": round(self.data.seconds, 1)}
 
     def _check_step(self) -> None:
         """Raise when training must stop (e.g. divergence); called after every step."""

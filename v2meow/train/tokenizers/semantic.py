@@ -16,18 +16,8 @@ from v2meow.configbase import Config, check
 from v2meow.errors import UserError
 from v2meow.tokenizers.kmeans import KMeans, fit_first_iteration_kmeans
 from v2meow.tokenizers.semantic import SemanticEncoder, SemanticEncoderConfig, SemanticTokenizer
-from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from v2meow.train.tokenizers.common import (
-    PRECISIONS,
-    AudioCrops,
-    _load_train_config,
-    _Log,
-    _lr_at,
-    _reseed,
-    _step_rng,
-    _StepTrainer,
-    list_audio,
-)
+from v2meow.train.checkpoint import save_checkpoint
+from v2meow.train.tokenizers.common import PRECISIONS, _load_train_config, _StepTrainer
 
 
 @dataclass
@@ -83,6 +73,7 @@ class SemanticTrainer(_StepTrainer):
     """HuBERT iteration 1 on an audio folder, then the tokenizer's k-means; see :func:`train_semantic_tokenizer`."""
 
     KIND = "semantic"
+    WHAT = "a semantic tokenizer"
 
     def __init__(self, cfg: SemanticTrainConfig, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
                  device: str | None = None) -> None:
@@ -93,19 +84,14 @@ class SemanticTrainer(_StepTrainer):
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                       {"params": rest, "weight_decay": 0.0}],
                                      lr=cfg.lr, betas=tuple(cfg.betas), foreach=False)
-        self.data = AudioCrops(list_audio(data_dir, "train"), cfg.encoder.sample_rate)
-        self.data_dir = str(data_dir)
+        self._data(data_dir, cfg.encoder.sample_rate)
         self.crop = round(cfg.crop_seconds * cfg.encoder.sample_rate)
-        self.autocast = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
-        self.step = 0
-        self.elapsed = 0.0
         self.targets = self._target_kmeans()
-        self.val = self.data.batch(_step_rng(cfg.seed, 0, stream=1), cfg.eval_crops, self.crop)
-        self.log = _Log(self.run_dir)
+        self.val = self.data.batch(self._rng(0, stream=1), cfg.eval_crops, self.crop)
 
     def _crops(self, count: int, stream: int) -> list[Tensor]:
         """``count`` crops ``[T]`` drawn from their own random stream (not the training batches')."""
-        rng = _step_rng(self.cfg.seed, 0, stream=stream)
+        rng = self._rng(0, stream=stream)
         return [torch.from_numpy(self.data.crop(rng, self.crop)) for _ in range(count)]
 
     def _target_kmeans(self) -> KMeans:
@@ -134,24 +120,17 @@ class SemanticTrainer(_StepTrainer):
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"kind": self.KIND, "step": self.step, "elapsed_s": round(self.elapsed, 1),
-                "train_config": self.cfg.to_dict(), "data": self.data_dir, "train_files": len(self.data.paths),
-                "train_seconds": round(self.data.seconds, 1)}
+        return self._state()
 
     def save(self) -> Path:
         return save_checkpoint(self.run_dir, self.step, self.encoder.state_dict(), self.opt.state_dict(),
                                self.state(), keep=self.cfg.keep_checkpoints)
 
     def resume(self) -> bool:
-        path = latest_checkpoint(self.run_dir)
-        if path is None:
+        ck = self._latest("encoder")
+        if ck is None:
             return False
-        ck = load_checkpoint(path)
         st = ck["state"]
-        if st.get("kind") != self.KIND:
-            raise UserError(f"Run {self.run_dir} does not train a semantic tokenizer.")
-        if st.get("train_config", {}).get("encoder") != self.cfg.to_dict()["encoder"]:
-            raise UserError(f"Run {self.run_dir} was started with another encoder config; use a new run directory.")
         self.encoder.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.step = int(st["step"])
@@ -161,11 +140,11 @@ class SemanticTrainer(_StepTrainer):
     # -- loop -------------------------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
-        lr = _lr_at(self.step, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+        lr = self._lr(cfg.lr)
         for g in self.opt.param_groups:
             g["lr"] = lr
-        wav = self.data.batch(_step_rng(cfg.seed, self.step), cfg.batch_size, self.crop).to(self.device)
-        _reseed(cfg.seed, self.step)
+        wav = self.data.batch(self._rng(self.step), cfg.batch_size, self.crop).to(self.device)
+        self._reseed()
         self.encoder.train()
         targets = self._targets_for(wav)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
