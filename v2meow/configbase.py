@@ -98,3 +98,14 @@ def check(cond: bool, message: str) -> None:
     """Raise :class:`ConfigError` with ``message`` unless ``cond`` holds."""
     if not cond:
         raise ConfigError(message)
+
+
+def forwarded(owner: str, name: str) -> Any:
+    """A read-only property answering ``self.<owner>.<name>``: a number a part exposes as its config (or a part
+    it wraps) declares it, e.g. a codec's sample rate."""
+    return property(lambda self: getattr(getattr(self, owner), name), doc=f"``{owner}.{name}``.")
+
+
+def config_property(name: str) -> Any:
+    """:func:`forwarded` from ``self.config``."""
+    return forwarded("config", name)

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from v2meow.configbase import Config, check
+from v2meow.configbase import Config, check, forwarded
 from v2meow.errors import ConfigError, UserError
 from v2meow.text.base import clean_prompt
 from v2meow.tokenizers.mel import LogMel
@@ -302,13 +302,8 @@ class JointModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature_init)))
         self._text_encoder: MiniLMTextTower | None = None  # loaded on first use, never in the state_dict
 
-    @property
-    def dim(self) -> int:
-        return self.cfg.dim
-
-    @property
-    def sample_rate(self) -> int:
-        return self.cfg.sample_rate
+    dim = forwarded("cfg", "dim")
+    sample_rate = forwarded("cfg", "sample_rate")
 
     # -- frozen sentence model ----------------------------------------------------------------------
     @property

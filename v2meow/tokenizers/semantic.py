@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from v2meow.configbase import Config, check
+from v2meow.configbase import Config, check, config_property, forwarded
 from v2meow.errors import IdentityMismatch, UserError
 from v2meow.identity import config_hash, weights_fingerprint
 from v2meow.tokenizers.kmeans import KMeans
@@ -198,17 +198,9 @@ class SemanticEncoder(nn.Module):
         self.final_norm = nn.LayerNorm(c.width)
         self.head = nn.Linear(c.width, c.num_targets)
 
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.config.hop_length
-
-    @property
-    def frame_rate(self) -> float:
-        return self.config.frame_rate
+    sample_rate = config_property("sample_rate")
+    hop_length = config_property("hop_length")
+    frame_rate = config_property("frame_rate")
 
     def num_frames(self, num_samples: int) -> int:
         return math.ceil(num_samples / self.hop_length)
@@ -328,13 +320,8 @@ class SemanticTokenizer(nn.Module):
     def vocab_size(self) -> int:
         return self.kmeans.k
 
-    @property
-    def sample_rate(self) -> int:
-        return self.encoder.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.encoder.hop_length
+    sample_rate = forwarded("encoder", "sample_rate")
+    hop_length = forwarded("encoder", "hop_length")
 
     @property
     def frame_rate(self) -> float:

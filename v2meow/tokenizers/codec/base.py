@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from v2meow.configbase import config_property
 from v2meow.errors import IdentityMismatch, UserError
 from v2meow.identity import config_hash, weights_fingerprint
 
@@ -39,25 +40,11 @@ class ConfigBackedCodec:
     """Mixin: the codec properties read from ``self.config`` (sample_rate, hop_length, frame_rate,
     num_levels, codebook_size), for codecs whose config declares them."""
 
-    @property
-    def sample_rate(self) -> int:
-        return self.config.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.config.hop_length
-
-    @property
-    def frame_rate(self) -> float:
-        return self.config.frame_rate
-
-    @property
-    def num_levels(self) -> int:
-        return self.config.num_levels
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
+    sample_rate = config_property("sample_rate")
+    hop_length = config_property("hop_length")
+    frame_rate = config_property("frame_rate")
+    num_levels = config_property("num_levels")
+    codebook_size = config_property("codebook_size")
 
 
 class AcousticCodec(nn.Module, abc.ABC):

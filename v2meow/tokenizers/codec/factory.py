@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from v2meow.configbase import Config, check
+from v2meow.configbase import Config, check, forwarded
 from v2meow.errors import ConfigError
 from v2meow.tokenizers.codec.base import AcousticCodec
 from v2meow.tokenizers.codec.dac import DacCodecConfig
@@ -63,25 +63,12 @@ class CodecConfig(Config):
         """The chosen backend's section."""
         return getattr(self, self.backend)
 
-    @property
-    def sample_rate(self) -> int:
-        return self.active.sample_rate
-
-    @property
-    def frame_rate(self) -> float:
-        return self.active.frame_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.active.hop_length
-
-    @property
-    def num_levels(self) -> int:
-        return self.active.num_levels
-
-    @property
-    def codebook_size(self) -> int:
-        return self.active.codebook_size
+    # the numbers every backend's section declares, read from the chosen one
+    sample_rate = forwarded("active", "sample_rate")
+    frame_rate = forwarded("active", "frame_rate")
+    hop_length = forwarded("active", "hop_length")
+    num_levels = forwarded("active", "num_levels")
+    codebook_size = forwarded("active", "codebook_size")
 
 
 def build_codec(cfg: CodecConfig | SoundStreamConfig, load_weights: bool = True) -> AcousticCodec:

@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from v2meow.configbase import Config, check
+from v2meow.configbase import Config, check, config_property
 
 __all__ = ["RVQConfig", "ResidualVQ", "kmeans_torch"]
 
@@ -135,17 +135,9 @@ class ResidualVQ(nn.Module):
         self.register_buffer("embed_sum", embed.clone())
         self.register_buffer("initialized", torch.full((n,), 0.0 if config.kmeans_init else 1.0))
 
-    @property
-    def num_levels(self) -> int:
-        return self.config.num_levels
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size
-
-    @property
-    def dim(self) -> int:
-        return self.config.dim
+    num_levels = config_property("num_levels")
+    codebook_size = config_property("codebook_size")
+    dim = config_property("dim")
 
     def _check_levels(self, n_levels: int | None) -> int:
         n = self.num_levels if n_levels is None else int(n_levels)
