@@ -76,6 +76,14 @@ class SoundStreamConfig(Config):
     def hop_length(self) -> int:
         return math.prod(self.strides) if self.body == "conv" else self.frame_hop
 
+    def to_dict(self) -> dict[str, Any]:
+        # A codec without the level path writes (and hashes) the dict it had before the field existed, so the
+        # identity of codecs trained then, and of every token file they made, stays the same.
+        out = super().to_dict()
+        if not self.level_path:
+            del out["level_path"]
+        return out
+
     def validate(self) -> None:
         check(self.body in BODIES, f"SoundStream body must be one of {', '.join(BODIES)}, got {self.body!r}.")
         check(self.sample_rate > 0 and self.frame_rate > 0, "SoundStream sample_rate and frame_rate must be > 0.")
