@@ -8,6 +8,8 @@ the quality (the median logged interval: on a shared machine wall time is not a 
 
     python scripts/codec_study.py --data data_cache/corpus --steps 1000
     python scripts/codec_study.py --data data_cache/corpus --only head1280_levels --steps 12000   # carry on
+    python scripts/codec_study.py --only phase_advance --init-from runs/codec_study/level_path --steps 8000 \
+        --chunk 1000   # a design change warm-started from a trained run, in chunks
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ VARIANTS = {
                    {"codec": {"n_fft": 1280, "level_path": True}}),
     "level_path_adv": ("the same trained with the multi-resolution STFT discriminator from the start",
                        {"codec": {"n_fft": 1280, "level_path": True}, "disc_start_step": 0}),
+    "phase_advance": ("the level path with phases coded relative to each bin's advance per hop, and a frame clock "
+                      "in the decoder: a decoder that cannot read a frame's phase makes steady tones, not a 50 Hz "
+                      "comb (no discriminator)", {"codec": {"n_fft": 1280, "level_path": True, "phase_advance": True},
+                                                     "disc_start_step": 1_000_000}),
     "conv_levels": ("SoundStream's sample-rate convolutional encoder and decoder (channels 16) with gain "
                     "augmentation", {"codec": {"body": "conv", "channels": 16}}),
 }
@@ -51,18 +57,34 @@ def config_for(name: str, schedule_steps: int):
     return CodecTrainConfig.from_dict(base, where=f"variant {name}")
 
 
-def train_for(name: str, data: Path, out: Path, steps: int, schedule_steps: int, threads: int) -> dict:
+def train_for(name: str, data: Path, out: Path, steps: int, schedule_steps: int, threads: int,
+              chunk: int = 0, init_from: str | None = None) -> dict:
     import numpy as np
 
     from v2meow.train.tokenizers import CodecTrainer
 
     cfg = config_for(name, schedule_steps).replace(threads=threads)
-    trainer = CodecTrainer(cfg, data, out / name)
-    trainer.fit(progress=False, until=steps)  # resumes a stopped variant
+    step = 0
+    while True:  # chunk by chunk, each listing the music again: a corpus still rendering grows between chunks
+        if (data / "scores").is_dir():
+            import build_corpus
+
+            build_corpus.merge(data, ["scores", "mit_music"])
+        trainer = CodecTrainer(cfg, data, out / name)
+        if trainer.step == 0 and init_from:
+            new = trainer.init_from(init_from)
+            print(f"{name}: warm start from {init_from}; new parameters: {', '.join(new) or 'none'}",
+                  file=sys.stderr, flush=True)
+        step = min(steps, trainer.step + chunk) if chunk else steps
+        trainer.fit(progress=False, until=step)  # resumes a stopped variant
+        print(f"{name}: step {trainer.step}, {len(trainer.data.paths)} files, {trainer.data.seconds / 3600:.1f} h",
+              file=sys.stderr, flush=True)
+        if trainer.step >= steps:
+            break
     # time per step: the median of the logged intervals, robust to another job taking the cores for a while
     log = [json.loads(line) for line in (out / name / "log.jsonl").read_text().splitlines()]
     per_step = [r["s_per_step"] for r in log if "s_per_step" in r]
-    return {"step": trainer.step, "train_minutes": round(trainer.elapsed / 60, 1),
+    return {"step": trainer.step, "init_from": init_from, "train_minutes": round(trainer.elapsed / 60, 1),
             "s_per_step": round(float(np.median(per_step)), 3) if per_step else None,
             "params": sum(p.numel() for p in trainer.codec.parameters()), "train_files": len(trainer.data.paths),
             "train_hours": round(trainer.data.seconds / 3600, 2)}
@@ -77,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1000, help="training steps per variant (batch 8 x 1 s)")
     p.add_argument("--schedule-steps", type=int, default=20000)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--chunk", type=int, default=0, help="train in chunks of N steps, listing the corpus again "
+                   "before each (0: one go)")
+    p.add_argument("--init-from", help="a codec run whose weights start each variant that has not begun "
+                   "(a warm start; new parameters keep their initial values)")
     p.add_argument("--max-tracks", type=int, default=24, help="tracks per bench set")
     args = p.parse_args(argv)
     import torch
@@ -89,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     for name in args.only:
         print(f"== {name}: {VARIANTS[name][0]}", file=sys.stderr, flush=True)
-        trained = train_for(name, Path(args.data), out, args.steps, args.schedule_steps, args.threads)
+        trained = train_for(name, Path(args.data), out, args.steps, args.schedule_steps, args.threads,
+                            args.chunk, args.init_from)
         torch.set_num_threads(args.threads)
         sets = {"held-out works": (Path(args.data), "heldout")}
         if Path(args.source).is_dir():

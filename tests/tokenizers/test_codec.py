@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from v2meow.errors import ConfigError, IdentityMismatch, UserError
 from v2meow.tokenizers.codec import MultiScaleMelLoss, MultiScaleSTFTLoss, SoundStream, SoundStreamConfig
-from v2meow.tokenizers.codec.soundstream import istft_same, stft_same
+from v2meow.tokenizers.codec.soundstream import istft_same, phase_advance, stft_same
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -244,3 +244,60 @@ def test_level_path_makes_the_unquantised_codec_level_linear() -> None:
     assert abs(gain_db(without, 0.05) - 20 * math.log10(0.05)) > 3
     # codecs trained before keep their architecture (no level parameters)
     assert not any("level" in k for k in without.state_dict())
+
+
+def _comb_share(y: torch.Tensor, sr: int = 16000, frame_rate: float = 50.0) -> float:
+    """Share of the power within 1 Hz of a multiple of the frame rate."""
+    power = torch.fft.rfft(y.double()).abs().square()
+    freqs = torch.fft.rfftfreq(y.numel(), 1 / sr)
+    dist = (freqs / frame_rate - (freqs / frame_rate).round()).abs() * frame_rate
+    return float(power[dist < 1.0].sum() / power.sum())
+
+
+@pytest.mark.parametrize("advance", [False, True])
+def test_phase_advance_turns_a_time_invariant_decoder_into_steady_tones(advance: bool) -> None:
+    # A decoder that cannot read a frame's phase from its codes gives every frame the same output. Without phase
+    # advance those frames repeat every hop: all the power lands on multiples of the 50 Hz frame rate (a hum).
+    # With it, bin k's phase turns as a steady tone's would, and only bins at multiples of 50 Hz (one in four at
+    # n_fft = 4 hops) sit on the comb.
+    torch.manual_seed(0)
+    codec = SoundStream(SoundStreamConfig.debug("frame").replace(n_fft=1280, phase_advance=advance)).eval()
+    z = torch.randn(1, codec.config.latent_dim, 1).expand(1, -1, 200)  # the same latent in every frame
+    with torch.no_grad():
+        y = codec.decoder(z)[0, 16000:-16000]
+    if advance:
+        assert _comb_share(y) < 0.5
+        with torch.no_grad():  # a trained frame clock lets the same latent give frames that differ within the cycle
+            codec.decoder.clock.normal_()
+            assert _comb_share(codec.decoder(z)[0, 16000:-16000]) < 0.5
+    else:
+        assert _comb_share(y) > 0.99
+
+
+def test_phase_advance_makes_a_steady_tone_constant_in_its_bin() -> None:
+    n_fft, hop, k = 1280, 320, 35
+    t = torch.arange(16000) / 16000
+    tone = 0.3 * torch.sin(2 * math.pi * (k * 16000 / n_fft) * t)[None]  # 437.5 Hz: bin 35's centre
+    spec = stft_same(tone, n_fft, hop, torch.hann_window(n_fft))[0, k, 4:-4]
+    rot = phase_advance(n_fft // 2 + 1, spec.shape[-1] + 8, n_fft, hop)[k, 4:-4]
+    assert float((spec / spec[0]).angle().abs().max()) > 1.0  # the raw phase turns 3/4 of a turn per frame
+    steady = spec * rot.conj()
+    assert float((steady / steady[0]).angle().abs().max()) < 1e-3
+
+
+def test_phase_advance_is_exact_for_long_inputs() -> None:
+    rot = phase_advance(641, 100_000, 1280, 320)
+    k, t = 17, 99_999
+    assert complex(rot[k, t]) == pytest.approx(complex(math.cos(math.pi * ((k * t) % 4) / 2),
+                                                        math.sin(math.pi * ((k * t) % 4) / 2)), abs=1e-6)
+
+
+def test_new_codec_fields_leave_older_configs_identity_alone() -> None:
+    from v2meow.identity import config_hash
+
+    old = SoundStreamConfig()
+    assert "level_path" not in old.to_dict() and "phase_advance" not in old.to_dict()
+    new = old.replace(level_path=True, phase_advance=True)
+    assert new.to_dict()["level_path"] and new.to_dict()["phase_advance"]
+    assert config_hash(new) != config_hash(old)
+    assert SoundStreamConfig.from_dict(new.to_dict()) == new

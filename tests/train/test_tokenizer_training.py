@@ -371,3 +371,21 @@ def test_export_keeps_the_semantic_tokenizer_of_a_tokenizer_directory(runs: tupl
     assert info["semantic_from"] == str(first)
     assert info["semantic_sources"]["trained_on_files"] == 4
     assert info["training"]["semantic"] == json.loads((first / "tokenizers.json").read_text())["training"]["semantic"]
+
+
+def test_a_warm_start_takes_an_older_designs_weights_and_leaves_new_ones_at_init(music: Path, tmp_path: Path) -> None:
+    base = codec_config(max_steps=2)
+    CodecTrainer(base, music, tmp_path / "old").fit(progress=False)
+    old, _ = load_codec_run(tmp_path / "old")
+    new_cfg = base.replace(codec=base.codec.replace(phase_advance=True))
+    warm = CodecTrainer(new_cfg, music, tmp_path / "new")
+    assert warm.init_from(tmp_path / "old") == ["decoder.clock"]
+    mine, theirs = warm.codec.state_dict(), old.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    assert not mine["decoder.clock"].any()
+    warm.fit(progress=False)
+    assert warm.step == 2
+    with pytest.raises(UserError, match="already trained"):
+        warm.init_from(tmp_path / "old")
+    with pytest.raises(UserError, match="lacks"):  # the newer design's weights do not fit the older one
+        CodecTrainer(base, music, tmp_path / "back").init_from(tmp_path / "new")

@@ -61,6 +61,12 @@ class SoundStreamConfig(Config):
     # construction, and its normalisation layers cannot squash loud and soft music together (without it, a
     # codec measured 5-7 dB less gain at -12 than at -36 dBFS, bench.codec). Off for codecs trained before.
     level_path: bool = False
+    # Phase advance (frame body): phases are coded relative to each bin's own advance from frame to frame
+    # (2 pi k hop / n_fft at frame k), as a phase vocoder reads them. Without it a decoder that cannot recover
+    # a frame's exact phase from the codes falls back to the same phase in every frame, and frames that repeat
+    # every hop overlap-add into a 50 Hz comb (bench.codec measured 290 times the input's power at 50 Hz);
+    # with it the same fallback gives steady tones at the bins' frequencies. Off for codecs trained before.
+    phase_advance: bool = False
     # quantiser training (see RVQConfig)
     ema: bool = True
     ema_decay: float = 0.99
@@ -77,11 +83,12 @@ class SoundStreamConfig(Config):
         return math.prod(self.strides) if self.body == "conv" else self.frame_hop
 
     def to_dict(self) -> dict[str, Any]:
-        # A codec without the level path writes (and hashes) the dict it had before the field existed, so the
-        # identity of codecs trained then, and of every token file they made, stays the same.
+        # A codec without the level path or phase advance writes (and hashes) the dict it had before those fields
+        # existed, so the identity of codecs trained then, and of every token file they made, stays the same.
         out = super().to_dict()
-        if not self.level_path:
-            del out["level_path"]
+        for name in ("level_path", "phase_advance"):
+            if not out[name]:
+                del out[name]
         return out
 
     def validate(self) -> None:
@@ -276,6 +283,19 @@ def istft_same(spec: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
     return (y / env[0, 0, 0].clamp_min(1e-8))[:, left : left + t_a * hop]
 
 
+def phase_advance(bins: int, frames: int, n_fft: int, hop: int, device: torch.device | None = None) -> Tensor:
+    """``exp(2 pi i k t hop / n_fft)`` as complex ``[bins, frames]``: how far bin ``k``'s phase turns by frame ``t``.
+
+    A steady sinusoid at bin ``k``'s centre frequency has STFT frames equal to one constant times this. The
+    product ``k t hop`` is reduced modulo ``n_fft`` in integers first, so long inputs keep their precision.
+    """
+    k = torch.arange(bins, device=device)[:, None]
+    t = torch.arange(frames, device=device)[None, :]
+    turns = (k * t * hop) % n_fft
+    angle = (2 * math.pi / n_fft) * turns.to(torch.float64)
+    return torch.polar(torch.ones_like(angle), angle).to(torch.complex64)
+
+
 def _unit(v: Tensor) -> Tensor:
     return v / v.norm().clamp_min(1e-8)
 
@@ -303,9 +323,12 @@ class _FrameEncoder(nn.Module):
         self.norm_out = _ChannelNorm(c.width)
         self.out = nn.Conv1d(c.width, c.latent_dim, 1)
         self.level = _level_direction(c) if c.level_path else None
+        self.phase_advance = c.phase_advance
 
     def forward(self, wav: Tensor) -> Tensor:
         spec = stft_same(wav, self.n_fft, self.hop, self.window)  # [B, F, T_a]
+        if self.phase_advance:  # each bin's phase relative to its own advance: steady tones become constant frames
+            spec = spec * phase_advance(spec.shape[1], spec.shape[2], self.n_fft, self.hop, spec.device).conj()
         mag = spec.abs().clamp_min(1e-5)
         log_mag = mag.log()
         # Magnitude compressed to the power 0.3 keeps the phase usable without letting loud bins dominate.
@@ -337,6 +360,12 @@ class _FrameDecoder(nn.Module):
         self.norm_out = _ChannelNorm(c.width)
         self.head = nn.Conv1d(c.width, 3 * self.bins, 1)
         self.level = _level_direction(c) if c.level_path else None
+        self.phase_advance = c.phase_advance
+        # Bin phases turn with a period of n_fft / gcd(n_fft, hop) frames (4 here). A learnt embedding of the
+        # frame's place in that cycle, added to every frame, lets the network turn the bins beside a peak as the
+        # peak's frequency (not their own) demands; it starts at zero, so it changes nothing until trained.
+        self.cycle = c.n_fft // math.gcd(c.n_fft, c.frame_hop)
+        self.clock = nn.Parameter(torch.zeros(self.cycle, c.width)) if c.phase_advance else None
         # A Hann-windowed frame of a full-scale signal has magnitude at most n_fft / 2: never predict more.
         self.max_log_mag = math.log(c.n_fft / 2)
 
@@ -347,14 +376,20 @@ class _FrameDecoder(nn.Module):
             u = _unit(self.level)
             level = torch.einsum("d,bdt->bt", u, z)[:, None]  # [B, 1, T_a]
             z = z - u[None, :, None] * level
-        x = self.norm_out(self.blocks(self.norm_in(self.proj(z))))
+        x = self.norm_in(self.proj(z))
+        if self.clock is not None:
+            x = x + self.clock[torch.arange(x.shape[-1], device=x.device) % self.cycle].T[None].to(x.dtype)
+        x = self.norm_out(self.blocks(x))
         log_mag, re, im = self.head(x).float().split(self.bins, dim=1)  # each [B, F, T_a]
         if level is not None:
             log_mag = log_mag + level.float()
         mag = log_mag.clamp(max=self.max_log_mag).exp()
         # Phase as a unit vector: no wrap-around discontinuity for the network to learn.
         norm = (re.square() + im.square() + 1e-8).sqrt()
-        return mag, torch.complex(re / norm, im / norm)
+        phase = torch.complex(re / norm, im / norm)
+        if self.phase_advance:
+            phase = phase * phase_advance(self.bins, phase.shape[2], self.n_fft, self.hop, phase.device)
+        return mag, phase
 
     def forward(self, z: Tensor) -> Tensor:
         mag, phase = self.spectrum(z)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
+from v2meow.errors import UserError
 from v2meow.tokenizers.codec.discriminator import (
     DiscriminatorConfig,
     MultiScaleSTFTDiscriminator,
@@ -170,6 +171,19 @@ class CodecTrainer(_StepTrainer):
         self.step, self.skipped = int(st["step"]), int(st.get("skipped", 0))
         self.elapsed = float(st.get("elapsed_s", 0.0))
         return True
+
+    def init_from(self, run_dir: str | os.PathLike) -> list[str]:
+        """Start from the codec weights of another codec run's latest checkpoint (a warm start for a design
+        change). Parameters the other codec lacks keep their initial values; their names are returned. The
+        optimiser, the discriminator and the step count start afresh."""
+        if self.step:
+            raise UserError(f"{self.run_dir} has already trained {self.step} steps: a warm start only begins a run.")
+        other, _ = load_codec_run(run_dir)
+        missing, unexpected = self.codec.load_state_dict(other.state_dict(), strict=False)
+        if unexpected:
+            raise UserError(f"The codec of {run_dir} has weights this codec lacks ({', '.join(unexpected[:3])}...): "
+                            "its design is not a subset of this one.")
+        return list(missing)
 
     # -- one step ---------------------------------------------------------------------------------------------
     def _disc_view(self, real: Tensor, fake: Tensor, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
