@@ -406,6 +406,7 @@ def main() -> int:
         font = names[int(np.random.default_rng(seed + 1).choice(len(names), p=weights / weights.sum()))]
         jobs.append({"name": name, "path": path, "seed": seed, "paths": sides[heldout], "heldout": heldout,
                      "soundfont": font, "out": str(out)})
+    write_manifest(manifest, entries)  # what earlier runs rendered, before this one adds to it
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(make_track, j) for j in jobs]
         for k, fut in enumerate(as_completed(futures)):
@@ -419,7 +420,7 @@ def main() -> int:
             os.replace(side.with_suffix(".tmp"), side)
             log(f"[{k + 1}/{len(jobs)}] {e['name']} {e['duration']:.0f} s {e['soundfont']} {e['labels']['genre']}: "
                 f"{', '.join(s['ensemble'] for s in e['segments'])}")
-            if (k + 1) % 50 == 0:  # a run stopped part-way leaves a manifest of what it rendered
+            if (k + 1) % 5 == 0:  # a run stopped part-way leaves a manifest of (nearly) all it rendered
                 write_manifest(manifest, entries)
     write_manifest(manifest, entries)
     files = list(entries.values())
