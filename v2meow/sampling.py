@@ -6,6 +6,7 @@ Randomness comes only from the ``torch.Generator`` passed in, so a seed reproduc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -57,8 +58,14 @@ def guide(cond: Tensor, uncond: Tensor, scale: float) -> Tensor:
     return uncond + scale * (cond - uncond)
 
 
-def sample(logits: Tensor, cfg: SamplingConfig, generator: torch.Generator | None = None) -> Tensor:
-    """Draw one token per row of ``logits [B, V]`` -> ``[B]`` (long). Masked logits are -inf."""
+Generators = torch.Generator | Sequence[torch.Generator]  # one for the batch, or one per row
+
+
+def sample(logits: Tensor, cfg: SamplingConfig, generator: Generators | None = None) -> Tensor:
+    """Draw one token per row of ``logits [B, V]`` -> ``[B]`` (long). Masked logits are -inf.
+
+    ``generator`` may be a sequence of ``B`` generators, one per row: row ``i`` then draws from its own
+    generator exactly as a batch of one would, so a row of a batch is the sample its seed gives alone."""
     logits = logits.float()
     if cfg.temperature == 0.0:
         return logits.argmax(-1)
@@ -66,6 +73,11 @@ def sample(logits: Tensor, cfg: SamplingConfig, generator: torch.Generator | Non
     logits = apply_top_k(logits, cfg.top_k)
     logits = apply_top_p(logits, cfg.top_p)
     probs = logits.softmax(-1)
+    if isinstance(generator, Sequence):
+        if len(generator) != probs.shape[0]:
+            raise ValueError(f"got {len(generator)} generators for {probs.shape[0]} rows")
+        return torch.cat([torch.multinomial(probs[i: i + 1], 1, generator=g) for i, g in enumerate(generator)]
+                         ).squeeze(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
