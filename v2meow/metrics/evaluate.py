@@ -75,31 +75,12 @@ class CodecEmbedder(AudioEmbedder):
 
 
 def visual_beats(video: str, duration: float) -> tuple[np.ndarray, str]:
-    """The video's beat times: a synth-data sidecar's, else onsets of the motion encoder's energy at 10 Hz."""
-    side = Path(video).with_suffix(".json")
-    if side.is_file():
-        try:
-            data = json.loads(side.read_text())
-        except (OSError, json.JSONDecodeError):
-            data = {}
-        beats = data.get("beats", data.get("analysis", {}).get("beats"))
-        if isinstance(beats, list):
-            b = np.asarray([t for t in beats if 0 <= t < duration], dtype=float)
-            return b, "sidecar"
-    from scipy.signal import find_peaks
+    """The video's beat times: a synth-data sidecar's, else onsets of the motion encoder's energy at 10 Hz
+    (:func:`v2meow.metrics.alignment.video_beats`)."""
+    from v2meow.metrics.alignment import video_beats
 
-    from v2meow.features.registry import EncoderConfig, build_encoder, extract_features
-
-    enc = build_encoder(EncoderConfig(name="motion", rate=10.0))
-    f = extract_features(video, [enc], 0.0, duration)["motion"]
-    energy = f[:, 0] + f[:, 5]  # frame-difference energy + flash strength
-    # a flash changes the picture twice per cycle; count the brightening, not the fade back
-    weight = 1.0 + np.tanh(f[:, 4])
-    novelty = np.maximum(np.diff(energy, prepend=energy[:1]), 0.0) * weight
-    if novelty.max() <= 0:
-        return np.zeros(0), "motion"
-    peaks, _ = find_peaks(novelty, height=0.3 * novelty.max(), distance=2)
-    return peaks / 10.0, "motion"
+    vb = video_beats(video, duration, curve=False)
+    return vb.times, vb.source
 
 
 def black_video(like: str, seconds: float, out: str) -> str:

@@ -1,0 +1,179 @@
+"""How well a soundtrack fits its video: the score ``v2meow generate --candidates N`` picks by, and its picture.
+
+- The video's beats (:func:`video_beats`): a synth-data sidecar's beat times when the video has one, else the
+  peaks of the ``motion`` encoder's novelty at 10 Hz (the rise of frame-difference energy plus flash strength,
+  a brightening weighted over a fade), the same visual beats ``v2meow evaluate`` scores against.
+- The music's onsets (:func:`v2meow.metrics.beats.detect_onsets`, LORIS windows) and tracked beats
+  (:func:`v2meow.metrics.beats.track_beats`).
+- The beat score: the F-measure of the music's onsets against the visual beats, ±70 ms
+  (:class:`v2meow.metrics.beats.BeatFMeasure`'s ``mir_eval.beat.f_measure``), in [0, 1].
+- With a prompt and a model whose joint music-text model has an audio side, the text score: the cosine
+  (:func:`v2meow.metrics.mcc.cosine_similarity`) of the music's joint embedding (mean over 10 s segments) and
+  the prompt's, in [-1, 1]. The total is the beat score plus the text score when there is one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from v2meow.errors import UserError
+from v2meow.metrics.beats import BeatFMeasure, detect_onsets, track_beats
+from v2meow.metrics.mcc import cosine_similarity
+
+MOTION_RATE = 10.0  # Hz: the motion curve's rate
+
+
+@dataclass
+class VideoBeats:
+    """A stretch of video's visual beats (seconds from the stretch's start) and its motion curve."""
+
+    times: np.ndarray  # [K]
+    energy: np.ndarray  # [T] motion energy (frame difference + flash strength), at ``rate``
+    novelty: np.ndarray  # [T] its weighted rise, whose peaks are the beats when there is no sidecar
+    rate: float
+    source: str  # "sidecar" or "motion"
+
+
+@dataclass
+class CandidateScore:
+    """One candidate soundtrack's fit: ``total = beat + (text or 0)``."""
+
+    index: int
+    seed: int
+    beat: float  # F-measure of its onsets against the visual beats (±70 ms)
+    text: float | None  # cosine with the prompt in the joint space; None without a prompt or an audio tower
+    total: float
+    onsets: np.ndarray  # [K] seconds
+    beats: np.ndarray  # [K] seconds (librosa's beat tracker)
+
+
+def video_beats(video: str, duration: float, start: float = 0.0, curve: bool = True) -> VideoBeats:
+    """The visual beats and motion curve of ``[start, start + duration)`` of ``video`` (times from ``start``).
+    With ``curve`` False and a sidecar, the video is not decoded and the curve is empty."""
+    from scipy.signal import find_peaks
+
+    from v2meow.features.registry import EncoderConfig, build_encoder, extract_features
+
+    side = _sidecar_beats(video)
+    if side is not None and not curve:
+        times = side[(side >= start) & (side < start + duration)] - start
+        return VideoBeats(times, np.zeros(0), np.zeros(0), MOTION_RATE, "sidecar")
+    enc = build_encoder(EncoderConfig(name="motion", rate=MOTION_RATE))
+    f = extract_features(video, [enc], start, duration)["motion"]
+    energy = f[:, 0] + f[:, 5]  # frame-difference energy + flash strength
+    # a flash changes the picture twice per cycle; count the brightening, not the fade back
+    weight = 1.0 + np.tanh(f[:, 4])
+    novelty = np.maximum(np.diff(energy, prepend=energy[:1]), 0.0) * weight
+    if side is not None:
+        times = side[(side >= start) & (side < start + duration)] - start
+        return VideoBeats(times, energy, novelty, MOTION_RATE, "sidecar")
+    if novelty.size == 0 or novelty.max() <= 0:
+        return VideoBeats(np.zeros(0), energy, novelty, MOTION_RATE, "motion")
+    peaks, _ = find_peaks(novelty, height=0.3 * novelty.max(), distance=2)
+    return VideoBeats(peaks / MOTION_RATE, energy, novelty, MOTION_RATE, "motion")
+
+
+def _sidecar_beats(video: str) -> np.ndarray | None:
+    side = Path(video).with_suffix(".json")
+    if not side.is_file():
+        return None
+    try:
+        data = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    beats = data.get("beats", data.get("analysis", {}).get("beats")) if isinstance(data, dict) else None
+    if not isinstance(beats, list):
+        return None
+    return np.asarray([t for t in beats if isinstance(t, (int, float)) and t >= 0], dtype=float)
+
+
+def beat_score(onsets: np.ndarray, visual: np.ndarray) -> float:
+    """F-measure of ``onsets`` against the ``visual`` beat times (±70 ms); 0 when either is empty."""
+    m = BeatFMeasure()
+    m.update_beats(onsets, visual)
+    return float(m.compute()["beat_f"])
+
+
+def text_score(tower, wav: np.ndarray, sample_rate: int, prompt_embedding: torch.Tensor) -> float:
+    """Cosine of ``wav``'s joint embedding (``tower.embed_audio_segments``) and the prompt's ``[1, D]``."""
+    with torch.no_grad():
+        a = tower.embed_audio_segments(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), sample_rate)
+    a = a.reshape(1, -1).double().numpy()
+    return float(cosine_similarity(a, prompt_embedding.reshape(1, -1).double().numpy())[0])
+
+
+def score_candidates(wavs: list[np.ndarray], sample_rate: int, seeds: list[int], visual: VideoBeats,
+                     tower=None, prompt_embedding: torch.Tensor | None = None) -> list[CandidateScore]:
+    """Score each candidate soundtrack ``[N]`` against the video's beats (and the prompt, given a tower)."""
+    out = []
+    for i, (wav, seed) in enumerate(zip(wavs, seeds)):
+        onsets = detect_onsets(wav, sample_rate)
+        beat = beat_score(onsets, visual.times)
+        text = None
+        if tower is not None and prompt_embedding is not None:
+            text = text_score(tower, wav, sample_rate, prompt_embedding)
+        out.append(CandidateScore(i, int(seed), beat, text, beat + (text or 0.0), onsets,
+                                  track_beats(wav, sample_rate)))
+    return out
+
+
+def best_candidate(scores: list[CandidateScore]) -> int:
+    """The index of the highest total; the lowest index wins a tie."""
+    return max(range(len(scores)), key=lambda i: (scores[i].total, -i))
+
+
+def render_plot(wav: np.ndarray, sample_rate: int, score: CandidateScore, visual: VideoBeats, start: float = 0.0,
+                title: str = "") -> bytes:
+    """A PNG: the music's spectrogram with its onsets and beats, above the video's motion curve and visual
+    beats; the alignment score in the title. Times on both axes are seconds of the video."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise UserError("--plot needs matplotlib; install it with `pip install matplotlib`.") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from v2meow.metrics.beats import BEAT_SAMPLE_RATE, to_beat_audio
+
+    y = to_beat_audio(wav, sample_rate)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(3, 2))
+    nfft = min(1024, max(16, 1 << int(np.log2(max(16, y.size)))))
+    top.specgram(y + 1e-9, NFFT=nfft, Fs=BEAT_SAMPLE_RATE, noverlap=nfft // 2, cmap="magma", xextent=(
+        start, start + y.size / BEAT_SAMPLE_RATE))
+    for k, t in enumerate(score.onsets):
+        top.axvline(start + t, color="cyan", lw=0.8, alpha=0.8, label="onsets" if k == 0 else None)
+    for k, t in enumerate(score.beats):
+        top.axvline(start + t, color="lime", lw=1.4, ls=":", alpha=0.9, label="beats" if k == 0 else None)
+    top.set_ylabel("Hz")
+    if len(score.onsets) or len(score.beats):
+        top.legend(loc="upper right", fontsize=7)
+    t = start + np.arange(visual.energy.size) / visual.rate
+    bottom.plot(t, visual.energy, color="tab:blue", lw=1.0, label="motion energy")
+    bottom.plot(t, visual.novelty, color="tab:orange", lw=1.0, label="motion novelty")
+    for k, b in enumerate(visual.times):
+        bottom.axvline(start + b, color="black", lw=1.0, ls="--", label=f"visual beats ({visual.source})"
+                       if k == 0 else None)
+    bottom.set_xlabel("seconds of the video")
+    bottom.legend(loc="upper right", fontsize=7)
+    text = f", text {score.text:.3f}" if score.text is not None else ""
+    fig.suptitle(f"{title}alignment {score.beat:.3f} (onset F-measure ±70 ms vs visual beats){text}", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in its folder (never half a file)."""
+    from v2meow.io.atomic import staged_file
+
+    with staged_file(path, Path(path).suffix) as tmp:
+        Path(tmp).write_bytes(data)
