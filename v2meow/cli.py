@@ -69,7 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", default="embedded", help="model directory or preset name (default: embedded)")
     g.add_argument("--seed", type=_seed, default=None, help="random seed: the same seed gives the same music")
     g.add_argument("--seconds", type=_finite_float, default=None,
-                   help="length to write (default: the video's length)")
+                   help="length to write (default: the video's length, or the rest of it after --start)")
+    g.add_argument("--start", type=_finite_float, default=0.0,
+                   help="score the stretch of the video from this many seconds in (default: 0)")
+    g.add_argument("--candidates", type=int, default=1,
+                   help="generate N soundtracks in one batch and keep the one whose onsets best meet the video's "
+                        "visual beats (+ its similarity to --prompt); candidate i uses seed SEED+i (default: 1)")
+    g.add_argument("--plot", action="store_true",
+                   help="also write OUTPUT's stem + .png: the music's spectrogram with its onsets and beats above "
+                        "the video's motion curve and visual beats, titled with the alignment score")
     g.add_argument("--guidance", type=_finite_float, default=1.0,
                    help="classifier-free guidance scale for the prompt (1 = off)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -188,22 +196,63 @@ def cmd_generate(args: argparse.Namespace) -> int:
     ext = _check_output(args.output)
     if os.path.abspath(args.output) == os.path.abspath(args.video):
         raise UserError("The output file must not be the input video.")
+    plot_path = str(Path(args.output).with_suffix(".png")) if args.plot else None
+    if plot_path is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UserError("--plot needs matplotlib, which is not installed; install it with "
+                            "`pip install matplotlib` or leave --plot out.")
+        if os.path.abspath(plot_path) == os.path.abspath(args.video) or Path(plot_path).is_dir():
+            raise UserError(f"--plot would write {plot_path}, which is the input video or a folder.")
     info = probe(args.video)  # fail fast on a bad video, before loading a model
     model = V2Meow.from_pretrained(_model_path(args.model))
     bar = _ProgressBar(enabled=not args.quiet)
     try:
         track = model.generate(args.video, prompt=args.prompt, seconds=args.seconds, seed=args.seed,
-                               guidance=args.guidance, progress=bar)
+                               guidance=args.guidance, progress=bar, start=args.start, candidates=args.candidates,
+                               score=True if args.plot else None)
     finally:
         bar.close()
+    if len(track.scores) > 1:
+        _print_candidates(track, quiet=args.quiet)
+    picture = None
+    if plot_path is not None:
+        from v2meow.metrics.alignment import render_plot
+
+        assert track.visual is not None
+        picture = render_plot(track.wav, track.sample_rate, track.scores[track.chosen], track.visual,
+                              start=track.start, title=f"{Path(args.video).name} (seed {track.seed}): ")
     if ext in AUDIO_EXTENSIONS:
         save_audio(args.output, track.wav, track.sample_rate)
     else:
-        mux_audio(args.video, track.wav, track.sample_rate, args.output)
+        import numpy as np
+
+        # the music sits at the stretch it was written for: silence before --start
+        lead = np.zeros(int(round(track.start * track.sample_rate)), dtype=np.float32)
+        mux_audio(args.video, np.concatenate([lead, track.wav]), track.sample_rate, args.output)
+    if picture is not None:
+        from v2meow.metrics.alignment import write_bytes_atomic
+
+        write_bytes_atomic(plot_path, picture)
     note = (f"; {args.video} is damaged and only its first {info.duration:.2f} s of {info.stated_duration:.2f} s "
             "could be read" if info.damaged else "")
-    print(f"wrote {args.output} ({track.seconds:.2f} s of music{note})", file=sys.stderr)
+    where = f" from {track.start:g} s" if track.start > 0 else ""
+    pic = f" and {plot_path}" if plot_path is not None else ""
+    print(f"wrote {args.output}{pic} ({track.seconds:.2f} s of music{where}{note})", file=sys.stderr)
     return 0
+
+
+def _print_candidates(track, quiet: bool) -> None:
+    """Each candidate's score (unless ``quiet``), then the one kept and the seed that makes it alone."""
+    if not quiet:
+        for c in track.scores:
+            text = f" + text {c.text:.3f}" if c.text is not None else ""
+            print(f"candidate {c.index} (seed {c.seed}): beat alignment {c.beat:.3f}{text} = score {c.total:.3f}",
+                  file=sys.stderr)
+    kept = track.scores[track.chosen]
+    print(f"kept candidate {kept.index} (seed {kept.seed}, score {kept.total:.3f}); --seed {kept.seed} "
+          "--candidates 1 makes it alone", file=sys.stderr)
 
 
 def _model_path(name: str) -> str:

@@ -1,15 +1,41 @@
 """Generation beyond one window: the plan of windows over the whole video, each after the first prompted with
 the tail of the one before (AudioLM-style continuation), time <-> index conversion for the feature streams,
-and progress counted over the whole sweep. Pure functions; :class:`v2meow.pipeline.V2Meow` runs the stages.
+progress counted over the whole sweep, and the seeds of best-of-N candidates. Pure functions;
+:class:`v2meow.pipeline.V2Meow` runs the stages.
 """
 
 from __future__ import annotations
 
 import math
+import operator
+import secrets
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from v2meow.errors import UserError
+
+MAX_CANDIDATES = 16  # soundtracks sampled together for best-of-N (memory grows with each)
+SEED_LIMIT = 2**63
+
+
+def candidate_seeds(seed: int | None, candidates: int) -> list[int]:
+    """The seeds of ``candidates`` soundtracks: candidate ``i`` (from 0) uses ``seed + i``, so
+    ``--seed S --candidates N`` samples what ``--seed S``, ``--seed S+1``, ... ``--seed S+N-1`` sample alone.
+    Without a seed, ``seed`` is drawn at random (and reported, so the kept candidate can be made again)."""
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or not 1 <= candidates <= MAX_CANDIDATES:
+        raise UserError(f"--candidates must be a whole number from 1 to {MAX_CANDIDATES}, got {candidates}.")
+    if seed is None:
+        seed = secrets.randbelow(SEED_LIMIT - MAX_CANDIDATES)
+    try:
+        seed = operator.index(seed)
+    except TypeError:
+        raise UserError(f"The seed must be a whole number, got {seed!r}.") from None
+    if not 0 <= seed <= SEED_LIMIT - candidates:
+        raise UserError(f"--seed must be a whole number from 0 to 2^63-{candidates} with {candidates} "
+                        f"candidate(s) (candidate i uses seed + i), got {seed}.")
+    return [seed + i for i in range(candidates)]
 
 
 def plan_windows(total: int, window: int, prompt: int) -> list[tuple[int, int, int]]:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,7 +28,7 @@ from torch import Tensor, nn
 from v2meow.config import V2MeowConfig, check_fit, load_preset, preset_names, resolve_streams
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import build_encoder, extract_features
-from v2meow.generation import offset_progress, plan_windows, window_features
+from v2meow.generation import candidate_seeds, offset_progress, plan_windows, window_features
 from v2meow.io.video import probe
 from v2meow.modeldir import (
     ALLOCATION_HEADROOM,
@@ -54,6 +55,9 @@ from v2meow.tokenizers.patterns import join_levels
 from v2meow.tokenizers.semantic import SemanticEncoder, SemanticTokenizer, kmeans_fit_identity
 from v2meow.tokenizers.ssl import build_ssl_encoder
 
+if TYPE_CHECKING:
+    from v2meow.metrics.alignment import CandidateScore, VideoBeats
+
 # The model directory format (v2meow.modeldir), the fit checks (v2meow.config) and the windowing
 # (v2meow.generation) lived here before; their names are still importable from here.
 __all__ = [
@@ -72,12 +76,21 @@ ProgressCallback = Callable[[str, int, int], None]  # (stage name, steps done, s
 
 @dataclass
 class Soundtrack:
-    """A generated soundtrack: ``wav [N]`` float32 at ``sample_rate``, and the tokens it came from."""
+    """A generated soundtrack: ``wav [N]`` float32 at ``sample_rate``, and the tokens it came from.
+
+    It scores ``[start, start + seconds)`` of the video. ``seed`` is the seed that makes it again alone;
+    with best-of-N, ``scores`` holds every candidate's score (:class:`v2meow.metrics.alignment.CandidateScore`)
+    in candidate order, ``chosen`` the kept one's index, and ``visual`` the video's beats they were scored by."""
 
     wav: np.ndarray
     sample_rate: int
     semantic: Tensor  # [T_s]
     acoustic: Tensor  # [N_q, T_a]
+    start: float = 0.0
+    seed: int | None = None
+    chosen: int = 0
+    scores: list[CandidateScore] = field(default_factory=list)
+    visual: VideoBeats | None = None
 
     @property
     def seconds(self) -> float:
@@ -217,65 +230,91 @@ class V2Meow(nn.Module):
         seed: int | None = None,
         guidance: float = 1.0,
         progress: ProgressCallback | None = None,
+        start: float = 0.0,
+        candidates: int = 1,
+        score: bool | None = None,
     ) -> Soundtrack:
-        """A soundtrack for the first ``seconds`` of ``video`` (default: all of it).
+        """A soundtrack for ``seconds`` of ``video`` from ``start`` (default: all of it from the start).
 
         Longer than one window, each stage sweeps the length in windows; every window after the first is
         prompted with the tokens of the previous window's last ``generation.prompt_seconds`` (AudioLM-style
         continuation) while its encoder sees the matching stretch of video, so the music stays one piece.
+
+        Best of N: the stages sample ``candidates`` soundtracks as one batch, candidate ``i`` drawing from its
+        own generator seeded ``seed + i`` (:func:`v2meow.generation.candidate_seeds`; a random ``seed`` when
+        None), so ``generate(..., seed=seed + i)`` alone makes candidate ``i`` again. Each is scored by how its
+        onsets meet the video's visual beats, plus its joint-space similarity to the prompt when the model's
+        joint model has an audio side (:mod:`v2meow.metrics.alignment`), and the best is returned with every
+        candidate's score in ``Soundtrack.scores``. ``score`` (default: when ``candidates > 1``) scores anyway.
         """
         info = probe(str(video))
         joint = self.embed_prompt(prompt)
-        seconds = self.check_seconds(seconds, info.duration)
+        start = self.check_start(start, info.duration)
+        seconds = self.check_seconds(seconds, info.duration - start, start)
         if not (0.0 < guidance <= 20.0):
             raise UserError(f"--guidance must be in (0, 20], got {guidance}.")
-        gen = make_generator(seed)
-        feats = extract_features(str(video), self.encoders, start=0.0, duration=seconds)
+        seeds = candidate_seeds(seed, candidates)
+        gens = [make_generator(s) for s in seeds]  # one per candidate: row i samples as seed + i alone would
+        feats = extract_features(str(video), self.encoders, start=start, duration=seconds)
         feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
 
         def report(stage: str) -> Callable[[int, int], None] | None:
             return None if progress is None else (lambda done, total: progress(stage, done, total))
 
-        semantic = self._sweep_semantic(feats_t, seconds, joint, guidance, gen, report("semantic"))
-        coarse = self._sweep_coarse(feats_t, semantic, seconds, gen, report("coarse"))
-        fine = self.fine.generate(coarse, generator=gen, progress=report("fine"))
+        semantic = self._sweep_semantic(feats_t, seconds, joint, guidance, gens, report("semantic"))
+        coarse = self._sweep_coarse(feats_t, semantic, seconds, gens, report("coarse"))
+        fine = self.fine.generate(coarse, generator=gens, progress=report("fine"))
         codes = join_levels(coarse, fine)
-        wav = self.decode(codes, report("decode"))[0]
         n = int(round(seconds * self.sample_rate))
-        wav = wav[:n].float().clamp(-1.0, 1.0).cpu().numpy()
-        return Soundtrack(wav=wav, sample_rate=self.sample_rate, semantic=semantic[0], acoustic=codes[0])
+        wavs = self.decode(codes, report("decode"))[:, :n].float().clamp(-1.0, 1.0).cpu().numpy()
+        scores, chosen, visual = [], 0, None
+        if score if score is not None else len(seeds) > 1:
+            from v2meow.metrics.alignment import best_candidate, score_candidates, video_beats
 
-    def _sweep_semantic(self, feats, seconds, joint, guidance, gen, progress) -> Tensor:
+            visual = video_beats(str(video), seconds, start)
+            tower = self.text if joint is not None and isinstance(self.text, AudioTextTower) else None
+            scores = score_candidates(list(wavs), self.sample_rate, seeds, visual, tower, joint)
+            chosen = best_candidate(scores)
+        return Soundtrack(wav=wavs[chosen], sample_rate=self.sample_rate, semantic=semantic[chosen],
+                          acoustic=codes[chosen], start=start, seed=seeds[chosen], chosen=chosen, scores=scores,
+                          visual=visual)
+
+    def _sweep_semantic(self, feats, seconds, joint, guidance, gens, progress) -> Tensor:
+        """Semantic tokens ``[B, T_s]``, one row per generator in ``gens`` (the candidates, in one batch)."""
         rate = self.cfg.semantic.token_rate
         total = math.ceil(seconds * rate)
         windows = plan_windows(total, self.cfg.semantic.window_tokens, self._prompt_units(rate))
         names = [s.name for s in self.cfg.semantic.streams]
-        out = torch.zeros(1, total, dtype=torch.long)
+        rows = len(gens)
+        out = torch.zeros(rows, total, dtype=torch.long)
+        joint = None if joint is None else joint.expand(rows, -1)
         done = 0
         for a, pe, b in windows:
-            f = window_features(self.encoders, feats, names, a / rate, b / rate)
+            f = _rows(window_features(self.encoders, feats, names, a / rate, b / rate), rows)
             tok = self.semantic.generate(
                 f, b - pe, joint=joint, prompt=out[:, a:pe] if pe > a else None, guidance=guidance,
-                generator=gen, progress=offset_progress(progress, done, total),
+                generator=gens, progress=offset_progress(progress, done, total),
             )
             out[:, pe:b] = tok
             done += b - pe
         return out
 
-    def _sweep_coarse(self, feats, semantic, seconds, gen, progress) -> Tensor:
+    def _sweep_coarse(self, feats, semantic, seconds, gens, progress) -> Tensor:
+        """Coarse codes ``[B, N_c, T_a]`` for ``semantic [B, T_s]``, one row per generator in ``gens``."""
         rate, s_rate = self.cfg.coarse.frame_rate, self.cfg.semantic.token_rate
         total = math.ceil(seconds * rate)
         windows = plan_windows(total, self.cfg.coarse.window_frames, self._prompt_units(rate))
         names = [s.name for s in self.cfg.coarse.streams]
-        out = torch.zeros(1, self.cfg.coarse.levels, total, dtype=torch.long)
+        rows = len(gens)
+        out = torch.zeros(rows, self.cfg.coarse.levels, total, dtype=torch.long)
         steps_total, done = total * self.cfg.coarse.levels, 0
         for a, pe, b in windows:
             t0, t1 = a / rate, b / rate
             sa = int(math.floor(t0 * s_rate + 1e-6))
             sb = min(semantic.shape[1], max(sa + 1, int(math.ceil(t1 * s_rate - 1e-6))))
             codes = self.coarse.generate(
-                semantic[:, sa:sb], b - pe, features=window_features(self.encoders, feats, names, t0, t1),
-                prompt_codes=out[:, :, a:pe] if pe > a else None, generator=gen,
+                semantic[:, sa:sb], b - pe, features=_rows(window_features(self.encoders, feats, names, t0, t1), rows),
+                prompt_codes=out[:, :, a:pe] if pe > a else None, generator=gens,
                 progress=offset_progress(progress, done, steps_total),
             )
             out[:, :, pe:b] = codes
@@ -304,21 +343,40 @@ class V2Meow(nn.Module):
                 progress(b, total)
         return torch.cat(pieces, -1)
 
-    def check_seconds(self, seconds: float | None, duration: float) -> float:
-        """The length to generate: ``seconds`` (at most the configured maximum) or the video's length."""
+    def check_start(self, start: float, duration: float) -> float:
+        """``start`` (seconds) as a float when it falls inside the video, else a :class:`UserError`."""
+        try:
+            start = float(start)
+        except (TypeError, ValueError):
+            raise UserError(f"--start must be a number of seconds, got {start!r}.") from None
+        if not math.isfinite(start) or start < 0:
+            raise UserError(f"--start must be 0 or more seconds, got {start:g}.")
+        if start > 0 and start >= duration - 1.0 / self.cfg.codec.frame_rate:
+            raise UserError(f"--start {start:g} is at or past the end of the video ({duration:.2f} s).")
+        return start
+
+    def check_seconds(self, seconds: float | None, duration: float, start: float = 0.0) -> float:
+        """The length to generate: ``seconds`` (at most the configured maximum) or the length of the video
+        (``duration``: what is left of it after ``start``)."""
         limit = self.cfg.generation.max_seconds
+        rest = f"the rest of the video after --start {start:g}" if start > 0 else "the video"
         if seconds is None:
             seconds = duration
             if seconds > limit:
-                raise UserError(f"The video lasts {duration:g} s; this model writes at most {limit:g} s per call "
-                                "(pass --seconds to score its start).")
+                raise UserError(f"{rest[0].upper()}{rest[1:]} lasts {duration:g} s; this model writes at most "
+                                f"{limit:g} s per call (pass --seconds to score part of it).")
         elif not math.isfinite(seconds) or seconds <= 0:
             raise UserError(f"--seconds must be a positive number, got {seconds}.")
         elif seconds > limit:
             raise UserError(f"--seconds {seconds:g} is more than this model's limit of {limit:g} s.")
         elif seconds > duration + SECONDS_SLACK:
-            raise UserError(f"--seconds {seconds:g} is longer than the video ({duration:.2f} s); leave it out to "
-                            "score the whole video.")
+            raise UserError(f"--seconds {seconds:g} is longer than {rest} ({duration:.2f} s); leave it out to "
+                            f"score all of {rest}.")
         if seconds < 1.0 / self.cfg.codec.frame_rate:
             raise UserError(f"The video is too short ({duration:.3f} s) to write a soundtrack for.")
         return float(seconds)
+
+
+def _rows(features: dict[str, Tensor], rows: int) -> dict[str, Tensor]:
+    """Feature windows ``{name: [1, T, D]}`` repeated for ``rows`` candidates -> ``[rows, T, D]``."""
+    return features if rows == 1 else {k: v.expand(rows, -1, -1) for k, v in features.items()}
