@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from v2meow.modules.adaptors import ConditionInput, StreamSpec
 from v2meow.modules.transformer import Decoder, Encoder, TransformerConfig
-from v2meow.sampling import SamplingConfig, guide, sample
+from v2meow.sampling import Generators, SamplingConfig, guide, sample
 
 ProgressFn = Callable[[int, int], None]  # (steps done, steps total)
 AllowedFn = Callable[[Tensor], Tensor]  # target positions [L] -> allowed-token mask [L, target_vocab]
@@ -125,7 +125,7 @@ class TokenLM(nn.Module):
         enc_in_uncond: EncoderInput | None = None,
         guidance: float = 1.0,
         allowed: AllowedFn | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators | None = None,  # one, or one per batch row (v2meow.sampling.sample)
         progress: ProgressFn | None = None,
         use_cache: bool = True,
     ) -> Tensor:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
 from v2meow.modules.adaptors import StreamSpec
 from v2meow.modules.transformer import TransformerConfig
-from v2meow.sampling import SamplingConfig
+from v2meow.sampling import Generators, SamplingConfig
 from v2meow.stages.base import ProgressFn, TokenLM
 from v2meow.tokenizers.patterns import FlatPattern
 
@@ -112,7 +111,7 @@ class CoarseStage(nn.Module):
         features: dict[str, Tensor] | None = None,
         prompt_codes: Tensor | None = None,
         sampling: SamplingConfig | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators | None = None,  # one, or one per batch row (v2meow.sampling.sample)
         progress: ProgressFn | None = None,
         use_cache: bool = True,
     ) -> Tensor:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
 from v2meow.modules.transformer import TransformerConfig
-from v2meow.sampling import SamplingConfig
+from v2meow.sampling import Generators, SamplingConfig
 from v2meow.stages.base import ProgressFn, TokenLM
 from v2meow.tokenizers.patterns import FlatPattern
 
@@ -68,7 +68,7 @@ class FineStage(nn.Module):
         self,
         coarse: Tensor,
         sampling: SamplingConfig | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators | None = None,  # one, or one per batch row (v2meow.sampling.sample)
         progress: ProgressFn | None = None,
         use_cache: bool = True,
     ) -> Tensor:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from v2meow.configbase import Config, check
 from v2meow.modules.adaptors import StreamSpec
 from v2meow.modules.transformer import TransformerConfig
-from v2meow.sampling import SamplingConfig
+from v2meow.sampling import Generators, SamplingConfig
 from v2meow.stages.base import ProgressFn, TokenLM
 
 
@@ -91,7 +91,7 @@ class SemanticStage(nn.Module):
         prompt: Tensor | None = None,
         sampling: SamplingConfig | None = None,
         guidance: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: Generators | None = None,  # one, or one per batch row (v2meow.sampling.sample)
         progress: ProgressFn | None = None,
         use_cache: bool = True,
     ) -> Tensor:
