@@ -151,6 +151,7 @@ def render_plot(wav: np.ndarray, sample_rate: int, score: CandidateScore, visual
         top.axvline(start + t, color="cyan", lw=0.8, alpha=0.8, label="onsets" if k == 0 else None)
     for k, t in enumerate(score.beats):
         top.axvline(start + t, color="lime", lw=1.4, ls=":", alpha=0.9, label="beats" if k == 0 else None)
+    top.set_ylim(0, min(sample_rate, BEAT_SAMPLE_RATE) / 2)  # nothing above the music's own Nyquist
     top.set_ylabel("Hz")
     if len(score.onsets) or len(score.beats):
         top.legend(loc="upper right", fontsize=7)
