@@ -71,7 +71,7 @@ def train_for(name: str, data: Path, out: Path, steps: int, schedule_steps: int,
 
             build_corpus.merge(data, ["scores", "mit_music"])
         trainer = CodecTrainer(cfg, data, out / name)
-        if trainer.step == 0 and init_from:
+        if not trainer.resume() and init_from:  # (fit resumes too; this is to know the step before it)
             new = trainer.init_from(init_from)
             print(f"{name}: warm start from {init_from}; new parameters: {', '.join(new) or 'none'}",
                   file=sys.stderr, flush=True)
