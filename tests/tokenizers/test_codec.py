@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from v2meow.errors import ConfigError, IdentityMismatch, UserError
 from v2meow.tokenizers.codec import MultiScaleMelLoss, MultiScaleSTFTLoss, SoundStream, SoundStreamConfig
-from v2meow.tokenizers.codec.soundstream import istft_same, phase_advance, stft_same
+from v2meow.tokenizers.codec.soundstream import istft_same, phase_advance, phase_from_gradient, stft_same
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
@@ -222,6 +222,10 @@ def test_decode_magnitudes_keeps_the_decoders_magnitudes() -> None:
     # Griffin-Lim moves the phase only: its output's magnitudes stay near the decoder's (inner frames)
     err = (rebuilt - mag)[..., 2:-2].abs().mean() / mag[..., 2:-2].mean()
     assert float(err) < 0.5
+    pg = codec.decode_magnitudes(codes, iters=0, start="gradient")
+    assert pg.shape == learned.shape and torch.isfinite(pg).all() and not torch.allclose(pg, learned)
+    with pytest.raises(ValueError, match="start"):
+        codec.decode_magnitudes(codes, start="zeros")
     with pytest.raises(ValueError, match="frame body"):
         SoundStream.debug("conv").decode_magnitudes(codes)
 
@@ -301,3 +305,21 @@ def test_new_codec_fields_leave_older_configs_identity_alone() -> None:
     assert new.to_dict()["level_path"] and new.to_dict()["phase_advance"]
     assert config_hash(new) != config_hash(old)
     assert SoundStreamConfig.from_dict(new.to_dict()) == new
+
+
+@pytest.mark.parametrize("freq", [55.0, 437.5, 1000.3])
+def test_phase_from_gradient_rebuilds_steady_tones_from_their_magnitudes(freq: float) -> None:
+    n_fft, hop, window = 1280, 320, torch.hann_window(1280)
+    t = torch.arange(32000) / 16000
+    x = (0.3 * torch.sin(2 * math.pi * freq * t))[None]
+    mag = stft_same(x, n_fft, hop, window).abs()
+
+    def spectral_error(phase: torch.Tensor) -> float:
+        y = istft_same(mag * phase, n_fft, hop, window)
+        got = stft_same(y, n_fft, hop, window).abs()
+        return float((got - mag).abs()[..., 4:-4].sum() / mag[..., 4:-4].sum())
+
+    g = torch.Generator().manual_seed(0)
+    random = torch.polar(torch.ones_like(mag), torch.rand(mag.shape, generator=g) * 2 * math.pi)
+    assert spectral_error(phase_from_gradient(mag, n_fft, hop)) < 0.05  # bass, a bin centre, between bins
+    assert spectral_error(random) > 0.4

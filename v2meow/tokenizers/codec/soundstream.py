@@ -296,6 +296,55 @@ def phase_advance(bins: int, frames: int, n_fft: int, hop: int, device: torch.de
     return torch.polar(torch.ones_like(angle), angle).to(torch.complex64)
 
 
+def phase_from_gradient(mag: Tensor, n_fft: int, hop: int, floor_db: float = -60.0) -> Tensor:
+    """A phase for STFT magnitudes ``[B, F, T_a]`` (frames as :func:`stft_same` makes them, Hann window) from
+    their own gradients, after phase-gradient heuristic integration (Prusa, Balazs and Sondergaard, 2017) with
+    the peaks locking their neighbours (Laroche and Dolson): complex unit numbers ``[B, F, T_a]``.
+
+    The Hann window is treated as a Gaussian of time-frequency ratio ``0.25645 * n_fft ** 2``. Then a bin's
+    phase turns per frame by its own advance plus ``hop * n_fft / ratio`` times the slope of the log magnitude
+    across bins, so every bin of a steady partial turns at the partial's frequency; and across bins it changes by
+    ``-pi`` plus ``ratio / (hop * n_fft)`` times the log magnitude's slope across frames. Frame by frame, each
+    spectral peak carries its phase on from the frame before (trapezoids), and the bins around it take theirs
+    from the peak through the slope across bins, so a partial's bins never drift apart. Bins more than
+    ``-floor_db`` dB below their frame's loudest are floored there and belong to no peak of their own.
+    """
+    ratio = 0.25645 * n_fft**2
+    b, f, t_a = mag.shape
+    log_mag = mag.float().clamp_min(1e-12).log()
+    floor = log_mag.amax(dim=1, keepdim=True) + floor_db / 20 * math.log(10)
+    log_mag = torch.maximum(log_mag, floor)
+    d_bin = torch.gradient(log_mag, dim=1)[0]
+    d_frame = torch.gradient(log_mag, dim=2)[0] if t_a > 1 else torch.zeros_like(log_mag)
+    k = torch.arange(f, device=mag.device)
+    per_frame = 2 * math.pi * hop * k[None, :, None] / n_fft + (hop * n_fft / ratio) * d_bin  # [B, F, T_a]
+    per_bin = -math.pi - (ratio / (hop * n_fft)) * d_frame
+    # across bins: the integral from bin 0 (trapezoids), so bin j's phase is bin p's plus across[j] - across[p]
+    across = torch.cat([torch.zeros_like(per_bin[:, :1]), 0.5 * (per_bin[:, 1:] + per_bin[:, :-1]).cumsum(1)], 1)
+    # peaks: local maxima above the floor; each bin belongs to its nearest peak
+    pad = F.pad(log_mag, (0, 0, 1, 1), value=-math.inf)
+    peak = (log_mag >= pad[:, :-2]) & (log_mag > pad[:, 2:]) & (log_mag > floor)
+    idx = k[None, :, None].expand(b, f, t_a)
+    big = torch.full_like(idx, 10 * f)
+    left = torch.where(peak, idx, -big).cummax(1).values
+    right = torch.where(peak, idx, big).flip(1).cummin(1).values.flip(1)
+    owner = torch.where((idx - left) <= (right - idx), left, right).clamp(0, f - 1)  # [B, F, T_a]
+    angle = torch.empty(b, f, t_a, dtype=torch.float64, device=mag.device)
+    prev = across[:, :, 0].double()
+    for t in range(t_a):
+        if t == 0:
+            carried = prev
+        else:
+            carried = prev + 0.5 * (per_frame[:, :, t - 1] + per_frame[:, :, t]).double()
+        own = owner[:, :, t]
+        at_peak = carried.gather(1, own)
+        cur = at_peak + (across[:, :, t] - across[:, :, t].gather(1, own)).double()
+        angle[:, :, t] = cur
+        prev = torch.remainder(cur, 2 * math.pi)
+    angle = torch.remainder(angle, 2 * math.pi).float()
+    return torch.polar(torch.ones_like(angle), angle)
+
+
 def _unit(v: Tensor) -> Tensor:
     return v / v.norm().clamp_min(1e-8)
 
@@ -463,14 +512,19 @@ class SoundStream(ConfigBackedCodec, AcousticCodec):
         return self.decoder(self.quantizer.decode(codes))
 
     @torch.no_grad()
-    def decode_magnitudes(self, codes: Tensor, iters: int = 32) -> Tensor:
-        """Frame body only: the decoder's magnitudes with a phase found by Griffin-Lim (``iters`` iterations from
-        the decoder's own phase) instead of the learned one: ``wav [B, T_a * hop]``. A reference for how much the
-        learned phase costs or saves; :meth:`decode` is the codec."""
+    def decode_magnitudes(self, codes: Tensor, iters: int = 32, start: str = "learned") -> Tensor:
+        """Frame body only: the decoder's magnitudes with a phase found by Griffin-Lim (``iters`` iterations,
+        starting from the decoder's own phase, or with ``start="gradient"`` from :func:`phase_from_gradient`)
+        instead of the learned one: ``wav [B, T_a * hop]``. A reference for how much the learned phase costs or
+        saves; :meth:`decode` is the codec."""
         if self.config.body != "frame":
             raise ValueError("decode_magnitudes needs the frame body (it predicts STFT magnitudes).")
+        if start not in ("learned", "gradient"):
+            raise ValueError(f"start must be 'learned' or 'gradient', got {start!r}.")
         dec = self.decoder
         mag, phase = dec.spectrum(self.quantizer.decode(codes))
+        if start == "gradient":
+            phase = phase_from_gradient(mag, dec.n_fft, dec.hop)
         for _ in range(iters):
             wav = istft_same(mag * phase, dec.n_fft, dec.hop, dec.window)
             rebuilt = stft_same(wav, dec.n_fft, dec.hop, dec.window)
