@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 from v2meow.errors import UserError
+from v2meow.soundtrack import AUDIO_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401  (re-exported)
+from v2meow.soundtrack import check_output as _check_output
+from v2meow.soundtrack import model_path as _model_path
 
 EXIT_USAGE = 2
-AUDIO_EXTENSIONS = (".wav", ".flac")
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov")
 
 
 def _finite_float(text: str) -> float:
@@ -176,65 +177,23 @@ def _version() -> str:
     return f"v2meow {__version__}"
 
 
-def _check_output(path: str) -> str:
-    ext = Path(path).suffix.lower()
-    if ext not in AUDIO_EXTENSIONS + VIDEO_EXTENSIONS:
-        raise UserError(f"Output {path} must end in one of {', '.join(AUDIO_EXTENSIONS + VIDEO_EXTENSIONS)}.")
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise UserError(f"The output folder {parent} does not exist.")
-    if Path(path).is_dir():
-        raise UserError(f"Output {path} is a folder; give a file name.")
-    return ext
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
-    from v2meow.io.audio import save_audio
-    from v2meow.io.video import mux_audio, probe
+    from v2meow.io.video import probe
     from v2meow.pipeline import V2Meow
+    from v2meow.soundtrack import plan_output, write_soundtrack
 
-    ext = _check_output(args.output)
-    if os.path.abspath(args.output) == os.path.abspath(args.video):
-        raise UserError("The output file must not be the input video.")
-    plot_path = str(Path(args.output).with_suffix(".png")) if args.plot else None
-    if plot_path is not None:
-        import importlib.util
-
-        if importlib.util.find_spec("matplotlib") is None:
-            raise UserError("--plot needs matplotlib, which is not installed; install it with "
-                            "`pip install matplotlib` or leave --plot out.")
-        if os.path.abspath(plot_path) == os.path.abspath(args.video) or Path(plot_path).is_dir():
-            raise UserError(f"--plot would write {plot_path}, which is the input video or a folder.")
+    plot_path = plan_output(args.video, args.output, plot=args.plot)
     info = probe(args.video)  # fail fast on a bad video, before loading a model
     model = V2Meow.from_pretrained(_model_path(args.model))
     bar = _ProgressBar(enabled=not args.quiet)
     try:
-        track = model.generate(args.video, prompt=args.prompt, seconds=args.seconds, seed=args.seed,
-                               guidance=args.guidance, progress=bar, start=args.start, candidates=args.candidates,
-                               score=True if args.plot else None)
+        track = write_soundtrack(model, args.video, args.output, prompt=args.prompt, seconds=args.seconds,
+                                 seed=args.seed, guidance=args.guidance, start=args.start,
+                                 candidates=args.candidates, plot_path=plot_path, progress=bar)
     finally:
         bar.close()
     if len(track.scores) > 1:
         _print_candidates(track, quiet=args.quiet)
-    picture = None
-    if plot_path is not None:
-        from v2meow.metrics.alignment import render_plot
-
-        assert track.visual is not None
-        picture = render_plot(track.wav, track.sample_rate, track.scores[track.chosen], track.visual,
-                              start=track.start, title=f"{Path(args.video).name} (seed {track.seed}): ")
-    if ext in AUDIO_EXTENSIONS:
-        save_audio(args.output, track.wav, track.sample_rate)
-    else:
-        import numpy as np
-
-        # the music sits at the stretch it was written for: silence before --start
-        lead = np.zeros(int(round(track.start * track.sample_rate)), dtype=np.float32)
-        mux_audio(args.video, np.concatenate([lead, track.wav]), track.sample_rate, args.output)
-    if picture is not None:
-        from v2meow.metrics.alignment import write_bytes_atomic
-
-        write_bytes_atomic(plot_path, picture)
     note = (f"; {args.video} is damaged and only its first {info.duration:.2f} s of {info.stated_duration:.2f} s "
             "could be read" if info.damaged else "")
     where = f" from {track.start:g} s" if track.start > 0 else ""
@@ -253,19 +212,6 @@ def _print_candidates(track, quiet: bool) -> None:
     kept = track.scores[track.chosen]
     print(f"kept candidate {kept.index} (seed {kept.seed}, score {kept.total:.3f}); --seed {kept.seed} "
           "--candidates 1 makes it alone", file=sys.stderr)
-
-
-def _model_path(name: str) -> str:
-    """``embedded`` means the model that ships inside the package, once it exists."""
-    if name == "embedded" and not os.path.exists(name):
-        from importlib import resources
-
-        root = resources.files("v2meow") / "assets" / "embedded"
-        if not (root / "config.json").is_file():
-            raise UserError("This v2meow build ships no embedded model yet; pass --model debug (random weights, "
-                            "for trying the tool) or --model DIR with a trained model directory.")
-        return str(root)
-    return name
 
 
 def cmd_info(args: argparse.Namespace) -> int:
