@@ -148,6 +148,22 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--world", default=None, help="force one visual world")
     sd.add_argument("--quiet", action="store_true")
 
+    from v2meow.app import web  # standard library only until it serves
+
+    sv = sub.add_parser("serve", help="serve the web page: upload a video, get it back with a soundtrack (Gradio)")
+    sv.add_argument("--model", default="embedded", help="model directory or preset name (default: embedded)")
+    sv.add_argument("--host", default=web.DEFAULT_HOST,
+                    help="address to listen on (default: %(default)s; 0.0.0.0: every interface)")
+    sv.add_argument("--port", type=int, default=web.DEFAULT_PORT, help="port (default: %(default)s)")
+    sv.add_argument("--max-queue", type=int, default=web.DEFAULT_MAX_QUEUE,
+                    help="requests that may wait; one more is told the queue is full (default: %(default)s)")
+    sv.add_argument("--concurrency", type=int, default=web.DEFAULT_CONCURRENCY,
+                    help="generations that run at once (default: %(default)s)")
+    sv.add_argument("--max-upload-mb", type=_finite_float, default=web.DEFAULT_MAX_UPLOAD_MB,
+                    help="largest video upload in MB (default: %(default)g)")
+    sv.add_argument("--max-video-seconds", type=_finite_float, default=web.DEFAULT_MAX_VIDEO_SECONDS,
+                    help="longest video in seconds (default: %(default)g)")
+
     st = sub.add_parser("study", help="listening study: serve the rating page, export win rates")
     st_sub = st.add_subparsers(dest="study_command", required=True, parser_class=_Parser)
     ss = st_sub.add_parser("serve", help="serve a study folder's rating page")
@@ -383,6 +399,16 @@ def cmd_synth_data(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from v2meow.app.web import Limits, import_gradio, serve
+
+    import_gradio()  # a missing Gradio is said before anything is loaded
+    limits = Limits(max_upload_mb=args.max_upload_mb, max_video_seconds=args.max_video_seconds)
+    serve(_model_path(args.model), host=args.host, port=args.port, max_queue=args.max_queue,
+          concurrency=args.concurrency, limits=limits)
+    return 0
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from v2meow.app.study import export_study, serve_study
 
@@ -404,7 +430,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"generate": cmd_generate, "info": cmd_info, "extract": cmd_extract, "train": cmd_train,
-            "export": cmd_export, "evaluate": cmd_evaluate, "study": cmd_study,
+            "export": cmd_export, "evaluate": cmd_evaluate, "study": cmd_study, "serve": cmd_serve,
             "synth-data": cmd_synth_data, "tokenize": cmd_tokenize, "detokenize": cmd_detokenize}
 
 
