@@ -39,6 +39,7 @@ DEFAULT_MAX_QUEUE = 16  # requests waiting; one more is told the queue is full
 DEFAULT_CONCURRENCY = 1  # generations at once (each uses every core torch is given)
 DEFAULT_MAX_UPLOAD_MB = 200.0
 DEFAULT_MAX_VIDEO_SECONDS = 120.0
+MB = 2**20  # bytes in the MB of --max-upload-mb (as Gradio counts them)
 MAX_PAGE_CANDIDATES = 4  # best-of-N on a shared server: N generations' work per request
 MAX_GUIDANCE = 10.0
 KEEP_RESULTS_S = 3600  # finished results stay downloadable this long
@@ -98,7 +99,7 @@ class WebScorer:
             raise UserError("Upload a video first.")
         name = Path(video).name
         try:
-            size_mb = os.path.getsize(video) / 1e6
+            size_mb = os.path.getsize(video) / MB
         except OSError:
             raise UserError("The uploaded video could not be read; upload it again.") from None
         if size_mb > self.limits.max_upload_mb:
@@ -284,7 +285,7 @@ def serve(model_dir: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, ma
     scorer = WebScorer(model, limits)
     demo = build_app(scorer, max_queue=max_queue, concurrency=concurrency)
     try:
-        demo.launch(server_name=host, server_port=port, max_file_size=int(limits.max_upload_mb * 1e6),
+        demo.launch(server_name=host, server_port=port, max_file_size=int(limits.max_upload_mb * MB),
                     show_error=True, ssr_mode=False, mcp_server=False, pwa=False, quiet=False)
     except KeyboardInterrupt:
         pass
