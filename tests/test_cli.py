@@ -103,3 +103,18 @@ def test_tokenize_detokenize_round_trip_with_shipped_tokenizers(tmp_path):
     assert main(["detokenize", str(tmp_path / "none.safetensors"), "-o", str(out)]) == 2
     assert main(["train", "codec", "-o", str(tmp_path / "run")]) == 2  # needs --data
     assert main(["train", "semantic", "-o", str(tmp_path / "run")]) == 2  # needs --shards
+
+
+def test_generate_shows_one_progress_bar_over_the_whole_job(video, tmp_path, capsys):
+    assert main(["generate", video, "-o", str(tmp_path / "a.wav"), "--model", "debug", "--seed", "0"]) == 0
+    err = capsys.readouterr().err
+    bar = err[: err.index("wrote")]
+    updates = [u for u in bar.replace("\n", "\r").split("\r") if "%|" in u]
+    percents = [int(u.split("%|")[0].rsplit(":", 1)[1]) for u in updates]
+    assert percents == sorted(percents) and percents[-1] == 100 and len(updates) > 3
+    assert bar.count("\n") == 1  # one bar, left on screen once at the end
+    assert {u.split(":")[0] for u in updates} >= {"semantic tokens", "decoding the waveform"}
+    assert all("<" in u for u in updates)  # elapsed < time left
+    assert main(["generate", video, "-o", str(tmp_path / "b.wav"), "--model", "debug", "--seed", "0",
+                 "--quiet"]) == 0
+    assert "%|" not in capsys.readouterr().err

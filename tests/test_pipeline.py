@@ -175,3 +175,69 @@ def test_chunked_decode_matches_whole_decode(model):
     chunked = model.decode(codes)
     assert chunked.shape == whole.shape
     assert torch.allclose(chunked, whole, atol=1e-4)
+
+
+def short_window_model(fine_prompt_seconds: float) -> V2Meow:
+    """The debug preset with 1 s stage 1-2 windows and 0.2 s stage 3 windows, so a few seconds cross many seams."""
+    from v2meow.config import load_preset
+
+    cfg = load_preset("debug")
+    cfg.semantic.window_seconds = cfg.coarse.window_seconds = 1.0
+    cfg.generation.prompt_seconds = 0.4
+    cfg.fine.window_seconds = 0.2
+    cfg.generation.fine_prompt_seconds = fine_prompt_seconds
+    torch.manual_seed(0)
+    m = V2Meow(cfg).eval()
+    m.randomize_semantic_kmeans()
+    return m
+
+
+def test_fine_windows_continue_the_fine_codes_across_each_seam(tmp_path):
+    m = short_window_model(fine_prompt_seconds=0.1)  # 10-frame windows, each prompted with the last 5 frames
+    video = make_video(tmp_path / "long.mp4", seconds=3.0, fps=10, size=(32, 24), pattern="move")
+    calls = []
+    orig = m.fine.lm.generate
+
+    def spy(num_tokens, sampling, **kw):
+        calls.append((num_tokens, kw["prefix"].clone(), None if kw.get("prompt") is None else kw["prompt"].clone()))
+        return orig(num_tokens, sampling, **kw)
+
+    m.fine.lm.generate = spy
+    track = m.generate(video, seed=0)
+    fine = track.acoustic[2:]  # [N_f = 2, 150]
+    assert fine.shape == (2, 150)
+    assert calls[0][0] == 20 and calls[0][2] is None  # the first window: 10 frames x 2 levels, from nothing
+    assert len(calls) == 1 + 28 and all(n == 10 for n, _, _ in calls[1:])  # then 5 new frames a window
+    for k, (_, prefix, prompt) in enumerate(calls[1:]):
+        a = 5 + 5 * k  # window k + 1 spans frames [a, a + 10): the last 5 of the one before, then 5 new ones
+        assert torch.equal(m.fine.fine.revert(prompt)[0], fine[:, a: a + 5])  # the seam's codes as context
+        assert torch.equal(m.fine.coarse.revert(prefix)[0], track.acoustic[:2, a: a + 10])
+
+
+def test_fine_windows_without_a_prompt_start_afresh():
+    m = short_window_model(fine_prompt_seconds=0.0)
+    coarse = torch.randint(0, 64, (1, 2, 25))
+    prompts = []
+    orig = m.fine.lm.generate
+    m.fine.lm.generate = lambda n, s, **kw: prompts.append(kw.get("prompt")) or orig(n, s, **kw)
+    assert m.fine.generate(coarse, prompt_frames=0).shape == (1, 2, 25)
+    assert prompts == [None, None, None]
+
+
+def test_progress_is_one_fraction_over_every_stage(tmp_path):
+    from v2meow.progress import STAGES, JobProgress, stage_weights
+
+    m = short_window_model(fine_prompt_seconds=0.1)
+    video = make_video(tmp_path / "v.mp4", seconds=2.5, fps=10, size=(32, 24), pattern="flash")
+    job = JobProgress(stage_weights(m.cfg))
+    seen = []
+    m.generate(video, seed=0, progress=lambda s, d, t: seen.append((s, job(s, d, t))))
+    fractions = [f for _, f in seen]
+    assert all(0.0 <= a <= b <= 1.0 for a, b in zip(fractions, fractions[1:]))
+    assert fractions[-1] == 1.0 and fractions.count(1.0) == 1 and fractions[0] < 0.05
+    order = [s for i, (s, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != s]
+    assert order == list(STAGES)  # each stage once, in order
+    # each stage ends where its share of the estimated cost says
+    weights = stage_weights(m.cfg)
+    ends = {s: f for s, f in seen}
+    assert ends["semantic"] == pytest.approx(sum(weights[s] for s in STAGES[:2]) / sum(weights.values()))

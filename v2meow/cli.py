@@ -201,7 +201,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     plot_path = plan_output(args.video, args.output, plot=args.plot)
     info = probe(args.video)  # fail fast on a bad video, before loading a model
     model = V2Meow.from_pretrained(_model_path(args.model))
-    bar = _ProgressBar(enabled=not args.quiet)
+    from v2meow.progress import stage_weights
+
+    bar = _ProgressBar(enabled=not args.quiet, weights=stage_weights(model.cfg))
     try:
         track = write_soundtrack(model, args.video, args.output, prompt=args.prompt, seconds=args.seconds,
                                  seed=args.seed, guidance=args.guidance, start=args.start,
@@ -264,11 +266,14 @@ def _size(n: int) -> str:
 
 
 class _ProgressBar:
-    """One tqdm bar per generation stage."""
+    """One tqdm bar over the whole generation (every stage, weighted by its estimated cost), with the time left;
+    its description names the stage at work."""
 
-    def __init__(self, enabled: bool):
+    def __init__(self, enabled: bool, weights: dict[str, float]):
+        from v2meow.progress import JobProgress
+
         self.enabled = enabled and sys.stderr is not None
-        self.stage: str | None = None
+        self.job = JobProgress(weights)
         self.bar = None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
@@ -276,15 +281,16 @@ class _ProgressBar:
             return
         from tqdm import tqdm
 
-        if stage != self.stage:
-            self.close()
-            self.stage = stage
-            self.bar = tqdm(total=total, desc=f"{stage:<8}", unit="tok" if stage != "decode" else "step",
-                            leave=True, file=sys.stderr, dynamic_ncols=True)
-        assert self.bar is not None
-        self.bar.total = total
-        self.bar.n = done
-        self.bar.refresh() if done == total else self.bar.update(0)
+        from v2meow.progress import STAGE_WORDS
+
+        fraction = self.job(stage, done, total)
+        desc = STAGE_WORDS.get(stage, stage)
+        if self.bar is None:
+            self.bar = tqdm(total=100, desc=desc, unit="%", leave=True, file=sys.stderr, dynamic_ncols=True,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+        if self.bar.desc != desc:
+            self.bar.set_description_str(desc, refresh=False)
+        self.bar.update(100 * fraction - self.bar.n)
 
     def close(self) -> None:
         if self.bar is not None:

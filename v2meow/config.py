@@ -77,12 +77,14 @@ class GenerationConfig(Config):
     """Whole-length generation: windows of the stages' length, each continuing from the previous one."""
 
     prompt_seconds: float = 5.0  # how much of the previous window each new window is prompted with
+    fine_prompt_seconds: float = 1.0  # the same for stage 3's short windows (0: each starts afresh)
     max_seconds: float = 4 * 3600.0  # longest soundtrack one call writes
     decode_chunk_seconds: float = 10.0  # the codec decodes in chunks of this length ...
     decode_margin_seconds: float = 0.5  # ... each seeing this much context on both sides
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")
+        check(self.fine_prompt_seconds >= 0, f"fine_prompt_seconds must be >= 0, got {self.fine_prompt_seconds}.")
         check(0 < self.max_seconds <= 24 * 3600, f"max_seconds must be in (0, 86400], got {self.max_seconds}.")
         check(self.decode_chunk_seconds > 0 and self.decode_margin_seconds >= 0, "decode chunk sizes must be > 0.")
 
@@ -110,6 +112,9 @@ class V2MeowConfig(Config):
         check(self.generation.prompt_seconds < window,
               f"generation.prompt_seconds ({self.generation.prompt_seconds}) must be shorter than the "
               f"{window} s window.")
+        check(self.generation.fine_prompt_seconds < self.fine.window_seconds,
+              f"generation.fine_prompt_seconds ({self.generation.fine_prompt_seconds}) must be shorter than "
+              f"stage 3's {self.fine.window_seconds} s window.")
         names = [e.name for e in self.encoders]
         check(len(set(names)) == len(names), f"visual encoders repeat: {names}.")
 

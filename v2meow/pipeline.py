@@ -238,7 +238,12 @@ class V2Meow(nn.Module):
 
         Longer than one window, each stage sweeps the length in windows; every window after the first is
         prompted with the tokens of the previous window's last ``generation.prompt_seconds`` (AudioLM-style
-        continuation) while its encoder sees the matching stretch of video, so the music stays one piece.
+        continuation) while its encoder sees the matching stretch of video, so the music stays one piece;
+        stage 3's short windows continue the fine codes of the previous one's last
+        ``generation.fine_prompt_seconds``.
+
+        ``progress(stage, done, total)`` is called as each of ``features``, ``semantic``, ``coarse``, ``fine``
+        and ``decode`` advances (:mod:`v2meow.progress` makes one fraction of the whole job of them).
 
         Best of N: the stages sample ``candidates`` soundtracks as one batch, candidate ``i`` drawing from its
         own generator seeded ``seed + i`` (:func:`v2meow.generation.candidate_seeds`; a random ``seed`` when
@@ -255,15 +260,22 @@ class V2Meow(nn.Module):
             raise UserError(f"--guidance must be in (0, 20], got {guidance}.")
         seeds = candidate_seeds(seed, candidates)
         gens = [make_generator(s) for s in seeds]  # one per candidate: row i samples as seed + i alone would
-        feats = extract_features(str(video), self.encoders, start=start, duration=seconds)
-        feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
 
         def report(stage: str) -> Callable[[int, int], None] | None:
             return None if progress is None else (lambda done, total: progress(stage, done, total))
 
+        on_features = report("features")
+        if on_features is not None:
+            on_features(0, 1)
+        feats = extract_features(str(video), self.encoders, start=start, duration=seconds)
+        feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
+        if on_features is not None:
+            on_features(1, 1)
+
         semantic = self._sweep_semantic(feats_t, seconds, joint, guidance, gens, report("semantic"))
         coarse = self._sweep_coarse(feats_t, semantic, seconds, gens, report("coarse"))
-        fine = self.fine.generate(coarse, generator=gens, progress=report("fine"))
+        fine = self.fine.generate(coarse, generator=gens, progress=report("fine"),
+                                  prompt_frames=self._prompt_units(self.cfg.fine.frame_rate, fine=True))
         codes = join_levels(coarse, fine)
         n = int(round(seconds * self.sample_rate))
         wavs = self.decode(codes, report("decode"))[:, :n].float().clamp(-1.0, 1.0).cpu().numpy()
@@ -321,8 +333,9 @@ class V2Meow(nn.Module):
             done += (b - pe) * self.cfg.coarse.levels
         return out
 
-    def _prompt_units(self, rate: float) -> int:
-        return int(round(self.cfg.generation.prompt_seconds * rate))
+    def _prompt_units(self, rate: float, fine: bool = False) -> int:
+        g = self.cfg.generation
+        return int(round((g.fine_prompt_seconds if fine else g.prompt_seconds) * rate))
 
     def decode(self, codes: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
         """Codec decode of ``codes [B, N_q, T_a]`` -> ``[B, T_a * hop]`` in chunks with context on both sides,

@@ -43,9 +43,6 @@ MB = 2**20  # bytes in the MB of --max-upload-mb (as Gradio counts them)
 MAX_PAGE_CANDIDATES = 4  # best-of-N on a shared server: N generations' work per request
 MAX_GUIDANCE = 10.0
 KEEP_RESULTS_S = 3600  # finished results stay downloadable this long
-STAGES = ("semantic", "coarse", "fine", "decode")  # the order V2Meow.generate reports them in
-STAGE_WORDS = {"semantic": "semantic tokens", "coarse": "coarse acoustic tokens", "fine": "fine acoustic tokens",
-               "decode": "decoding the waveform"}
 GRADIO_MISSING = ("`v2meow serve` needs Gradio, which is not installed; install it with "
                   "`pip install 'v2meow[app]'` (or `pip install gradio`).")
 
@@ -118,7 +115,8 @@ class WebScorer:
         folder = Path(tempfile.mkdtemp(prefix="req-", dir=self.workdir))
         out = folder / f"{_safe_stem(name)}_scored.mp4"
         try:
-            track = write_soundtrack(self.model, video, str(out), progress=_stage_progress(report), **options)
+            track = write_soundtrack(self.model, video, str(out), progress=_stage_progress(report, self.model),
+                                     **options)
         except UserError as e:
             shutil.rmtree(folder, ignore_errors=True)
             raise UserError(str(e).replace(video, name).replace(str(out), out.name)) from None
@@ -173,18 +171,22 @@ def _safe_stem(name: str) -> str:
     return stem or "video"
 
 
-def _stage_progress(report: Progress, every_s: float = 0.2) -> Callable[[str, int, int], None]:
-    """The pipeline's (stage, done, total) as one fraction over the four stages, at most every ``every_s``."""
+def _stage_progress(report: Progress, model: V2Meow, every_s: float = 0.2) -> Callable[[str, int, int], None]:
+    """The pipeline's (stage, done, total) as one fraction of the whole job (:mod:`v2meow.progress`, every stage
+    weighted by its estimated cost), passed on at most every ``every_s`` and whenever a stage ends."""
+    from v2meow.progress import STAGE_WORDS, JobProgress, stage_weights
+
+    job = JobProgress(stage_weights(model.cfg))
     last = [0.0]
 
     def callback(stage: str, done: int, total: int) -> None:
+        fraction = job(stage, done, total)
         now = time.monotonic()
         if now - last[0] < every_s and done < total:
             return
         last[0] = now
-        index = STAGES.index(stage) if stage in STAGES else 0
-        within = done / total if total > 0 else 1.0
-        report(min((index + within) / len(STAGES), 1.0), f"{STAGE_WORDS.get(stage, stage)}: {done}/{total}")
+        report(fraction, f"{STAGE_WORDS.get(stage, stage)}: {done}/{total}" if stage != "features"
+               else STAGE_WORDS[stage])
 
     return callback
 

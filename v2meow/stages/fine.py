@@ -1,4 +1,5 @@
-"""Stage 3: coarse acoustic tokens -> fine acoustic tokens. Decoder-only, in short windows (3 s)."""
+"""Stage 3: coarse acoustic tokens -> fine acoustic tokens. Decoder-only, in short windows (3 s), each
+optionally continuing the fine codes of the one before."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
+from v2meow.generation import plan_windows
 from v2meow.modules.transformer import TransformerConfig
 from v2meow.sampling import Generators, SamplingConfig
 from v2meow.stages.base import ProgressFn, TokenLM
@@ -71,24 +73,30 @@ class FineStage(nn.Module):
         generator: Generators | None = None,  # one, or one per batch row (v2meow.sampling.sample)
         progress: ProgressFn | None = None,
         use_cache: bool = True,
+        prompt_frames: int = 0,
     ) -> Tensor:
-        """Fine codes ``[B, N_f, T]`` for ``coarse [B, N_c, T]``, window by window (non-overlapping)."""
+        """Fine codes ``[B, N_f, T]`` for ``coarse [B, N_c, T]``, window by window.
+
+        With ``prompt_frames`` > 0 each window after the first starts that many frames before the previous one
+        ended and is prompted with the fine codes already written there (AudioLM-style continuation, the
+        layout the stage trains on: the window's coarse codes as prefix, its fine codes from the window's
+        start), so the fine levels run on across the seam instead of starting afresh every window."""
         total = coarse.shape[-1]
-        w = self.cfg.window_frames
-        steps_total = total * self.cfg.fine_levels
+        nf = self.cfg.fine_levels
+        steps_total = total * nf
+        out = torch.zeros(coarse.shape[0], nf, total, dtype=torch.long, device=coarse.device)
         done = 0
-        outs = []
-        for s in range(0, total, w):
-            c = coarse[:, :, s: s + w]
+        for a, pe, b in plan_windows(total, self.cfg.window_frames, prompt_frames):
 
             def step_progress(i: int, n: int, base: int = done) -> None:
                 if progress is not None:
                     progress(base + i, steps_total)
 
             tokens = self.lm.generate(
-                c.shape[-1] * self.cfg.fine_levels, sampling or self.cfg.sampling, prefix=self.coarse.build(c),
+                (b - pe) * nf, sampling or self.cfg.sampling, prefix=self.coarse.build(coarse[:, :, a:b]),
+                prompt=self.fine.build(out[:, :, a:pe]) if pe > a else None,
                 allowed=self.allowed, generator=generator, progress=step_progress, use_cache=use_cache,
             )
             done += tokens.shape[1]
-            outs.append(self.fine.revert(tokens))
-        return torch.cat(outs, -1)
+            out[:, :, pe:b] = self.fine.revert(tokens)
+        return out
