@@ -70,5 +70,6 @@ def _sources_summary(data_dir: Path) -> dict[str, Any] | None:
         "heldout_files": sorted(e["name"] for e in m["files"] if e.get("heldout")),
         "packages": {k: {"files": v["files"], "seconds": round(v["seconds"], 1), "licences": sorted(v["licences"])}
                      for k, v in sorted(packages.items())},
-        "how": "scripts/get_music.py (records each file's source and licence in sources.json)",
+        "how": "make corpus (scripts/build_corpus.py) or scripts/get_music.py: each records every file's source "
+               "and licence in sources.json",
     }
