@@ -22,27 +22,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# The designs before the level path and the phase advance (both on in the embedded config) switch them off.
+OLD = {"level_path": False, "phase_advance": False}
+LEVEL = {"level_path": True, "phase_advance": False}
 # name → (what it tests, overrides of the training config; "codec" and "discriminator" merge into theirs)
 VARIANTS = {
     "head1024": ("magnitude + phase head, window 1024 (3.2 hops), no gain augmentation: the design shipped before",
-                 {"codec": {"n_fft": 1024}, "level_dbfs": []}),
+                 {"codec": {"n_fft": 1024, **OLD}, "level_dbfs": []}),
     "head1024_levels": ("the same with gain augmentation over 34 dB",
-                        {"codec": {"n_fft": 1024}}),
+                        {"codec": {"n_fft": 1024, **OLD}}),
     "head1280_levels": ("window 1280 (4 hops: no frame-rate ripple) with gain augmentation",
-                        {"codec": {"n_fft": 1280}}),
+                        {"codec": {"n_fft": 1280, **OLD}}),
     "head1280_levels_adv": ("the same trained with the multi-resolution STFT discriminator from the start",
-                            {"codec": {"n_fft": 1280}, "disc_start_step": 0}),
+                            {"codec": {"n_fft": 1280, **OLD}, "disc_start_step": 0}),
     "level_path": ("window 1280 and gain augmentation, with the level path: the network codes each frame's spectrum "
                    "with its level taken out, the level rides on one latent direction",
-                   {"codec": {"n_fft": 1280, "level_path": True}}),
+                   {"codec": {"n_fft": 1280, **LEVEL}}),
     "level_path_adv": ("the same trained with the multi-resolution STFT discriminator from the start",
-                       {"codec": {"n_fft": 1280, "level_path": True}, "disc_start_step": 0}),
+                       {"codec": {"n_fft": 1280, **LEVEL}, "disc_start_step": 0}),
     "phase_advance": ("the level path with phases coded relative to each bin's advance per hop, and a frame clock "
                       "in the decoder: a decoder that cannot read a frame's phase makes steady tones, not a 50 Hz "
                       "comb (no discriminator)", {"codec": {"n_fft": 1280, "level_path": True, "phase_advance": True},
                                                      "disc_start_step": 1_000_000}),
     "conv_levels": ("SoundStream's sample-rate convolutional encoder and decoder (channels 16) with gain "
-                    "augmentation", {"codec": {"body": "conv", "channels": 16}}),
+                    "augmentation", {"codec": {"body": "conv", "channels": 16, **OLD}}),
 }
 
 
