@@ -98,7 +98,8 @@ def extract_clip(model, video: str, relpath: str, split: str) -> ClipRecord | No
     wav_t = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]
     feats = extract_features(video, model.encoders, start=0.0, duration=duration)
     tok = model.semantic_tokenizer
-    hop = tok.hop_length * model.codec.hop_length // math.gcd(tok.hop_length, model.codec.hop_length)
+    codec_hop = model.codec.hop_length * getattr(model.codec, "frame_cycle", 1)  # chunks keep the codec's cycle
+    hop = tok.hop_length * codec_hop // math.gcd(tok.hop_length, codec_hop)
     chunk = max(hop, int(TOKENIZE_CHUNK_SECONDS * sr) // hop * hop)
     semantic = _chunked(tok.tokenize, wav_t, chunk)[0]
     acoustic = _chunked(model.codec.encode, wav_t, chunk)[0]

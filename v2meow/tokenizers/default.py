@@ -140,7 +140,7 @@ class Tokenizers:
         """``wav [T]`` → codes ``[n_levels, ceil(T / hop)]`` (all levels by default)."""
         hop, sr = self.codec.hop_length, self.sample_rate
         return _windowed(lambda x: self.codec.encode(x[None], n_levels)[0], wav, hop,
-                         _frames(window_seconds, sr, hop), _frames(context_seconds, sr, hop))
+                         _frames(window_seconds, sr, hop), _frames(context_seconds, sr, hop), self.codec.frame_cycle)
 
     @torch.no_grad()
     def decode(self, codes: Tensor, window_seconds: float = 30.0, context_seconds: float = 1.0) -> Tensor:
@@ -150,8 +150,9 @@ class Tokenizers:
         ctx = _frames(context_seconds, self.sample_rate, hop)
         t_a = codes.shape[-1]
         pieces = []
+        win = max(1, win // self.codec.frame_cycle) * self.codec.frame_cycle
         for start in range(0, t_a, win):
-            a, b = max(0, start - ctx), min(t_a, start + win + ctx)
+            a, b = self.codec.aligned_start(start - ctx), min(t_a, start + win + ctx)
             wav = self.codec.decode(codes[None, :, a:b])[0]
             pieces.append(wav[(start - a) * hop : (min(t_a, start + win) - a) * hop])
         return torch.cat(pieces) if pieces else codes.new_zeros(0, dtype=torch.float32)
@@ -170,15 +171,17 @@ def _frames(seconds: float, sample_rate: int, hop: int) -> int:
     return max(1, round(seconds * sample_rate / hop))
 
 
-def _windowed(fn, wav: Tensor, hop: int, win: int, ctx: int) -> Tensor:
-    """Apply a ``[T] → [..., T_frames]`` function in windows of ``win`` frames with ``ctx`` frames of context."""
+def _windowed(fn, wav: Tensor, hop: int, win: int, ctx: int, cycle: int = 1) -> Tensor:
+    """Apply a ``[T] → [..., T_frames]`` function in windows of ``win`` frames with ``ctx`` frames of context;
+    every window starts on a multiple of ``cycle`` frames (a codec's :attr:`frame_cycle`)."""
     if wav.dim() != 1 or wav.shape[0] == 0:
         raise UserError(f"Audio must be a non-empty mono signal, got shape {tuple(wav.shape)}.")
     frames = math.ceil(wav.shape[0] / hop)
     wav = torch.nn.functional.pad(wav, (0, frames * hop - wav.shape[0]))
     pieces = []
+    win = max(1, win // cycle) * cycle
     for start in range(0, frames, win):
-        a, b = max(0, start - ctx), min(frames, start + win + ctx)
+        a, b = max(0, start - ctx) // cycle * cycle, min(frames, start + win + ctx)
         out = fn(wav[a * hop : b * hop])
         pieces.append(out[..., start - a : min(frames, start + win) - a])
     return torch.cat(pieces, dim=-1)

@@ -74,6 +74,16 @@ class AcousticCodec(nn.Module, abc.ABC):
         """Code frames per second."""
         return self.sample_rate / self.hop_length
 
+    @property
+    def frame_cycle(self) -> int:
+        """Windows that encode or decode part of a longer signal must start on a multiple of this many frames
+        (counted from the signal's first frame) to agree with coding it whole: 1 for a shift-invariant codec."""
+        return 1
+
+    def aligned_start(self, frame: int) -> int:
+        """The window start at or before ``frame`` that keeps the codec's :attr:`frame_cycle`."""
+        return max(0, frame) // self.frame_cycle * self.frame_cycle
+
     @abc.abstractmethod
     def identity(self) -> dict[str, Any]:
         """JSON-able stamp: name, version, sample_rate, frame_rate, num_levels, codebook_size, config hash, weights."""

@@ -473,6 +473,12 @@ class SoundStream(ConfigBackedCodec, AcousticCodec):
         """A tiny randomly initialised codec for tests (see :meth:`SoundStreamConfig.debug`)."""
         return cls(SoundStreamConfig.debug(body))
 
+    @property
+    def frame_cycle(self) -> int:
+        # With phase advance, phases are coded relative to frame 0 of each call and turn with a period of
+        # n_fft / gcd(n_fft, hop) frames (4): a window must start on that period to code as the whole signal does.
+        return self.decoder.cycle if self.config.body == "frame" and self.config.phase_advance else 1
+
     def with_levels(self, n: int) -> SoundStream:
         """A copy keeping only the first ``n`` RVQ levels: it codes exactly as this codec does with ``n_levels=n``.
 
