@@ -1,30 +1,22 @@
 """The listening study page in a real headless Chromium (Debian's), driven by Playwright.
 
 Needs ``apt-get install -y chromium`` and ``pip install playwright`` (never ``playwright install``: the
-browser is the system one). Skips when either is missing.
+browser is the system one). Skips when either is missing, except under ``V2MEOW_REQUIRE_BROWSER=1`` (CI), where it
+fails (tests/browser.py).
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 
 import pytest
+from browser import require_browser
 from media import make_audio, make_video
 
 from v2meow.app.study import make_server, make_study
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-if not os.access(CHROMIUM, os.X_OK):
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
-try:
-    from playwright import sync_api
-except ImportError as e:  # not installed, or installed without a working greenlet
-    pytest.skip(f"playwright is missing (pip install playwright): {e}", allow_module_level=True)
+require_browser()
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +38,6 @@ def server(tmp_path_factory):
     thread.join(5)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True, timeout=30_000)
-        yield b
-        b.close()
 
 
 def test_rate_two_pairs_in_the_browser(server, browser):

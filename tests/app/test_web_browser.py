@@ -16,32 +16,14 @@ import urllib.request
 
 import av
 import pytest
+from browser import missing, require_browser
 from media import make_video
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--autoplay-policy=no-user-gesture-required"]
-
-
-
-def _missing(reason: str) -> None:
-    """Skip, or fail where the browser test must run (CI sets V2MEOW_REQUIRE_BROWSER=1 in .ci/run)."""
-    if os.environ.get("V2MEOW_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"the web app's browser test cannot run: {reason}", pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
-
-
-if not os.access(CHROMIUM, os.X_OK):
-    _missing(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-try:
-    from playwright import sync_api
-except ImportError as e:  # not installed, or installed without a working greenlet
-    _missing(f"playwright is missing (pip install playwright): {e}")
+require_browser()
 try:
     import gradio  # noqa: F401
 except ImportError:
-    _missing("gradio is missing (pip install 'v2meow[app]')")
+    missing("gradio is missing (pip install 'v2meow[app]')")
 
 
 def free_port() -> int:
@@ -83,12 +65,6 @@ def server(tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True, timeout=30_000)
-        yield b
-        b.close()
 
 
 def test_upload_generate_and_play_in_the_browser(server, browser, tmp_path):
