@@ -44,6 +44,9 @@ VARIANTS = {
                       "in the decoder: a decoder that cannot read a frame's phase makes steady tones, not a 50 Hz "
                       "comb (no discriminator)", {"codec": {"n_fft": 1280, "level_path": True, "phase_advance": True},
                                                      "disc_start_step": 1_000_000}),
+    "frame_mag": ("the phase-advance codec with an L1 loss between its log magnitudes and the input's in the same "
+                  "frames, so its magnitudes stand on their own for a non-learned phase",
+                  {"codec": {"frame_mag_weight": 1.0}}),
     "conv_levels": ("SoundStream's sample-rate convolutional encoder and decoder (channels 16) with gain "
                     "augmentation", {"codec": {"body": "conv", "channels": 16, **OLD}}),
 }

@@ -323,3 +323,21 @@ def test_phase_from_gradient_rebuilds_steady_tones_from_their_magnitudes(freq: f
     random = torch.polar(torch.ones_like(mag), torch.rand(mag.shape, generator=g) * 2 * math.pi)
     assert spectral_error(phase_from_gradient(mag, n_fft, hop)) < 0.05  # bass, a bin centre, between bins
     assert spectral_error(random) > 0.4
+
+
+def test_frame_magnitude_loss_pulls_the_decoders_magnitudes_to_the_inputs() -> None:
+    torch.manual_seed(0)
+    cfg = SoundStreamConfig.debug("frame").replace(n_fft=1280, frame_mag_weight=1.0)
+    codec = SoundStream(cfg).train()
+    wav = tones(0.5, batch=2)
+    opt = torch.optim.Adam(codec.parameters(), lr=1e-2)
+    first = None
+    for _ in range(40):
+        total, parts = codec.loss(wav)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        first = float(parts["frame_mag"]) if first is None else first
+    assert float(parts["frame_mag"]) < 0.5 * first
+    plain = SoundStream(cfg.replace(frame_mag_weight=0.0)).train()
+    assert "frame_mag" not in plain.loss(wav)[1] and "frame_mag_weight" not in plain.config.to_dict()

@@ -77,6 +77,9 @@ class SoundStreamConfig(Config):
     commitment_weight: float = 1.0
     stft_weight: float = 1.0
     mel_weight: float = 1.0
+    # frame body: L1 between the decoder's log magnitudes and the input's in the same frames, so the magnitudes
+    # stand on their own (decodable with a non-learned phase) rather than only together with the learnt phase
+    frame_mag_weight: float = 0.0
 
     @property
     def hop_length(self) -> int:
@@ -86,7 +89,7 @@ class SoundStreamConfig(Config):
         # A codec without the level path or phase advance writes (and hashes) the dict it had before those fields
         # existed, so the identity of codecs trained then, and of every token file they made, stays the same.
         out = super().to_dict()
-        for name in ("level_path", "phase_advance"):
+        for name in ("level_path", "phase_advance", "frame_mag_weight"):
             if not out[name]:
                 del out[name]
         return out
@@ -544,9 +547,17 @@ class SoundStream(ConfigBackedCodec, AcousticCodec):
         """
         if wav.dim() != 2 or wav.shape[-1] == 0:
             raise ValueError(f"wav must be a non-empty [B, T], got shape {tuple(wav.shape)}.")
-        latent = self.encoder(self.pad_to_hop(wav))  # [B, D, T_a]
+        padded = self.pad_to_hop(wav)
+        latent = self.encoder(padded)  # [B, D, T_a]
         quantized, codes, losses = self.quantizer(latent, n_levels)
-        recon = self.decoder(quantized)[:, : wav.shape[-1]]
+        if self.config.body == "frame" and self.config.frame_mag_weight > 0:
+            dec = self.decoder
+            mag, phase = dec.spectrum(quantized)
+            target = stft_same(padded, dec.n_fft, dec.hop, dec.window).abs()
+            losses = {**losses, "frame_mag": (mag.clamp_min(1e-5).log() - target.clamp_min(1e-5).log()).abs().mean()}
+            recon = istft_same(mag * phase, dec.n_fft, dec.hop, dec.window)[:, : wav.shape[-1]]
+        else:
+            recon = self.decoder(quantized)[:, : wav.shape[-1]]
         return recon, codes, losses
 
     def loss(self, wav: Tensor, n_levels: int | None = None) -> tuple[Tensor, dict[str, Tensor]]:
@@ -568,4 +579,7 @@ class SoundStream(ConfigBackedCodec, AcousticCodec):
             + c.commitment_weight * parts["commitment"]
             + parts["codebook"]
         )
+        if "frame_mag" in q_losses:
+            parts["frame_mag"] = q_losses["frame_mag"]
+            total = total + c.frame_mag_weight * parts["frame_mag"]
         return total, {k: v.detach() for k, v in parts.items()}

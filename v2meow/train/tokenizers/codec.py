@@ -216,6 +216,9 @@ class CodecTrainer(_StepTrainer):
         mel = self.codec.mel_loss(recon, wav)
         loss = c.stft_weight * stft + c.mel_weight * mel + c.commitment_weight * q_losses["commitment"]
         loss = loss + q_losses["codebook"]
+        if "frame_mag" in q_losses:
+            loss = loss + c.frame_mag_weight * q_losses["frame_mag"]
+            stats.update(frame_mag=q_losses["frame_mag"].item())
         stats.update(stft=stft.item(), mel=mel.item(), commitment=q_losses["commitment"].item(),
                      levels=float(codes.shape[1]))
         adversarial = cfg.uses_discriminator and self.step >= cfg.disc_start_step
