@@ -3,7 +3,9 @@
     python -m bench.semantic --model v2meow/assets/tokenizers --data data_cache/music
 
 ``--model``: a tokenizer directory (default: the shipped one) or a semantic training run (``runs/.../semantic``).
-``--data``: a music folder; with a ``sources.json`` only held-out tracks are read (else every file). Printed:
+``--data``: a music folder; with a ``sources.json`` only held-out tracks are read (else every file). ``--source``:
+a folder of music from a source the tokenizer never heard (the game music): every file is read, and the spectral
+reference is fitted on those same files (which flatters it). Printed:
 
 1. Usage: perplexity of the token distribution over all held-out frames (exp of its entropy), the fraction
    of the vocabulary used, and the mean perplexity within one crop.
@@ -128,13 +130,15 @@ def load_semantic(model: str | None):
                         "step": t.info.get("training", {}).get("semantic", {}).get("step")}
 
 
-def spectral_kmeans(tok, data: Path, k: int, crops: int = 400, seconds: float = 4.0, seed: int = 0):
-    """Reference tokenizer: k-means of the encoder's own input frames (log-mel + chroma), fitted on training audio."""
+def spectral_kmeans(tok, data: Path, k: int, crops: int = 400, seconds: float = 4.0, seed: int = 0,
+                    which: str = "train"):
+    """Reference tokenizer: k-means of the encoder's own input frames (log-mel + chroma), fitted on ``which``
+    files of ``data`` (its training tracks by default)."""
     from v2meow.tokenizers.kmeans import KMeans
     from v2meow.train.tokenizers import AudioCrops, list_audio
 
     frontend = tok.encoder.frontend
-    src = AudioCrops(list_audio(data, "train"), tok.sample_rate)
+    src = AudioCrops(list_audio(data, which), tok.sample_rate)
     rng = np.random.default_rng([seed, 99])
     n = round(seconds * tok.sample_rate)
     feats = []
@@ -148,14 +152,15 @@ def spectral_kmeans(tok, data: Path, k: int, crops: int = 400, seconds: float = 
 
 
 @torch.no_grad()
-def run(model: str | None, data: Path, seconds: float, max_tracks: int = 0, baseline: bool = True) -> dict:
+def run(model: str | None, data: Path, seconds: float, max_tracks: int = 0, baseline: bool = True,
+        source: bool = False) -> dict:
     from v2meow.io.audio import load_audio
     from v2meow.tokenizers.default import windowed_semantic_tokens
     from v2meow.train.tokenizers import SOURCES_FILE, list_audio
 
     tok, info = load_semantic(model)
     sr, vocab = tok.sample_rate, tok.vocab_size
-    has_sources = (data / SOURCES_FILE).is_file()
+    has_sources = (data / SOURCES_FILE).is_file() and not source
     files = list_audio(data, "heldout") if has_sources else list_audio(data, "all")
     if max_tracks:
         files = files[:max_tracks]
@@ -172,7 +177,8 @@ def run(model: str | None, data: Path, seconds: float, max_tracks: int = 0, base
         second.append(torch.from_numpy(wav[starts[1] : starts[1] + n].copy()))
         names.append(str(f.relative_to(data)))
     if len(first) < 2:
-        raise SystemExit(f"Need at least two held-out tracks of {2 * seconds:g} s in {data}.")
+        raise SystemExit(f"Need at least two {'held-out ' if has_sources else ''}tracks of {2 * seconds:g} s in "
+                         f"{data}{'' if source or not has_sources else ' (--source reads every file)'}.")
     stretched = {r: [time_stretch(w, r) for w in first] for r in RATES}
 
     def ours(wav: Tensor) -> Tensor:
@@ -180,7 +186,8 @@ def run(model: str | None, data: Path, seconds: float, max_tracks: int = 0, base
 
     tokenizers: dict[str, Callable[[Tensor], Tensor]] = {"semantic tokens (encoder + k-means)": ours}
     if baseline:
-        tokenizers["k-means of log-mel + chroma frames"] = spectral_kmeans(tok, data, vocab)
+        tokenizers["k-means of log-mel + chroma frames"] = spectral_kmeans(tok, data, vocab,
+                                                                           which="train" if has_sources else "all")
     g = torch.Generator().manual_seed(0)
     tokenizers["random tokens (chance)"] = lambda w: torch.randint(0, vocab, (math.ceil(w.shape[0] / tok.hop_length),),
                                                                    generator=g)
@@ -191,12 +198,14 @@ def run(model: str | None, data: Path, seconds: float, max_tracks: int = 0, base
         s = {r: [fn(w) for w in ws] for r, ws in stretched.items()}
         rows[name] = {**usage(a + b, vocab), **identity_scores(a, b, vocab), **tempo_scores(a, s)}
     return {"rows": rows, "tracks": len(first), "seconds": seconds, "vocab": vocab, "model": info,
-            "identity": tok.identity(), "heldout_from_sources": has_sources, "names": names}
+            "identity": tok.identity(), "heldout_from_sources": has_sources, "source": source, "names": names}
 
 
 def print_tables(res: dict) -> None:
     m = res["model"]
-    held = "held-out tracks of sources.json" if res["heldout_from_sources"] else "all files (no sources.json)"
+    held = ("held-out tracks of sources.json" if res["heldout_from_sources"] else
+            "every file of a held-out source (spectral reference fitted on them too)" if res.get("source") else
+            "all files (no sources.json)")
     print(f"semantic tokenizer: {m['source']} (step {m.get('step')}), vocabulary {res['vocab']}, "
           f"layer {res['identity']['layer']}")
     print(f"data: 2 crops of {res['seconds']:g} s from each of {res['tracks']} {held}\n")
@@ -224,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(ROOT / "data_cache" / "music"))
     p.add_argument("--seconds", type=float, default=10.0, help="length of each crop")
     p.add_argument("--max-tracks", type=int, default=0)
+    p.add_argument("--source", action="store_true", help="--data is a source the tokenizer never heard: read every "
+                   "file, even with a sources.json")
     p.add_argument("--no-baseline", action="store_true", help="skip the spectral k-means reference (faster)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
@@ -233,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     if not data.is_dir():
         print(f"bench.semantic: no music at {data}; run scripts/get_music.py first (skipped).")
         return 0
-    res = run(args.model, data, args.seconds, args.max_tracks, not args.no_baseline)
+    res = run(args.model, data, args.seconds, args.max_tracks, not args.no_baseline, args.source)
     print_tables(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
