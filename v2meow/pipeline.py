@@ -342,15 +342,14 @@ class V2Meow(nn.Module):
         so memory stays flat with length."""
         g = self.cfg.generation
         rate = self.cfg.codec.frame_rate
-        cycle = getattr(self.codec, "frame_cycle", 1)  # chunks start where the codec codes as it does whole
-        chunk = max(1, int(round(g.decode_chunk_seconds * rate)) // cycle) * cycle
+        chunk = max(1, int(round(g.decode_chunk_seconds * rate)))
         margin = int(round(g.decode_margin_seconds * rate))
         hop = self.codec.hop_length
         total = codes.shape[-1]
         pieces = []
         for a in range(0, total, chunk):
             b = min(total, a + chunk)
-            lo, hi = max(0, a - margin) // cycle * cycle, min(total, b + margin)
+            lo, hi = self.codec.aligned_start(a - margin), min(total, b + margin)  # where it codes as whole
             wav = self.codec.decode(codes[..., lo:hi])
             pieces.append(wav[..., (a - lo) * hop: (b - lo) * hop])
             if progress is not None:

@@ -150,7 +150,6 @@ class Tokenizers:
         ctx = _frames(context_seconds, self.sample_rate, hop)
         t_a = codes.shape[-1]
         pieces = []
-        win = max(1, win // self.codec.frame_cycle) * self.codec.frame_cycle
         for start in range(0, t_a, win):
             a, b = self.codec.aligned_start(start - ctx), min(t_a, start + win + ctx)
             wav = self.codec.decode(codes[None, :, a:b])[0]
@@ -173,13 +172,12 @@ def _frames(seconds: float, sample_rate: int, hop: int) -> int:
 
 def _windowed(fn, wav: Tensor, hop: int, win: int, ctx: int, cycle: int = 1) -> Tensor:
     """Apply a ``[T] → [..., T_frames]`` function in windows of ``win`` frames with ``ctx`` frames of context;
-    every window starts on a multiple of ``cycle`` frames (a codec's :attr:`frame_cycle`)."""
+    every call of ``fn`` starts on a multiple of ``cycle`` frames (a codec's :attr:`frame_cycle`)."""
     if wav.dim() != 1 or wav.shape[0] == 0:
         raise UserError(f"Audio must be a non-empty mono signal, got shape {tuple(wav.shape)}.")
     frames = math.ceil(wav.shape[0] / hop)
     wav = torch.nn.functional.pad(wav, (0, frames * hop - wav.shape[0]))
     pieces = []
-    win = max(1, win // cycle) * cycle
     for start in range(0, frames, win):
         a, b = max(0, start - ctx) // cycle * cycle, min(frames, start + win + ctx)
         out = fn(wav[a * hop : b * hop])

@@ -86,8 +86,9 @@ class SoundStreamConfig(Config):
         return math.prod(self.strides) if self.body == "conv" else self.frame_hop
 
     def to_dict(self) -> dict[str, Any]:
-        # A codec without the level path or phase advance writes (and hashes) the dict it had before those fields
-        # existed, so the identity of codecs trained then, and of every token file they made, stays the same.
+        # A codec with the level path, phase advance and frame-magnitude loss off writes (and hashes) the dict it
+        # had before those fields existed, so the identity of codecs trained then, and of every token file they
+        # made, stays the same.
         out = super().to_dict()
         for name in ("level_path", "phase_advance", "frame_mag_weight"):
             if not out[name]:
@@ -443,9 +444,12 @@ class _FrameDecoder(nn.Module):
             phase = phase * phase_advance(self.bins, phase.shape[2], self.n_fft, self.hop, phase.device)
         return mag, phase
 
-    def forward(self, z: Tensor) -> Tensor:
-        mag, phase = self.spectrum(z)
+    def waveform(self, mag: Tensor, phase: Tensor) -> Tensor:
+        """Magnitudes and unit phases ``[B, F, T_a]`` → ``wav [B, T_a * hop]`` (inverse STFT)."""
         return istft_same(mag * phase, self.n_fft, self.hop, self.window)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.waveform(*self.spectrum(z))
 
 
 # ---- the codec ------------------------------------------------------------------------------------------
@@ -535,10 +539,9 @@ class SoundStream(ConfigBackedCodec, AcousticCodec):
         if start == "gradient":
             phase = phase_from_gradient(mag, dec.n_fft, dec.hop)
         for _ in range(iters):
-            wav = istft_same(mag * phase, dec.n_fft, dec.hop, dec.window)
-            rebuilt = stft_same(wav, dec.n_fft, dec.hop, dec.window)
+            rebuilt = stft_same(dec.waveform(mag, phase), dec.n_fft, dec.hop, dec.window)
             phase = rebuilt / rebuilt.abs().clamp_min(1e-8)
-        return istft_same(mag * phase, dec.n_fft, dec.hop, dec.window)
+        return dec.waveform(mag, phase)
 
     def forward(self, wav: Tensor, n_levels: int | None = None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """Training pass: ``wav [B, T]`` → (recon ``[B, T]``, codes ``[B, n, T_a]``, quantiser losses).
@@ -555,7 +558,7 @@ class SoundStream(ConfigBackedCodec, AcousticCodec):
             mag, phase = dec.spectrum(quantized)
             target = stft_same(padded, dec.n_fft, dec.hop, dec.window).abs()
             losses = {**losses, "frame_mag": (mag.clamp_min(1e-5).log() - target.clamp_min(1e-5).log()).abs().mean()}
-            recon = istft_same(mag * phase, dec.n_fft, dec.hop, dec.window)[:, : wav.shape[-1]]
+            recon = dec.waveform(mag, phase)[:, : wav.shape[-1]]
         else:
             recon = self.decoder(quantized)[:, : wav.shape[-1]]
         return recon, codes, losses
@@ -566,6 +569,13 @@ class SoundStream(ConfigBackedCodec, AcousticCodec):
         Returns (total, parts) with detached parts for logging.
         """
         recon, _, q_losses = self(wav, n_levels)
+        total, parts = self.reconstruction_loss(recon, wav, q_losses)
+        return total, {k: v.detach() for k, v in parts.items()}
+
+    def reconstruction_loss(self, recon: Tensor, wav: Tensor, q_losses: dict[str, Tensor]
+                            ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The weighted sum of the reconstruction terms (multi-scale STFT, mel, frame magnitudes when on) and the
+        quantiser's losses from :meth:`forward`: (total, parts), parts not detached."""
         c = self.config
         parts = {
             "stft": self.stft_loss(recon, wav),
@@ -582,4 +592,4 @@ class SoundStream(ConfigBackedCodec, AcousticCodec):
         if "frame_mag" in q_losses:
             parts["frame_mag"] = q_losses["frame_mag"]
             total = total + c.frame_mag_weight * parts["frame_mag"]
-        return total, {k: v.detach() for k, v in parts.items()}
+        return total, parts

@@ -211,16 +211,8 @@ class CodecTrainer(_StepTrainer):
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             recon, codes, q_losses = self.codec(wav)
         recon = recon.float()
-        c = cfg.codec
-        stft = self.codec.stft_loss(recon, wav)
-        mel = self.codec.mel_loss(recon, wav)
-        loss = c.stft_weight * stft + c.mel_weight * mel + c.commitment_weight * q_losses["commitment"]
-        loss = loss + q_losses["codebook"]
-        if "frame_mag" in q_losses:
-            loss = loss + c.frame_mag_weight * q_losses["frame_mag"]
-            stats.update(frame_mag=q_losses["frame_mag"].item())
-        stats.update(stft=stft.item(), mel=mel.item(), commitment=q_losses["commitment"].item(),
-                     levels=float(codes.shape[1]))
+        loss, parts = self.codec.reconstruction_loss(recon, wav, q_losses)
+        stats.update({k: v.item() for k, v in parts.items() if k != "codebook"}, levels=float(codes.shape[1]))
         adversarial = cfg.uses_discriminator and self.step >= cfg.disc_start_step
         ok = bool(torch.isfinite(loss))
         if adversarial and ok:
