@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--workers", type=int, default=1, help="processes")
     e.add_argument("--shard-index", type=int, default=None, help="this machine's index (default: torchrun RANK)")
     e.add_argument("--num-shards", type=int, default=None, help="machines in all (default: torchrun WORLD_SIZE)")
-    e.add_argument("--val-fraction", type=_finite_float, default=0.1, help="share of videos held out")
+    e.add_argument("--val-fraction", type=_finite_float, default=0.1,
+                   help="share of videos held out (a synth-data video whose music's sources.json says "
+                        "whether it is held out follows that flag)")
     e.add_argument("--seed", type=_seed, default=0, help="fixes the train/validation split")
     e.add_argument("--quiet", action="store_true")
 

@@ -1,8 +1,9 @@
+import json
 import os
 
 import pytest
 
-from v2meow.data.extract import extract, split_of
+from v2meow.data.extract import clip_split, extract, split_of
 from v2meow.data.shards import ShardReader, read_manifest
 from v2meow.errors import UserError
 
@@ -48,3 +49,14 @@ def test_bad_arguments(tmp_path, debug_model_dir):
         extract(tmp_path, tmp_path / "o", debug_model_dir, progress=False)
     with pytest.raises(UserError):
         extract(tmp_path / "nope", tmp_path / "o", debug_model_dir, progress=False)
+
+
+def test_held_out_music_decides_the_split(tmp_path):
+    for name, flag in (("held.mp4", True), ("trained.mp4", False)):
+        (tmp_path / name).write_bytes(b"")
+        (tmp_path / name).with_suffix(".json").write_text(json.dumps({"source": {"info": {"heldout": flag}}}))
+    (tmp_path / "plain.mp4").write_bytes(b"")
+    assert clip_split(tmp_path, "held.mp4", 0, 0.0) == "validation"
+    assert clip_split(tmp_path, "trained.mp4", 0, 0.99) == "train"
+    names = [f"v{i}.mp4" for i in range(40)]
+    assert [clip_split(tmp_path, n, 0, 0.5) for n in names] == [split_of(n, 0, 0.5) for n in names]

@@ -301,3 +301,19 @@ def test_chunked_analysis_matches_whole_track_analysis(monkeypatch):
     assert synth.estimate_tempo(librosa, env, SR, 256, stride=1, batch=100) == pytest.approx(reference)
     assert synth.estimate_tempo(librosa, env, SR, 256) == pytest.approx(reference, rel=0.02)
     assert whole.tempo == pytest.approx(60 / 0.45, rel=0.03)
+
+
+def test_source_info_reads_the_music_manifest_and_a_sidecar_wins(tmp_path):
+    (tmp_path / "mit" / "calm").mkdir(parents=True)
+    for name in ("a.flac", "b.flac"):
+        (tmp_path / "mit" / "calm" / name).write_bytes(b"")
+    entries = [{"path": "calm/a.flac", "licence": "MIT", "heldout": True},
+               {"path": "calm/b.flac", "licence": "MIT", "heldout": False}]
+    (tmp_path / "mit" / "sources.json").write_text(json.dumps({"format": "v2meow-music-sources/1", "files": entries}))
+    a = synth.source_info(str(tmp_path / "mit" / "calm" / "a.flac"), str(tmp_path))
+    assert a["relpath"] == "mit/calm/a.flac" and a["license"] == "MIT" and a["info"]["heldout"] is True
+    (tmp_path / "mit" / "calm" / "b.json").write_text(json.dumps({"license": "CC0", "heldout": True}))
+    b = synth.source_info(str(tmp_path / "mit" / "calm" / "b.flac"), str(tmp_path))
+    assert b["license"] == "CC0" and b["info"]["heldout"] is True  # the per-track sidecar wins
+    outside = synth.source_info(str(tmp_path / "mit" / "calm" / "a.flac"), str(tmp_path / "mit" / "calm"))
+    assert "info" not in outside  # a manifest above the music folder is not read

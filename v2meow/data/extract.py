@@ -5,12 +5,14 @@ of the audio, and (when the model has an audio tower) the joint embedding averag
 Videos are assigned to shards by their sorted order (``shard_size`` per shard), so the assignment is the
 same on every machine and every rerun: machines take shards ``index, index + num_shards, ...``, processes
 take whole shards, and a rerun skips shards whose files are complete. The train/validation split is by
-source video, from a seeded hash of its relative path.
+source video: a synth-data video of music its ``sources.json`` holds out is validation, one of music it does not
+hold out is training, and any other video is split by a seeded hash of its relative path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -67,6 +69,29 @@ def split_of(relpath: str, seed: int, val_fraction: float) -> str:
     h = hashlib.sha256(f"{seed}:{relpath}".encode()).digest()
     u = int.from_bytes(h[:8], "little") / 2**64
     return "validation" if u < val_fraction else "train"
+
+
+def heldout_flag(video: str | os.PathLike) -> bool | None:
+    """The held-out flag of the music a synth-data video was rendered from (its sidecar's ``source.info.heldout``,
+    from the music's ``sources.json`` or per-track JSON), or None when the video carries none."""
+    sidecar = Path(video).with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        flag = meta["source"]["info"]["heldout"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return flag if isinstance(flag, bool) else None
+
+
+def clip_split(root: str | os.PathLike, relpath: str, seed: int, val_fraction: float) -> str:
+    """A video's split: whole works the music's manifest holds out are ``validation`` and the others ``train``;
+    videos that do not say are split by :func:`split_of`."""
+    flag = heldout_flag(Path(root) / relpath)
+    if flag is None:
+        return split_of(relpath, seed, val_fraction)
+    return "validation" if flag else "train"
 
 
 def clip_key(relpath: str) -> str:
@@ -139,7 +164,7 @@ def _process_shard(args: tuple) -> tuple[int, int, list[str]]:
     records, skipped = [], []
     for rel in videos:
         try:
-            rec = extract_clip(model, str(Path(root) / rel), rel, split_of(rel, seed, val_fraction))
+            rec = extract_clip(model, str(Path(root) / rel), rel, clip_split(root, rel, seed, val_fraction))
         except UserError as e:
             skipped.append(f"{rel}: {e}")
             continue

@@ -42,17 +42,45 @@ def track_seed(seed: int, relpath: str) -> int:
 _LICENCE_FILES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "COPYING", "copyright", "LICENCE", "README")
 
 
+def _sources_entry(audio_path: str, music_dir: str) -> dict[str, Any] | None:
+    """The track's entry in the nearest ``sources.json`` (format ``v2meow-music-sources/1``, as the corpus and
+    ``scripts/get_music.py`` write it) in its folder or above, up to the music folder; None when none lists it."""
+    root = os.path.abspath(music_dir)
+    folder = os.path.dirname(os.path.abspath(audio_path))
+    while True:
+        table = os.path.join(folder, "sources.json")
+        if os.path.isfile(table):
+            try:
+                with open(table, encoding="utf-8") as f:
+                    manifest = json.load(f)
+            except (OSError, ValueError):
+                manifest = None
+            if isinstance(manifest, dict) and isinstance(manifest.get("files"), list):
+                rel = Path(os.path.relpath(os.path.abspath(audio_path), folder)).as_posix()
+                for e in manifest["files"]:
+                    if isinstance(e, dict) and e.get("path") == rel:
+                        return e
+        if folder == root or os.path.dirname(folder) == folder or not folder.startswith(root):
+            return None
+        folder = os.path.dirname(folder)
+
+
 def source_info(audio_path: str, music_dir: str, license: str | None = None) -> dict[str, Any]:
     """What is known about a track's origin: its path relative to the music folder and its licence.
 
     The licence is, in order: ``license`` (given for the whole run); a per-track sidecar next to the
-    audio (``<name>.json`` or ``<audio file>.json``; its ``"license"`` and other fields are recorded);
+    audio (``<name>.json`` or ``<audio file>.json``; its ``"license"`` and other fields are recorded); the
+    track's entry in a music manifest ``sources.json`` (its ``"licence"``; the entry is recorded, held-out flag
+    included, when there is no sidecar);
     an entry of a ``licenses.json`` (relative path or file name → licence) in the track's folder or
     above (up to the music folder); else the nearest licence-like file (``LICENSE``, ``COPYING``,
     Debian ``copyright``) in those folders is named as ``license_file``.
     """
     rel = os.path.relpath(audio_path, music_dir)
     info: dict[str, Any] = {"relpath": Path(rel).as_posix()}
+    entry = _sources_entry(audio_path, music_dir)
+    if entry is not None:  # a music manifest's entry (source, licence, held-out flag); a sidecar below wins
+        info["info"] = entry
     for cand in (os.path.splitext(audio_path)[0] + ".json", audio_path + ".json"):
         if os.path.isfile(cand):
             try:
@@ -65,6 +93,8 @@ def source_info(audio_path: str, music_dir: str, license: str | None = None) -> 
                 if "license" in extra and license is None:
                     license = str(extra["license"])
             break
+    if license is None and entry is not None and "licence" in entry:
+        license = str(entry["licence"])
     root = os.path.abspath(music_dir)
     folder = os.path.dirname(os.path.abspath(audio_path))
     while license is None:
