@@ -23,3 +23,29 @@ def test_embedded_preset_fits_the_budget_and_uses_the_shipped_tokenizers(tmp_pat
     video = make_video(tmp_path / "v.mp4", seconds=1.0, fps=10, size=(32, 24), pattern="move")
     track = m.generate(video, seconds=0.4, seed=0)  # random stages, trained tokenizers: runs end to end
     assert track.wav.shape == (6400,)
+
+
+def test_a_model_on_the_shipped_base_holds_only_its_own_parts(tmp_path):
+    import json
+
+    import pytest
+
+    from v2meow.errors import UserError
+
+    m = V2Meow.from_preset("embedded", seed=3)
+    out = m.save_pretrained(tmp_path / "m", dtype=torch.float16, base="embedded")
+    files = sorted(p.name for p in out.glob("*.safetensors"))
+    assert files == ["coarse.safetensors", "fine.safetensors", "semantic.safetensors"]
+    back = V2Meow.from_pretrained(out)
+    for name in ("semantic", "coarse", "fine", "codec", "semantic_encoder", "text"):
+        a, b = getattr(m, name).state_dict(), getattr(back, name).state_dict()
+        assert all(torch.equal(a[k].half().float(), b[k].float()) if name in ("semantic", "coarse", "fine")
+                   else torch.equal(a[k], b[k]) for k in a), name
+    with torch.no_grad():
+        next(m.codec.parameters()).add_(1.0)
+    with pytest.raises(UserError, match="codec"):
+        m.save_pretrained(tmp_path / "other", base="embedded")
+    meta = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**meta, "base": "paper"}))
+    with pytest.raises(UserError, match="paper"):
+        V2Meow.from_pretrained(out)

@@ -85,9 +85,10 @@ def staged_dir(root: str | os.PathLike) -> Iterator[Path]:
 
 def write_model_dir(root: str | os.PathLike, config: dict[str, Any], parts: dict[str, nn.Module],
                     dtype: torch.dtype | None = None,
-                    part_extras: dict[str, dict[str, Any]] | None = None) -> Path:
+                    part_extras: dict[str, dict[str, Any]] | None = None, base: str | None = None) -> Path:
     """Write ``config.json`` and one safetensors file per part (floating weights cast to ``dtype`` if given);
-    the directory is replaced atomically. ``part_extras`` adds fields to a part's entry in ``config.json``."""
+    the directory is replaced atomically. ``part_extras`` adds fields to a part's entry in ``config.json``.
+    ``base`` names the preset whose shipped weights supply the parts left out (``"base"`` in ``config.json``)."""
     root = Path(root)
     with staged_dir(root) as tmp:
         entries: dict[str, Any] = {}
@@ -110,6 +111,7 @@ def write_model_dir(root: str | os.PathLike, config: dict[str, Any], parts: dict
             "v2meow_version": v2meow.__version__,
             "config": config,
             "parts": entries,
+            **({"base": base} if base is not None else {}),
         }
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=False))
     return root

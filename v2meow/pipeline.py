@@ -71,6 +71,9 @@ PARTS = ("semantic", "coarse", "fine", "codec", "semantic_encoder", "semantic_km
 SECONDS_SLACK = 0.05
 
 SHIPPED_TOKENIZERS = ("embedded",)  # presets whose tokenizers ship trained in the package
+# The parts the package ships for those presets (v2meow/assets/tokenizers and joint): a model directory with
+# ``"base": "embedded"`` holds only its other parts (the shipped model, v2meow/assets/embedded, holds the stages).
+SHIPPED_PARTS = ("codec", "semantic_encoder", "semantic_kmeans", "joint")
 ProgressCallback = Callable[[str, int, int], None]  # (stage name, steps done, steps total)
 
 
@@ -182,6 +185,20 @@ class V2Meow(nn.Module):
         self.semantic_kmeans = tok.semantic.kmeans
         self.semantic_tokenizer.identity()  # checks that the k-means belongs to this encoder
 
+    def load_shipped_parts(self) -> list[str]:
+        """The shipped tokenizers and, when this model's text tower is the shipped joint model, its weights; returns
+        the names of the parts put in place."""
+        from v2meow.text.joint import EMBEDDED, JointModel
+
+        self.load_shipped_tokenizers()
+        names = [p for p in SHIPPED_PARTS if p != "joint"]
+        if isinstance(self.text, JointModel):
+            shipped = JointModel.load(EMBEDDED)
+            if shipped.cfg.replace(weights=None) == self.text.cfg.replace(weights=None):
+                self.text.load_state_dict(shipped.state_dict())
+                names.append("joint")
+        return names
+
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> V2Meow:
         """Load a model directory (``config.json`` + safetensors), or build a preset by name (random weights)."""
@@ -193,17 +210,38 @@ class V2Meow(nn.Module):
             hint = f" or a preset ({', '.join(preset_names())})" if os.sep not in path else ""
             raise UserError(f"Model {path} is not a directory; give a model directory{hint}.")
         meta = read_model_config(root)
+        base = meta.get("base")
+        if base is not None and base not in SHIPPED_TOKENIZERS:
+            raise UserError(f"Model {root} builds on {base!r}, which is not a preset this v2meow ships weights for "
+                            f"({', '.join(SHIPPED_TOKENIZERS)}).")
         cfg = V2MeowConfig.from_dict(meta["config"], where=f"{root / CONFIG_FILE}")
         held = check_weight_files(root, meta)
         with AllocationGuard(min(MAX_PARAMETERS, 2 * held + ALLOCATION_HEADROOM), root, held):
             model = cls(cfg, load_weights=False)
-        load_parts(root, meta, model.parts())
+        parts = model.parts()
+        if base is not None:  # the shipped parts come from the package; the directory holds the rest
+            for name in model.load_shipped_parts():
+                parts.pop(name, None)
+        load_parts(root, meta, parts)
         return model.eval()
 
-    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
-        """Write ``config.json`` and one safetensors file per part; the directory is replaced atomically."""
+    def save_pretrained(self, path: str | os.PathLike, dtype: torch.dtype | None = None,
+                        base: str | None = None) -> Path:
+        """Write ``config.json`` and one safetensors file per part; the directory is replaced atomically. With
+        ``base`` (a preset whose weights ship, ``embedded``), the parts the package ships are left out: they must
+        equal the shipped ones, and loading takes them from the package."""
         extras = {"semantic_kmeans": {"fitted_on": self.semantic_kmeans.fitted_on}}
-        return write_model_dir(path, self.cfg.to_dict(), self.parts(), dtype=dtype, part_extras=extras)
+        parts = self.parts()
+        if base is not None:
+            if base not in SHIPPED_TOKENIZERS:
+                raise UserError(f"Only a preset whose weights ship ({', '.join(SHIPPED_TOKENIZERS)}) can be a base.")
+            shipped = V2Meow(self.cfg)
+            for name in shipped.load_shipped_parts():
+                mine, theirs = parts.pop(name).state_dict(), getattr(shipped, "text" if name == "joint" else name)
+                theirs = theirs.state_dict()
+                if mine.keys() != theirs.keys() or any(not torch.equal(mine[k], theirs[k]) for k in mine):
+                    raise UserError(f"This model's {name} is not the one {base!r} ships; save it whole instead.")
+        return write_model_dir(path, self.cfg.to_dict(), parts, dtype=dtype, part_extras=extras, base=base)
 
     # -- generation -----------------------------------------------------------------------------
     def embed_prompt(self, prompt: str | None) -> Tensor | None:
