@@ -38,11 +38,12 @@ def test_evaluate_writes_report_with_baselines(tmp_path, debug_model_dir):
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
     rows = {r["name"]: r for r in rep["rows"]}
-    assert set(rows) == {"v2meow", "no_video", "ground_truth", "random_shuffle"}
+    assert set(rows) == {"v2meow", "no_video", "ground_truth", "random_shuffle", "codec_round_trip"}
     gt = rows["ground_truth"]
     assert gt["bhs"] == pytest.approx(1.0) and gt["fad"] == pytest.approx(0.0, abs=1e-6)
     assert rows["v2meow"]["fad"] > gt["fad"] and rows["v2meow"]["segments"] == 2
     assert rows["v2meow"]["segments_0.5s"] == 4
+    assert rows["codec_round_trip"]["fad"] > gt["fad"]  # the debug preset's random codec loses the music
     md = (out / "report.md").read_text()
     assert "| random_shuffle |" in md
     assert (out / "plots" / "beat_alignment_per_clip.png").stat().st_size > 1000

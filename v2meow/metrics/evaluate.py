@@ -3,6 +3,8 @@
 Rows: the model, and the baselines every report shows beside it (METRICS.md):
 - ground truth: each video's own music, scored against itself (BCS = BHS = 100 by construction);
 - random shuffle: another video's music (a seeded derangement);
+- codec round trip: each video's own music through the model's codec (encoded and decoded): the best any
+  generation can sound through that codec;
 - no video: the same model given a black, still video of the same length (nothing to see).
 
 Metrics (each names its backend in the report's notes):
@@ -104,6 +106,15 @@ def black_video(like: str, seconds: float, out: str) -> str:
     return out
 
 
+@torch.no_grad()
+def codec_round_trip(model, wav: np.ndarray) -> np.ndarray:
+    """``wav [N]`` encoded and decoded by ``model``'s codec (in the pipeline's decode chunks), trimmed or padded
+    to ``N`` samples."""
+    x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]
+    out = model.decode(model.codec.encode(x))[0].numpy()
+    return np.pad(out, (0, max(0, len(wav) - len(out))))[: len(wav)]
+
+
 def _derangement(n: int, seed: int) -> np.ndarray:
     """A permutation with no fixed point (n >= 2), seeded."""
     rng = np.random.default_rng([seed, 0x5A0F])
@@ -144,7 +155,7 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
     shuffle = _derangement(len(clips), opts.seed)
 
     systems: dict[str, list[list[np.ndarray]]] = {MODEL_ROW: [], "no_video": [], "ground_truth": [],
-                                                  "random_shuffle": []}
+                                                  "random_shuffle": [], "codec_round_trip": []}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -170,6 +181,7 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
             other = refs[shuffle[i]]
             n = len(refs[i])
             systems["random_shuffle"].append([np.pad(other, (0, max(0, n - len(other))))[:n]])
+            systems["codec_round_trip"].append([codec_round_trip(model, refs[i])])
     if bar is not None:
         bar.close()
 
@@ -198,8 +210,8 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
         per_clip[name] = clip_rows
         if name == MODEL_ROW:
             report.add_row(name, row)
-        else:
-            report.add_baseline(name, row)
+        else:  # the standard three, then the codec round trip under its own name
+            report.add_row(name, row, kind="baseline")
     report.notes = {
         "fad": {"backend": embedder.name, "n_reference_frames": int(sum(len(e) for e in ref_emb))},
         "beats": {"onsets": "librosa onset_detect at 22050 Hz (METRICS.md)", "segments_s": list(opts.segments),
@@ -210,6 +222,7 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
                 + ("; mcc_text: generated audio vs prompt" if any(prompts) else "")
                 if semantic_backends else f"not computed: {joint_source}"),
         "no_video": "the same model given a black, still video of the same length",
+        "codec_round_trip": "each reference encoded and decoded by the model's codec, all its levels",
         "skipped": skipped,
         "videos": [rel for rel, _ in clips],
     }
