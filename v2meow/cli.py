@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--run", required=True, help="run folder: checkpoints and logs; an existing run resumes")
     t.add_argument("--model", default=None, help="model config (preset or directory); default: the shards' model")
     t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--minutes", type=_finite_float, default=None,
+                   help="stages: stop after about this long, with a checkpoint; run again to continue on the same "
+                        "schedule")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--quiet", action="store_true")
 
@@ -124,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--levels", type=int, default=None, help="decode only the first N codec levels")
 
     v = sub.add_parser("evaluate", help="generate for videos and score with the paper's metrics")
-    v.add_argument("--model", required=True, help="model directory or preset")
+    v.add_argument("--model", default="embedded", help="model directory or preset name (default: embedded)")
     v.add_argument("--videos", required=True, help="folder of videos with their music (the references)")
     v.add_argument("-o", "--output", required=True, help="report folder: report.json, report.md, plots/, audio/")
     v.add_argument("--prompts", default=None, help="JSON file mapping video file names to prompts")
@@ -336,8 +339,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         if not args.shards:
             raise UserError(f"train {args.stage} needs --shards SHARD_DIR (from `v2meow extract`).")
+        if args.minutes is not None and args.minutes <= 0:
+            raise UserError(f"--minutes must be > 0, got {args.minutes:g}.")
         last = train(args.stage, args.shards, args.config or "debug", args.run, model=args.model,
-                     max_steps=args.max_steps, device=args.device, progress=not args.quiet)
+                     max_steps=args.max_steps, device=args.device, progress=not args.quiet,
+                     seconds=None if args.minutes is None else 60.0 * args.minutes)
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}
     print(f"{args.run}: {shown}", file=sys.stderr)
     return 0

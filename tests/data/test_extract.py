@@ -60,3 +60,12 @@ def test_held_out_music_decides_the_split(tmp_path):
     assert clip_split(tmp_path, "trained.mp4", 0, 0.99) == "train"
     names = [f"v{i}.mp4" for i in range(40)]
     assert [clip_split(tmp_path, n, 0, 0.5) for n in names] == [split_of(n, 0, 0.5) for n in names]
+
+
+def test_hidden_files_are_not_videos(tmp_path):
+    from v2meow.data.extract import list_videos
+
+    for name in ("a.mp4", ".tmp-b.mp4-x1.mp4", ".cache/c.mp4", "d/e.mp4"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert list_videos(tmp_path) == ["a.mp4", os.path.join("d", "e.mp4")]

@@ -52,6 +52,21 @@ def test_resume_continues_exactly(stage, shard_dir, tmp_path):
     assert not any(p.suffix in (".pt", ".pkl", ".bin") for p in (tmp_path / "b" / "checkpoints").rglob("*"))
 
 
+def test_a_timed_chunk_stops_with_a_checkpoint_and_resumes_on_the_same_schedule(shard_dir, tmp_path):
+    mc = model_cfg(shard_dir)
+    straight = Trainer("fine", shard_dir, mc, tcfg(), tmp_path / "a", device="cpu", log=False)
+    straight.fit(progress=False)
+    chunk = Trainer("fine", shard_dir, mc, tcfg(), tmp_path / "b", device="cpu", log=False)
+    last = chunk.fit(progress=False, seconds=0.0)  # out of time after the first step
+    assert chunk.step == 1 and "val_loss" in last
+    assert load_checkpoint(latest_checkpoint(tmp_path / "b"))["state"]["step"] == 1
+    rest = Trainer("fine", shard_dir, mc, tcfg(), tmp_path / "b", device="cpu", log=False)
+    rest.fit(progress=False)
+    assert rest.step == 6
+    for (k, a), b in zip(straight.stage.state_dict().items(), rest.stage.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_training_lowers_loss_and_logs(shard_dir, tmp_path):
     mc = model_cfg(shard_dir)
     t = Trainer("coarse", shard_dir, mc, tcfg(max_steps=30, eval_every=30), tmp_path / "r", device="cpu")

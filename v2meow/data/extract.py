@@ -57,8 +57,9 @@ def list_videos(root: str | os.PathLike) -> list[str]:
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root} is not a folder of videos.")
-    found = sorted(str(p.relative_to(root)) for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    found = sorted(str(p.relative_to(root)) for p in root.rglob("*")  # hidden names: others' files being written
+                   if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not found:
         raise UserError(f"{root} holds no videos ({', '.join(VIDEO_EXTENSIONS)}).")
     return found

@@ -354,8 +354,12 @@ class Trainer:
     def log(self, record: dict[str, Any]) -> None:
         self._log(record)
 
-    def fit(self, progress: bool = True) -> dict[str, float]:
+    def fit(self, progress: bool = True, seconds: float | None = None) -> dict[str, float]:
+        """Train to ``max_steps`` (resuming from the run's last checkpoint). With ``seconds``, stop earlier once
+        that much time has passed, after a checkpoint (evaluated): a bounded chunk that the next call continues
+        exactly, on the same learning-rate schedule."""
         cfg = self.cfg
+        deadline = None if seconds is None else time.time() + seconds
         self.resume()
         start = self.step * self.samples_per_step
         loader = iter(self.loader(self.train_reader, start, shuffle=True, random_crop=True, seed=cfg.seed))
@@ -380,11 +384,18 @@ class Trainer:
                 ev = self.evaluate()
                 last.update(ev)
                 self.log({"step": self.step, **ev})
-            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps:
+            out_of_time = deadline is not None and time.time() >= deadline
+            if out_of_time and self.step % cfg.eval_every != 0 and self.step != cfg.max_steps:
+                ev = self.evaluate()
+                last.update(ev)
+                self.log({"step": self.step, **ev})
+            if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps or out_of_time:
                 self.save()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.2f}")
+            if out_of_time:
+                break
         if bar is not None:
             bar.close()
         self._log.close()

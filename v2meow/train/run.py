@@ -108,7 +108,8 @@ def resolve_model_streams(cfg: V2MeowConfig) -> V2MeowConfig:
 
 
 def train(stage: str, shards: str, config: str, run_dir: str, model: str | None = None,
-          max_steps: int | None = None, device: str | None = None, progress: bool = True) -> dict[str, float]:
+          max_steps: int | None = None, device: str | None = None, progress: bool = True,
+          seconds: float | None = None) -> dict[str, float]:
     if stage not in STAGES:
         raise UserError(f"Unknown stage {stage!r}; choose one of {', '.join(STAGES)}.")
     cfg = load_train_config(config)
@@ -130,7 +131,7 @@ def train(stage: str, shards: str, config: str, run_dir: str, model: str | None 
         (run / "run.json").write_text(json.dumps({"stage": stage, "shards": str(shards), "train_config": cfg.to_dict(),
                                                   "model_config": model_cfg.to_dict(), "identities": identities},
                                                  indent=1))
-    return trainer.fit(progress=progress)
+    return trainer.fit(progress=progress, seconds=seconds)
 
 
 def export(base: str, out: str, runs: dict[str, str | None], ema: bool = False, fp16: bool = False) -> Path:

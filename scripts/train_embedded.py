@@ -1,0 +1,124 @@
+"""Train the embedded model's three stages on the free corpus, in bounded resumable chunks, and ship them.
+
+    python scripts/train_embedded.py prepare                 # synth-data videos, base model, shards (resumable)
+    python scripts/train_embedded.py train semantic --minutes 30 --threads 1
+    python scripts/train_embedded.py train coarse --minutes 60 --threads 1   # beside it, on the other core
+    python scripts/train_embedded.py export --ship           # runs -> runs/embedded/model (+ v2meow/assets/embedded)
+
+Everything lives out of git and is rebuilt by these commands: videos in ``data_cache/videos`` (one per corpus track,
+``v2meow synth-data``, 128x72 at 12 fps: the motion follows the music's beats), the base model (the embedded
+preset with the shipped tokenizers and joint model) in ``runs/embedded/base``, shards in
+``data_cache/shards_embedded`` (``v2meow extract``: works the corpus holds out are the validation split), runs in
+``runs/embedded/<stage>``. Each ``train`` call continues its run on one fixed schedule (``--steps`` in all) and
+stops after ``--minutes`` with a checkpoint; ``export`` takes the last checkpoint of every run there is.
+``--ship`` writes only the stages (fp16) to ``v2meow/assets/embedded`` on top of the shipped tokenizers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CORPUS = ROOT / "data_cache" / "corpus"
+VIDEOS = ROOT / "data_cache" / "videos"
+SHARDS = ROOT / "data_cache" / "shards_embedded"
+WORK = ROOT / "runs" / "embedded"
+SHIPPED = ROOT / "v2meow" / "assets" / "embedded"
+
+# Per stage: batch, crop (s; 0 = the stage's window), peak learning rate, steps of the whole schedule. Measured
+# on 2 cores (docs/embedded-model.md): stage 2's 10 s window is 1010 tokens, so it trains on 4 s crops (its
+# positions are relative, so it generates 10 s windows all the same) to see ~3x more music per second of CPU.
+STAGES = {
+    "semantic": {"batch": 16, "crop": 0.0, "lr": 1e-3, "steps": 6000},
+    "coarse": {"batch": 8, "crop": 4.0, "lr": 1e-3, "steps": 6000},
+    "fine": {"batch": 16, "crop": 0.0, "lr": 1e-3, "steps": 6000},
+}
+
+
+def prepare(args: argparse.Namespace) -> None:
+    from v2meow.data.extract import extract
+    from v2meow.data.synth import synth_data
+    from v2meow.pipeline import V2Meow
+
+    if not (CORPUS / "sources.json").is_file():
+        raise SystemExit(f"No corpus in {CORPUS}: run `make corpus` first.")
+    if not args.skip_videos:
+        synth_data(str(CORPUS), str(VIDEOS), size=(128, 72), fps=12.0, seed=0, workers=args.workers)
+    base = WORK / "base"
+    if not (base / "config.json").is_file():
+        V2Meow.from_preset("embedded").save_pretrained(base)
+    m = extract(str(VIDEOS), str(SHARDS), str(base), shard_size=16, workers=args.workers, val_fraction=0.1)
+    splits = [c["split"] for c in m["clips"]]
+    hours = sum(c.get("duration", 0.0) for c in m["clips"]) / 3600
+    print(f"{SHARDS}: {splits.count('train')} training and {splits.count('validation')} validation clips, "
+          f"{hours:.1f} h", file=sys.stderr)
+
+
+def train(args: argparse.Namespace) -> None:
+    import torch
+
+    from v2meow.config import V2MeowConfig
+    from v2meow.data.shards import read_manifest
+    from v2meow.train.loop import TrainConfig, Trainer
+    from v2meow.train.run import resolve_model_streams
+
+    torch.set_num_threads(args.threads)
+    s = STAGES[args.stage]
+    steps = args.steps or s["steps"]
+    model_cfg = resolve_model_streams(V2MeowConfig.from_dict(read_manifest(str(SHARDS))["info"]["model_config"]))
+    cfg = TrainConfig(batch_size=s["batch"], lr=s["lr"], warmup_steps=200, max_steps=steps, eval_every=250,
+                      eval_batches=16, checkpoint_every=250, log_every=25, seed=0, crop_seconds=s["crop"])
+    run = WORK / args.stage
+    trainer = Trainer(args.stage, str(SHARDS), model_cfg, cfg, run, device="cpu")
+    if not (run / "run.json").is_file():
+        (run / "run.json").write_text(json.dumps({
+            "stage": args.stage, "shards": str(SHARDS), "train_config": cfg.to_dict(),
+            "model_config": model_cfg.to_dict(), "identities": read_manifest(str(SHARDS))["info"]["identities"]},
+            indent=1))
+    last = trainer.fit(progress=not args.quiet, seconds=60.0 * args.minutes)
+    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}), file=sys.stderr)
+
+
+def export(args: argparse.Namespace) -> None:
+    import torch
+
+    from v2meow.pipeline import V2Meow
+    from v2meow.train.run import export as export_runs
+
+    runs = {s: str(WORK / s) for s in STAGES if (WORK / s / "checkpoints").is_dir()}
+    out = export_runs(str(WORK / "base"), str(WORK / "model"), runs, fp16=True)
+    print(f"{out}: stages from {', '.join(runs)}", file=sys.stderr)
+    if args.ship:
+        model = V2Meow.from_pretrained(out)
+        model.save_pretrained(SHIPPED, dtype=torch.float16, base="embedded")
+        size = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
+        print(f"{SHIPPED}: {size / 1e6:.1f} MB of stages", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pr = sub.add_parser("prepare")
+    pr.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    pr.add_argument("--skip-videos", action="store_true", help="extract the videos already rendered")
+    tr = sub.add_parser("train")
+    tr.add_argument("stage", choices=list(STAGES))
+    tr.add_argument("--minutes", type=float, default=30.0)
+    tr.add_argument("--steps", type=int, default=None, help="steps of the whole schedule (default: the stage's)")
+    tr.add_argument("--threads", type=int, default=1)
+    tr.add_argument("--quiet", action="store_true")
+    ex = sub.add_parser("export")
+    ex.add_argument("--ship", action="store_true")
+    args = p.parse_args(argv)
+    {"prepare": prepare, "train": train, "export": export}[args.cmd](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
