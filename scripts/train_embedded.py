@@ -75,6 +75,7 @@ def train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(batch_size=s["batch"], lr=s["lr"], warmup_steps=200, max_steps=steps, eval_every=250,
                       eval_batches=16, checkpoint_every=250, log_every=25, seed=0, crop_seconds=s["crop"])
     run = WORK / args.stage
+    run.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(args.stage, str(SHARDS), model_cfg, cfg, run, device="cpu")
     if not (run / "run.json").is_file():
         (run / "run.json").write_text(json.dumps({

