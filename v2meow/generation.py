@@ -1,7 +1,8 @@
 """Generation beyond one window: the plan of windows over the whole video, each after the first prompted with
 the tail of the one before (AudioLM-style continuation), time <-> index conversion for the feature streams,
-progress counted over the whole sweep, and the seeds of best-of-N candidates. Pure functions;
-:class:`v2meow.pipeline.V2Meow` runs the stages.
+progress counted over the whole sweep, and the seeds of best-of-N candidates. The sweeps that run
+each stage over the whole length with a :class:`v2meow.pipeline.V2Meow`, the chunked codec decode, and the checks of
+``--start`` / ``--seconds``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import Tensor
 
 from v2meow.errors import UserError
 
+SECONDS_SLACK = 0.05  # a --seconds this much past the video's end still means "all of it"
 MAX_CANDIDATES = 16  # soundtracks sampled together for best-of-N (memory grows with each)
 SEED_LIMIT = 2**63
 
@@ -72,3 +74,113 @@ def window_features(encoders: list, feats: dict[str, Tensor], names: list[str], 
                 rows = torch.cat([rows, pad])
             out[e.name] = rows[None]
     return out
+
+
+def sweep_semantic(model, feats, seconds, joint, guidance, gens, progress) -> Tensor:
+    """Semantic tokens ``[B, T_s]``, one row per generator in ``gens`` (the candidates, in one batch)."""
+    rate = model.cfg.semantic.token_rate
+    total = math.ceil(seconds * rate)
+    windows = plan_windows(total, model.cfg.semantic.window_tokens, prompt_units(model.cfg, rate))
+    names = [s.name for s in model.cfg.semantic.streams]
+    rows = len(gens)
+    out = torch.zeros(rows, total, dtype=torch.long)
+    joint = None if joint is None else joint.expand(rows, -1)
+    done = 0
+    for a, pe, b in windows:
+        f = _rows(window_features(model.encoders, feats, names, a / rate, b / rate), rows)
+        tok = model.semantic.generate(
+            f, b - pe, joint=joint, prompt=out[:, a:pe] if pe > a else None, guidance=guidance,
+            generator=gens, progress=offset_progress(progress, done, total),
+        )
+        out[:, pe:b] = tok
+        done += b - pe
+    return out
+
+
+def sweep_coarse(model, feats, semantic, seconds, gens, progress) -> Tensor:
+    """Coarse codes ``[B, N_c, T_a]`` for ``semantic [B, T_s]``, one row per generator in ``gens``."""
+    rate, s_rate = model.cfg.coarse.frame_rate, model.cfg.semantic.token_rate
+    total = math.ceil(seconds * rate)
+    windows = plan_windows(total, model.cfg.coarse.window_frames, prompt_units(model.cfg, rate))
+    names = [s.name for s in model.cfg.coarse.streams]
+    rows = len(gens)
+    out = torch.zeros(rows, model.cfg.coarse.levels, total, dtype=torch.long)
+    steps_total, done = total * model.cfg.coarse.levels, 0
+    for a, pe, b in windows:
+        t0, t1 = a / rate, b / rate
+        sa = int(math.floor(t0 * s_rate + 1e-6))
+        sb = min(semantic.shape[1], max(sa + 1, int(math.ceil(t1 * s_rate - 1e-6))))
+        codes = model.coarse.generate(
+            semantic[:, sa:sb], b - pe, features=_rows(window_features(model.encoders, feats, names, t0, t1), rows),
+            prompt_codes=out[:, :, a:pe] if pe > a else None, generator=gens,
+            progress=offset_progress(progress, done, steps_total),
+        )
+        out[:, :, pe:b] = codes
+        done += (b - pe) * model.cfg.coarse.levels
+    return out
+
+
+def prompt_units(cfg, rate: float, fine: bool = False) -> int:
+    """Units at ``rate`` per second of the prompt each window after the first continues from."""
+    g = cfg.generation
+    return int(round((g.fine_prompt_seconds if fine else g.prompt_seconds) * rate))
+
+
+def decode_chunks(model, codes: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
+    """Codec decode of ``codes [B, N_q, T_a]`` -> ``[B, T_a * hop]`` in chunks with context on both sides,
+    so memory stays flat with length."""
+    g = model.cfg.generation
+    rate = model.cfg.codec.frame_rate
+    chunk = max(1, int(round(g.decode_chunk_seconds * rate)))
+    margin = int(round(g.decode_margin_seconds * rate))
+    hop = model.codec.hop_length
+    total = codes.shape[-1]
+    pieces = []
+    for a in range(0, total, chunk):
+        b = min(total, a + chunk)
+        lo, hi = model.codec.aligned_start(a - margin), min(total, b + margin)  # where it codes as whole
+        wav = model.codec.decode(codes[..., lo:hi])
+        pieces.append(wav[..., (a - lo) * hop: (b - lo) * hop])
+        if progress is not None:
+            progress(b, total)
+    return torch.cat(pieces, -1)
+
+
+def check_start(cfg, start: float, duration: float) -> float:
+    """``start`` (seconds) as a float when it falls inside the video, else a :class:`UserError`."""
+    try:
+        start = float(start)
+    except (TypeError, ValueError):
+        raise UserError(f"--start must be a number of seconds, got {start!r}.") from None
+    if not math.isfinite(start) or start < 0:
+        raise UserError(f"--start must be 0 or more seconds, got {start:g}.")
+    if start > 0 and start >= duration - 1.0 / cfg.codec.frame_rate:
+        raise UserError(f"--start {start:g} is at or past the end of the video ({duration:.2f} s).")
+    return start
+
+
+def check_seconds(cfg, seconds: float | None, duration: float, start: float = 0.0) -> float:
+    """The length to generate: ``seconds`` (at most the configured maximum) or the length of the video
+    (``duration``: what is left of it after ``start``)."""
+    limit = cfg.generation.max_seconds
+    rest = f"the rest of the video after --start {start:g}" if start > 0 else "the video"
+    if seconds is None:
+        seconds = duration
+        if seconds > limit:
+            raise UserError(f"{rest[0].upper()}{rest[1:]} lasts {duration:g} s; this model writes at most "
+                            f"{limit:g} s per call (pass --seconds to score part of it).")
+    elif not math.isfinite(seconds) or seconds <= 0:
+        raise UserError(f"--seconds must be a positive number, got {seconds}.")
+    elif seconds > limit:
+        raise UserError(f"--seconds {seconds:g} is more than this model's limit of {limit:g} s.")
+    elif seconds > duration + SECONDS_SLACK:
+        raise UserError(f"--seconds {seconds:g} is longer than {rest} ({duration:.2f} s); leave it out to "
+                        f"score all of {rest}.")
+    if seconds < 1.0 / cfg.codec.frame_rate:
+        raise UserError(f"The video is too short ({duration:.3f} s) to write a soundtrack for.")
+    return float(seconds)
+
+
+def _rows(features: dict[str, Tensor], rows: int) -> dict[str, Tensor]:
+    """Feature windows ``{name: [1, T, D]}`` repeated for ``rows`` candidates -> ``[rows, T, D]``."""
+    return features if rows == 1 else {k: v.expand(rows, -1, -1) for k, v in features.items()}

@@ -14,7 +14,6 @@ tokenizer) through ``safetensors_metadata()`` / ``load_safetensors_metadata()``.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +27,17 @@ from torch import Tensor, nn
 from v2meow.config import V2MeowConfig, check_fit, load_preset, preset_names, resolve_streams
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import build_encoder, extract_features
-from v2meow.generation import candidate_seeds, offset_progress, plan_windows, window_features
+from v2meow.generation import (
+    SECONDS_SLACK,
+    candidate_seeds,
+    check_seconds,
+    check_start,
+    decode_chunks,
+    plan_windows,
+    prompt_units,
+    sweep_coarse,
+    sweep_semantic,
+)
 from v2meow.io.video import probe
 from v2meow.modeldir import (
     ALLOCATION_HEADROOM,
@@ -68,7 +77,6 @@ __all__ = [
 ]
 PARTS = ("semantic", "coarse", "fine", "codec", "semantic_encoder", "semantic_kmeans")
 # --seconds may exceed the video's length by this much (rounding of a length read off a player).
-SECONDS_SLACK = 0.05
 
 SHIPPED_TOKENIZERS = ("embedded",)  # presets whose tokenizers ship trained in the package
 # The parts the package ships for those presets (v2meow/assets/tokenizers and joint): a model directory with
@@ -292,8 +300,8 @@ class V2Meow(nn.Module):
         """
         info = probe(str(video))
         joint = self.embed_prompt(prompt)
-        start = self.check_start(start, info.duration)
-        seconds = self.check_seconds(seconds, info.duration - start, start)
+        start = check_start(self.cfg, start, info.duration)
+        seconds = check_seconds(self.cfg, seconds, info.duration - start, start)
         if not (0.0 < guidance <= 20.0):
             raise UserError(f"--guidance must be in (0, 20], got {guidance}.")
         seeds = candidate_seeds(seed, candidates)
@@ -310,10 +318,10 @@ class V2Meow(nn.Module):
         if on_features is not None:
             on_features(1, 1)
 
-        semantic = self._sweep_semantic(feats_t, seconds, joint, guidance, gens, report("semantic"))
-        coarse = self._sweep_coarse(feats_t, semantic, seconds, gens, report("coarse"))
+        semantic = sweep_semantic(self, feats_t, seconds, joint, guidance, gens, report("semantic"))
+        coarse = sweep_coarse(self, feats_t, semantic, seconds, gens, report("coarse"))
         fine = self.fine.generate(coarse, generator=gens, progress=report("fine"),
-                                  prompt_frames=self._prompt_units(self.cfg.fine.frame_rate, fine=True))
+                                  prompt_frames=prompt_units(self.cfg, self.cfg.fine.frame_rate, fine=True))
         codes = join_levels(coarse, fine)
         n = int(round(seconds * self.sample_rate))
         wavs = self.decode(codes, report("decode"))[:, :n].float().clamp(-1.0, 1.0).cpu().numpy()
@@ -329,105 +337,6 @@ class V2Meow(nn.Module):
                           acoustic=codes[chosen], start=start, seed=seeds[chosen], chosen=chosen, scores=scores,
                           visual=visual)
 
-    def _sweep_semantic(self, feats, seconds, joint, guidance, gens, progress) -> Tensor:
-        """Semantic tokens ``[B, T_s]``, one row per generator in ``gens`` (the candidates, in one batch)."""
-        rate = self.cfg.semantic.token_rate
-        total = math.ceil(seconds * rate)
-        windows = plan_windows(total, self.cfg.semantic.window_tokens, self._prompt_units(rate))
-        names = [s.name for s in self.cfg.semantic.streams]
-        rows = len(gens)
-        out = torch.zeros(rows, total, dtype=torch.long)
-        joint = None if joint is None else joint.expand(rows, -1)
-        done = 0
-        for a, pe, b in windows:
-            f = _rows(window_features(self.encoders, feats, names, a / rate, b / rate), rows)
-            tok = self.semantic.generate(
-                f, b - pe, joint=joint, prompt=out[:, a:pe] if pe > a else None, guidance=guidance,
-                generator=gens, progress=offset_progress(progress, done, total),
-            )
-            out[:, pe:b] = tok
-            done += b - pe
-        return out
-
-    def _sweep_coarse(self, feats, semantic, seconds, gens, progress) -> Tensor:
-        """Coarse codes ``[B, N_c, T_a]`` for ``semantic [B, T_s]``, one row per generator in ``gens``."""
-        rate, s_rate = self.cfg.coarse.frame_rate, self.cfg.semantic.token_rate
-        total = math.ceil(seconds * rate)
-        windows = plan_windows(total, self.cfg.coarse.window_frames, self._prompt_units(rate))
-        names = [s.name for s in self.cfg.coarse.streams]
-        rows = len(gens)
-        out = torch.zeros(rows, self.cfg.coarse.levels, total, dtype=torch.long)
-        steps_total, done = total * self.cfg.coarse.levels, 0
-        for a, pe, b in windows:
-            t0, t1 = a / rate, b / rate
-            sa = int(math.floor(t0 * s_rate + 1e-6))
-            sb = min(semantic.shape[1], max(sa + 1, int(math.ceil(t1 * s_rate - 1e-6))))
-            codes = self.coarse.generate(
-                semantic[:, sa:sb], b - pe, features=_rows(window_features(self.encoders, feats, names, t0, t1), rows),
-                prompt_codes=out[:, :, a:pe] if pe > a else None, generator=gens,
-                progress=offset_progress(progress, done, steps_total),
-            )
-            out[:, :, pe:b] = codes
-            done += (b - pe) * self.cfg.coarse.levels
-        return out
-
-    def _prompt_units(self, rate: float, fine: bool = False) -> int:
-        g = self.cfg.generation
-        return int(round((g.fine_prompt_seconds if fine else g.prompt_seconds) * rate))
-
     def decode(self, codes: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
-        """Codec decode of ``codes [B, N_q, T_a]`` -> ``[B, T_a * hop]`` in chunks with context on both sides,
-        so memory stays flat with length."""
-        g = self.cfg.generation
-        rate = self.cfg.codec.frame_rate
-        chunk = max(1, int(round(g.decode_chunk_seconds * rate)))
-        margin = int(round(g.decode_margin_seconds * rate))
-        hop = self.codec.hop_length
-        total = codes.shape[-1]
-        pieces = []
-        for a in range(0, total, chunk):
-            b = min(total, a + chunk)
-            lo, hi = self.codec.aligned_start(a - margin), min(total, b + margin)  # where it codes as whole
-            wav = self.codec.decode(codes[..., lo:hi])
-            pieces.append(wav[..., (a - lo) * hop: (b - lo) * hop])
-            if progress is not None:
-                progress(b, total)
-        return torch.cat(pieces, -1)
-
-    def check_start(self, start: float, duration: float) -> float:
-        """``start`` (seconds) as a float when it falls inside the video, else a :class:`UserError`."""
-        try:
-            start = float(start)
-        except (TypeError, ValueError):
-            raise UserError(f"--start must be a number of seconds, got {start!r}.") from None
-        if not math.isfinite(start) or start < 0:
-            raise UserError(f"--start must be 0 or more seconds, got {start:g}.")
-        if start > 0 and start >= duration - 1.0 / self.cfg.codec.frame_rate:
-            raise UserError(f"--start {start:g} is at or past the end of the video ({duration:.2f} s).")
-        return start
-
-    def check_seconds(self, seconds: float | None, duration: float, start: float = 0.0) -> float:
-        """The length to generate: ``seconds`` (at most the configured maximum) or the length of the video
-        (``duration``: what is left of it after ``start``)."""
-        limit = self.cfg.generation.max_seconds
-        rest = f"the rest of the video after --start {start:g}" if start > 0 else "the video"
-        if seconds is None:
-            seconds = duration
-            if seconds > limit:
-                raise UserError(f"{rest[0].upper()}{rest[1:]} lasts {duration:g} s; this model writes at most "
-                                f"{limit:g} s per call (pass --seconds to score part of it).")
-        elif not math.isfinite(seconds) or seconds <= 0:
-            raise UserError(f"--seconds must be a positive number, got {seconds}.")
-        elif seconds > limit:
-            raise UserError(f"--seconds {seconds:g} is more than this model's limit of {limit:g} s.")
-        elif seconds > duration + SECONDS_SLACK:
-            raise UserError(f"--seconds {seconds:g} is longer than {rest} ({duration:.2f} s); leave it out to "
-                            f"score all of {rest}.")
-        if seconds < 1.0 / self.cfg.codec.frame_rate:
-            raise UserError(f"The video is too short ({duration:.3f} s) to write a soundtrack for.")
-        return float(seconds)
-
-
-def _rows(features: dict[str, Tensor], rows: int) -> dict[str, Tensor]:
-    """Feature windows ``{name: [1, T, D]}`` repeated for ``rows`` candidates -> ``[rows, T, D]``."""
-    return features if rows == 1 else {k: v.expand(rows, -1, -1) for k, v in features.items()}
+        """Codec decode of ``codes [B, N_q, T_a]`` -> ``[B, T_a * hop]`` (:func:`v2meow.generation.decode_chunks`)."""
+        return decode_chunks(self, codes, progress)
