@@ -8,6 +8,7 @@ import json
 import logging
 import multiprocessing
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,27 +43,39 @@ def track_seed(seed: int, relpath: str) -> int:
 _LICENCE_FILES = ("LICENSE", "LICENSE.txt", "LICENSE.md", "COPYING", "copyright", "LICENCE", "README")
 
 
-def _sources_entry(audio_path: str, music_dir: str) -> dict[str, Any] | None:
-    """The track's entry in the nearest ``sources.json`` (format ``v2meow-music-sources/1``, as the corpus and
-    ``scripts/get_music.py`` write it) in its folder or above, up to the music folder; None when none lists it."""
+def _folders_up(audio_path: str, music_dir: str) -> Iterator[str]:
+    """The track's folder, then each folder above it up to (and with) the music folder."""
     root = os.path.abspath(music_dir)
     folder = os.path.dirname(os.path.abspath(audio_path))
     while True:
-        table = os.path.join(folder, "sources.json")
-        if os.path.isfile(table):
-            try:
-                with open(table, encoding="utf-8") as f:
-                    manifest = json.load(f)
-            except (OSError, ValueError):
-                manifest = None
-            if isinstance(manifest, dict) and isinstance(manifest.get("files"), list):
-                rel = Path(os.path.relpath(os.path.abspath(audio_path), folder)).as_posix()
-                for e in manifest["files"]:
-                    if isinstance(e, dict) and e.get("path") == rel:
-                        return e
+        yield folder
         if folder == root or os.path.dirname(folder) == folder or not folder.startswith(root):
-            return None
+            return
         folder = os.path.dirname(folder)
+
+
+def _read_json(path: str) -> Any:
+    """The JSON in ``path``, or None when it is missing or unreadable."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _sources_entry(audio_path: str, music_dir: str) -> dict[str, Any] | None:
+    """The track's entry in the nearest ``sources.json`` (format ``v2meow-music-sources/1``, as the corpus and
+    ``scripts/get_music.py`` write it) in its folder or above, up to the music folder; None when none lists it."""
+    for folder in _folders_up(audio_path, music_dir):
+        manifest = _read_json(os.path.join(folder, "sources.json"))
+        if isinstance(manifest, dict) and isinstance(manifest.get("files"), list):
+            rel = Path(os.path.relpath(os.path.abspath(audio_path), folder)).as_posix()
+            for e in manifest["files"]:
+                if isinstance(e, dict) and e.get("path") == rel:
+                    return e
+    return None
 
 
 def source_info(audio_path: str, music_dir: str, license: str | None = None) -> dict[str, Any]:
@@ -83,11 +96,7 @@ def source_info(audio_path: str, music_dir: str, license: str | None = None) -> 
         info["info"] = entry
     for cand in (os.path.splitext(audio_path)[0] + ".json", audio_path + ".json"):
         if os.path.isfile(cand):
-            try:
-                with open(cand, encoding="utf-8") as f:
-                    extra = json.load(f)
-            except (OSError, ValueError):
-                extra = None
+            extra = _read_json(cand)
             if isinstance(extra, dict):
                 info["info"] = extra
                 if "license" in extra and license is None:
@@ -95,30 +104,21 @@ def source_info(audio_path: str, music_dir: str, license: str | None = None) -> 
             break
     if license is None and entry is not None and "licence" in entry:
         license = str(entry["licence"])
-    root = os.path.abspath(music_dir)
-    folder = os.path.dirname(os.path.abspath(audio_path))
-    while license is None:
-        table = os.path.join(folder, "licenses.json")
-        if os.path.isfile(table):
-            try:
-                with open(table, encoding="utf-8") as f:
-                    entries = json.load(f)
-            except (OSError, ValueError):
-                entries = {}
-            if isinstance(entries, dict):
-                key_rel = Path(os.path.relpath(audio_path, folder)).as_posix()
-                for key in (key_rel, os.path.basename(audio_path), "*"):
-                    if key in entries:
-                        license = str(entries[key])
-                        break
+    for folder in _folders_up(audio_path, music_dir):
+        if license is not None:
+            break
+        entries = _read_json(os.path.join(folder, "licenses.json"))
+        if isinstance(entries, dict):
+            key_rel = Path(os.path.relpath(audio_path, folder)).as_posix()
+            for key in (key_rel, os.path.basename(audio_path), "*"):
+                if key in entries:
+                    license = str(entries[key])
+                    break
         if license is None and "license_file" not in info:
             for name in _LICENCE_FILES:
                 if os.path.isfile(os.path.join(folder, name)):
                     info["license_file"] = os.path.join(folder, name)
                     break
-        if folder == root or os.path.dirname(folder) == folder or not folder.startswith(root):
-            break
-        folder = os.path.dirname(folder)
     if license is not None:
         info["license"] = license
     return info
