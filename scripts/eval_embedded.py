@@ -96,6 +96,61 @@ def spectrogram_png(rows: list[tuple[str, np.ndarray]], sr: int, path: Path) -> 
     plt.close(fig)
 
 
+def _f(v, digits: int = 3, scale: float = 1.0) -> str:
+    return "–" if v is None else f"{v * scale:.{digits}f}"
+
+
+def markdown(results: dict) -> str:
+    """The tables of docs/embedded-model.md from ``results.json``."""
+    out = []
+    ev_t, ev_u = results.get("evaluate_trained"), results.get("evaluate_untrained")
+    if ev_t and ev_u:
+        out += ["| system | FAD (codec encoder) | KLD (tags) | MCC | BCS 10 s | BHS 10 s | F1 10 s | beat F (±70 ms) |",
+                "|---|---|---|---|---|---|---|---|"]
+        rows = [("trained stages", ev_t["v2meow"]), ("untrained stages", ev_u["v2meow"]),
+                ("trained stages, black video", ev_t["no_video"]), ("codec round trip", ev_t["codec_round_trip"]),
+                ("random shuffle", ev_t["random_shuffle"]), ("ground truth", ev_t["ground_truth"])]
+        for name, r in rows:
+            out.append(f"| {name} | {_f(r.get('fad'))} | {_f(r.get('kld'), 2)} | {_f(r.get('mcc'))} | "
+                       f"{_f(r.get('bcs'), 1, 100)} | {_f(r.get('bhs'), 1, 100)} | {_f(r.get('f1'), 1, 100)} | "
+                       f"{_f(r.get('beat_f'))} |")
+        out.append("")
+    if "rhythm" in results:
+        from bench.rhythm import table
+
+        out += [table(results["rhythm"]), ""]
+        out += ["| model | " + " | ".join(f"{k}: F matched / mismatched" for k in ("pulse", "bounce", "figure")) + " |",
+                "|---|---|---|---|"]
+        for name, r in results["rhythm"].items():
+            out.append(f"| {name} | " + " | ".join(f"{r['by_kind'][k]['f_matched']:.3f} / "
+                                                  f"{r['by_kind'][k]['f_mismatched']:.3f}"
+                                                  for k in ("pulse", "bounce", "figure")) + " |")
+        out.append("")
+    if "bbb" in results:
+        b = results["bbb"]
+        out += [f"Big Buck Bunny ({b['visual_beats']} visual beats from {b['source']}), 4 seeds:", "",
+                "| model | beat F | tonal clarity | pulse clarity | flatness |", "|---|---|---|---|---|"]
+        for name in ("trained", "untrained"):
+            r = b[name]
+            out.append(f"| {name} | {r['beat_f']:.3f} | {r['tonal_clarity']:.3f} | {r['pulse_clarity']:.3f} | "
+                       f"{r['flatness']:.4f} |")
+        out.append("")
+    if "prompts" in results:
+        out += ["| prompt | MCC with the prompt | MCC without | paired gain |", "|---|---|---|---|"]
+        for prompt, r in results["prompts"].items():
+            out.append(f"| {prompt} | {r['mcc_with']:.3f} | {r['mcc_without']:.3f} | {r['paired_gain']:+.3f} |")
+        out.append("")
+    if "descriptors" in results:
+        out += ["| music | tonal clarity | pulse clarity | spectral flatness |", "|---|---|---|---|"]
+        for name, r in results["descriptors"].items():
+            out.append(f"| {name} | {r['tonal_clarity']:.3f} | {r['pulse_clarity']:.3f} | {r['flatness']:.4f} |")
+        out.append("")
+    if "speed" in results:
+        out.append("Seconds for `v2meow generate` of 10 s, process start included: "
+                   + ", ".join(f"{t:.1f}" for t in results["speed"]["seconds_for_10s"]))
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="the trained model (directory, or `embedded`: the shipped one)")
@@ -105,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", type=int, default=16, help="held-out videos scored")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--skip", default="", help="comma-separated parts to skip: evaluate,rhythm,bbb,prompts,speed")
+    p.add_argument("--tables", action="store_true", help="only print the tables of an earlier run's results.json")
     args = p.parse_args(argv)
     import torch
 
@@ -117,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
+    if args.tables:
+        print(markdown(results))
+        return 0
     models = {"trained": model_path(args.model), "untrained": args.untrained}
     videos = heldout_videos(args.videos, out)
 
@@ -205,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             times.append(time.time() - t0)
         results["speed"] = {"seconds_for_10s": times, "note": "process start included, this machine"}
         (out / "results.json").write_text(json.dumps(results, indent=1))
-    print(json.dumps({k: v for k, v in results.items() if k != "rhythm"}, indent=1))
+    (out / "tables.md").write_text(markdown(results))
+    print(markdown(results))
     return 0
 
 

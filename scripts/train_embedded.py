@@ -37,7 +37,7 @@ SHIPPED = ROOT / "v2meow" / "assets" / "embedded"
 STAGES = {
     "semantic": {"batch": 16, "crop": 0.0, "lr": 1e-3, "steps": 6000},
     "coarse": {"batch": 8, "crop": 4.0, "lr": 1e-3, "steps": 6000},
-    "fine": {"batch": 16, "crop": 0.0, "lr": 1e-3, "steps": 6000},
+    "fine": {"batch": 8, "crop": 0.0, "lr": 1e-3, "steps": 6000},
 }
 
 
@@ -72,8 +72,9 @@ def train(args: argparse.Namespace) -> None:
     s = STAGES[args.stage]
     steps = args.steps or s["steps"]
     model_cfg = resolve_model_streams(V2MeowConfig.from_dict(read_manifest(str(SHARDS))["info"]["model_config"]))
-    cfg = TrainConfig(batch_size=s["batch"], lr=s["lr"], warmup_steps=200, max_steps=steps, eval_every=250,
-                      eval_batches=16, checkpoint_every=250, log_every=25, seed=0, crop_seconds=s["crop"])
+    cfg = TrainConfig(batch_size=s["batch"], lr=s["lr"], warmup_steps=min(200, steps // 10), max_steps=steps,
+                      eval_every=250, eval_batches=16, checkpoint_every=250, log_every=25, seed=0,
+                      crop_seconds=s["crop"])
     run = WORK / args.stage
     run.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(args.stage, str(SHARDS), model_cfg, cfg, run, device="cpu")

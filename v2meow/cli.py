@@ -253,6 +253,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"  {name:<18} {e.get('parameters', 0):>12,} params  {_size(int(e.get('bytes', 0))):>9}  "
                   f"{e.get('file')}")
         print(f"  {'total':<18} {'':>12}         {_size(total):>9}  (+ {CONFIG_FILE})")
+        if meta.get("base"):
+            print(f"  and the parts the package ships for {meta['base']!r} (codec, semantic tokenizer, joint model)")
         return 0
     model = V2Meow.from_pretrained(str(path))
     print(f"preset {args.model} (random weights, not a trained model)")
