@@ -39,15 +39,9 @@ def heldout_videos(n: int, out: Path) -> Path:
     """A folder of links to the first ``n`` held-out synth-data videos (with their sidecars)."""
     folder = out / "heldout_videos"
     folder.mkdir(parents=True, exist_ok=True)
-    found = []
-    for side in sorted((ROOT / "data_cache" / "videos").rglob("*.json")):
-        try:
-            held = json.loads(side.read_text())["source"]["info"]["heldout"]
-        except (KeyError, ValueError, TypeError):
-            continue
-        video = side.with_suffix(".mp4")
-        if held is True and video.exists():
-            found.append(video)
+    from v2meow.data.extract import heldout_flag
+
+    found = [v for v in sorted((ROOT / "data_cache" / "videos").rglob("*.mp4")) if heldout_flag(v) is True]
     for video in found[:n]:
         for src in (video, video.with_suffix(".json")):
             dst = folder / src.name

@@ -63,27 +63,17 @@ def prepare(args: argparse.Namespace) -> None:
 def train(args: argparse.Namespace) -> None:
     import torch
 
-    from v2meow.config import V2MeowConfig
-    from v2meow.data.shards import read_manifest
-    from v2meow.train.loop import TrainConfig, Trainer
-    from v2meow.train.run import resolve_model_streams
+    from v2meow.train.loop import TrainConfig
+    from v2meow.train.run import train as train_stage
 
     torch.set_num_threads(args.threads)
     s = STAGES[args.stage]
     steps = args.steps or s["steps"]
-    model_cfg = resolve_model_streams(V2MeowConfig.from_dict(read_manifest(str(SHARDS))["info"]["model_config"]))
     cfg = TrainConfig(batch_size=s["batch"], lr=s["lr"], warmup_steps=min(200, steps // 10), max_steps=steps,
                       eval_every=250, eval_batches=16, checkpoint_every=250, log_every=25, seed=0,
                       crop_seconds=s["crop"])
-    run = WORK / args.stage
-    run.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(args.stage, str(SHARDS), model_cfg, cfg, run, device="cpu")
-    if not (run / "run.json").is_file():
-        (run / "run.json").write_text(json.dumps({
-            "stage": args.stage, "shards": str(SHARDS), "train_config": cfg.to_dict(),
-            "model_config": model_cfg.to_dict(), "identities": read_manifest(str(SHARDS))["info"]["identities"]},
-            indent=1))
-    last = trainer.fit(progress=not args.quiet, seconds=60.0 * args.minutes)
+    last = train_stage(args.stage, str(SHARDS), cfg, str(WORK / args.stage), device="cpu", progress=not args.quiet,
+                       seconds=60.0 * args.minutes)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}), file=sys.stderr)
 
 

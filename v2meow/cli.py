@@ -332,6 +332,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         if not args.data:
             raise UserError(f"train {args.stage} needs --data MUSIC_DIR.")
+        if args.minutes is not None:
+            raise UserError(f"--minutes bounds the three stages' training; train {args.stage} takes --max-steps.")
         module, name = MUSIC_TRAINERS[args.stage]
         fn = getattr(importlib.import_module(module), name)
         last = fn(args.data, args.config or "embedded", args.run, max_steps=args.max_steps, device=args.device,

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from v2meow.errors import UserError
 
-SECONDS_SLACK = 0.05  # a --seconds this much past the video's end still means "all of it"
+SECONDS_SLACK = 0.05  # --seconds may exceed the video's length by this much (a length read off a player, rounded)
 MAX_CANDIDATES = 16  # soundtracks sampled together for best-of-N (memory grows with each)
 SEED_LIMIT = 2**63
 

@@ -76,8 +76,6 @@ __all__ = [
     "check_fit", "resolve_streams", "plan_windows",
 ]
 PARTS = ("semantic", "coarse", "fine", "codec", "semantic_encoder", "semantic_kmeans")
-# --seconds may exceed the video's length by this much (rounding of a length read off a player).
-
 SHIPPED_TOKENIZERS = ("embedded",)  # presets whose tokenizers ship trained in the package
 # The parts the package ships for those presets (v2meow/assets/tokenizers and joint): a model directory with
 # ``"base": "embedded"`` holds only its other parts (the shipped model, v2meow/assets/embedded, holds the stages).

@@ -75,7 +75,9 @@ def split_of(relpath: str, seed: int, val_fraction: float) -> str:
 def heldout_flag(video: str | os.PathLike) -> bool | None:
     """The held-out flag of the music a synth-data video was rendered from (its sidecar's ``source.info.heldout``,
     from the music's ``sources.json`` or per-track JSON), or None when the video carries none."""
-    sidecar = Path(video).with_suffix(".json")
+    from v2meow.data.synth.render import sidecar_path
+
+    sidecar = Path(sidecar_path(video))
     if not sidecar.is_file():
         return None
     try:

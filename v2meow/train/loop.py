@@ -354,6 +354,15 @@ class Trainer:
     def log(self, record: dict[str, Any]) -> None:
         self._log(record)
 
+    def _past(self, deadline: float | None) -> bool:
+        """Whether ``deadline`` (a ``time.time()``) has passed, as rank 0 sees it: every process stops together."""
+        if deadline is None:
+            return False
+        flag = torch.tensor([int(time.time() >= deadline)], device=self.device)
+        if self.world > 1:
+            dist.broadcast(flag, 0)
+        return bool(flag.item())
+
     def fit(self, progress: bool = True, seconds: float | None = None) -> dict[str, float]:
         """Train to ``max_steps`` (resuming from the run's last checkpoint). With ``seconds``, stop earlier once
         that much time has passed, after a checkpoint (evaluated): a bounded chunk that the next call continues
@@ -380,12 +389,8 @@ class Trainer:
                 last["tokens_per_s"] = tokens * self.world / dt
                 t0, tokens = time.time(), 0
                 self.log(last)
-            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
-                ev = self.evaluate()
-                last.update(ev)
-                self.log({"step": self.step, **ev})
-            out_of_time = deadline is not None and time.time() >= deadline
-            if out_of_time and self.step % cfg.eval_every != 0 and self.step != cfg.max_steps:
+            out_of_time = self._past(deadline)
+            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps or out_of_time:
                 ev = self.evaluate()
                 last.update(ev)
                 self.log({"step": self.step, **ev})

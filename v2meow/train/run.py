@@ -107,12 +107,12 @@ def resolve_model_streams(cfg: V2MeowConfig) -> V2MeowConfig:
     return cfg
 
 
-def train(stage: str, shards: str, config: str, run_dir: str, model: str | None = None,
+def train(stage: str, shards: str, config: str | TrainConfig, run_dir: str, model: str | None = None,
           max_steps: int | None = None, device: str | None = None, progress: bool = True,
           seconds: float | None = None) -> dict[str, float]:
     if stage not in STAGES:
         raise UserError(f"Unknown stage {stage!r}; choose one of {', '.join(STAGES)}.")
-    cfg = load_train_config(config)
+    cfg = config if isinstance(config, TrainConfig) else load_train_config(config)
     if max_steps is not None:
         cfg = cfg.replace(max_steps=max_steps)
     model_cfg = resolve_model_streams(model_config_for(shards, model))
