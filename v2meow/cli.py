@@ -296,7 +296,7 @@ class _ProgressBar:
             self.bar = tqdm(total=100, desc=desc, unit="%", leave=True, file=sys.stderr, dynamic_ncols=True,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
         if self.bar.desc != desc:
-            self.bar.set_description_str(desc, refresh=False)
+            self.bar.set_description_str(desc)  # shown at once: a short stage is named even between refreshes
         self.bar.update(100 * fraction - self.bar.n)
 
     def close(self) -> None:
