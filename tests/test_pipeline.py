@@ -30,6 +30,20 @@ def test_generate_length_and_seed(model, video):
     assert not torch.equal(a.acoustic, c.acoustic)
 
 
+def test_soundtrack_is_brought_to_the_asked_loudness(model, video):
+    import pyloudnorm
+
+    raw = model.generate(video, seconds=1.0, seed=3, loudness=0)
+    for target in (-30.0, -40.0):
+        track = model.generate(video, seconds=1.0, seed=3, loudness=target)
+        assert abs(pyloudnorm.Meter(16000).integrated_loudness(track.wav.astype(np.float64)) - target) < 0.1
+        gain = track.wav[np.abs(raw.wav) > 1e-3] / raw.wav[np.abs(raw.wav) > 1e-3]
+        assert np.ptp(gain) < 1e-3 * np.abs(gain).mean()  # one gain: the waveform's shape is kept
+    assert np.abs(model.generate(video, seconds=1.0, seed=3).wav).max() <= 10 ** (-1 / 20) + 1e-6
+    with pytest.raises(UserError, match="loudness"):
+        model.generate(video, seconds=1.0, seed=3, loudness=3.0)
+
+
 def test_default_length_is_the_video(model, video):
     track = model.generate(video, seed=0)
     assert abs(track.seconds - 2.0) < 0.05

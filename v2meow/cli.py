@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the video's motion curve and visual beats, titled with the alignment score")
     g.add_argument("--guidance", type=_finite_float, default=1.0,
                    help="classifier-free guidance scale for the prompt (1 = off)")
+    g.add_argument("--loudness", type=_finite_float, default=None,
+                   help="the music's integrated loudness in LUFS, by one gain that never passes -1 dBFS "
+                        "(default: the model's, -16; 0 keeps the level the model makes)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
     i = sub.add_parser("info", help="show a model directory's parts and sizes")
@@ -212,7 +215,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         track = write_soundtrack(model, args.video, args.output, prompt=args.prompt, seconds=args.seconds,
                                  seed=args.seed, guidance=args.guidance, start=args.start,
-                                 candidates=args.candidates, plot_path=plot_path, progress=bar)
+                                 candidates=args.candidates, loudness=args.loudness, plot_path=plot_path,
+                                 progress=bar)
     finally:
         bar.close()
     if len(track.scores) > 1:

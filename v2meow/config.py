@@ -81,12 +81,17 @@ class GenerationConfig(Config):
     max_seconds: float = 4 * 3600.0  # longest soundtrack one call writes
     decode_chunk_seconds: float = 10.0  # the codec decodes in chunks of this length ...
     decode_margin_seconds: float = 0.5  # ... each seeing this much context on both sides
+    # The soundtrack's integrated loudness (ITU-R BS.1770, LUFS), by one gain that never takes a sample past
+    # -1 dBFS: the stages' own level follows their training music loosely. 0 keeps the level they make.
+    loudness_lufs: float = -16.0
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")
         check(self.fine_prompt_seconds >= 0, f"fine_prompt_seconds must be >= 0, got {self.fine_prompt_seconds}.")
         check(0 < self.max_seconds <= 24 * 3600, f"max_seconds must be in (0, 86400], got {self.max_seconds}.")
         check(self.decode_chunk_seconds > 0 and self.decode_margin_seconds >= 0, "decode chunk sizes must be > 0.")
+        check(self.loudness_lufs == 0 or -60 <= self.loudness_lufs <= -5,
+              f"loudness_lufs must be in [-60, -5] LUFS, or 0 (off), got {self.loudness_lufs}.")
 
 
 @dataclass

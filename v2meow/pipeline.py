@@ -38,6 +38,7 @@ from v2meow.generation import (
     sweep_coarse,
     sweep_semantic,
 )
+from v2meow.io.audio import match_loudness
 from v2meow.io.video import probe
 from v2meow.modeldir import (
     ALLOCATION_HEADROOM,
@@ -277,6 +278,7 @@ class V2Meow(nn.Module):
         start: float = 0.0,
         candidates: int = 1,
         score: bool | None = None,
+        loudness: float | None = None,
     ) -> Soundtrack:
         """A soundtrack for ``seconds`` of ``video`` from ``start`` (default: all of it from the start).
 
@@ -295,6 +297,9 @@ class V2Meow(nn.Module):
         onsets meet the video's visual beats, plus its joint-space similarity to the prompt when the model's
         joint model has an audio side (:mod:`v2meow.metrics.alignment`), and the best is returned with every
         candidate's score in ``Soundtrack.scores``. ``score`` (default: when ``candidates > 1``) scores anyway.
+
+        Each soundtrack is brought to ``loudness`` LUFS (default: ``generation.loudness_lufs``; 0 keeps the
+        stages' own level) by one gain that never takes a sample past -1 dBFS (:func:`match_loudness`).
         """
         info = probe(str(video))
         joint = self.embed_prompt(prompt)
@@ -302,6 +307,9 @@ class V2Meow(nn.Module):
         seconds = check_seconds(self.cfg, seconds, info.duration - start, start)
         if not (0.0 < guidance <= 20.0):
             raise UserError(f"--guidance must be in (0, 20], got {guidance}.")
+        loudness = self.cfg.generation.loudness_lufs if loudness is None else loudness
+        if loudness != 0 and not (-60.0 <= loudness <= -5.0):
+            raise UserError(f"--loudness must be in [-60, -5] LUFS, or 0 to keep the model's level; got {loudness}.")
         seeds = candidate_seeds(seed, candidates)
         gens = [make_generator(s) for s in seeds]  # one per candidate: row i samples as seed + i alone would
 
@@ -323,6 +331,8 @@ class V2Meow(nn.Module):
         codes = join_levels(coarse, fine)
         n = int(round(seconds * self.sample_rate))
         wavs = self.decode(codes, report("decode"))[:, :n].float().clamp(-1.0, 1.0).cpu().numpy()
+        if loudness != 0:
+            wavs = np.stack([match_loudness(w, self.sample_rate, loudness) for w in wavs])
         scores, chosen, visual = [], 0, None
         if score if score is not None else len(seeds) > 1:
             from v2meow.metrics.alignment import best_candidate, score_candidates, video_beats

@@ -75,6 +75,7 @@ def write_soundtrack(
     guidance: float = 1.0,
     start: float = 0.0,
     candidates: int = 1,
+    loudness: float | None = None,
     plot_path: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> Soundtrack:
@@ -84,7 +85,8 @@ def write_soundtrack(
     """
     ext = check_output(output)
     track = model.generate(video, prompt=prompt, seconds=seconds, seed=seed, guidance=guidance, progress=progress,
-                           start=start, candidates=candidates, score=True if plot_path else None)
+                           start=start, candidates=candidates, score=True if plot_path else None,
+                           loudness=loudness)
     picture = None
     if plot_path is not None:
         from v2meow.metrics.alignment import render_plot

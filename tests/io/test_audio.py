@@ -110,3 +110,36 @@ def test_errors(tmp_path):
     with pytest.raises(UserError):
         save_audio(tmp_path / "nan.wav", np.array([np.nan], np.float32), 16000)
     assert not (tmp_path / "nan.wav").exists()
+
+
+def _music_like(seconds: float, sr: int = 16000, level: float = 0.01) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    env = 0.5 + 0.5 * (np.sin(2 * np.pi * 2.0 * t) > 0)  # a pulse at 4 beats a second
+    return (level * env * (np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 330 * t))).astype(np.float32)
+
+
+def test_match_loudness_reaches_the_target_from_any_level():
+    import pyloudnorm
+
+    from v2meow.io.audio import match_loudness
+
+    meter = pyloudnorm.Meter(16000)
+    for level in (0.003, 0.03, 0.3):
+        out = match_loudness(_music_like(4.0, level=level), 16000, -20.0)
+        assert abs(meter.integrated_loudness(out.astype(np.float64)) + 20.0) < 0.05
+        assert np.abs(out).max() <= 10 ** (-1 / 20) + 1e-6
+
+
+def test_match_loudness_never_clips_and_caps_its_gain():
+    from v2meow.io.audio import match_loudness
+
+    clicks = np.zeros(32000, np.float32)
+    clicks[::4000] = 0.05  # very peaky: reaching -10 LUFS would need peaks far above full scale
+    out = match_loudness(clicks, 16000, -10.0)
+    assert abs(np.abs(out).max() - 10 ** (-1 / 20)) < 1e-4
+    hiss = np.random.default_rng(0).normal(0, 1e-6, 32000).astype(np.float32)  # near-silence
+    assert np.abs(match_loudness(hiss, 16000, -16.0)).max() <= np.abs(hiss).max() * 10 ** (40 / 20) * 1.0001
+    assert not match_loudness(np.zeros(16000, np.float32), 16000, -16.0).any()
+    short = _music_like(0.2, level=0.01)  # shorter than a 400 ms loudness block: measured by its RMS
+    rms = np.sqrt(np.mean(match_loudness(short, 16000, -20.0) ** 2))
+    assert abs(20 * np.log10(rms) + 20.0) < 0.05
