@@ -31,6 +31,7 @@ from v2meow.io.video import iter_frames, probe
 _BUILTIN_MODULES = (
     "v2meow.features.appearance",
     "v2meow.features.motion",
+    "v2meow.features.beat",
     "v2meow.features.clip",
     "v2meow.features.i3d",
     "v2meow.features.vitvqgan",
