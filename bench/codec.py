@@ -174,6 +174,10 @@ def _levels_name(n: int) -> str:
     return f"codec, {n} level{'s' if n > 1 else ''}"
 
 
+def _random_fine_name(coarse: int, levels: int) -> str:
+    return f"codec, {coarse} + {levels - coarse} random levels (no stage 3)"
+
+
 class Scores:
     """Per-crop measures of each reconstruction against its input, batch by batch."""
 
@@ -246,6 +250,12 @@ def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32) -> d
             recon = codec.decode(codes[:, :n])
             speed[n] = speed.get(n, 0.0) + t_enc + time.perf_counter() - t
             scores.update(_levels_name(n), recon, ref)
+        coarse = info.get("coarse_levels") or codec.num_levels
+        if coarse < codec.num_levels:  # what a stage 3 that learnt nothing adds to the coarse levels
+            noise = torch.randint(0, codec.codebook_size, codes[:, coarse:].shape,
+                                  generator=torch.Generator().manual_seed(start))
+            scores.update(_random_fine_name(coarse, codec.num_levels), codec.decode(torch.cat(
+                [codes[:, :coarse], noise.to(codes)], 1)), ref)
         if getattr(codec.config, "body", None) == "frame":
             scores.update(gl_name, codec.decode_magnitudes(codes, gl_iters), ref)
             scores.update(pg_name, codec.decode_magnitudes(codes, 0, start="gradient"), ref)
