@@ -29,8 +29,16 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from v2meow.features.base import EncoderState, VisualEncoder, finite_float32, window_index
-from v2meow.features.motion import _MAX_FPS, _SMOOTH, _compress, _periodicity, _to_gray, _uniform_grid
+from v2meow.features.base import EncoderState, finite_float32, window_index
+from v2meow.features.motion import (
+    _MAX_FPS,
+    _SMOOTH,
+    MotionEncoder,
+    _compress,
+    _periodicity,
+    _to_gray,
+    _uniform_grid,
+)
 from v2meow.features.registry import register
 
 _DIM = 4
@@ -129,18 +137,15 @@ def clock_beats(features: np.ndarray, rate: float, min_strength: float = 0.3) ->
 
 
 @register("beat")
-class BeatEncoder(VisualEncoder):
-    """A clock on the picture's beats (see the module docstring for the layout)."""
+class BeatEncoder(MotionEncoder):
+    """A clock on the picture's beats (see the module docstring for the layout); motion's frames and context."""
 
     name = "beat"
     version = "1"
     dim = _DIM
-    decode_fps = None
 
     def __init__(self, rate: float = 10.0, frame_size: tuple[int, int] = (64, 36), context: float = 5.0) -> None:
-        self.rate = float(rate)
-        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
-        self.context = float(context)
+        super().__init__(rate, frame_size, context)
 
     def params(self) -> dict[str, Any]:
         return {"context": self.context, "max_fps": _MAX_FPS}
