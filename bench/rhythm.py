@@ -3,11 +3,12 @@
     python -m bench.rhythm                                   # the shipped model against its untrained stages
     python -m bench.rhythm --model runs/embedded/model --against embedded-untrained --json rhythm.json
 
-Periodic-motion videos (written under ``data_cache/bench_rhythm/``, out of git), each with its visual beats in
-a sidecar: ``pulse`` (the picture flashes on every beat and fades), ``bounce`` (a ball lands on the floor on every
-beat), ``figure`` (a stick figure steps on every beat: its feet change and its body bobs), at 80, 100, 120 and
-150 BPM, each with its own phase; and ``still`` controls (nothing moves). For each model every video is scored
-``--seeds`` times (``--seconds`` from its start), and the music's beats are tracked (librosa's beat tracker):
+Periodic-motion videos (written under ``data_cache/bench_rhythm/``, out of git), each with its true beats beside
+it in ``<stem>.beats.json`` (not a ``<stem>.json`` sidecar, which ``generate`` would read): ``pulse`` (the picture
+flashes on every beat and fades), ``bounce`` (a ball lands on the floor on every beat), ``figure`` (a stick
+figure steps on every beat: its feet change and its body bobs), at 80, 100, 120 and 150 BPM, each with its own
+phase; and ``still`` controls (nothing moves). For each model every video is scored ``--seeds`` times
+(``--seconds`` from its start), and the music's beats are tracked (librosa's beat tracker):
 
 - beat F-measure (mir_eval, ±70 ms) against the video's own beats (*matched*) and against the beats of every
   other periodic video (*mismatched*, the mean over them): music that follows the video scores matched above
@@ -15,6 +16,9 @@ beat), ``figure`` (a stick figure steps on every beat: its feet change and its b
 - tempo: the music's tempo (60 / median interval of its tracked beats) within 8 % of the video's (*acc1*), or
   of half, double, a third or three times it (*acc2*, octave errors forgiven);
 - on the still controls, the music's tempo and how many beats were found (there are no visual beats).
+
+With ``--candidates N`` each clip is the best of N (``generate --candidates``: the one whose onsets best meet the
+visual beats it finds in the picture, the ``beat`` encoder's clock).
 
 ``embedded-untrained`` names the embedded preset's random stages with the shipped codec and tokenizers: the
 reference every trained release must beat.
@@ -75,10 +79,13 @@ def _frame(kind: str, t: float, bpm: float, phase: float, size: tuple[int, int])
 
 
 def make_video(path: Path, kind: str, bpm: float, phase: float, seconds: float) -> Path:
-    """A periodic-motion video (``kind`` ``still``: nothing moves) with its beats in ``<stem>.json``."""
+    """A periodic-motion video (``kind`` ``still``: nothing moves) with its beats in ``<stem>.beats.json``."""
     from v2meow.io.mux import write_video
 
-    sidecar = path.with_suffix(".json")
+    # The true beats lie beside the video as <stem>.beats.json, not as the <stem>.json sidecar that
+    # generate --candidates would read its visual beats from: the reranker must find them in the picture.
+    sidecar = path.with_name(path.stem + ".beats.json")
+    path.with_suffix(".json").unlink(missing_ok=True)  # where an older bench.rhythm kept them
     if path.exists() and sidecar.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +111,7 @@ def make_videos(seconds: float) -> list[dict]:
         for bpm in TEMPI:
             phase = float(rng.uniform(0.1, 60.0 / bpm))
             p = make_video(CACHE / f"{kind}_{int(bpm)}.mp4", kind, bpm, round(phase, 3), seconds)
-            beats = json.loads(p.with_suffix(".json").read_text())["beats"]
+            beats = json.loads(p.with_name(p.stem + ".beats.json").read_text())["beats"]
             out.append({"video": str(p), "kind": kind, "bpm": bpm, "beats": beats})
     for i, bpm in enumerate((90.0, 130.0)):
         p = make_video(CACHE / f"still_{i}.mp4", "still", bpm, 0.3, seconds)
@@ -136,7 +143,7 @@ def load(name: str):
     return V2Meow.from_pretrained(model_path(name))
 
 
-def score_model(model, videos: list[dict], seconds: float, seeds: int) -> dict:
+def score_model(model, videos: list[dict], seconds: float, seeds: int, candidates: int = 1) -> dict:
     import mir_eval
 
     from v2meow.metrics.beats import F_MEASURE_WINDOW, track_beats
@@ -146,7 +153,7 @@ def score_model(model, videos: list[dict], seconds: float, seeds: int) -> dict:
     t0 = time.time()
     for v in videos:
         for s in range(seeds):
-            track = model.generate(v["video"], seconds=seconds, seed=s)
+            track = model.generate(v["video"], seconds=seconds, seed=s * candidates, candidates=candidates)
             beats = track_beats(track.wav, track.sample_rate)
             est = tempo_of(beats)
             if v["kind"] == "still":
@@ -195,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--against", default="embedded-untrained", help="a second model to score beside it ('' for none)")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--candidates", type=int, default=1,
+                   help="generate N per clip and keep the one whose onsets best meet the visual beats the picture "
+                        "shows (generate --candidates; the true beats stay hidden from it)")
     p.add_argument("--json", default=None, help="write every figure (and each clip's) here")
     args = p.parse_args(argv)
     import torch
@@ -209,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # e.g. no shipped model yet: say so and score the rest
             print(f"{name}: not scored ({e})", file=sys.stderr)
             continue
-        results[name] = score_model(model, videos, args.seconds, args.seeds)
+        label = name if args.candidates == 1 else f"{name}, best of {args.candidates}"
+        results[label] = score_model(model, videos, args.seconds, args.seeds, args.candidates)
     print(f"{sum(v['kind'] != 'still' for v in videos)} periodic-motion videos ({', '.join(KINDS)} at "
           f"{', '.join(str(int(t)) for t in TEMPI)} BPM) and 2 still ones; {args.seconds:g} s each, "
           f"{args.seeds} seed(s); beats by librosa, F-measure ±70 ms (mir_eval)")

@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "runs" / "embedded" / "eval"))
     p.add_argument("--videos", type=int, default=16, help="held-out videos scored")
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--candidates", type=int, default=4, help="rhythm: also the trained model's best of N")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: evaluate,rhythm,bbb,prompts,speed")
     p.add_argument("--tables", action="store_true", help="only print the tables of an earlier run's results.json")
     args = p.parse_args(argv)
@@ -202,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
 
         vids = make_videos(args.seconds + 2.0)
         results["rhythm"] = {}
-        for name, path in models.items():
-            r = score_model(V2Meow.from_pretrained(path), vids, args.seconds, seeds=1)
+        runs = [(name, path, 1) for name, path in models.items()]
+        if args.candidates > 1:  # generate --candidates N: the best of N by the visual beats found in the picture
+            runs.append((f"trained, best of {args.candidates}", models["trained"], args.candidates))
+        for name, path, n in runs:
+            r = score_model(V2Meow.from_pretrained(path), vids, args.seconds, seeds=1, candidates=n)
             results["rhythm"][name] = {k: v for k, v in r.items() if k != "clips"}
             results["rhythm"][name]["clips"] = r["clips"]
         (out / "results.json").write_text(json.dumps(results, indent=1))

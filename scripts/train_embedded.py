@@ -37,7 +37,6 @@ SHIPPED = ROOT / "v2meow" / "assets" / "embedded"
 STAGES = {
     "semantic": {"batch": 16, "crop": 0.0, "lr": 1e-3, "steps": 6000},
     "coarse": {"batch": 8, "crop": 4.0, "lr": 1e-3, "steps": 6000},
-    "fine": {"batch": 8, "crop": 0.0, "lr": 1e-3, "steps": 6000},
 }
 
 

@@ -99,6 +99,28 @@ def test_save_and_load_round_trip(model, video, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
 
+def test_a_model_without_stage_3_decodes_the_coarse_levels_alone(model, video, tmp_path):
+    from v2meow.config import load_preset
+    from v2meow.train.loop import build_stage
+
+    cfg = load_preset("debug")
+    cfg.fine.fine_levels = 0
+    two = V2Meow(cfg)
+    assert two.fine is None and "fine" not in two.parts()
+    two.load_state_dict(model.state_dict(), strict=False)  # the same stages 1-2 and codec as the full model
+    track = two.generate(video, seconds=1.0, seed=3, loudness=0)
+    full = model.generate(video, seconds=1.0, seed=3, loudness=0)
+    assert track.acoustic.shape == (2, 50) and torch.equal(track.acoustic, full.acoustic[:2])
+    coarse_only = model.decode(full.acoustic[None, :2])[0, :16000].clamp(-1, 1).detach().numpy()
+    assert np.allclose(track.wav, coarse_only, atol=1e-5)
+    d = two.save_pretrained(tmp_path / "two")
+    assert "fine" not in json.loads((d / CONFIG_FILE).read_text())["parts"]
+    assert np.array_equal(V2Meow.from_pretrained(d).generate(video, seconds=1.0, seed=3).wav,
+                          two.generate(video, seconds=1.0, seed=3).wav)
+    with pytest.raises(UserError, match="no stage 3"):
+        build_stage("fine", cfg)
+
+
 def test_broken_model_directories_are_refused(model, tmp_path):
     d = model.save_pretrained(tmp_path / "m")
     (d / "fine.safetensors").write_bytes(b"\x00garbage" * 10)

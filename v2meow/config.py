@@ -208,7 +208,9 @@ def check_fit(cfg: V2MeowConfig, encoders: list) -> None:
                         f"at {c.sample_rate} Hz")
     if cfg.coarse.levels != cfg.fine.coarse_levels:
         problems.append(f"stage 2 writes {cfg.coarse.levels} coarse levels but stage 3 reads {cfg.fine.coarse_levels}")
-    if cfg.fine.coarse_levels + cfg.fine.fine_levels != c.num_levels:
+    if cfg.fine.fine_levels == 0 and cfg.fine.coarse_levels > c.num_levels:
+        problems.append(f"stage 2 writes {cfg.fine.coarse_levels} levels but the codec has {c.num_levels}")
+    if cfg.fine.fine_levels > 0 and cfg.fine.coarse_levels + cfg.fine.fine_levels != c.num_levels:
         problems.append(f"coarse ({cfg.fine.coarse_levels}) + fine ({cfg.fine.fine_levels}) levels do not add up "
                         f"to the codec's {c.num_levels}")
     if not (cfg.coarse.codebook_size == cfg.fine.codebook_size == c.codebook_size):

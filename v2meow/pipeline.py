@@ -123,7 +123,7 @@ class V2Meow(nn.Module):
         self.text = build_text_tower(cfg.text, load_weights=load_weights) if cfg.text is not None else None
         self.semantic = SemanticStage(cfg.semantic)
         self.coarse = CoarseStage(cfg.coarse)
-        self.fine = FineStage(cfg.fine)
+        self.fine = FineStage(cfg.fine) if cfg.fine.fine_levels > 0 else None  # None: coarse levels decode alone
         self.codec = build_codec(cfg.codec, load_weights=load_weights)
         st = cfg.semantic_tokenizer
         self.semantic_encoder = (SemanticEncoder(st.encoder) if st.backend == "v2meow"
@@ -134,7 +134,7 @@ class V2Meow(nn.Module):
     def parts(self) -> dict[str, nn.Module]:
         """Every part with weights, by file stem: the fixed ``PARTS``, then pretrained visual encoders
         (``encoder_<name>``) and a joint music-text model with weights (``joint``)."""
-        out = {name: getattr(self, name) for name in PARTS}
+        out = {name: getattr(self, name) for name in PARTS if getattr(self, name) is not None}
         for e in self.encoders:
             if isinstance(e, nn.Module):
                 out[f"encoder_{e.name}"] = e
@@ -326,9 +326,11 @@ class V2Meow(nn.Module):
 
         semantic = sweep_semantic(self, feats_t, seconds, joint, guidance, gens, report("semantic"))
         coarse = sweep_coarse(self, feats_t, semantic, seconds, gens, report("coarse"))
-        fine = self.fine.generate(coarse, generator=gens, progress=report("fine"),
-                                  prompt_frames=prompt_units(self.cfg, self.cfg.fine.frame_rate, fine=True))
-        codes = join_levels(coarse, fine)
+        codes = coarse
+        if self.fine is not None:
+            fine = self.fine.generate(coarse, generator=gens, progress=report("fine"),
+                                      prompt_frames=prompt_units(self.cfg, self.cfg.fine.frame_rate, fine=True))
+            codes = join_levels(coarse, fine)
         n = int(round(seconds * self.sample_rate))
         wavs = self.decode(codes, report("decode"))[:, :n].float().clamp(-1.0, 1.0).cpu().numpy()
         if loudness != 0:

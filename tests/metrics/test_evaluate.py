@@ -15,10 +15,10 @@ def test_derangement_has_no_fixed_point():
         assert sorted(p) == list(range(n)) and not np.any(p == np.arange(n))
 
 
-def test_visual_beats_from_sidecar_and_from_motion(tmp_path):
+def test_visual_beats_from_sidecar_and_from_the_picture(tmp_path):
     v = make_video(tmp_path / "f.mp4", seconds=3.0, fps=20, size=(32, 24), pattern="flash", period=0.5)
     beats, src = visual_beats(v, 3.0)
-    assert src == "motion" and len(beats) >= 4
+    assert src == "beat clock" and len(beats) >= 4  # steady flashes: the beat encoder's clock places them
     # flashes every 0.5 s: consecutive onsets are about 0.5 s apart
     assert abs(np.median(np.diff(beats)) - 0.5) < 0.11
     (tmp_path / "f.json").write_text(json.dumps({"beats": [0.25, 1.0, 2.5, 9.0]}))

@@ -1,5 +1,8 @@
 """Stage 3: coarse acoustic tokens -> fine acoustic tokens. Decoder-only, in short windows (3 s), each
-optionally continuing the fine codes of the one before."""
+optionally continuing the fine codes of the one before.
+
+A model with ``fine_levels: 0`` has no stage 3: the codec decodes stage 2's coarse levels alone (the embedded
+preset; docs/embedded-model.md has the measurement)."""
 
 from __future__ import annotations
 
@@ -30,7 +33,8 @@ class FineStageConfig(Config):
     def validate(self) -> None:
         check(self.transformer.encoder_layers == 0, "stage 3 is decoder-only: encoder_layers must be 0.")
         check(2 <= self.codebook_size <= 65536, "codebook_size must be in 2..65536.")
-        check(1 <= self.coarse_levels <= 64 and 1 <= self.fine_levels <= 64, "levels must be in 1..64.")
+        check(1 <= self.coarse_levels <= 64 and 0 <= self.fine_levels <= 64,
+              "coarse levels must be in 1..64 and fine levels in 0..64 (0: no stage 3).")
         check(0 < self.frame_rate <= 1000, "frame_rate must be in (0, 1000].")
         check(0 < self.window_seconds <= 60, "window_seconds must be in (0, 60].")
         need = self.window_frames * (self.coarse_levels + self.fine_levels) + 1

@@ -81,6 +81,8 @@ def build_stage(stage: str, model_cfg: V2MeowConfig) -> nn.Module:
     if stage == "coarse":
         return CoarseStage(model_cfg.coarse)
     if stage == "fine":
+        if model_cfg.fine.fine_levels == 0:
+            raise UserError("This model has no stage 3 (fine_levels 0): the codec decodes stage 2's coarse levels.")
         return FineStage(model_cfg.fine)
     raise UserError(f"Unknown stage {stage!r}; choose one of {', '.join(STAGES)}.")
 
