@@ -82,6 +82,38 @@ def test_coarse_stage_learns_and_respects_levels(variant):
     assert cont.shape == (1, 3, 7)
 
 
+def test_coarse_stage_learns_without_the_picture_and_guides_towards_it():
+    """Two clips with the same semantic tokens and different pictures and codes: dropping the picture in
+    training leaves a stage that still tells them apart, and video guidance writes each clip's own codes."""
+    torch.manual_seed(0)
+    cfg = CoarseStageConfig(transformer=tf(), semantic_vocab=16, codebook_size=8, levels=2, window_seconds=1.0,
+                            streams=STREAMS, video_dropout=0.3)
+    st = CoarseStage(cfg)
+    f = feats()
+    codes = torch.stack([torch.zeros(2, 10, dtype=torch.long), torch.full((2, 10), 5)])
+    batch = {"features": f, "semantic": torch.full((2, 5), 3), "acoustic": codes}
+    st.train()
+    torch.manual_seed(1)
+    a = st.loss(batch)["loss"].item()
+    torch.manual_seed(2)
+    assert st.loss(batch)["loss"].item() != a  # a different crop's picture is dropped each call
+    overfit(st, batch, steps=120)
+    st.eval()
+    assert st.loss(batch)["loss"].item() == st.loss(batch)["loss"].item()  # no dropout when generating
+    greedy = cfg.sampling.replace(temperature=0.0)
+    for g in (1.0, 3.0):
+        for i in range(2):
+            out = st.generate(batch["semantic"][i : i + 1], 10, features={k: v[i : i + 1] for k, v in f.items()},
+                              sampling=greedy, video_guidance=g)
+            assert torch.equal(out[0], codes[i]), (g, i)
+    hidden = [st.lm.generate(20, greedy, allowed=st.allowed, **st._inputs(
+        batch["semantic"][i : i + 1], {k: v[i : i + 1] for k, v in f.items()}, None,
+        keep_video=torch.zeros(1, dtype=torch.bool))) for i in range(2)]
+    assert torch.equal(hidden[0], hidden[1])  # without the picture the two clips are the same to the stage
+    with pytest.raises(ConfigError, match="encdec"):
+        CoarseStageConfig(transformer=tf(enc=0), variant="decoder", video_guidance=2.0)
+
+
 def test_fine_stage_learns_and_generates_in_windows():
     torch.manual_seed(0)
     cfg = FineStageConfig(transformer=tf(enc=0), codebook_size=8, coarse_levels=2, fine_levels=2,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
@@ -37,6 +38,11 @@ class CoarseStageConfig(Config):
     streams: list[StreamSpec] = field(default_factory=list)  # visual streams (encdec only)
     window_seconds: float = 10.0
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.95))
+    # encdec: in training, the visual streams of a crop are dropped at this rate (the semantic tokens stay), so
+    # the stage also writes music without the picture and generation can guide towards the picture's effect:
+    # logits = no_video + video_guidance * (video - no_video). 1 = off.
+    video_dropout: float = 0.0
+    video_guidance: float = 1.0
 
     def validate(self) -> None:
         check(self.variant in VARIANTS, f"stage 2 variant must be one of {VARIANTS}, got {self.variant!r}.")
@@ -46,6 +52,9 @@ class CoarseStageConfig(Config):
                   f"{SEMANTIC_STREAM!r} is reserved for the semantic tokens.")
         else:
             check(self.transformer.encoder_layers == 0, "stage 2 'decoder' variant must have encoder_layers = 0.")
+        check(0.0 <= self.video_dropout < 1.0, f"video_dropout must be in [0, 1), got {self.video_dropout}.")
+        check(0.0 < self.video_guidance <= 20.0, f"video_guidance must be in (0, 20], got {self.video_guidance}.")
+        check(self.video_guidance == 1.0 or self.variant == "encdec", "video_guidance needs the encdec variant.")
         check(2 <= self.semantic_vocab <= 1_000_000, "semantic_vocab must be in 2..1000000.")
         check(2 <= self.codebook_size <= 65536, "codebook_size must be in 2..65536.")
         check(1 <= self.levels <= 64, f"levels must be in 1..64, got {self.levels}.")
@@ -82,12 +91,20 @@ class CoarseStage(nn.Module):
     def allowed(self, positions: Tensor) -> Tensor:
         return self.pattern.allowed_mask(positions)
 
-    def _inputs(self, semantic: Tensor, features: dict | None, features_valid: dict | None, sem_valid=None):
+    def _inputs(self, semantic: Tensor, features: dict | None, features_valid: dict | None, sem_valid=None,
+                keep_video: Tensor | None = None):
+        """The stage's inputs; ``keep_video [B]`` False hides a row's visual streams (its semantic tokens stay)."""
         if self.cfg.variant == "decoder":
             return {"prefix": semantic}
         streams = dict(features or {})
         streams[SEMANTIC_STREAM] = semantic
         valid = dict(features_valid or {})
+        if keep_video is not None:
+            for name, x in streams.items():
+                if name != SEMANTIC_STREAM:
+                    v = valid.get(name)
+                    v = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if v is None else v.bool()
+                    valid[name] = v & keep_video[:, None].to(x.device)
         if sem_valid is not None:
             valid[SEMANTIC_STREAM] = sem_valid
         return {"enc_in": self.lm.condition(streams, valid or None)}
@@ -100,8 +117,11 @@ class CoarseStage(nn.Module):
         valid = batch.get("acoustic_valid")
         if valid is not None:
             valid = valid.bool().repeat_interleave(self.cfg.levels, dim=1)
+        keep = None
+        if self.training and self.cfg.video_dropout > 0 and self.cfg.variant == "encdec":
+            keep = torch.rand(codes.shape[0], device=codes.device) >= self.cfg.video_dropout
         kw = self._inputs(batch["semantic"], batch.get("features"), batch.get("features_valid"),
-                          batch.get("semantic_valid"))
+                          batch.get("semantic_valid"), keep_video=keep)
         return self.lm.loss(target, valid, allowed=self.allowed, **kw)
 
     def generate(
@@ -114,13 +134,20 @@ class CoarseStage(nn.Module):
         generator: Generators | None = None,  # one, or one per batch row (v2meow.sampling.sample)
         progress: ProgressFn | None = None,
         use_cache: bool = True,
+        video_guidance: float | None = None,
     ) -> Tensor:
         """Coarse codes ``[B, N_c, num_frames]`` for ``semantic [B, T_s]``; ``prompt_codes [B, N_c, m]``
-        are earlier frames to continue from (not returned)."""
+        are earlier frames to continue from (not returned). ``video_guidance`` (default: the config's) above 1
+        contrasts against the same semantic tokens without the picture."""
         prompt = self.pattern.build(prompt_codes) if prompt_codes is not None else None
+        g = self.cfg.video_guidance if video_guidance is None else video_guidance
+        kw = self._inputs(semantic, features, None)
+        if g != 1.0 and self.cfg.variant == "encdec" and features:
+            hidden = torch.zeros(semantic.shape[0], dtype=torch.bool)
+            kw["enc_in_uncond"] = self._inputs(semantic, features, None, keep_video=hidden)["enc_in"]
+            kw["guidance"] = g
         tokens = self.lm.generate(
             num_frames * self.cfg.levels, sampling or self.cfg.sampling, prompt=prompt,
-            allowed=self.allowed, generator=generator, progress=progress, use_cache=use_cache,
-            **self._inputs(semantic, features, None),
+            allowed=self.allowed, generator=generator, progress=progress, use_cache=use_cache, **kw,
         )
         return self.pattern.revert(tokens)
