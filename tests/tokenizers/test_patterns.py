@@ -7,7 +7,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from v2meow.tokenizers.patterns import FlatPattern, coarse_fine_patterns, join_levels, split_levels
+from v2meow.tokenizers.patterns import (
+    DelayPattern,
+    FlatPattern,
+    coarse_fine_patterns,
+    join_levels,
+    split_levels,
+)
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
@@ -132,3 +138,45 @@ def test_split_and_join_reject_mismatches() -> None:
         split_levels(codes, 0)
     with pytest.raises(ValueError, match="frame count"):
         join_levels(codes[..., :2], codes)
+
+
+# ---- the delay layout -----------------------------------------------------------------------------------
+
+
+@SETTINGS
+@given(pattern_and_codes())
+def test_delay_build_revert_round_trip(pc: tuple[FlatPattern, torch.Tensor]) -> None:
+    flat, codes = pc
+    b, n, t = codes.shape
+    pattern = DelayPattern(n, flat.codebook_size, first_level=flat.first_level)
+    tokens = pattern.build(codes)
+    steps = t + n - 1 if t else 0
+    assert tokens.shape == (b, steps * n) and pattern.num_tokens(t) == steps * n
+    assert tokens.numel() == 0 or (0 <= int(tokens.min()) and int(tokens.max()) < pattern.vocab_size)
+    assert torch.equal(pattern.revert(tokens), codes)
+    grid = tokens.reshape(b, steps, n)
+    for k in range(n):  # level k of frame f stands at step f + k, in stream k's slice
+        assert torch.equal(grid[:, k : k + t, k] - k * pattern.stride, codes[:, k])
+    # what allowed_mask permits agrees with what build wrote (before the end; the caller pads the tail)
+    mask = pattern.allowed_mask(torch.arange(steps * n))
+    data = pattern.data_mask(t).reshape(-1)
+    head = (torch.arange(steps)[:, None] < torch.arange(n)[None, :]).reshape(-1)
+    rows = mask[torch.arange(steps * n)[:, None].expand(-1, b).T.reshape(-1), tokens.reshape(-1)].reshape(b, -1)
+    assert rows[:, data | head].all()
+
+
+def test_delay_steps_are_fewer_and_revert_is_strict() -> None:
+    pattern = DelayPattern(4, 10)
+    assert pattern.num_steps(500) == 503 and FlatPattern(4, 10).num_tokens(500) == 2000
+    codes = torch.randint(0, 10, (2, 4, 6), generator=torch.Generator().manual_seed(0))
+    tokens = pattern.build(codes)
+    for step, k, value in ((0, 1, 3 + pattern.stride), (2, 0, 10), (8, 0, 2),
+                           (3, 2, 5)):  # a code before its start, a pad in the data, a code after the end,
+        bad = tokens.clone()  # and an id from another level's slice
+        bad[0, step * 4 + k] = value
+        with pytest.raises(ValueError):
+            pattern.revert(bad)
+    with pytest.raises(ValueError):
+        pattern.revert(tokens[:, :-1])
+    with pytest.raises(ValueError):
+        pattern.build(codes + 10)

@@ -5,10 +5,13 @@ Each level gets its own slice of the vocabulary (``token = code + row * codebook
 never confuses a level-0 code with a level-3 code and so that sampling can mask the logits to the slice the
 next position allows.
 
-Every layout is a :class:`Pattern` with ``build``/``revert`` and the position queries a sampler needs. Only
-:class:`FlatPattern` exists now; a delay pattern (MusicGen style: level ``k`` shifted by ``k`` frames, so that
-one step emits one token of every level) would be a second subclass of :class:`Pattern` with its own
-``build``/``revert``/``allowed_mask`` and a special padding token for the shifted-in positions.
+Every layout is a :class:`Pattern` with ``build``/``revert`` and the position queries a sampler needs:
+
+- :class:`FlatPattern` (AudioLM, the paper's): one token per step, ``N`` steps per frame;
+- :class:`DelayPattern` (MusicGen): level ``k`` shifted right by ``k`` frames, so that one step holds one token of
+  every level (``tokens_per_step = N``) and ``T`` frames take ``T + N - 1`` steps instead of ``N * T``. The
+  positions a shift leaves empty hold a pad token; a model reading this layout sums a step's ``N`` token
+  embeddings and predicts its ``N`` tokens at once.
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Pattern", "FlatPattern", "split_levels", "join_levels", "coarse_fine_patterns"]
+__all__ = ["Pattern", "FlatPattern", "DelayPattern", "split_levels", "join_levels", "coarse_fine_patterns"]
 
 
 class Pattern(abc.ABC):
-    """A reversible layout of codes ``[B, N, T]`` as tokens ``[B, L]`` over a vocabulary of ``vocab_size``."""
+    """A reversible layout of codes ``[B, N, T]`` as tokens ``[B, L]`` over a vocabulary of ``vocab_size``;
+    ``L`` is a whole number of steps of ``tokens_per_step`` tokens."""
 
     num_levels: int
     codebook_size: int
+    tokens_per_step: int = 1
 
     @property
     @abc.abstractmethod
@@ -166,6 +171,108 @@ class FlatPattern(Pattern):
         lo = (positions % self.num_levels) * self.codebook_size  # [P]
         ids = torch.arange(self.vocab_size, device=positions.device)  # [V]
         return (ids[None, :] >= lo[:, None]) & (ids[None, :] < lo[:, None] + self.codebook_size)
+
+
+@dataclass(frozen=True)
+class DelayPattern(Pattern):
+    """MusicGen's delay layout: step ``s`` holds level ``k``'s code of frame ``s - k`` for every ``k``.
+
+    Tokens are the ``[B, S, N]`` grid of steps flattened step-major to ``[B, S * N]``; stream ``k`` has its own
+    vocabulary slice of ``codebook_size + 1`` ids (``code + k * (codebook_size + 1)``), the last of which is the
+    pad token of the positions before level ``k`` starts (``s < k``) and after it ends (``s - k >= T``). A frame's
+    code at level ``k`` is written ``k`` steps after its level-0 code, so it is predicted knowing the lower
+    levels of that frame, as in the flat layout, but ``N`` levels share one decoder step.
+    """
+
+    num_levels: int
+    codebook_size: int
+    first_level: int = 0
+
+    def __post_init__(self) -> None:
+        if self.num_levels < 1 or self.codebook_size < 1 or self.first_level < 0:
+            raise ValueError(f"DelayPattern needs num_levels >= 1, codebook_size >= 1 and first_level >= 0, got "
+                             f"{self.num_levels}, {self.codebook_size}, {self.first_level}.")
+
+    @property
+    def tokens_per_step(self) -> int:  # type: ignore[override]
+        return self.num_levels
+
+    @property
+    def stride(self) -> int:
+        """Ids per stream: the codes and the pad."""
+        return self.codebook_size + 1
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_levels * self.stride
+
+    def pad_ids(self, device: torch.device | str | None = None) -> Tensor:
+        """Each stream's pad id ``[N]``."""
+        return torch.arange(self.num_levels, device=device) * self.stride + self.codebook_size
+
+    def num_steps(self, num_frames: int) -> int:
+        return num_frames + self.num_levels - 1 if num_frames > 0 else 0
+
+    def num_tokens(self, num_frames: int) -> int:
+        return self.num_steps(num_frames) * self.num_levels
+
+    def data_mask(self, num_frames: int, device: torch.device | str | None = None) -> Tensor:
+        """``[S, N]`` True where step ``s`` of stream ``k`` holds a code (``0 <= s - k < T``), False on pads."""
+        s = torch.arange(self.num_steps(num_frames), device=device)[:, None]
+        k = torch.arange(self.num_levels, device=device)[None, :]
+        return (s >= k) & (s - k < num_frames)
+
+    def build(self, codes: Tensor) -> Tensor:
+        """Codes ``[B, N, T]`` → tokens ``[B, (T + N - 1) * N]``, step-major."""
+        if codes.dim() != 3 or codes.shape[1] != self.num_levels:
+            raise ValueError(f"codes must be [B, {self.num_levels}, T], got shape {tuple(codes.shape)}.")
+        if codes.dtype.is_floating_point or codes.dtype == torch.bool:
+            raise ValueError(f"codes must be an integer tensor, got {codes.dtype}.")
+        codes = codes.long()
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.codebook_size):
+            raise ValueError(f"codes must lie in [0, {self.codebook_size}), got values in "
+                             f"[{int(codes.min())}, {int(codes.max())}].")
+        b, n, t = codes.shape
+        grid = self.pad_ids(codes.device)[None, None, :].repeat(b, self.num_steps(t), 1)  # [B, S, N]
+        offsets = torch.arange(n, device=codes.device) * self.stride
+        for k in range(n):
+            grid[:, k : k + t, k] = codes[:, k] + offsets[k]
+        return grid.reshape(b, -1)
+
+    def revert(self, tokens: Tensor) -> Tensor:
+        """Tokens ``[B, S * N]`` → codes ``[B, N, S - N + 1]``; strict: a pad where a code belongs, a code where a
+        pad belongs or an id outside its stream's slice raises ValueError."""
+        if tokens.dim() != 2 or tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+            raise ValueError(f"tokens must be an integer [B, L], got {tuple(tokens.shape)} {tokens.dtype}.")
+        b, length = tokens.shape
+        n = self.num_levels
+        if length % n or (length and length // n < n):
+            raise ValueError(f"{length} tokens are not a whole number of at least {n} steps of {n} tokens.")
+        steps = length // n
+        t = steps - n + 1 if steps else 0
+        grid = tokens.long().reshape(b, steps, n) - (torch.arange(n, device=tokens.device) * self.stride)[None, None]
+        data = self.data_mask(t, tokens.device)[None].expand(b, -1, -1)
+        bad = (data & ((grid < 0) | (grid >= self.codebook_size))) | (~data & (grid != self.codebook_size))
+        if bad.any():
+            bi, si, ki = (int(i) for i in bad.nonzero()[0])
+            what = "a code of [0, codebook_size)" if data[bi, si, ki] else "the pad"
+            raise ValueError(f"token {int(tokens[bi, si * n + ki])} at batch {bi}, step {si}, level "
+                             f"{self.first_level + ki} should be {what} of that level's slice.")
+        codes = torch.stack([grid[:, k : k + t, k] for k in range(n)], dim=1) if t else grid.new_zeros(b, n, 0)
+        return codes.contiguous()
+
+    def allowed_mask(self, positions: Tensor) -> Tensor:
+        """Flat positions ``[P]`` → ``[P, vocab_size]``: the codes of the position's stream, or only its pad
+        before the stream starts (``s < k``). (Past the end, which depends on ``T``, the caller writes pads.)"""
+        positions = torch.as_tensor(positions, dtype=torch.long)
+        if positions.dim() != 1 or (positions.numel() and positions.min() < 0):
+            raise ValueError("positions must be a 1-D tensor of values >= 0.")
+        step, k = positions // self.num_levels, positions % self.num_levels
+        lo = k * self.stride
+        ids = torch.arange(self.vocab_size, device=positions.device)[None, :]
+        codes = (ids >= lo[:, None]) & (ids < lo[:, None] + self.codebook_size)
+        pad = ids == (lo + self.codebook_size)[:, None]
+        return torch.where((step < k)[:, None], pad, codes)
 
 
 # ---- splitting the RVQ stack into coarse and fine ------------------------------------------------------
