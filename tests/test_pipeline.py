@@ -205,6 +205,39 @@ def test_long_video_is_scored_in_windows(tmp_path):
     assert finals["semantic"] == (83, 83) and finals["coarse"] == (330, 330)
 
 
+def test_a_delay_layout_stage_2_continues_across_windows(tmp_path):
+    from v2meow.config import load_preset
+
+    cfg = load_preset("debug")
+    cfg.coarse.layout = "delay"
+    cfg.semantic.window_seconds = cfg.coarse.window_seconds = 1.0
+    cfg.generation.prompt_seconds = 0.4
+    torch.manual_seed(0)
+    m = V2Meow(cfg).eval()
+    m.randomize_semantic_kmeans()
+    video = make_video(tmp_path / "long.mp4", seconds=2.3, fps=10, size=(32, 24), pattern="flash")
+    calls = []
+    orig = m.coarse.generate
+
+    def spy(semantic, num_frames, **kw):
+        out = orig(semantic, num_frames, **kw)
+        calls.append((num_frames, kw.get("prompt_codes"), out))
+        return out
+
+    m.coarse.generate = spy
+    seen = []
+    track = m.generate(video, seed=0, progress=lambda s, d, t: seen.append((s, d, t)))
+    assert track.acoustic.shape == (4, 115) and [c[0] for c in calls] == [50, 30, 30, 5]
+    # each later window is prompted with the 20 frames before it and writes the frames after them
+    start = 0
+    for n, prompt, out in calls:
+        if start:
+            assert torch.equal(prompt[0], track.acoustic[:2, start - 20 : start])
+        assert torch.equal(out[0], track.acoustic[:2, start : start + n])
+        start += n
+    assert max(d / t for s, d, t in seen if s == "coarse") <= 1.0
+
+
 def test_chunked_decode_matches_whole_decode(model):
     codes = torch.randint(0, 64, (1, 4, 230))
     whole = model.codec.decode(codes)

@@ -55,10 +55,14 @@ def plan_windows(total: int, window: int, prompt: int) -> list[tuple[int, int, i
     return out
 
 
-def offset_progress(progress: Callable[[int, int], None] | None, base: int, total: int):
+def offset_progress(progress: Callable[[int, int], None] | None, base: int, total: int, span: int | None = None):
+    """A window's ``(done, n)`` reports as ``(base + done, total)`` of the whole sweep; with ``span``, the
+    window's ``n`` steps count as ``span`` units of ``total`` (a delay layout's pad steps are not frames)."""
     if progress is None:
         return None
-    return lambda done, _n: progress(base + done, total)
+    if span is None:
+        return lambda done, _n: progress(base + done, total)
+    return lambda done, n: progress(base + min(span, done * span // max(n, 1)), total)
 
 
 def window_features(encoders: list, feats: dict[str, Tensor], names: list[str], t0: float, t1: float) -> dict:
@@ -113,7 +117,7 @@ def sweep_coarse(model, feats, semantic, seconds, gens, progress) -> Tensor:
         codes = model.coarse.generate(
             semantic[:, sa:sb], b - pe, features=_rows(window_features(model.encoders, feats, names, t0, t1), rows),
             prompt_codes=out[:, :, a:pe] if pe > a else None, generator=gens,
-            progress=offset_progress(progress, done, steps_total),
+            progress=offset_progress(progress, done, steps_total, (b - pe) * model.cfg.coarse.levels),
         )
         out[:, :, pe:b] = codes
         done += (b - pe) * model.cfg.coarse.levels

@@ -40,7 +40,8 @@ def stage_weights(cfg: V2MeowConfig) -> dict[str, float]:
     return {
         "features": FEATURES_COST,
         "semantic": s.token_rate * per_step(s.transformer, True),
-        "coarse": c.frame_rate * c.levels * per_step(c.transformer, c.transformer.encoder_layers > 0),
+        "coarse": c.frame_rate * (c.levels if c.layout == "flat" else 1)  # delay: every level in one step
+        * per_step(c.transformer, c.transformer.encoder_layers > 0),
         "fine": f.frame_rate * f.fine_levels * per_step(f.transformer, False),
         "decode": DECODE_COST,
     }

@@ -114,6 +114,37 @@ def test_coarse_stage_learns_without_the_picture_and_guides_towards_it():
         CoarseStageConfig(transformer=tf(enc=0), variant="decoder", video_guidance=2.0)
 
 
+def test_coarse_stage_in_the_delay_layout_learns_generates_and_continues():
+    """The delay layout writes every level of a frame in one step: it learns two clips' codes and writes them
+    again greedily, alone and continuing a prompt, in T + N - 1 decoder steps instead of N * T."""
+    torch.manual_seed(0)
+    cfg = CoarseStageConfig(transformer=tf(), semantic_vocab=16, codebook_size=8, levels=3, window_seconds=1.0,
+                            streams=STREAMS, layout="delay")
+    st = CoarseStage(cfg)
+    f = feats()
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 8, (2, 3, 12), generator=g)
+    batch = {"features": f, "semantic": torch.stack([torch.full((6,), 3), torch.full((6,), 9)]), "acoustic": codes}
+    first, last, acc = overfit(st, batch, steps=150)
+    assert last < 0.1 * first and acc > 0.95
+    st.eval()
+    greedy = cfg.sampling.replace(temperature=0.0)
+    steps = []
+    for i in range(2):
+        one = {k: v[i : i + 1] for k, v in f.items()}
+        sem = batch["semantic"][i : i + 1]
+        out = st.generate(sem, 12, features=one, sampling=greedy, progress=lambda d, t: steps.append(t))
+        assert torch.equal(out[0], codes[i])
+        cont = st.generate(sem, 7, features=one, prompt_codes=codes[i : i + 1, :, :5], sampling=greedy)
+        assert torch.equal(cont[0], codes[i, :, 5:])
+    assert steps[-1] == (12 + 3 - 1) * 3  # tokens, in 14 steps of 3
+    sampled = st.generate(batch["semantic"][:1], 12, features={k: v[:1] for k, v in f.items()},
+                          generator=make_generator(0))
+    assert sampled.shape == (1, 3, 12) and sampled.min() >= 0 and sampled.max() < 8
+    with pytest.raises(ConfigError, match="encdec"):
+        CoarseStageConfig(transformer=tf(enc=0), variant="decoder", layout="delay")
+
+
 def test_fine_stage_learns_and_generates_in_windows():
     torch.manual_seed(0)
     cfg = FineStageConfig(transformer=tf(enc=0), codebook_size=8, coarse_levels=2, fine_levels=2,

@@ -9,6 +9,11 @@ encoder memory built from conditioning streams (encoder-decoder stages). The dec
 and position ``P + i`` (P = prefix length) predicts ``target_i``. Generation prefills prefix, BOS and
 an optional prompt of earlier target tokens (continuation across windows), then samples one token per
 step with a preallocated KV cache.
+
+With ``tokens_per_step = K > 1`` (a delay layout, :class:`v2meow.tokenizers.patterns.DelayPattern`) every
+decoder position is a *step* of K target tokens: its input is the sum of their K embeddings (the BOS step: K
+BOS embeddings), and its output predicts all K tokens of the next step at once, each within its own slice of
+the vocabulary (``allowed``). Target sequences are then a whole number of steps, flattened step-major.
 """
 
 from __future__ import annotations
@@ -40,11 +45,15 @@ class TokenLM(nn.Module):
         streams: list[StreamSpec] | None = None,
         joint_dim: int = 0,
         target_rate: float | None = None,
+        tokens_per_step: int = 1,
     ):
-        """``target_rate``: target tokens per second; with an encoder it places every target token on the
+        """``target_rate``: target steps per second; with an encoder it places every target step on the
         conditioning clock, for the decoder's time-aligned cross-attention bias."""
         super().__init__()
+        if tokens_per_step < 1 or (tokens_per_step > 1 and prefix_vocab):
+            raise ValueError("tokens_per_step must be >= 1, and a stage with a prefix takes one token per step.")
         self.cfg = cfg
+        self.tokens_per_step = tokens_per_step
         self.target_rate = target_rate
         self.target_vocab = target_vocab
         self.prefix_vocab = prefix_vocab
@@ -73,14 +82,24 @@ class TokenLM(nn.Module):
         return torch.floor(j.double() * scale + 1e-9).long()
 
     def decoder_input(self, prefix: Tensor | None, target: Tensor) -> Tensor:
-        """``prefix [B, P]``, ``target [B, n]`` -> ids ``[B, P + 1 + n]`` (BOS between)."""
+        """``prefix [B, P]``, ``target [B, n]`` -> ids ``[B, P + 1 + n]`` (BOS between); with K tokens per step
+        ids ``[B, 1 + n / K, K]``."""
         b = target.shape[0]
+        k = self.tokens_per_step
+        if k > 1:
+            steps = target.reshape(b, -1, k)
+            return torch.cat([torch.full((b, 1, k), self.bos, dtype=torch.long, device=target.device), steps], 1)
         parts = []
         if prefix is not None and prefix.shape[1] > 0:
             parts.append(prefix + self.target_vocab)
         parts.append(torch.full((b, 1), self.bos, dtype=torch.long, device=target.device))
         parts.append(target)
         return torch.cat(parts, 1)
+
+    def embed_ids(self, ids: Tensor) -> Tensor:
+        """Ids ``[B, L]`` (or ``[B, L, K]``: a step's K embeddings summed) -> ``[B, L, W]``."""
+        x = self.embed(ids)
+        return x.sum(2) if ids.dim() == 3 else x
 
     # -- training -------------------------------------------------------------------------------
     def loss(
@@ -93,11 +112,15 @@ class TokenLM(nn.Module):
     ) -> dict[str, Tensor]:
         """Next-token cross-entropy over ``target [B, n]``; returns loss, accuracy and the token count."""
         p = 0 if prefix is None else prefix.shape[1]
-        ids = self.decoder_input(prefix, target[:, :-1])
+        k = self.tokens_per_step
+        ids = self.decoder_input(prefix, target[:, :-k])
         memory, mem_valid = self.encode(enc_in) if self.has_encoder else (None, None)
-        h = self.decoder(self.embed(ids), memory, mem_valid, memory_pos=enc_in[1] if self.has_encoder else None,
+        h = self.decoder(self.embed_ids(ids), memory, mem_valid,
+                         memory_pos=enc_in[1] if self.has_encoder else None,
                          query_pos=self.query_positions(0, ids.shape[1], p, ids.device))
-        logits = self.head(h[:, p:]).float()  # [B, n, V]
+        logits = self.head(h[:, p:]).float()  # [B, n / K, V]
+        if k > 1:  # a step's output predicts each of the next step's K tokens
+            logits = logits.repeat_interleave(k, dim=1)  # [B, n, V]
         if allowed is not None:
             mask = allowed(torch.arange(target.shape[1], device=target.device))
             logits = logits.masked_fill(~mask[None], float("-inf"))
@@ -128,8 +151,14 @@ class TokenLM(nn.Module):
         generator: Generators | None = None,  # one, or one per batch row (v2meow.sampling.sample)
         progress: ProgressFn | None = None,
         use_cache: bool = True,
+        forced: Tensor | None = None,
     ) -> Tensor:
         """Sample ``num_tokens`` new target tokens -> ``[B, num_tokens]``.
+
+        ``forced [B, num_tokens]``: where >= 0, the token written (and fed back) instead of the sampled one
+        (the sample is still drawn, so every row's generator advances alike); a delay layout's pads and a
+        continuation's codes that stand in a new step. With K tokens per step, ``num_tokens`` and the prompt's
+        length are whole numbers of steps.
 
         ``prompt [B, m]``: target tokens already chosen (the tail of the previous window); they are fed,
         not sampled, and target positions count from the prompt's start. With ``guidance != 1`` and an
@@ -156,37 +185,42 @@ class TokenLM(nn.Module):
                 mem_pos = torch.cat([mem_pos, enc_in_uncond[1]])
         rows = 2 * batch if cfg_on else batch
 
+        k = self.tokens_per_step
         m = 0 if prompt is None else prompt.shape[1]
+        if num_tokens % k or m % k:
+            raise ValueError(f"with {k} tokens per step, {num_tokens} new and {m} prompt tokens are not whole steps")
         start = torch.zeros(batch, 0, dtype=torch.long, device=device) if prompt is None else prompt.to(device)
         ids = self.decoder_input(prefix.to(device) if prefix is not None else None, start)
         if cfg_on:
             ids = torch.cat([ids, ids])
-        total = ids.shape[1] + num_tokens - 1
+        total = ids.shape[1] + num_tokens // k - 1
         cache = self.decoder.new_cache(rows, total, memory, mem_valid, mem_pos) if use_cache else None
         p_len = 0 if prefix is None else prefix.shape[1]
+        masks = None if allowed is None else allowed(torch.arange(m, m + num_tokens, device=device))
 
         out = torch.zeros(batch, num_tokens, dtype=torch.long, device=device)
         x, pos = ids, 0
-        for i in range(num_tokens):
+        for i in range(num_tokens // k):
             if use_cache:
-                h = self.decoder(self.embed(x), cache=cache, input_pos=pos,
+                h = self.decoder(self.embed_ids(x), cache=cache, input_pos=pos,
                                  query_pos=self.query_positions(pos, x.shape[1], p_len, device))
                 pos += x.shape[1]
             else:
-                h = self.decoder(self.embed(x), memory, mem_valid, memory_pos=mem_pos,
+                h = self.decoder(self.embed_ids(x), memory, mem_valid, memory_pos=mem_pos,
                                  query_pos=self.query_positions(0, x.shape[1], p_len, device))
             logits = self.head(h[:, -1]).float()  # [rows, V]
             if cfg_on:
                 logits = guide(logits[:batch], logits[batch:], guidance)
-            if allowed is not None:
-                mask = allowed(torch.tensor([m + i], device=device))[0]
-                logits = logits.masked_fill(~mask[None], float("-inf"))
-            tok = sample(logits, sampling, generator)  # [B]
-            out[:, i] = tok
-            step = tok[:, None]
+            for j in range(i * k, (i + 1) * k):
+                lj = logits if masks is None else logits.masked_fill(~masks[j][None], float("-inf"))
+                tok = sample(lj, sampling, generator)  # [B]
+                out[:, j] = tok if forced is None else torch.where(forced[:, j] >= 0, forced[:, j].to(device), tok)
+            step = out[:, i * k : (i + 1) * k] if k > 1 else out[:, i : i + 1]
+            if k > 1:
+                step = step[:, None, :]  # one position of K tokens
             if cfg_on:
                 step = torch.cat([step, step])
             x = step if use_cache else torch.cat([x, step], 1)
             if progress is not None:
-                progress(i + 1, num_tokens)
+                progress((i + 1) * k, num_tokens)
         return out

@@ -5,6 +5,10 @@ Two variants (paper, "Stage 2"):
   flattened coarse tokens.
 - ``decoder``: AudioLM style, decoder-only, semantic tokens as a prefix; needs no video, so it can be
   trained on music alone.
+
+Two token layouts (``layout``): ``flat`` (the paper's: one level per decoder step, ``levels`` steps a frame) and
+``delay`` (MusicGen's, encdec only: every level in one step, level ``k`` written ``k`` steps after level 0 of the
+same frame; :class:`v2meow.tokenizers.patterns.DelayPattern`).
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from v2meow.modules.adaptors import StreamSpec
 from v2meow.modules.transformer import TransformerConfig
 from v2meow.sampling import Generators, SamplingConfig
 from v2meow.stages.base import ProgressFn, TokenLM
-from v2meow.tokenizers.patterns import FlatPattern
+from v2meow.tokenizers.patterns import DelayPattern, FlatPattern
 
 VARIANTS = ("encdec", "decoder")
+LAYOUTS = ("flat", "delay")
 SEMANTIC_STREAM = "semantic"
 
 
@@ -30,6 +35,7 @@ SEMANTIC_STREAM = "semantic"
 class CoarseStageConfig(Config):
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     variant: str = "encdec"
+    layout: str = "flat"
     semantic_vocab: int = 1024
     semantic_rate: float = 25.0
     codebook_size: int = 1024
@@ -46,6 +52,8 @@ class CoarseStageConfig(Config):
 
     def validate(self) -> None:
         check(self.variant in VARIANTS, f"stage 2 variant must be one of {VARIANTS}, got {self.variant!r}.")
+        check(self.layout in LAYOUTS, f"stage 2 layout must be one of {LAYOUTS}, got {self.layout!r}.")
+        check(self.layout == "flat" or self.variant == "encdec", "the delay layout needs the encdec variant.")
         if self.variant == "encdec":
             check(self.transformer.encoder_layers > 0, "stage 2 encdec needs encoder_layers > 0.")
             check(all(s.name != SEMANTIC_STREAM for s in self.streams),
@@ -61,7 +69,8 @@ class CoarseStageConfig(Config):
         check(0 < self.frame_rate <= 1000 and 0 < self.semantic_rate <= 1000, "rates must be in (0, 1000].")
         check(0 < self.window_seconds <= 600, "window_seconds must be in (0, 600].")
         prefix = self.window_semantic if self.variant == "decoder" else 0
-        check(prefix + 1 + self.window_frames * self.levels <= self.transformer.max_len,
+        steps = self.window_frames * self.levels if self.layout == "flat" else self.window_frames + self.levels - 1
+        check(prefix + 1 + steps <= self.transformer.max_len,
               f"stage 2 max_len {self.transformer.max_len} cannot hold a {self.window_seconds} s window.")
 
     @property
@@ -77,14 +86,17 @@ class CoarseStage(nn.Module):
     def __init__(self, cfg: CoarseStageConfig):
         super().__init__()
         self.cfg = cfg
-        self.pattern = FlatPattern(cfg.levels, cfg.codebook_size)
+        self.pattern = (FlatPattern(cfg.levels, cfg.codebook_size) if cfg.layout == "flat"
+                        else DelayPattern(cfg.levels, cfg.codebook_size))
         if cfg.variant == "encdec":
             streams = list(cfg.streams) + [
                 StreamSpec(name=SEMANTIC_STREAM, dim=cfg.semantic_vocab, rate=cfg.semantic_rate, kind="tokens")
             ]
-            # flattened levels: target j is frame j // levels, at about j / (frame_rate * levels) seconds
+            # flat: target j is frame j // levels, at about j / (frame_rate * levels) seconds; delay: step s
+            # holds level 0 of frame s, at s / frame_rate seconds
+            k = self.pattern.tokens_per_step
             self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, streams=streams,
-                              target_rate=cfg.frame_rate * cfg.levels)
+                              target_rate=cfg.frame_rate * cfg.levels / k, tokens_per_step=k)
         else:
             self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, prefix_vocab=cfg.semantic_vocab)
 
@@ -113,9 +125,13 @@ class CoarseStage(nn.Module):
         """``batch``: semantic [B, T_s], acoustic [B, N_q >= levels, T_a], optional acoustic_valid [B, T_a],
         and for ``encdec`` features {name: [B, T, D]}."""
         codes = batch["acoustic"][:, : self.cfg.levels]
-        target = self.pattern.build(codes)  # [B, T_a * N_c]
+        target = self.pattern.build(codes)  # [B, T_a * N_c] (flat) or [B, (T_a + N_c - 1) * N_c] (delay)
         valid = batch.get("acoustic_valid")
-        if valid is not None:
+        if isinstance(self.pattern, DelayPattern):  # pads are not learnt: the layout fixes them
+            frames = codes.new_ones(codes.shape, dtype=torch.bool) if valid is None else \
+                valid.bool()[:, None, :].expand_as(codes)
+            valid = self.pattern.build_mask(frames)
+        elif valid is not None:
             valid = valid.bool().repeat_interleave(self.cfg.levels, dim=1)
         keep = None
         if self.training and self.cfg.video_dropout > 0 and self.cfg.variant == "encdec":
@@ -139,15 +155,38 @@ class CoarseStage(nn.Module):
         """Coarse codes ``[B, N_c, num_frames]`` for ``semantic [B, T_s]``; ``prompt_codes [B, N_c, m]``
         are earlier frames to continue from (not returned). ``video_guidance`` (default: the config's) above 1
         contrasts against the same semantic tokens without the picture."""
-        prompt = self.pattern.build(prompt_codes) if prompt_codes is not None else None
         g = self.cfg.video_guidance if video_guidance is None else video_guidance
         kw = self._inputs(semantic, features, None)
         if g != 1.0 and self.cfg.variant == "encdec" and features:
             hidden = torch.zeros(semantic.shape[0], dtype=torch.bool)
             kw["enc_in_uncond"] = self._inputs(semantic, features, None, keep_video=hidden)["enc_in"]
             kw["guidance"] = g
+        if isinstance(self.pattern, DelayPattern):
+            return self._generate_delayed(num_frames, prompt_codes, sampling, generator, progress, use_cache, kw)
+        prompt = self.pattern.build(prompt_codes) if prompt_codes is not None else None
         tokens = self.lm.generate(
             num_frames * self.cfg.levels, sampling or self.cfg.sampling, prompt=prompt,
             allowed=self.allowed, generator=generator, progress=progress, use_cache=use_cache, **kw,
         )
         return self.pattern.revert(tokens)
+
+    def _generate_delayed(self, num_frames, prompt_codes, sampling, generator, progress, use_cache, kw) -> Tensor:
+        """The delay layout over the prompt's ``m`` frames and the ``num_frames`` new ones: the first ``m`` steps
+        (prompt codes only) are the LM's prompt; every later step is sampled, except its pads and the prompt's
+        higher levels that still stand in it, which are forced."""
+        p, n = self.pattern, self.cfg.levels
+        b = kw["enc_in"][0].shape[0]
+        m = 0 if prompt_codes is None else prompt_codes.shape[2]
+        old = torch.zeros(b, n, m, dtype=torch.long) if prompt_codes is None else prompt_codes.long().cpu()
+        frames = torch.cat([old, torch.zeros(b, n, num_frames, dtype=torch.long)], 2)
+        grid = p.build(frames)  # [B, S * N]: the prompt's codes, zeros for the new frames, pads
+        known = p.build_mask(torch.cat([torch.ones(b, n, m, dtype=torch.bool),
+                                        torch.zeros(b, n, num_frames, dtype=torch.bool)], 2))
+        pads = ~p.build_mask(torch.ones(b, n, m + num_frames, dtype=torch.bool))
+        forced = torch.where(known | pads, grid, torch.full_like(grid, -1))
+        tokens = self.lm.generate(
+            grid.shape[1] - m * n, sampling or self.cfg.sampling, prompt=grid[:, : m * n] if m else None,
+            allowed=self.allowed, generator=generator, progress=progress, use_cache=use_cache,
+            forced=forced[:, m * n :], **kw,
+        )
+        return p.revert(torch.cat([grid[:, : m * n], tokens.cpu()], 1))[:, :, m:]

@@ -222,6 +222,15 @@ class DelayPattern(Pattern):
         k = torch.arange(self.num_levels, device=device)[None, :]
         return (s >= k) & (s - k < num_frames)
 
+    def build_mask(self, frames: Tensor) -> Tensor:
+        """A per-code boolean ``[B, N, T]`` (valid frames, say) laid out as the tokens: ``[B, S * N]``, False on
+        every pad."""
+        b, n, t = frames.shape
+        grid = torch.zeros(b, self.num_steps(t), n, dtype=torch.bool, device=frames.device)
+        for k in range(n):
+            grid[:, k : k + t, k] = frames[:, k].bool()
+        return grid.reshape(b, -1)
+
     def build(self, codes: Tensor) -> Tensor:
         """Codes ``[B, N, T]`` → tokens ``[B, (T + N - 1) * N]``, step-major."""
         if codes.dim() != 3 or codes.shape[1] != self.num_levels:
