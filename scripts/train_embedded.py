@@ -3,6 +3,7 @@
     python scripts/train_embedded.py prepare                 # synth-data videos, base model, shards (resumable)
     python scripts/train_embedded.py train semantic --minutes 30 --threads 1
     python scripts/train_embedded.py train coarse --minutes 60 --threads 1   # beside it, on the other core
+    python scripts/train_embedded.py train coarse --layout delay --minutes 25  # stage 2 in the delay layout
     python scripts/train_embedded.py export --ship           # runs -> runs/embedded/model (+ v2meow/assets/embedded)
 
 Everything lives out of git and is rebuilt by these commands: videos in ``data_cache/videos`` (one per corpus track,
@@ -59,20 +60,43 @@ def prepare(args: argparse.Namespace) -> None:
           f"{hours:.1f} h", file=sys.stderr)
 
 
+def layout_base(layout: str) -> Path:
+    """The base model with stage 2 in ``layout`` (the shards' model with that one setting changed)."""
+    base = WORK / "base"
+    if layout == "flat":
+        return base
+    out = WORK / f"base_{layout}"
+    if not (out / "config.json").is_file():
+        from v2meow.pipeline import V2Meow
+
+        model = V2Meow.from_pretrained(base)
+        model.cfg.coarse = model.cfg.coarse.replace(layout=layout)
+        model.coarse = type(model.coarse)(model.cfg.coarse)
+        model.save_pretrained(out)
+    return out
+
+
+def run_name(stage: str, layout: str) -> str:
+    return stage if layout == "flat" else f"{stage}_{layout}"
+
+
 def train(args: argparse.Namespace) -> None:
     import torch
 
     from v2meow.train.loop import TrainConfig
     from v2meow.train.run import train as train_stage
 
+    if args.layout != "flat" and args.stage != "coarse":
+        raise SystemExit("--layout is stage 2's (coarse).")
     torch.set_num_threads(args.threads)
     s = STAGES[args.stage]
     steps = args.steps or s["steps"]
     cfg = TrainConfig(batch_size=s["batch"], lr=s["lr"], warmup_steps=min(200, steps // 10), max_steps=steps,
                       eval_every=250, eval_batches=16, checkpoint_every=250, log_every=25, seed=0,
                       crop_seconds=s["crop"])
-    last = train_stage(args.stage, str(SHARDS), cfg, str(WORK / args.stage), device="cpu", progress=not args.quiet,
-                       seconds=60.0 * args.minutes)
+    model = str(layout_base(args.layout)) if args.layout != "flat" else None
+    last = train_stage(args.stage, str(SHARDS), cfg, str(WORK / run_name(args.stage, args.layout)), model=model,
+                       device="cpu", progress=not args.quiet, seconds=60.0 * args.minutes)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}), file=sys.stderr)
 
 
@@ -82,7 +106,8 @@ def export(args: argparse.Namespace) -> None:
     from v2meow.pipeline import V2Meow
     from v2meow.train.run import export as export_runs
 
-    runs = {s: str(WORK / s) for s in STAGES if (WORK / s / "checkpoints").is_dir()}
+    runs = {s: str(WORK / run_name(s, args.layout if s == "coarse" else "flat")) for s in STAGES}
+    runs = {s: r for s, r in runs.items() if (Path(r) / "checkpoints").is_dir()}
     out = export_runs(str(WORK / "base"), str(WORK / "model"), runs, fp16=True)
     print(f"{out}: stages from {', '.join(runs)}", file=sys.stderr)
     if args.ship:
@@ -104,8 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--steps", type=int, default=None, help="steps of the whole schedule (default: the stage's)")
     tr.add_argument("--threads", type=int, default=1)
     tr.add_argument("--quiet", action="store_true")
+    tr.add_argument("--layout", choices=["flat", "delay"], default="flat", help="stage 2's token layout")
     ex = sub.add_parser("export")
     ex.add_argument("--ship", action="store_true")
+    ex.add_argument("--layout", choices=["flat", "delay"], default="flat", help="which stage 2 run to take")
     args = p.parse_args(argv)
     {"prepare": prepare, "train": train, "export": export}[args.cmd](args)
     return 0
