@@ -187,6 +187,15 @@ def test_validation_covers_every_clip_in_whole_crops(shard_dir, tmp_path):
                   log=False)
     one.stage.load_state_dict(t.stage.state_dict())
     assert one.evaluate()["val_loss"] == pytest.approx(res["val_loss"], rel=1e-4)
+    # stage 2 reports a loss per codec level: the token-weighted mean of the two is the whole loss
+    for layout in ("flat", "delay"):
+        mc2 = model_cfg(shard_dir)
+        mc2.coarse = mc2.coarse.replace(layout=layout)
+        c = Trainer("coarse", shard_dir, mc2, tcfg(eval_batches=1000), tmp_path / layout, device="cpu", log=False)
+        r = c.evaluate()
+        per = [r[f"val_loss_level{i}"] for i in range(mc2.coarse.levels)]
+        assert mc2.coarse.levels == 2 and all(math.isfinite(x) for x in per)
+        assert min(per) <= r["val_loss"] + 1e-6 and r["val_loss"] <= max(per) + 1e-6, layout
 
 
 def test_stage1_gap_script_prints_the_gap_per_second(shard_dir, tmp_path):

@@ -133,7 +133,8 @@ class TokenLM(nn.Module):
         with torch.no_grad():
             acc = ((logits.argmax(-1) == target) & valid).sum().float() / n.clamp(min=1)
             per_example = ce.sum(1) / valid.sum(1).clamp(min=1)  # each example's mean loss [B]
-        return {"loss": loss, "accuracy": acc, "tokens": n, "example_loss": per_example, "token_loss": ce.detach()}
+        return {"loss": loss, "accuracy": acc, "tokens": n, "example_loss": per_example, "token_loss": ce.detach(),
+                "token_valid": valid}
 
     # -- generation -----------------------------------------------------------------------------
     @torch.no_grad()

@@ -100,6 +100,11 @@ class CoarseStage(nn.Module):
         else:
             self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, prefix_vocab=cfg.semantic_vocab)
 
+    @property
+    def levels_per_frame(self) -> int:
+        """Target tokens cycle through this many codec levels (validation reports a loss per level)."""
+        return self.cfg.levels
+
     def allowed(self, positions: Tensor) -> Tensor:
         return self.pattern.allowed_mask(positions)
 

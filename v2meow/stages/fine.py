@@ -56,6 +56,10 @@ class FineStage(nn.Module):
         self.fine = FlatPattern(cfg.fine_levels, cfg.codebook_size, first_level=cfg.coarse_levels)
         self.lm = TokenLM(cfg.transformer, self.fine.vocab_size, prefix_vocab=self.coarse.vocab_size)
 
+    @property
+    def levels_per_frame(self) -> int:
+        return self.cfg.fine_levels
+
     def allowed(self, positions: Tensor) -> Tensor:
         return self.fine.allowed_mask(positions)
 

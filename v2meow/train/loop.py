@@ -320,6 +320,8 @@ class Trainer:
         sums = {"val_loss": 0.0, "val_accuracy": 0.0, "val_loss_shuffled": 0.0}
         tokens = shuffled_tokens = 0.0
         paired = torch.zeros(4, dtype=torch.float64)  # crops, sum of gaps, sum of squared gaps, crops with a gap > 0
+        levels = getattr(self.stage, "levels_per_frame", 1)
+        per_level = torch.zeros(2, levels, dtype=torch.float64)  # loss sums and token counts by codec level
         for batch, w in zip(loader, weights):
             batch = batch_to(batch, self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -328,6 +330,11 @@ class Trainer:
                 sums["val_loss"] += out["loss"].item() * n
                 sums["val_accuracy"] += out["accuracy"].item() * n
                 tokens += n
+                if levels > 1 and w > 0:  # tokens cycle through the levels in both layouts (flat and delay)
+                    ce, ok = out["token_loss"].double().cpu(), out["token_valid"].cpu()
+                    for lv in range(levels):
+                        per_level[0, lv] += ce[:, lv::levels].sum()
+                        per_level[1, lv] += ok[:, lv::levels].sum()
                 shuffled = with_features_shuffled(batch)
                 if shuffled is not None:
                     out_s = self.module(shuffled)
@@ -338,7 +345,8 @@ class Trainer:
                         paired += torch.stack([torch.tensor(float(d.numel()), dtype=torch.float64), d.sum(),
                                                (d * d).sum(), (d > 0).sum().double()])
         totals = torch.cat([torch.tensor([sums["val_loss"], sums["val_accuracy"], sums["val_loss_shuffled"], tokens,
-                                          shuffled_tokens], dtype=torch.float64), paired]).to(self.device)
+                                          shuffled_tokens], dtype=torch.float64), paired,
+                            per_level.reshape(-1)]).to(self.device)
         if self.world > 1:
             dist.all_reduce(totals)
         self.stage.train()
@@ -351,6 +359,9 @@ class Trainer:
             mean = totals[6].item() / k
             var = max(totals[7].item() / k - mean * mean, 0.0) * k / (k - 1)
             res |= {"val_gap_mean": mean, "val_gap_se": math.sqrt(var / k), "val_gap_win_rate": totals[8].item() / k}
+        if levels > 1:
+            lv_sums, lv_counts = totals[9 : 9 + levels], totals[9 + levels :]
+            res |= {f"val_loss_level{i}": (lv_sums[i] / lv_counts[i].clamp(min=1)).item() for i in range(levels)}
         return res | {"val_clips": len(reader), "val_crops": min(len(tiles), n_batches * bs)}
 
     def log(self, record: dict[str, Any]) -> None:
