@@ -145,6 +145,24 @@ def test_coarse_stage_in_the_delay_layout_learns_generates_and_continues():
         CoarseStageConfig(transformer=tf(enc=0), variant="decoder", layout="delay")
 
 
+def test_a_delay_step_is_predicted_without_seeing_itself():
+    """Changing the codes of frame f changes no prediction of a token that stands at or before its first step."""
+    torch.manual_seed(0)
+    cfg = CoarseStageConfig(transformer=tf(), semantic_vocab=16, codebook_size=8, levels=3, window_seconds=1.0,
+                            streams=STREAMS, layout="delay")
+    st = CoarseStage(cfg).eval()
+    codes = torch.randint(0, 8, (1, 3, 10))
+    batch = {"features": feats(1), "semantic": torch.randint(0, 16, (1, 5)), "acoustic": codes}
+    other = codes.clone()
+    other[:, :, 6] = (other[:, :, 6] + 1) % 8  # every level of frame 6: tokens at steps 6, 7 and 8
+    a, b = st.loss(batch)["token_loss"], st.loss(batch | {"acoustic": other})["token_loss"]
+    steps = torch.arange(a.shape[1]) // 3
+    assert torch.equal(a[:, steps < 6], b[:, steps < 6])  # what comes before frame 6 is scored as before
+    same_step = (steps == 6) & (torch.arange(a.shape[1]) % 3 > 0)  # frames 5 and 4 at levels 1 and 2, in step 6
+    assert torch.equal(a[:, same_step], b[:, same_step])  # do not see frame 6's level 0 beside them
+    assert not torch.equal(a[:, steps >= 7], b[:, steps >= 7])  # what follows reads it
+
+
 def test_fine_stage_learns_and_generates_in_windows():
     torch.manual_seed(0)
     cfg = FineStageConfig(transformer=tf(enc=0), codebook_size=8, coarse_levels=2, fine_levels=2,
