@@ -60,10 +60,12 @@ def prepare(args: argparse.Namespace) -> None:
           f"{hours:.1f} h", file=sys.stderr)
 
 
-def layout_base(layout: str) -> Path:
-    """The base model with stage 2 in ``layout`` (the shards' model with that one setting changed)."""
+def layout_base(layout: str | None) -> Path:
+    """The base model with stage 2 in ``layout`` (the shards' model with that one setting changed; None: as is)."""
     base = WORK / "base"
-    if layout == "flat":
+    if layout is None:
+        return base
+    if json.loads((base / "config.json").read_text())["config"]["coarse"].get("layout", "flat") == layout:
         return base
     out = WORK / f"base_{layout}"
     if not (out / "config.json").is_file():
@@ -76,8 +78,8 @@ def layout_base(layout: str) -> Path:
     return out
 
 
-def run_name(stage: str, layout: str) -> str:
-    return stage if layout == "flat" else f"{stage}_{layout}"
+def run_name(stage: str, layout: str | None) -> str:
+    return stage if layout is None else f"{stage}_{layout}"
 
 
 def train(args: argparse.Namespace) -> None:
@@ -86,7 +88,7 @@ def train(args: argparse.Namespace) -> None:
     from v2meow.train.loop import TrainConfig
     from v2meow.train.run import train as train_stage
 
-    if args.layout != "flat" and args.stage != "coarse":
+    if args.layout is not None and args.stage != "coarse":
         raise SystemExit("--layout is stage 2's (coarse).")
     torch.set_num_threads(args.threads)
     s = STAGES[args.stage]
@@ -94,7 +96,7 @@ def train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(batch_size=s["batch"], lr=s["lr"], warmup_steps=min(200, steps // 10), max_steps=steps,
                       eval_every=250, eval_batches=16, checkpoint_every=250, log_every=25, seed=0,
                       crop_seconds=s["crop"])
-    model = str(layout_base(args.layout)) if args.layout != "flat" else None
+    model = str(layout_base(args.layout)) if args.layout is not None else None
     last = train_stage(args.stage, str(SHARDS), cfg, str(WORK / run_name(args.stage, args.layout)), model=model,
                        device="cpu", progress=not args.quiet, seconds=60.0 * args.minutes)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}), file=sys.stderr)
@@ -106,7 +108,7 @@ def export(args: argparse.Namespace) -> None:
     from v2meow.pipeline import V2Meow
     from v2meow.train.run import export as export_runs
 
-    runs = {s: str(WORK / run_name(s, args.layout if s == "coarse" else "flat")) for s in STAGES}
+    runs = {s: str(WORK / run_name(s, args.layout if s == "coarse" else None)) for s in STAGES}
     runs = {s: r for s, r in runs.items() if (Path(r) / "checkpoints").is_dir()}
     out = export_runs(str(WORK / "base"), str(WORK / "model"), runs, fp16=True)
     print(f"{out}: stages from {', '.join(runs)}", file=sys.stderr)
@@ -129,10 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--steps", type=int, default=None, help="steps of the whole schedule (default: the stage's)")
     tr.add_argument("--threads", type=int, default=1)
     tr.add_argument("--quiet", action="store_true")
-    tr.add_argument("--layout", choices=["flat", "delay"], default="flat", help="stage 2's token layout")
+    tr.add_argument("--layout", choices=["flat", "delay"], default=None,
+                    help="stage 2's token layout, in a run of its own (runs/embedded/coarse_LAYOUT; default: the "
+                         "base model's, in runs/embedded/coarse)")
     ex = sub.add_parser("export")
     ex.add_argument("--ship", action="store_true")
-    ex.add_argument("--layout", choices=["flat", "delay"], default="flat", help="which stage 2 run to take")
+    ex.add_argument("--layout", choices=["flat", "delay"], default=None,
+                    help="take stage 2 from runs/embedded/coarse_LAYOUT (default: runs/embedded/coarse)")
     args = p.parse_args(argv)
     {"prepare": prepare, "train": train, "export": export}[args.cmd](args)
     return 0
