@@ -175,16 +175,22 @@ def test_plan_windows_cover_everything_once():
                     assert nxt[0] == b - min(prompt, window - 1)
 
 
-def test_long_video_is_scored_in_windows(tmp_path):
+def one_second_windows(tmp_path, seconds: float, layout: str = "flat") -> tuple[V2Meow, str]:
+    """The debug model with 1 s windows of stages 1 and 2, each prompted with 0.4 s, and a video to sweep."""
     from v2meow.config import load_preset
 
     cfg = load_preset("debug")
+    cfg.coarse.layout = layout
     cfg.semantic.window_seconds = cfg.coarse.window_seconds = 1.0
     cfg.generation.prompt_seconds = 0.4
     torch.manual_seed(0)
     m = V2Meow(cfg).eval()
     m.randomize_semantic_kmeans()
-    video = make_video(tmp_path / "long.mp4", seconds=3.3, fps=10, size=(32, 24), pattern="flash")
+    return m, make_video(tmp_path / "long.mp4", seconds=seconds, fps=10, size=(32, 24), pattern="flash")
+
+
+def test_long_video_is_scored_in_windows(tmp_path):
+    m, video = one_second_windows(tmp_path, 3.3)
     calls = []
     orig = m.semantic.generate
 
@@ -206,16 +212,7 @@ def test_long_video_is_scored_in_windows(tmp_path):
 
 
 def test_a_delay_layout_stage_2_continues_across_windows(tmp_path):
-    from v2meow.config import load_preset
-
-    cfg = load_preset("debug")
-    cfg.coarse.layout = "delay"
-    cfg.semantic.window_seconds = cfg.coarse.window_seconds = 1.0
-    cfg.generation.prompt_seconds = 0.4
-    torch.manual_seed(0)
-    m = V2Meow(cfg).eval()
-    m.randomize_semantic_kmeans()
-    video = make_video(tmp_path / "long.mp4", seconds=2.3, fps=10, size=(32, 24), pattern="flash")
+    m, video = one_second_windows(tmp_path, 2.3, layout="delay")
     calls = []
     orig = m.coarse.generate
 
