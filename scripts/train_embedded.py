@@ -98,7 +98,7 @@ def train(args: argparse.Namespace) -> None:
                       crop_seconds=s["crop"])
     model = str(layout_base(args.layout)) if args.layout is not None else None
     last = train_stage(args.stage, str(SHARDS), cfg, str(WORK / run_name(args.stage, args.layout)), model=model,
-                       device="cpu", progress=not args.quiet, seconds=60.0 * args.minutes)
+                       device="cpu", progress=not args.quiet, seconds=60.0 * args.minutes, init_from=args.init_from)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}), file=sys.stderr)
 
 
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--steps", type=int, default=None, help="steps of the whole schedule (default: the stage's)")
     tr.add_argument("--threads", type=int, default=1)
     tr.add_argument("--quiet", action="store_true")
+    tr.add_argument("--init-from", default=None,
+                    help="a model directory whose stage weights a new run starts from (a committed candidate)")
     tr.add_argument("--layout", choices=["flat", "delay"], default=None,
                     help="stage 2's token layout, in a run of its own (runs/embedded/coarse_LAYOUT; default: the "
                          "base model's, in runs/embedded/coarse)")

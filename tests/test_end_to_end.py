@@ -1,6 +1,7 @@
 """extract -> train (each stage) -> export -> generate, through the command line."""
 
 import av
+import torch
 
 from v2meow.cli import main
 
@@ -47,3 +48,37 @@ def test_export_takes_weights_copied_without_the_optimiser_state(tmp_path, shard
     assert trained.keys() == exported.keys() and all((trained[k] == exported[k]).all() for k in trained)
     # resuming needs the optimiser state: refused in one sentence
     assert main(["train", "fine", "--shards", shard_dir, "-o", run, "--max-steps", "4", "--quiet"]) == 2
+
+
+def test_a_new_run_starts_from_a_models_weights(tmp_path, shard_dir, debug_model_dir):
+    from safetensors.torch import load_file
+
+    from v2meow.train.checkpoint import latest_checkpoint
+
+    run = str(tmp_path / "run")
+    assert main(["train", "fine", "--shards", shard_dir, "-o", run, "--max-steps", "2", "--quiet"]) == 0
+    model = str(tmp_path / "model")
+    assert main(["export", "--base", debug_model_dir, "--fine", run, "-o", model]) == 0
+    from v2meow.pipeline import V2Meow
+
+    m = V2Meow.from_pretrained(model)
+    with torch.no_grad():
+        for p in m.fine.parameters():
+            p.add_(0.5)  # far from where any new run starts
+    m.save_pretrained(model)
+    exported = load_file(f"{model}/fine.safetensors")
+
+    def distance(run_dir: str) -> float:  # after one small warm-up step, from the exported weights
+        w = load_file(str(latest_checkpoint(run_dir) / "model.safetensors"))
+        return max(float((w[k].float() - exported[k].float()).abs().max()) for k in exported)
+
+    warm, cold = str(tmp_path / "warm"), str(tmp_path / "cold")
+    assert main(["train", "fine", "--shards", shard_dir, "-o", warm, "--max-steps", "1", "--init-from", model,
+                 "--quiet"]) == 0
+    assert main(["train", "fine", "--shards", shard_dir, "-o", cold, "--max-steps", "1", "--quiet"]) == 0
+    assert distance(warm) < 0.01 < distance(cold)
+    # a model without that stage, or a music trainer, is refused in one sentence
+    assert main(["train", "semantic", "--shards", shard_dir, "-o", str(tmp_path / "x"), "--max-steps", "1",
+                 "--init-from", str(tmp_path / "nothing"), "--quiet"]) == 2
+    assert main(["train", "codec", "--data", str(tmp_path), "-o", str(tmp_path / "y"), "--init-from", model,
+                 "--quiet"]) == 2

@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--minutes", type=_finite_float, default=None,
                    help="stages: stop after about this long, with a checkpoint; run again to continue on the same "
                         "schedule")
+    t.add_argument("--init-from", default=None,
+                   help="a model directory whose weights of the stage a new run starts from (the three stages)")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--quiet", action="store_true")
 
@@ -338,6 +340,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError(f"train {args.stage} needs --data MUSIC_DIR.")
         if args.minutes is not None:
             raise UserError(f"--minutes bounds the three stages' training; train {args.stage} takes --max-steps.")
+        if args.init_from is not None:
+            raise UserError(f"--init-from starts one of the three stages from a model; train {args.stage} cannot.")
         module, name = MUSIC_TRAINERS[args.stage]
         fn = getattr(importlib.import_module(module), name)
         last = fn(args.data, args.config or "embedded", args.run, max_steps=args.max_steps, device=args.device,
@@ -351,7 +355,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UserError(f"--minutes must be > 0, got {args.minutes:g}.")
         last = train(args.stage, args.shards, args.config or "debug", args.run, model=args.model,
                      max_steps=args.max_steps, device=args.device, progress=not args.quiet,
-                     seconds=None if args.minutes is None else 60.0 * args.minutes)
+                     seconds=None if args.minutes is None else 60.0 * args.minutes, init_from=args.init_from)
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in last.items()}
     print(f"{args.run}: {shown}", file=sys.stderr)
     return 0

@@ -109,7 +109,10 @@ def resolve_model_streams(cfg: V2MeowConfig) -> V2MeowConfig:
 
 def train(stage: str, shards: str, config: str | TrainConfig, run_dir: str, model: str | None = None,
           max_steps: int | None = None, device: str | None = None, progress: bool = True,
-          seconds: float | None = None) -> dict[str, float]:
+          seconds: float | None = None, init_from: str | None = None) -> dict[str, float]:
+    """Train ``stage`` on ``shards`` in ``run_dir`` (an existing run resumes). ``init_from`` (a model directory)
+    starts a new run from that model's weights of the stage instead of random ones; it must have the run's
+    stage config."""
     if stage not in STAGES:
         raise UserError(f"Unknown stage {stage!r}; choose one of {', '.join(STAGES)}.")
     cfg = config if isinstance(config, TrainConfig) else load_train_config(config)
@@ -127,11 +130,28 @@ def train(stage: str, shards: str, config: str | TrainConfig, run_dir: str, mode
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(stage, shards, model_cfg, cfg, run, device=device)
+    if init_from is not None and latest_checkpoint(run) is None:
+        warm_start(trainer, init_from)
     if trainer.rank == 0:
         (run / "run.json").write_text(json.dumps({"stage": stage, "shards": str(shards), "train_config": cfg.to_dict(),
                                                   "model_config": model_cfg.to_dict(), "identities": identities},
                                                  indent=1))
     return trainer.fit(progress=progress, seconds=seconds)
+
+
+def warm_start(trainer: Trainer, model_dir: str) -> None:
+    """Put ``model_dir``'s weights of the trainer's stage in place (and in its EMA) before step 0."""
+    from v2meow.pipeline import V2Meow
+
+    stage = trainer.stage_name
+    src = V2Meow.from_pretrained(model_dir)
+    part = getattr(src, stage)
+    if part is None or part.cfg.to_dict() != getattr(trainer.model_cfg, stage).to_dict():
+        raise UserError(f"{model_dir}'s {stage} stage is not the one this run trains; it cannot start from it.")
+    weights = {k: v.float() for k, v in part.state_dict().items()}
+    trainer.stage.load_state_dict(weights)
+    if trainer.ema is not None:
+        trainer.ema = {k: v.detach().clone().float().to(trainer.device) for k, v in trainer.stage.state_dict().items()}
 
 
 def export(base: str, out: str, runs: dict[str, str | None], ema: bool = False, fp16: bool = False) -> Path:
