@@ -34,6 +34,10 @@ SETTINGS = {
     "stage 1 at 0.8": (0.8, 0.95, 0, 1.0),
     "video guidance 2": (1.0, 0.95, 0, 2.0),
     "video guidance 3": (1.0, 0.95, 0, 3.0),
+    # the second round: the best of the first round together
+    "stage 1 at 0.8 + top-k 50": (0.8, 1.0, 50, 1.0),
+    "stage 1 at 0.6 + top-k 50": (0.6, 1.0, 50, 1.0),
+    "stage 1 at 0.8 + top-k 50 + guidance 3": (0.8, 1.0, 50, 3.0),
 }
 
 

@@ -41,6 +41,11 @@ STAGES = {
 }
 
 
+# Sampling written into the exported model, chosen with scripts/sweep_sampling.py on held-out videos
+# (docs/embedded-model.md): stage 1's temperature; stage 2's temperature, top-k and video guidance.
+SAMPLING = {"semantic_temperature": 0.8, "coarse_temperature": 0.95, "coarse_top_k": 0, "video_guidance": 1.0}
+
+
 def prepare(args: argparse.Namespace) -> None:
     from v2meow.data.extract import extract
     from v2meow.data.synth import synth_data
@@ -111,9 +116,15 @@ def export(args: argparse.Namespace) -> None:
     runs = {s: str(WORK / run_name(s, args.layout if s == "coarse" else None)) for s in STAGES}
     runs = {s: r for s, r in runs.items() if (Path(r) / "checkpoints").is_dir()}
     out = export_runs(str(WORK / "base"), str(WORK / "model"), runs, fp16=True)
-    print(f"{out}: stages from {', '.join(runs)}", file=sys.stderr)
+    model = V2Meow.from_pretrained(out)
+    c = model.cfg
+    c.semantic.sampling = c.semantic.sampling.replace(temperature=SAMPLING["semantic_temperature"])
+    c.coarse.sampling = c.coarse.sampling.replace(temperature=SAMPLING["coarse_temperature"],
+                                                  top_k=SAMPLING["coarse_top_k"])
+    c.coarse.video_guidance = SAMPLING["video_guidance"]
+    model.save_pretrained(out, dtype=torch.float16)
+    print(f"{out}: stages from {', '.join(runs)}, sampling {SAMPLING}", file=sys.stderr)
     if args.ship:
-        model = V2Meow.from_pretrained(out)
         model.save_pretrained(SHIPPED, dtype=torch.float16, base="embedded")
         size = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
         print(f"{SHIPPED}: {size / 1e6:.1f} MB of stages", file=sys.stderr)
