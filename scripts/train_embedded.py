@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--threads", type=int, default=1)
     tr.add_argument("--quiet", action="store_true")
     tr.add_argument("--init-from", default=None,
-                    help="a model directory whose stage weights a new run starts from (a committed candidate)")
+                    help="a model directory whose stage weights a new run starts from (an exported or shipped model)")
     tr.add_argument("--layout", choices=["flat", "delay"], default=None,
                     help="stage 2's token layout, in a run of its own (runs/embedded/coarse_LAYOUT; default: the "
                          "base model's, in runs/embedded/coarse)")
