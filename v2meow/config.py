@@ -72,6 +72,20 @@ class SemanticTokenizerConfig(Config):
         return self.encoder.token_layer if self.backend == "v2meow" else self.ssl.layer
 
 
+LOUDNESS_LUFS_RANGE = (-60.0, -5.0)  # what a soundtrack may be brought to; 0 leaves its level alone
+
+
+def loudness_ok(lufs: float) -> bool:
+    return lufs == 0 or LOUDNESS_LUFS_RANGE[0] <= lufs <= LOUDNESS_LUFS_RANGE[1]
+
+
+def check_loudness(lufs: float) -> None:
+    """A loudness asked of ``generate`` (``--loudness``), refused in one sentence when out of range."""
+    if not loudness_ok(lufs):
+        raise UserError(f"--loudness must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 to keep the model's level; "
+                        f"got {lufs}.")
+
+
 @dataclass
 class GenerationConfig(Config):
     """Whole-length generation: windows of the stages' length, each continuing from the previous one."""
@@ -90,8 +104,8 @@ class GenerationConfig(Config):
         check(self.fine_prompt_seconds >= 0, f"fine_prompt_seconds must be >= 0, got {self.fine_prompt_seconds}.")
         check(0 < self.max_seconds <= 24 * 3600, f"max_seconds must be in (0, 86400], got {self.max_seconds}.")
         check(self.decode_chunk_seconds > 0 and self.decode_margin_seconds >= 0, "decode chunk sizes must be > 0.")
-        check(self.loudness_lufs == 0 or -60 <= self.loudness_lufs <= -5,
-              f"loudness_lufs must be in [-60, -5] LUFS, or 0 (off), got {self.loudness_lufs}.")
+        check(loudness_ok(self.loudness_lufs),
+              f"loudness_lufs must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 (off), got {self.loudness_lufs}.")
 
 
 @dataclass

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from v2meow.config import V2MeowConfig, check_fit, load_preset, preset_names, resolve_streams
+from v2meow.config import V2MeowConfig, check_fit, check_loudness, load_preset, preset_names, resolve_streams
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import build_encoder, extract_features
 from v2meow.generation import (
@@ -308,8 +308,7 @@ class V2Meow(nn.Module):
         if not (0.0 < guidance <= 20.0):
             raise UserError(f"--guidance must be in (0, 20], got {guidance}.")
         loudness = self.cfg.generation.loudness_lufs if loudness is None else loudness
-        if loudness != 0 and not (-60.0 <= loudness <= -5.0):
-            raise UserError(f"--loudness must be in [-60, -5] LUFS, or 0 to keep the model's level; got {loudness}.")
+        check_loudness(loudness)
         seeds = candidate_seeds(seed, candidates)
         gens = [make_generator(s) for s in seeds]  # one per candidate: row i samples as seed + i alone would
 

@@ -31,6 +31,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from v2meow.features.base import EncoderState, finite_float32, window_index
 from v2meow.features.motion import (
+    _E_SCALE,
     _MAX_FPS,
     _SMOOTH,
     MotionEncoder,
@@ -42,7 +43,6 @@ from v2meow.features.motion import (
 from v2meow.features.registry import register
 
 _DIM = 4
-_E_SCALE = 0.01
 
 
 class _BeatState(EncoderState):
@@ -71,21 +71,21 @@ class _BeatState(EncoderState):
 
 
 def novelty_curve(t: np.ndarray, dt: np.ndarray, e: np.ndarray, b: np.ndarray,
-                  duration: float) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """Per-pair ``E`` and ``B`` at times ``t`` → (novelty on a uniform grid, its rate fs, the gridded [E, B])."""
+                  duration: float) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
+    """Per-pair ``E`` and ``B`` at times ``t`` → on a uniform grid: the novelty (the weighted rise of the energy),
+    the pulse (the weighted energy itself, whose phase the clock follows), their rate fs, and the gridded [E, B]."""
     fs = float(np.clip(1.0 / max(float(np.median(dt)), 1e-3), 4.0, _MAX_FPS))
     m = max(1, int(math.ceil(duration * fs - 1e-6)))
     grid = _uniform_grid(t, np.stack([e, b], axis=1), fs, m)
     energy = _compress(grid[:, 0], _E_SCALE) + _compress(np.abs(grid[:, 1]), _E_SCALE)
     weight = 1.0 + np.tanh(_compress(grid[:, 1], _E_SCALE))  # the brightening is the beat, not the fade back
     nov = np.maximum(np.diff(energy, prepend=energy[:1]), 0.0) * weight
-    return nov, fs, grid, energy
+    return nov, energy * weight, fs, grid
 
 
 def beat_features(t: np.ndarray, dt: np.ndarray, e: np.ndarray, b: np.ndarray, rate: float, T: int,
                   duration: float, context: float) -> np.ndarray:
-    nov, fs, grid, energy = novelty_curve(t, dt, e, b, duration)
-    pulse = energy * (1.0 + np.tanh(_compress(grid[:, 1], _E_SCALE)))
+    nov, pulse, fs, grid = novelty_curve(t, dt, e, b, duration)
     m = len(nov)
     smooth = gaussian_filter1d(grid, sigma=max(0.75, _SMOOTH * fs), axis=0, mode="nearest")
     centres = (np.arange(T) + 0.5) / rate

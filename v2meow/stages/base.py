@@ -216,7 +216,7 @@ class TokenLM(nn.Module):
                 lj = logits if masks is None else logits.masked_fill(~masks[j][None], float("-inf"))
                 tok = sample(lj, sampling, generator)  # [B]
                 out[:, j] = tok if forced is None else torch.where(forced[:, j] >= 0, forced[:, j].to(device), tok)
-            step = out[:, i * k : (i + 1) * k] if k > 1 else out[:, i : i + 1]
+            step = out[:, i * k : (i + 1) * k]
             if k > 1:
                 step = step[:, None, :]  # one position of K tokens
             if cfg_on:

@@ -185,10 +185,9 @@ class CoarseStage(nn.Module):
         old = torch.zeros(b, n, m, dtype=torch.long) if prompt_codes is None else prompt_codes.long().cpu()
         frames = torch.cat([old, torch.zeros(b, n, num_frames, dtype=torch.long)], 2)
         grid = p.build(frames)  # [B, S * N]: the prompt's codes, zeros for the new frames, pads
-        known = p.build_mask(torch.cat([torch.ones(b, n, m, dtype=torch.bool),
-                                        torch.zeros(b, n, num_frames, dtype=torch.bool)], 2))
-        pads = ~p.build_mask(torch.ones(b, n, m + num_frames, dtype=torch.bool))
-        forced = torch.where(known | pads, grid, torch.full_like(grid, -1))
+        new = p.build_mask(torch.cat([torch.zeros(b, n, m, dtype=torch.bool),
+                                      torch.ones(b, n, num_frames, dtype=torch.bool)], 2))
+        forced = torch.where(new, torch.full_like(grid, -1), grid)  # all but the new frames' codes
         tokens = self.lm.generate(
             grid.shape[1] - m * n, sampling or self.cfg.sampling, prompt=grid[:, : m * n] if m else None,
             allowed=self.allowed, generator=generator, progress=progress, use_cache=use_cache,

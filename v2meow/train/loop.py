@@ -190,8 +190,8 @@ class Trainer:
             [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=False, foreach=False,
         )
-        self.ema = ({k: v.detach().clone().float() for k, v in self.stage.state_dict().items()}
-                    if cfg.ema_decay > 0 else None)
+        self.ema: dict[str, Tensor] | None = None
+        self.reset_ema()
         self.spec = crop_spec(stage, model_cfg, cfg)
         self.train_reader = ShardReader(shards, split="train")
         self.val_reader = ShardReader(shards, split="validation")
@@ -200,6 +200,11 @@ class Trainer:
         self.step = 0
         self.autocast = (cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda"))
         self._log = JsonlLog(self.run_dir, tb_prefix=stage, enabled=self.log_enabled)
+
+    def reset_ema(self) -> None:
+        """The EMA (when the config keeps one) restarts from the stage's weights as they are now."""
+        if self.cfg.ema_decay > 0:
+            self.ema = {k: v.detach().clone().float() for k, v in self.stage.state_dict().items()}
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:

@@ -150,8 +150,7 @@ def warm_start(trainer: Trainer, model_dir: str) -> None:
         raise UserError(f"{model_dir}'s {stage} stage is not the one this run trains; it cannot start from it.")
     weights = {k: v.float() for k, v in part.state_dict().items()}
     trainer.stage.load_state_dict(weights)
-    if trainer.ema is not None:
-        trainer.ema = {k: v.detach().clone().float().to(trainer.device) for k, v in trainer.stage.state_dict().items()}
+    trainer.reset_ema()
 
 
 def export(base: str, out: str, runs: dict[str, str | None], ema: bool = False, fp16: bool = False) -> Path:
