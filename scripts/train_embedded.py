@@ -66,19 +66,31 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def layout_base(layout: str | None) -> Path:
-    """The base model with stage 2 in ``layout`` (the shards' model with that one setting changed; None: as is)."""
+    """The base model with stage 2 as the preset has it now, in ``layout`` (the shards' model with stage 2's config
+    replaced; rebuilt when the preset's stage 2 changes; None: the shards' model as is)."""
+    from v2meow.config import load_preset
+    from v2meow.stages.coarse import CoarseStageConfig
+
     base = WORK / "base"
     if layout is None:
         return base
-    if json.loads((base / "config.json").read_text())["config"]["coarse"].get("layout", "flat") == layout:
+    have = json.loads((base / "config.json").read_text())["config"]["coarse"]
+    want = CoarseStageConfig.from_dict({**load_preset("embedded").coarse.to_dict(), "layout": layout,
+                                        "streams": have["streams"]})
+    if have == want.to_dict():
         return base
     out = WORK / f"base_{layout}"
-    if not (out / "config.json").is_file():
+    if not (out / "config.json").is_file() or \
+            json.loads((out / "config.json").read_text())["config"]["coarse"] != want.to_dict():
+        import torch
+
         from v2meow.pipeline import V2Meow
 
         model = V2Meow.from_pretrained(base)
-        model.cfg.coarse = model.cfg.coarse.replace(layout=layout)
-        model.coarse = type(model.coarse)(model.cfg.coarse)
+        model.cfg.coarse = want
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model.coarse = type(model.coarse)(want)
         model.save_pretrained(out)
     return out
 

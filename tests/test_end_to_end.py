@@ -82,3 +82,33 @@ def test_a_new_run_starts_from_a_models_weights(tmp_path, shard_dir, debug_model
                  "--init-from", str(tmp_path / "nothing"), "--quiet"]) == 2
     assert main(["train", "codec", "--data", str(tmp_path), "-o", str(tmp_path / "y"), "--init-from", model,
                  "--quiet"]) == 2
+
+
+def test_a_run_that_adds_step_streams_starts_from_a_model_without_them(tmp_path, shard_dir, debug_model_dir):
+    """Stage 2 may gain per-step streams over a model's stage 2: the old weights are put in place and the new
+    projection starts at zero; any other difference of the stage's config is refused."""
+    from safetensors.torch import load_file
+
+    from v2meow.pipeline import V2Meow
+    from v2meow.train.checkpoint import latest_checkpoint
+
+    run = str(tmp_path / "run")
+    assert main(["train", "coarse", "--shards", shard_dir, "-o", run, "--max-steps", "1", "--quiet"]) == 0
+    model = str(tmp_path / "model")
+    assert main(["export", "--base", debug_model_dir, "--coarse", run, "-o", model]) == 0
+    m = V2Meow.from_pretrained(debug_model_dir)
+    m.cfg.coarse = m.cfg.coarse.replace(step_streams=[m.cfg.coarse.streams[0].name])
+    m.coarse = type(m.coarse)(m.cfg.coarse)
+    grown = str(m.save_pretrained(tmp_path / "grown"))
+    warm = str(tmp_path / "warm")
+    assert main(["train", "coarse", "--shards", shard_dir, "-o", warm, "--model", grown, "--max-steps", "1",
+                 "--init-from", model, "--quiet"]) == 0
+    old, new = load_file(f"{model}/coarse.safetensors"), load_file(str(latest_checkpoint(warm) / "model.safetensors"))
+    assert set(new) - set(old) == {"lm.step_proj.weight", "lm.step_proj.bias"}
+    assert max(float((new[k].float() - old[k].float()).abs().max()) for k in old) < 0.01  # one warm-up step
+    assert float(new["lm.step_proj.weight"].abs().max()) < 0.01
+    m.cfg.coarse = m.cfg.coarse.replace(levels=1)
+    m.coarse = type(m.coarse)(m.cfg.coarse)
+    other = str(m.save_pretrained(tmp_path / "other"))
+    assert main(["train", "coarse", "--shards", shard_dir, "-o", str(tmp_path / "no"), "--model", other,
+                 "--max-steps", "1", "--init-from", model, "--quiet"]) == 2

@@ -9,8 +9,7 @@ Pretrained backbones (CLIP, I3D, ViT-VQGAN, EnCodec/DAC, HuBERT/MERT/w2v-BERT, C
 their weights are saved into the directory (``encoder_<name>``, ``codec``, ``semantic_encoder``, ``joint``) and
 their network configuration into ``config.json``, so a directory is self-contained and loads offline without
 the checkpoints it was first built from. A part may carry string metadata in its safetensors header (CLAP's
-tokenizer) through ``safetensors_metadata()`` / ``load_safetensors_metadata()``.
-"""
+tokenizer) through ``safetensors_metadata()`` / ``load_safetensors_metadata()``."""
 
 from __future__ import annotations
 

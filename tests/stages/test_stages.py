@@ -186,3 +186,45 @@ def test_stage_configs_refuse_bad_values():
         FineStageConfig(transformer=tf(enc=2))
     with pytest.raises(ConfigError):  # window does not fit the cache
         SemanticStageConfig(transformer=tf(max_len=100), streams=STREAMS, window_seconds=10.0)
+
+
+def test_coarse_stage_reads_a_step_stream_at_each_frame():
+    """A step stream reaches each decoder step as the row at the time of the frame it writes: it starts at zero
+    (the stage scores as it did without it), generation with the cache matches generation without, and a stage
+    trained on codes that copy the stream's sign writes them for a pattern it never saw."""
+    torch.manual_seed(0)
+    clock = StreamSpec(name="motion", dim=2, rate=10.0)
+    kw = dict(transformer=tf(), semantic_vocab=16, codebook_size=4, levels=2, window_seconds=1.0, frame_rate=10.0,
+              layout="delay")
+    plain = CoarseStage(CoarseStageConfig(streams=[STREAMS[0], clock], **kw))
+    st = CoarseStage(CoarseStageConfig(streams=[STREAMS[0], clock], step_streams=["motion"], **kw))
+    missing = st.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["lm.step_proj.bias", "lm.step_proj.weight"]
+
+    def batch_of(b):
+        sign = torch.randint(0, 2, (b, 10))
+        f = {"appearance": torch.randn(b, 1, 6), "motion": torch.stack([2.0 * sign - 1, torch.zeros(b, 10)], -1)}
+        codes = torch.stack([sign, 2 + sign], 1)  # level 0 and level 1 both follow the stream
+        return {"features": f, "semantic": torch.randint(0, 16, (b, 3)), "acoustic": codes}
+
+    batch = batch_of(4)
+    assert torch.allclose(st.eval().loss(batch)["loss"], plain.eval().loss(batch)["loss"])
+    steps = st._steps(13, batch["features"])  # delay positions of 10 frames and 2 levels: 0 .. 10, beyond clamped
+    assert torch.equal(steps[:, :10], batch["features"]["motion"]) and torch.equal(steps[:, 12], steps[:, 9])
+    opt = torch.optim.Adam(st.parameters(), lr=3e-3)
+    st.train()
+    for _ in range(150):
+        out = st.loss(batch_of(16))
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    st.eval()
+    new = batch_of(1)
+    greedy = st.cfg.sampling.replace(temperature=0.0)
+    out = st.generate(new["semantic"], 10, features=new["features"], sampling=greedy)
+    assert torch.equal(out, new["acoustic"])
+    sampled = [st.generate(new["semantic"], 10, features=new["features"], generator=make_generator(3), use_cache=c)
+               for c in (True, False)]
+    assert torch.equal(sampled[0], sampled[1])
+    with pytest.raises(ConfigError, match="step_streams"):
+        CoarseStageConfig(streams=[clock], step_streams=["beat"], **kw)

@@ -14,6 +14,10 @@ With ``tokens_per_step = K > 1`` (a delay layout, :class:`v2meow.tokenizers.patt
 decoder position is a *step* of K target tokens: its input is the sum of their K embeddings (the BOS step: K
 BOS embeddings), and its output predicts all K tokens of the next step at once, each within its own slice of
 the vocabulary (``allowed``). Target sequences are then a whole number of steps, flattened step-major.
+
+With ``step_dim > 0`` every decoder position also reads a conditioning vector of its own (``step_in [B, L,
+step_dim]``, the row of a time-aligned stream at the time of the step it predicts) through a projection that
+starts at zero, so a stage that gains it starts exactly where it stood without it.
 """
 
 from __future__ import annotations
@@ -46,9 +50,11 @@ class TokenLM(nn.Module):
         joint_dim: int = 0,
         target_rate: float | None = None,
         tokens_per_step: int = 1,
+        step_dim: int = 0,
     ):
         """``target_rate``: target steps per second; with an encoder it places every target step on the
-        conditioning clock, for the decoder's time-aligned cross-attention bias."""
+        conditioning clock, for the decoder's time-aligned cross-attention bias. ``step_dim``: the size of the
+        per-position conditioning (0: none)."""
         super().__init__()
         if tokens_per_step < 1 or (tokens_per_step > 1 and prefix_vocab):
             raise ValueError("tokens_per_step must be >= 1, and a stage with a prefix takes one token per step.")
@@ -65,6 +71,11 @@ class TokenLM(nn.Module):
         self.embed = nn.Embedding(target_vocab + prefix_vocab + 1, cfg.width)
         self.decoder = Decoder(cfg, cross=self.has_encoder)
         self.head = nn.Linear(cfg.width, target_vocab, bias=False)
+        self.step_proj = None
+        if step_dim > 0:
+            self.step_proj = nn.Linear(step_dim, cfg.width)
+            nn.init.zeros_(self.step_proj.weight)
+            nn.init.zeros_(self.step_proj.bias)
 
     # -- pieces ---------------------------------------------------------------------------------
     def encode(self, enc_in: EncoderInput) -> tuple[Tensor, Tensor]:
@@ -96,10 +107,16 @@ class TokenLM(nn.Module):
         parts.append(target)
         return torch.cat(parts, 1)
 
-    def embed_ids(self, ids: Tensor) -> Tensor:
-        """Ids ``[B, L]`` (or ``[B, L, K]``: a step's K embeddings summed) -> ``[B, L, W]``."""
+    def embed_ids(self, ids: Tensor, step_in: Tensor | None = None, start: int = 0) -> Tensor:
+        """Ids ``[B, L]`` (or ``[B, L, K]``: a step's K embeddings summed) -> ``[B, L, W]``, plus the projected
+        rows ``start .. start + L - 1`` of ``step_in`` when the LM reads one."""
         x = self.embed(ids)
-        return x.sum(2) if ids.dim() == 3 else x
+        x = x.sum(2) if ids.dim() == 3 else x
+        if self.step_proj is not None:
+            if step_in is None or step_in.shape[1] < start + x.shape[1]:
+                raise ValueError("this LM needs per-step conditioning for every decoder position")
+            x = x + self.step_proj(step_in[:, start:start + x.shape[1]].to(x.dtype))
+        return x
 
     # -- training -------------------------------------------------------------------------------
     def loss(
@@ -109,13 +126,14 @@ class TokenLM(nn.Module):
         prefix: Tensor | None = None,
         enc_in: EncoderInput | None = None,
         allowed: AllowedFn | None = None,
+        step_in: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Next-token cross-entropy over ``target [B, n]``; returns loss, accuracy and the token count."""
         p = 0 if prefix is None else prefix.shape[1]
         k = self.tokens_per_step
         ids = self.decoder_input(prefix, target[:, :-k])
         memory, mem_valid = self.encode(enc_in) if self.has_encoder else (None, None)
-        h = self.decoder(self.embed_ids(ids), memory, mem_valid,
+        h = self.decoder(self.embed_ids(ids, step_in), memory, mem_valid,
                          memory_pos=enc_in[1] if self.has_encoder else None,
                          query_pos=self.query_positions(0, ids.shape[1], p, ids.device))
         logits = self.head(h[:, p:]).float()  # [B, n / K, V]
@@ -153,8 +171,13 @@ class TokenLM(nn.Module):
         progress: ProgressFn | None = None,
         use_cache: bool = True,
         forced: Tensor | None = None,
+        step_in: Tensor | None = None,
+        step_in_uncond: Tensor | None = None,
     ) -> Tensor:
         """Sample ``num_tokens`` new target tokens -> ``[B, num_tokens]``.
+
+        ``step_in [B, L, step_dim]``: the per-position conditioning of every decoder position (prefix, BOS, prompt
+        and new steps), and ``step_in_uncond`` its unconditional rows under guidance (default: zeros).
 
         ``forced [B, num_tokens]``: where >= 0, the token written (and fed back) instead of the sampled one
         (the sample is still drawn, so every row's generator advances alike); a delay layout's pads and a
@@ -194,6 +217,10 @@ class TokenLM(nn.Module):
         ids = self.decoder_input(prefix.to(device) if prefix is not None else None, start)
         if cfg_on:
             ids = torch.cat([ids, ids])
+            if step_in is not None:
+                step_in = torch.cat([step_in, torch.zeros_like(step_in) if step_in_uncond is None else step_in_uncond])
+        if step_in is not None:
+            step_in = step_in.to(device)
         total = ids.shape[1] + num_tokens // k - 1
         cache = self.decoder.new_cache(rows, total, memory, mem_valid, mem_pos) if use_cache else None
         p_len = 0 if prefix is None else prefix.shape[1]
@@ -203,11 +230,11 @@ class TokenLM(nn.Module):
         x, pos = ids, 0
         for i in range(num_tokens // k):
             if use_cache:
-                h = self.decoder(self.embed_ids(x), cache=cache, input_pos=pos,
+                h = self.decoder(self.embed_ids(x, step_in, pos), cache=cache, input_pos=pos,
                                  query_pos=self.query_positions(pos, x.shape[1], p_len, device))
                 pos += x.shape[1]
             else:
-                h = self.decoder(self.embed_ids(x), memory, mem_valid, memory_pos=mem_pos,
+                h = self.decoder(self.embed_ids(x, step_in), memory, mem_valid, memory_pos=mem_pos,
                                  query_pos=self.query_positions(0, x.shape[1], p_len, device))
             logits = self.head(h[:, -1]).float()  # [rows, V]
             if cfg_on:

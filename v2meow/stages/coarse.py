@@ -9,6 +9,10 @@ Two variants (paper, "Stage 2"):
 Two token layouts (``layout``): ``flat`` (the paper's: one level per decoder step, ``levels`` steps a frame) and
 ``delay`` (MusicGen's, encdec only: every level in one step, level ``k`` written ``k`` steps after level 0 of the
 same frame; :class:`v2meow.tokenizers.patterns.DelayPattern`).
+
+``step_streams`` (encdec): visual streams that every decoder step also reads directly, the row at the time of the
+frame it writes, added to its input (a beat clock there tells each step where in the visual beat it stands, which
+cross-attention over the whole window did not learn to use).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
+from v2meow.errors import ConfigError
 from v2meow.modules.adaptors import StreamSpec
 from v2meow.modules.transformer import TransformerConfig
 from v2meow.sampling import Generators, SamplingConfig
@@ -49,6 +54,7 @@ class CoarseStageConfig(Config):
     # logits = no_video + video_guidance * (video - no_video). 1 = off.
     video_dropout: float = 0.0
     video_guidance: float = 1.0
+    step_streams: list[str] = field(default_factory=list)  # visual streams added to every decoder step (encdec)
 
     def validate(self) -> None:
         check(self.variant in VARIANTS, f"stage 2 variant must be one of {VARIANTS}, got {self.variant!r}.")
@@ -60,6 +66,11 @@ class CoarseStageConfig(Config):
                   f"{SEMANTIC_STREAM!r} is reserved for the semantic tokens.")
         else:
             check(self.transformer.encoder_layers == 0, "stage 2 'decoder' variant must have encoder_layers = 0.")
+        check(len(set(self.step_streams)) == len(self.step_streams), "stage 2 step_streams must be distinct.")
+        names = [s.name for s in self.streams]  # empty until the encoders resolve them
+        check(not names or all(n in names for n in self.step_streams),
+              f"stage 2 step_streams {self.step_streams} must name its streams {names}.")
+        check(not self.step_streams or self.variant == "encdec", "step_streams need the encdec variant.")
         check(0.0 <= self.video_dropout < 1.0, f"video_dropout must be in [0, 1), got {self.video_dropout}.")
         check(0.0 < self.video_guidance <= 20.0, f"video_guidance must be in (0, 20], got {self.video_guidance}.")
         check(self.video_guidance == 1.0 or self.variant == "encdec", "video_guidance needs the encdec variant.")
@@ -95,8 +106,12 @@ class CoarseStage(nn.Module):
             # flat: target j is frame j // levels, at about j / (frame_rate * levels) seconds; delay: step s
             # holds level 0 of frame s, at s / frame_rate seconds
             k = self.pattern.tokens_per_step
+            dims = {s.name: s.dim for s in cfg.streams}
+            if any(n not in dims for n in cfg.step_streams):
+                raise ConfigError(f"stage 2 step_streams {cfg.step_streams} must name its streams {list(dims)}.")
             self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, streams=streams,
-                              target_rate=cfg.frame_rate * cfg.levels / k, tokens_per_step=k)
+                              target_rate=cfg.frame_rate * cfg.levels / k, tokens_per_step=k,
+                              step_dim=sum(dims[n] for n in cfg.step_streams))
         else:
             self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, prefix_vocab=cfg.semantic_vocab)
 
@@ -126,6 +141,31 @@ class CoarseStage(nn.Module):
             valid[SEMANTIC_STREAM] = sem_valid
         return {"enc_in": self.lm.condition(streams, valid or None)}
 
+    def _steps(self, positions: int, features: dict | None, features_valid: dict | None = None,
+               keep_video: Tensor | None = None) -> Tensor | None:
+        """``step_in [B, positions, D]``: for decoder position ``p`` (which writes target step ``p``, at
+        ``p / target_rate`` s) the row of each step stream at that time, zero where the row is not valid or the
+        picture is hidden; None without step streams."""
+        if not self.cfg.step_streams:
+            return None
+        rates = {s.name: s.rate for s in self.cfg.streams}
+        cols = []
+        for name in self.cfg.step_streams:
+            x = (features or {}).get(name)
+            if x is None:
+                raise ValueError(f"stage 2 reads the {name!r} stream at every step; it is missing")
+            t = torch.arange(positions, dtype=torch.float64) * (rates[name] / self.lm.target_rate)
+            idx = torch.floor(t + 1e-9).long().clamp(max=x.shape[1] - 1).to(x.device)
+            row = x[:, idx].float()
+            v = (features_valid or {}).get(name)
+            if v is not None:
+                row = row * v[:, idx].to(row.dtype)[..., None]
+            cols.append(row)
+        out = torch.cat(cols, -1)
+        if keep_video is not None:
+            out = out * keep_video.to(out.device, out.dtype)[:, None, None]
+        return out
+
     def loss(self, batch: dict) -> dict[str, Tensor]:
         """``batch``: semantic [B, T_s], acoustic [B, N_q >= levels, T_a], optional acoustic_valid [B, T_a],
         and for ``encdec`` features {name: [B, T, D]}."""
@@ -143,7 +183,9 @@ class CoarseStage(nn.Module):
             keep = torch.rand(codes.shape[0], device=codes.device) >= self.cfg.video_dropout
         kw = self._inputs(batch["semantic"], batch.get("features"), batch.get("features_valid"),
                           batch.get("semantic_valid"), keep_video=keep)
-        return self.lm.loss(target, valid, allowed=self.allowed, **kw)
+        steps = self._steps(target.shape[1] // self.pattern.tokens_per_step, batch.get("features"),
+                            batch.get("features_valid"), keep)
+        return self.lm.loss(target, valid, allowed=self.allowed, step_in=steps, **kw)
 
     def generate(
         self,
@@ -166,6 +208,11 @@ class CoarseStage(nn.Module):
             hidden = torch.zeros(semantic.shape[0], dtype=torch.bool)
             kw["enc_in_uncond"] = self._inputs(semantic, features, None, keep_video=hidden)["enc_in"]
             kw["guidance"] = g
+        m = 0 if prompt_codes is None else prompt_codes.shape[2]
+        positions = (m + num_frames + self.cfg.levels - 1 if isinstance(self.pattern, DelayPattern)
+                     else (m + num_frames) * self.cfg.levels)
+        if self.cfg.step_streams:
+            kw["step_in"] = self._steps(positions, features)
         if isinstance(self.pattern, DelayPattern):
             return self._generate_delayed(num_frames, prompt_codes, sampling, generator, progress, use_cache, kw)
         prompt = self.pattern.build(prompt_codes) if prompt_codes is not None else None

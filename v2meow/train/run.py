@@ -140,16 +140,26 @@ def train(stage: str, shards: str, config: str | TrainConfig, run_dir: str, mode
 
 
 def warm_start(trainer: Trainer, model_dir: str) -> None:
-    """Put ``model_dir``'s weights of the trainer's stage in place (and in its EMA) before step 0."""
+    """Put ``model_dir``'s weights of the trainer's stage in place (and in its EMA) before step 0.
+
+    The run's stage may add step streams (``coarse.step_streams``) to the source's: their projection starts at
+    zero, so the stage starts where the source's stood."""
     from v2meow.pipeline import V2Meow
 
     stage = trainer.stage_name
     src = V2Meow.from_pretrained(model_dir)
     part = getattr(src, stage)
-    if part is None or part.cfg.to_dict() != getattr(trainer.model_cfg, stage).to_dict():
+    mine = getattr(trainer.model_cfg, stage).to_dict()
+    theirs = None if part is None else part.cfg.to_dict()
+    grows = theirs is not None and not theirs.get("step_streams") and bool(mine.get("step_streams"))
+    if grows:
+        theirs = {**theirs, "step_streams": mine["step_streams"]}
+    if theirs != mine:
         raise UserError(f"{model_dir}'s {stage} stage is not the one this run trains; it cannot start from it.")
     weights = {k: v.float() for k, v in part.state_dict().items()}
-    trainer.stage.load_state_dict(weights)
+    missing, unexpected = trainer.stage.load_state_dict(weights, strict=not grows)
+    if unexpected or any(not k.startswith("lm.step_proj.") for k in missing):
+        raise UserError(f"{model_dir}'s {stage} weights do not fit this run's stage.")
     trainer.reset_ema()
 
 
