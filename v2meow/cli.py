@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-videos", type=int, default=None)
     v.add_argument("--seed", type=_seed, default=0)
     v.add_argument("--guidance", type=_finite_float, default=1.0)
-    v.add_argument("--fad-backend", default="codec", choices=["codec", "vggish"])
+    v.add_argument("--fad-backend", default="semantic", choices=["semantic", "codec", "vggish"],
+                   help="FAD embedding (default: the shipped semantic encoder); the codec encoder's is reported too")
     v.add_argument("--vggish-weights", default=None, help="VGGish weights (safetensors) for --fad-backend vggish")
     v.add_argument("--quiet", action="store_true")
 

@@ -44,6 +44,9 @@ def test_evaluate_writes_report_with_baselines(tmp_path, debug_model_dir):
     assert rows["v2meow"]["fad"] > gt["fad"] and rows["v2meow"]["segments"] == 2
     assert rows["v2meow"]["segments_0.5s"] == 4
     assert rows["codec_round_trip"]["fad"] > gt["fad"]  # the debug preset's random codec loses the music
+    assert abs(gt["fad_codec"]) < 1e-6 < rows["v2meow"]["fad_codec"]  # the second backend
+    assert rep["notes"]["fad"]["backend"].startswith("semantic-encoder")
+    assert "FAD (codec)" in (out / "report.md").read_text()
     md = (out / "report.md").read_text()
     assert "| random_shuffle |" in md
     assert (out / "plots" / "beat_alignment_per_clip.png").stat().st_size > 1000
@@ -63,3 +66,28 @@ def test_evaluate_needs_two_videos_with_sound(tmp_path, debug_model_dir):
     make_video(vids / "silent.mp4", seconds=1.0, fps=10, size=(32, 24))
     with pytest.raises(UserError, match="two videos"):
         evaluate(debug_model_dir, str(vids), str(tmp_path / "r"), EvalOptions(seconds=1.0), progress=False)
+
+
+def test_the_semantic_fad_embedding_tells_music_from_noise_and_from_its_quieter_self():
+    """The default FAD embedding (the shipped semantic encoder): a clip against itself scores 0; the same music
+    scores closer than noise at the same loudness."""
+    from v2meow.metrics.evaluate import SemanticEmbedder
+    from v2meow.metrics.fad import FrechetAudioDistance
+    from v2meow.tokenizers.default import load_tokenizers
+
+    emb = SemanticEmbedder(load_tokenizers().semantic)
+    sr = emb.sample_rate
+    t = np.arange(4 * sr) / sr
+    rng = np.random.default_rng(0)
+    notes = np.repeat(rng.choice([220.0, 277.2, 329.6, 440.0], 16), sr // 4)
+    music = (0.3 * np.sin(2 * np.pi * np.cumsum(notes) / sr) * (1 - (t * 4) % 1)).astype(np.float32)
+    noise = (rng.standard_normal(len(t)) * np.sqrt(np.mean(music**2))).astype(np.float32)
+
+    def fad(gen):
+        f = FrechetAudioDistance(emb)
+        f.update_reference(emb.embed(music))
+        f.update_generated(emb.embed(gen))
+        return f.compute()["fad"]
+
+    assert emb.embed(music).shape == (100, emb.dim)  # 25 frames/s
+    assert abs(fad(music)) < 1e-6 < fad(np.roll(music, sr // 8)) < fad(noise)
