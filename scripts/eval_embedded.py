@@ -15,6 +15,9 @@
    Krumhansl key profile), pulse clarity (highest normalised onset autocorrelation at lags 0.25-2 s) and spectral
    flatness, for real held-out music, the model and the untrained stages; one spectrogram picture of each.
 6. Speed: seconds for ``v2meow generate`` of 10 s of a video, process start included, on this machine.
+7. FAD sanity (part ``sanity``): each FAD embedding scores simple references against the same held-out music
+   (the music at -16 LUFS, 6 and 15 dB quieter, through the codec with 2 and 4 levels, low-passed at 4 kHz, white
+   noise): an embedding fit to judge the model ranks the codec round trip above noise and barely moves with level.
 """
 
 from __future__ import annotations
@@ -65,6 +68,51 @@ def descriptors(wav: np.ndarray, sr: int) -> dict[str, float]:
     lags = slice(int(0.25 * fps), int(2.0 * fps))
     flat = float(np.mean(librosa.feature.spectral_flatness(y=y, n_fft=2048, hop_length=512)))
     return {"tonal_clarity": float(best), "pulse_clarity": float(ac[lags].max()), "flatness": flat}
+
+
+def fad_sanity(videos: Path, seconds: float) -> dict[str, dict[str, float]]:
+    """FAD of reference signals against the held-out music, under the semantic and the codec embedding."""
+    import scipy.signal
+    import torch
+
+    from v2meow.io.audio import load_audio, match_loudness
+    from v2meow.metrics.evaluate import CodecEmbedder, SemanticEmbedder
+    from v2meow.metrics.fad import FrechetAudioDistance
+    from v2meow.tokenizers.default import load_tokenizers
+
+    tok = load_tokenizers()
+    sr = tok.codec.sample_rate
+    refs = [load_audio(str(v), sample_rate=sr, duration=seconds) for v in sorted(videos.glob("*.mp4"))]
+
+    def round_trip(w: np.ndarray, levels: int) -> np.ndarray:
+        with torch.no_grad():
+            codes = tok.codec.encode(torch.from_numpy(w)[None], n_levels=levels)
+            return tok.codec.decode(codes)[0, : len(w)].clamp(-1, 1).numpy()
+
+    lufs = lambda w: match_loudness(w.astype(np.float32), sr, -16.0)  # noqa: E731
+    low = scipy.signal.butter(8, 4000, fs=sr, output="sos")
+    rng = np.random.default_rng(0)
+    systems = {
+        "held-out music at -16 LUFS": [lufs(r) for r in refs],
+        "the same, 6 dB quieter": [r * 0.5 for r in refs],
+        "the same, 15 dB quieter": [r * 0.178 for r in refs],
+        "codec round trip, 2 levels, at the codec's level": [round_trip(r, 2) for r in refs],
+        "codec round trip, 2 levels, at -16 LUFS": [lufs(round_trip(r, 2)) for r in refs],
+        "codec round trip, 4 levels, at -16 LUFS": [lufs(round_trip(r, 4)) for r in refs],
+        "low-passed at 4 kHz, at -16 LUFS": [lufs(scipy.signal.sosfiltfilt(low, r)) for r in refs],
+        "white noise at -16 LUFS": [lufs(rng.standard_normal(len(r))) for r in refs],
+    }
+    out: dict[str, dict[str, float]] = {}
+    for col, emb in (("fad", SemanticEmbedder(tok.semantic)), ("fad_codec", CodecEmbedder(tok.codec))):
+        ref_emb = [emb.embed(r) for r in refs]
+        for name, wavs in systems.items():
+            f = FrechetAudioDistance(emb)
+            for e in ref_emb:
+                f.update_reference(e)
+            for w in wavs:
+                f.update_generated(emb.embed(w.astype(np.float32)))
+            out.setdefault(name, {})[col] = float(f.compute()["fad"])
+    return out
 
 
 def mean_desc(items: list[dict[str, float]]) -> dict[str, float]:
@@ -141,6 +189,15 @@ def markdown(results: dict) -> str:
         for name, r in results["descriptors"].items():
             out.append(f"| {name} | {r['tonal_clarity']:.3f} | {r['pulse_clarity']:.3f} | {r['flatness']:.4f} |")
         out.append("")
+    if "fad_sanity" in results:
+        out += ["| signal against the held-out music | FAD (semantic encoder) | FAD (codec encoder) |", "|---|---|---|"]
+        for name, r in results["fad_sanity"].items():
+            out.append(f"| {name} | {r['fad']:.2f} | {r['fad_codec']:.2f} |")
+        for name in ("trained", "untrained"):
+            r = results.get(f"evaluate_{name}", {}).get("v2meow", {})
+            if "fad_codec" in r:
+                out.append(f"| {name} stages (evaluate) | {r['fad']:.2f} | {r['fad_codec']:.2f} |")
+        out.append("")
     if "speed" in results:
         out.append("Seconds for `v2meow generate` of 10 s, process start included: "
                    + ", ".join(f"{t:.1f}" for t in results["speed"]["seconds_for_10s"]))
@@ -156,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", type=int, default=16, help="held-out videos scored")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--candidates", type=int, default=4, help="rhythm: also the trained model's best of N")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: evaluate,rhythm,bbb,prompts,speed")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: evaluate,rhythm,bbb,sanity,prompts,speed")
     p.add_argument("--models", default="", help="comma-separated: trained,untrained (default both; results merge)")
     p.add_argument("--tables", action="store_true", help="only print the tables of an earlier run's results.json")
     args = p.parse_args(argv)
@@ -238,6 +295,10 @@ def main(argv: list[str] | None = None) -> int:
                 fs.append(f.compute()["beat_f"])
                 descs.append(descriptors(wav, model.sample_rate))
             results["bbb"][name] = {"beat_f": float(np.mean(fs)), **mean_desc(descs)}
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+
+    if "sanity" not in skip:
+        results["fad_sanity"] = fad_sanity(videos, args.seconds)
         (out / "results.json").write_text(json.dumps(results, indent=1))
 
     if "trained" not in runs:

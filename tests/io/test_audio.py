@@ -143,3 +143,21 @@ def test_match_loudness_never_clips_and_caps_its_gain():
     short = _music_like(0.2, level=0.01)  # shorter than a 400 ms loudness block: measured by its RMS
     rms = np.sqrt(np.mean(match_loudness(short, 16000, -20.0) ** 2))
     assert abs(20 * np.log10(rms) + 20.0) < 0.05
+
+
+def test_integrated_loudness_agrees_with_the_reference_meter_at_any_rate():
+    """v2meow.io.loudness (numpy alone) reads what pyloudnorm's BS.1770-4 meter reads, gating included."""
+    import pyloudnorm
+
+    from v2meow.io.loudness import integrated_loudness
+
+    rng = np.random.default_rng(0)
+    for sr in (16000, 44100):
+        t = np.arange(6 * sr) / sr
+        signals = [np.sin(2 * np.pi * 997 * t), 0.1 * rng.standard_normal(len(t)), 0.3 * np.sin(2 * np.pi * 40 * t),
+                   0.3 * np.sin(2 * np.pi * 440 * t) * (t % 2 < 0.5), 0.05 * np.sin(2 * np.pi * 6000 * t)]
+        for x in signals:
+            assert abs(integrated_loudness(x, sr) - pyloudnorm.Meter(sr).integrated_loudness(x)) < 0.01
+    assert abs(integrated_loudness(np.sin(2 * np.pi * 997 * np.arange(48000) / 48000), 48000) + 3.0) < 0.1
+    assert integrated_loudness(np.zeros(16000), 16000) == -np.inf  # below the absolute gate
+    assert integrated_loudness(np.ones(100), 16000) == -np.inf  # shorter than one block

@@ -234,21 +234,18 @@ def save_audio(path: str | os.PathLike[str], wav: np.ndarray, sample_rate: int) 
 
 def match_loudness(wav: np.ndarray, sample_rate: int, target_lufs: float, peak_dbfs: float = -1.0,
                    max_gain_db: float = 40.0) -> np.ndarray:
-    """``wav [N]`` scaled by one gain to ``target_lufs`` integrated loudness (ITU-R BS.1770, pyloudnorm), never
-    so far that a sample passes ``peak_dbfs`` (no clipping, no limiter: the music's dynamics are kept) nor by
-    more than ``max_gain_db`` (near-silence stays quiet instead of becoming loud noise). Silence, and a clip too
-    short for a 400 ms loudness block, is measured by its RMS instead (about what BS.1770 gives for broadband
-    music)."""
-    import pyloudnorm
+    """``wav [N]`` scaled by one gain to ``target_lufs`` integrated loudness (ITU-R BS.1770-4,
+    :mod:`v2meow.io.loudness`), never so far that a sample passes ``peak_dbfs`` (no clipping, no limiter: the
+    music's dynamics are kept) nor by more than ``max_gain_db`` (near-silence stays quiet instead of becoming
+    loud noise). Silence, and a clip too short for a 400 ms loudness block, is measured by its RMS instead (about
+    what BS.1770 gives for broadband music)."""
+    from v2meow.io.loudness import integrated_loudness
 
     wav = np.asarray(wav, dtype=np.float32)
     peak = float(np.max(np.abs(wav))) if wav.size else 0.0
     if peak == 0.0:
         return wav
-    loudness = -math.inf
-    if wav.shape[-1] >= int(0.4 * sample_rate):
-        with np.errstate(divide="ignore"):
-            loudness = float(pyloudnorm.Meter(sample_rate).integrated_loudness(wav.astype(np.float64)))
+    loudness = integrated_loudness(wav, sample_rate)
     if not math.isfinite(loudness):  # short, or every block below BS.1770's absolute gate
         loudness = 20.0 * math.log10(float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) + 1e-12)
     gain_db = min(target_lufs - loudness, max_gain_db, peak_dbfs - 20.0 * math.log10(peak))
