@@ -22,7 +22,10 @@ sizes 256-2048 (hop a quarter, floor 1e-5); mel, the training loss's multi-scale
 absolute difference of octave-band energies (31 Hz-8 kHz) in dB; hum, the share of power at 45-55 Hz over the
 input's (the codec's frame rate is 50 Hz); gain, output minus input RMS in dB; clipped, the share of output samples
 at full scale (|y| >= 0.999) before any clamp. Then a level sweep: the same crops scaled to several RMS levels
-(and clipped at full scale, as a file would be), the codec's gain, added clipping and hum at each level.
+(and clipped at full scale, as a file would be), the codec's gain, added clipping and hum at each level. Last, the
+band check: the same crops as music sampled at 44.1 kHz reaches the codec (up to 44.1 kHz and back with soxr, whose
+anti-alias filter empties the band above about 7.3 kHz) and low-passed at 6 kHz (a lossy codec's cutoff), each
+scored against that input: a codec whose level reading depends on the empty top band loses gain here.
 """
 
 from __future__ import annotations
@@ -230,6 +233,15 @@ class Scores:
         return {"stft": float(d.mean()), "stft_se": se, "wins": float((d < 0).double().mean())}
 
 
+def band_limited(ref: Tensor, sr: int) -> dict[str, Tensor]:
+    """``ref [B, T]`` as band-limited music reaches the codec: through 44.1 kHz and back (soxr), low-passed at 6 kHz."""
+    from v2meow.io.audio import resample
+
+    x = ref.numpy()
+    via = np.stack([resample(resample(r, sr, 44100), 44100, sr)[: x.shape[-1]] for r in x])
+    return {"resampled from 44.1 kHz": torch.from_numpy(via), "low-passed at 6 kHz": lowpass(ref, sr, 6000.0)}
+
+
 @torch.no_grad()
 def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32) -> dict:
     """Every row and the level sweep on crops ``wav [N, T]``."""
@@ -237,6 +249,7 @@ def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32) -> d
     levels = sorted({n for n in (1, 2, 4, info.get("coarse_levels") or 1, codec.num_levels) if n <= codec.num_levels})
     scores = Scores(sr)
     sweep = Scores(sr)
+    band = Scores(sr)
     speed: dict[int, float] = {}
     gl_name = f"codec, {codec.num_levels} levels, Griffin-Lim phase ({gl_iters} it.)"
     pg_name = f"codec, {codec.num_levels} levels, phase-gradient phase"
@@ -266,7 +279,10 @@ def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32) -> d
         for level in SWEEP_DBFS:
             x = scale_to_dbfs(ref, level).clamp(-1.0, 1.0)
             sweep.update(f"{level:g} dBFS", codec.decode(codec.encode(x)), x)
+        for name, x in band_limited(ref, sr).items():
+            band.update(name, codec.decode(codec.encode(x)), x)
     rows = {name: scores.summary(name) for name in scores.rows}
+    band_rows = {name: band.summary(name) for name in band.rows}
     audio_seconds = wav.shape[0] * wav.shape[-1] / sr
     bits = math.log2(codec.codebook_size) * codec.frame_rate
     for n in levels:
@@ -289,8 +305,9 @@ def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32) -> d
         "every_level_lowers_distance": all(b < a for a, b in zip(dist, dist[1:])),
         "distance_over_random_phase": f["stft"] / rp,
         "below_random_phase": f["stft"] < rp,
+        "band_limited_gain_change_db": max(abs(r["gain_db"] - f["gain_db"]) for r in band_rows.values()),
     }
-    return {"rows": rows, "sweep": sweep_rows, "levels": levels, "full": full,
+    return {"rows": rows, "sweep": sweep_rows, "band": band_rows, "levels": levels, "full": full,
             "paired": {r: scores.paired(full, r) for r in refs}, "checks": checks}
 
 
@@ -340,6 +357,11 @@ def print_table(res: dict) -> None:
         for name, r in s["sweep"].items():
             print(f"| {name:>9} | {r['gain_db']:>+7.2f} | {_pct(r['clipped_in']):>10} | {_pct(r['clipped_out']):>11} "
                   f"| {r['hum_ratio']:>7.2f} | {r['stft']:>7.2f} |")
+        print(f"\nBand check ({s['full']}; each row scored against its own band-limited input):")
+        print(f"| {'input':<24} | {'gain dB':>7} | {'MS-STFT':>7} | {'hum ×in':>7} |")
+        print("|--------------------------|---------|---------|---------|")
+        for name, r in s.get("band", {}).items():
+            print(f"| {name:<24} | {r['gain_db']:>+7.2f} | {r['stft']:>7.2f} | {r['hum_ratio']:>7.2f} |")
         print(f"\nPaired, crop by crop: {s['full']} minus each reference (negative = the codec is closer):")
         for ref, d in s["paired"].items():
             print(f"  vs {ref:<44} MS-STFT {d['stft']:+.2f} ± {d['stft_se']:.2f} (closer on {d['wins']:.0%} of crops)")
@@ -349,7 +371,8 @@ def print_table(res: dict) -> None:
               f"at most in the sweep; gain spread {k['gain_spread_db']:.2f} dB "
               f"({'ok' if k['gain_spread_at_most_1db'] else 'over'} 1 dB); every level lowers the distance: "
               f"{'yes' if k['every_level_lowers_distance'] else 'no'}; distance {k['distance_over_random_phase']:.2f}x "
-              f"random phase's")
+              f"random phase's; band-limited input moves the gain by up to "
+              f"{k.get('band_limited_gain_change_db', float('nan')):.2f} dB")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,10 @@ VARIANTS = {
     "frame_mag": ("the phase-advance codec with an L1 loss between its log magnitudes and the input's in the same "
                   "frames, so its magnitudes stand on their own for a non-learned phase",
                   {"codec": {"frame_mag_weight": 1.0}}),
+    "log_rms": ("the shipped design (4 levels) with the level measured as the log RMS magnitude instead of the mean "
+                "log magnitude, and half the crops low-passed at 5-8 kHz: audio resampled from 44.1 or 48 kHz "
+                "reaches the codec with its top band empty, which the mean log magnitude reads as 8-14 dB quieter",
+                {"codec": {"level_estimate": "log_rms", "num_levels": 4}, "band_limit_hz": [5000.0, 8000.0]}),
     "conv_levels": ("SoundStream's sample-rate convolutional encoder and decoder (channels 16) with gain "
                     "augmentation", {"codec": {"body": "conv", "channels": 16, **OLD}}),
 }

@@ -341,3 +341,23 @@ def test_frame_magnitude_loss_pulls_the_decoders_magnitudes_to_the_inputs() -> N
     assert float(parts["frame_mag"]) < 0.5 * first
     plain = SoundStream(cfg.replace(frame_mag_weight=0.0)).train()
     assert "frame_mag" not in plain.loss(wav)[1] and "frame_mag_weight" not in plain.config.to_dict()
+
+
+def test_the_log_rms_level_ignores_an_empty_top_band_and_follows_gain() -> None:
+    """Music resampled from 44.1 kHz reaches the codec with its top band empty: the mean log magnitude reads such
+    frames far quieter, the log RMS magnitude (set by the loud bins) barely moves; a gain g adds log g to both."""
+    from v2meow.tokenizers.codec.soundstream import frame_level
+
+    g = torch.Generator().manual_seed(0)
+    freqs = torch.arange(641)[None, :, None].float()
+    mag = (torch.exp(-freqs / 120.0) * (1 + 0.3 * torch.rand(2, 641, 30, generator=g))).clamp_min(1e-5)
+    empty_top = mag.clone()
+    empty_top[:, 580:] = 1e-5  # above ~7.2 kHz of 8 kHz
+    for how in ("log_rms", "mean_log"):
+        assert torch.allclose(frame_level(3.0 * mag, how) - frame_level(mag, how), torch.tensor(math.log(3.0)))
+    assert float((frame_level(mag, "log_rms") - frame_level(empty_top, "log_rms")).abs().max()) < 0.01
+    assert float((frame_level(mag, "mean_log") - frame_level(empty_top, "mean_log")).abs().min()) > 0.3
+    c = SoundStreamConfig(level_path=True, level_estimate="log_rms")
+    assert c.to_dict()["level_estimate"] == "log_rms" and "level_estimate" not in SoundStreamConfig().to_dict()
+    with pytest.raises(ConfigError, match="level_estimate"):
+        SoundStreamConfig(level_estimate="median")

@@ -389,3 +389,20 @@ def test_a_warm_start_takes_an_older_designs_weights_and_leaves_new_ones_at_init
         warm.init_from(tmp_path / "old")
     with pytest.raises(UserError, match="lacks"):  # the newer design's weights do not fit the older one
         CodecTrainer(base, music, tmp_path / "back").init_from(tmp_path / "new")
+
+
+def test_random_band_limits_empty_the_top_band_of_a_share_of_the_crops() -> None:
+    from v2meow.train.tokenizers.common import random_band_limits
+
+    g = torch.Generator().manual_seed(0)
+    wav = torch.randn(64, 16000, generator=g)
+    out = random_band_limits(wav, np.random.default_rng(0), 16000, 5000.0, 7000.0, share=0.5)
+    spec_in, spec_out = torch.fft.rfft(wav).abs().square(), torch.fft.rfft(out).abs().square()
+    top = spec_out[:, 7000:].sum(1) / spec_in[:, 7000:].sum(1)  # power above 7 kHz (1 Hz bins), kept share
+    low = spec_out[:, 100:4500].sum(1) / spec_in[:, 100:4500].sum(1)
+    limited = top < 1e-6
+    assert 20 <= int(limited.sum()) <= 44  # about half of the crops
+    assert torch.equal(out[~limited], wav[~limited])  # the others untouched
+    assert torch.allclose(low[limited], torch.ones(int(limited.sum())), atol=1e-6)  # the passband kept
+    again = random_band_limits(wav, np.random.default_rng(0), 16000, 5000.0, 7000.0, share=0.5)
+    assert torch.equal(out, again)

@@ -27,6 +27,7 @@ from v2meow.tokenizers.codec.rvq import ResidualVQ, RVQConfig
 
 __all__ = ["SoundStreamConfig", "SoundStream", "stft_same", "istft_same"]
 
+LEVEL_ESTIMATES = ("mean_log", "log_rms")
 BODIES = ("conv", "frame")
 
 
@@ -61,6 +62,11 @@ class SoundStreamConfig(Config):
     # construction, and its normalisation layers cannot squash loud and soft music together (without it, a
     # codec measured 5-7 dB less gain at -12 than at -36 dBFS, bench.codec). Off for codecs trained before.
     level_path: bool = False
+    # How the level path measures a frame's level (a gain g adds log g under both): "mean_log", the mean log
+    # magnitude over all bins (codecs trained before), which the nearly empty bins near Nyquist dominate: audio
+    # resampled from 44.1 or 48 kHz, whose top band the resampler empties, measured 8-14 dB low and decoded that
+    # much quieter and noisier; "log_rms", the log of the frame's RMS magnitude, set by the bins that hold the energy.
+    level_estimate: str = "mean_log"
     # Phase advance (frame body): phases are coded relative to each bin's own advance from frame to frame
     # (2 pi k hop / n_fft at frame k), as a phase vocoder reads them. Without it a decoder that cannot recover
     # a frame's exact phase from the codes falls back to the same phase in every frame, and frames that repeat
@@ -93,10 +99,14 @@ class SoundStreamConfig(Config):
         for name in ("level_path", "phase_advance", "frame_mag_weight"):
             if not out[name]:
                 del out[name]
+        if out["level_estimate"] == "mean_log":
+            del out["level_estimate"]
         return out
 
     def validate(self) -> None:
         check(self.body in BODIES, f"SoundStream body must be one of {', '.join(BODIES)}, got {self.body!r}.")
+        check(self.level_estimate in LEVEL_ESTIMATES,
+              f"SoundStream level_estimate must be one of {', '.join(LEVEL_ESTIMATES)}, got {self.level_estimate!r}.")
         check(self.sample_rate > 0 and self.frame_rate > 0, "SoundStream sample_rate and frame_rate must be > 0.")
         check(self.num_levels >= 1, f"SoundStream num_levels must be >= 1, got {self.num_levels}.")
         check(self.codebook_size >= 2, f"SoundStream codebook_size must be >= 2, got {self.codebook_size}.")
@@ -353,6 +363,14 @@ def _unit(v: Tensor) -> Tensor:
     return v / v.norm().clamp_min(1e-8)
 
 
+def frame_level(mag: Tensor, estimate: str) -> Tensor:
+    """Each frame's level from its magnitudes ``[B, F, T]`` (floored above 0) -> ``[B, 1, T]``: the mean log
+    magnitude (``mean_log``) or the log RMS magnitude (``log_rms``); a gain g adds log g to either."""
+    if estimate == "log_rms":
+        return 0.5 * mag.square().mean(1, keepdim=True).log()
+    return mag.log().mean(1, keepdim=True)
+
+
 def _level_direction(c: SoundStreamConfig) -> nn.Parameter:
     """A learnt latent direction for the level (starts as a random unit vector)."""
     g = torch.Generator().manual_seed(0)
@@ -376,6 +394,7 @@ class _FrameEncoder(nn.Module):
         self.norm_out = _ChannelNorm(c.width)
         self.out = nn.Conv1d(c.width, c.latent_dim, 1)
         self.level = _level_direction(c) if c.level_path else None
+        self.level_estimate = c.level_estimate
         self.phase_advance = c.phase_advance
 
     def forward(self, wav: Tensor) -> Tensor:
@@ -387,7 +406,7 @@ class _FrameEncoder(nn.Module):
         # Magnitude compressed to the power 0.3 keeps the phase usable without letting loud bins dominate.
         compressed = spec * mag.pow(-0.7)
         if self.level is not None:
-            level = log_mag.mean(1, keepdim=True)  # [B, 1, T_a]: a gain g adds log g
+            level = frame_level(mag, self.level_estimate)  # [B, 1, T_a]: a gain g adds log g
             log_mag = log_mag - level
             compressed = compressed * torch.exp(-0.3 * level)
         feats = torch.cat([log_mag, compressed.real, compressed.imag], dim=1)  # [B, 3F, T_a]

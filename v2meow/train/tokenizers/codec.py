@@ -22,12 +22,13 @@ from v2meow.tokenizers.codec.discriminator import (
     generator_adversarial_loss,
 )
 from v2meow.tokenizers.codec.soundstream import SoundStream, SoundStreamConfig
-from v2meow.train.checkpoint import save_checkpoint
+from v2meow.train.checkpoint import latest_checkpoint, save_checkpoint
 from v2meow.train.core import latest_of_kind
 from v2meow.train.tokenizers.common import (
     PRECISIONS,
     _load_train_config,
     _StepTrainer,
+    random_band_limits,
     random_levels,
 )
 
@@ -43,6 +44,11 @@ class CodecTrainConfig(Config):
     # gain augmentation: every crop (validation crops too) scaled to an RMS level drawn uniformly in this range of
     # dBFS, its peak kept below full scale, so the codec learns to be level-linear; [] turns it off
     level_dbfs: tuple[float, ...] = (-42.0, -8.0)
+    # band augmentation: this share of the crops (validation crops too) is low-passed at a cutoff drawn uniformly
+    # in [low, high] Hz, as music resampled from 44.1 or 48 kHz, or through a lossy codec, reaches the codec: its
+    # top band empty; [] turns it off
+    band_limit_hz: tuple[float, ...] = ()
+    band_limit_share: float = 0.5
     lr: float = 1e-3
     disc_lr: float = 5e-4
     betas: tuple[float, ...] = (0.8, 0.99)
@@ -73,6 +79,10 @@ class CodecTrainConfig(Config):
         check(len(self.level_dbfs) == 0 or (len(self.level_dbfs) == 2 and self.level_dbfs[0] <= self.level_dbfs[1]
                                             and self.level_dbfs[1] <= 0),
               f"level_dbfs must be [] or [low, high] with low <= high <= 0 dBFS, got {list(self.level_dbfs)}.")
+        check(len(self.band_limit_hz) == 0 or (len(self.band_limit_hz) == 2
+                                                and 0 < self.band_limit_hz[0] <= self.band_limit_hz[1]),
+              f"band_limit_hz must be [] or [low, high] Hz with 0 < low <= high, got {list(self.band_limit_hz)}.")
+        check(0.0 <= self.band_limit_share <= 1.0, "band_limit_share must be in [0, 1].")
         check(0 < self.lr <= 1 and 0 < self.disc_lr <= 1, "lr and disc_lr must be in (0, 1].")
         check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1).")
         check(self.warmup_steps >= 0 and self.max_steps >= 1, "warmup_steps must be >= 0 and max_steps >= 1.")
@@ -144,6 +154,9 @@ class CodecTrainer(_StepTrainer):
     def _crops(self, rng: np.random.Generator, count: int, num: int) -> Tensor:
         """``[count, num]`` random crops at random levels (:attr:`CodecTrainConfig.level_dbfs`)."""
         wav = self.data.batch(rng, count, num)
+        if self.cfg.band_limit_hz:
+            wav = random_band_limits(wav, rng, self.cfg.codec.sample_rate, *self.cfg.band_limit_hz,
+                                     share=self.cfg.band_limit_share)
         if self.cfg.level_dbfs:
             wav = random_levels(wav, rng, *self.cfg.level_dbfs)
         return wav
@@ -173,12 +186,17 @@ class CodecTrainer(_StepTrainer):
         return True
 
     def init_from(self, run_dir: str | os.PathLike) -> list[str]:
-        """Start from the codec weights of another codec run's latest checkpoint (a warm start for a design
-        change). Parameters the other codec lacks keep their initial values; their names are returned. The
-        optimiser, the discriminator and the step count start afresh."""
+        """Start from the codec weights of another codec run's latest checkpoint, or of a tokenizer directory's
+        codec (a warm start for a design change). Parameters the other codec lacks keep their initial values; their
+        names are returned. The optimiser, the discriminator and the step count start afresh."""
         if self.step:
             raise UserError(f"{self.run_dir} has already trained {self.step} steps: a warm start only begins a run.")
-        other, _ = load_codec_run(run_dir)
+        if latest_checkpoint(run_dir) is None and (Path(run_dir) / "tokenizers.json").is_file():
+            from v2meow.tokenizers.default import load_tokenizers
+
+            other = load_tokenizers(run_dir).codec  # a tokenizer directory (the shipped one): its codec
+        else:
+            other, _ = load_codec_run(run_dir)
         missing, unexpected = self.codec.load_state_dict(other.state_dict(), strict=False)
         if unexpected:
             raise UserError(f"The codec of {run_dir} has weights this codec lacks ({', '.join(unexpected[:3])}...): "

@@ -5,6 +5,7 @@ log and resume check)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -140,6 +141,25 @@ def random_levels(wav: Tensor, rng: np.random.Generator, low_dbfs: float, high_d
     gain = torch.minimum(gain, peak / x.abs().amax(-1).clamp_min(1e-12))
     gain = torch.where(rms > 1e-6, gain, torch.ones_like(gain))
     return (x * gain[:, None]).to(wav.dtype)
+
+
+def random_band_limits(wav: Tensor, rng: np.random.Generator, sample_rate: int, low_hz: float, high_hz: float,
+                       share: float = 0.5, transition_hz: float = 400.0) -> Tensor:
+    """Band augmentation: a ``share`` of the rows of ``wav [B, T]`` low-passed at a cutoff drawn uniformly in
+    ``[low_hz, high_hz]`` (a raised-cosine roll-off ``transition_hz`` wide ending at the cutoff, zero phase), the
+    rest left as they are."""
+    chosen = rng.random(wav.shape[0]) < share
+    cutoffs = rng.uniform(low_hz, high_hz, size=wav.shape[0])
+    if not chosen.any():
+        return wav
+    freqs = torch.fft.rfftfreq(wav.shape[-1], 1.0 / sample_rate, dtype=torch.float64)
+    out = wav.clone()
+    for i in np.flatnonzero(chosen):
+        edge = ((freqs - (cutoffs[i] - transition_hz)) / transition_hz).clamp(0.0, 1.0)
+        gain = 0.5 * (1.0 + torch.cos(math.pi * edge))  # 1 in the passband, 0 above the cutoff
+        spec = torch.fft.rfft(wav[i].double()) * gain
+        out[i] = torch.fft.irfft(spec, wav.shape[-1]).to(wav.dtype)
+    return out
 
 
 def _resolve_config(spec: str | os.PathLike, file: str) -> Path:
