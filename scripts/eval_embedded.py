@@ -15,7 +15,9 @@
    Krumhansl key profile), pulse clarity (highest normalised onset autocorrelation at lags 0.25-2 s) and spectral
    flatness, for real held-out music, the model and the untrained stages; one spectrogram picture of each.
 6. Speed: seconds for ``v2meow generate`` of 10 s of a video, process start included, on this machine.
-7. FAD sanity (part ``sanity``): each FAD embedding scores simple references against the same held-out music
+7. Stage 2 alone (part ``oracle``): stage 2 writing from the held-out music's own semantic tokens (what a perfect
+   stage 1 would give it), for the trained and untrained stages: FAD and descriptors, beside the codec round trip.
+8. FAD sanity (part ``sanity``): each FAD embedding scores simple references against the same held-out music
    (the music at -16 LUFS, 6 and 15 dB quieter, through the codec with 2 and 4 levels, low-passed at 4 kHz, white
    noise): an embedding fit to judge the model ranks the codec round trip above noise and barely moves with level.
 """
@@ -76,8 +78,6 @@ def fad_sanity(videos: Path, seconds: float) -> dict[str, dict[str, float]]:
     import torch
 
     from v2meow.io.audio import load_audio, match_loudness
-    from v2meow.metrics.evaluate import CodecEmbedder, SemanticEmbedder
-    from v2meow.metrics.fad import FrechetAudioDistance
     from v2meow.tokenizers.default import load_tokenizers
 
     tok = load_tokenizers()
@@ -102,16 +102,50 @@ def fad_sanity(videos: Path, seconds: float) -> dict[str, dict[str, float]]:
         "low-passed at 4 kHz, at -16 LUFS": [lufs(scipy.signal.sosfiltfilt(low, r)) for r in refs],
         "white noise at -16 LUFS": [lufs(rng.standard_normal(len(r))) for r in refs],
     }
-    out: dict[str, dict[str, float]] = {}
+    return {name: fad_of(wavs, refs) for name, wavs in systems.items()}
+
+
+def oracle_stage2(model_dir: str, videos: Path, seconds: float) -> list[np.ndarray]:
+    """Stage 2 of ``model_dir`` from each held-out video's true semantic tokens (its music tokenized), decoded and
+    brought to the model's loudness: what the model sounds like when stage 1 is perfect."""
+    import torch
+
+    from v2meow.features.registry import extract_features
+    from v2meow.generation import sweep_coarse
+    from v2meow.io.audio import load_audio, match_loudness
+    from v2meow.pipeline import V2Meow
+    from v2meow.sampling import make_generator
+
+    model = V2Meow.from_pretrained(model_dir)
+    sr, out = model.sample_rate, []
+    for i, video in enumerate(sorted(videos.glob("*.mp4"))):
+        ref = load_audio(str(video), sample_rate=sr, duration=seconds)
+        feats = extract_features(str(video), model.encoders, start=0.0, duration=seconds)
+        feats = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
+        with torch.no_grad():
+            sem = model.semantic_tokenizer.tokenize(torch.from_numpy(ref)[None])
+            sem = sem[:, : int(np.ceil(seconds * model.cfg.semantic.token_rate))]
+            codes = sweep_coarse(model, feats, sem, seconds, [make_generator(i)], None)
+            wav = model.decode(codes)[0, : len(ref)].float().clamp(-1, 1).numpy()
+        out.append(match_loudness(wav, sr, model.cfg.generation.loudness_lufs))
+    return out
+
+
+def fad_of(wavs: list[np.ndarray], refs: list[np.ndarray]) -> dict[str, float]:
+    """FAD of ``wavs`` against ``refs`` under the semantic (``fad``) and the codec (``fad_codec``) embedding."""
+    from v2meow.metrics.evaluate import CodecEmbedder, SemanticEmbedder
+    from v2meow.metrics.fad import FrechetAudioDistance
+    from v2meow.tokenizers.default import load_tokenizers
+
+    tok = load_tokenizers()
+    out = {}
     for col, emb in (("fad", SemanticEmbedder(tok.semantic)), ("fad_codec", CodecEmbedder(tok.codec))):
-        ref_emb = [emb.embed(r) for r in refs]
-        for name, wavs in systems.items():
-            f = FrechetAudioDistance(emb)
-            for e in ref_emb:
-                f.update_reference(e)
-            for w in wavs:
-                f.update_generated(emb.embed(w.astype(np.float32)))
-            out.setdefault(name, {})[col] = float(f.compute()["fad"])
+        f = FrechetAudioDistance(emb)
+        for r in refs:
+            f.update_reference(emb.embed(r))
+        for w in wavs:
+            f.update_generated(emb.embed(np.asarray(w, dtype=np.float32)))
+        out[col] = float(f.compute()["fad"])
     return out
 
 
@@ -189,6 +223,14 @@ def markdown(results: dict) -> str:
         for name, r in results["descriptors"].items():
             out.append(f"| {name} | {r['tonal_clarity']:.3f} | {r['pulse_clarity']:.3f} | {r['flatness']:.4f} |")
         out.append("")
+    if "oracle" in results:
+        out += ["Stage 2 from the held-out music's own semantic tokens:", "",
+                "| stage 2 | FAD (semantic) | FAD (codec) | tonal clarity | pulse clarity | flatness |",
+                "|---|---|---|---|---|---|"]
+        for name, r in results["oracle"].items():
+            out.append(f"| {name} | {r['fad']:.2f} | {r['fad_codec']:.2f} | {r['tonal_clarity']:.3f} | "
+                       f"{r['pulse_clarity']:.3f} | {r['flatness']:.4f} |")
+        out.append("")
     if "fad_sanity" in results:
         out += ["| signal against the held-out music | FAD (semantic encoder) | FAD (codec encoder) |", "|---|---|---|"]
         for name, r in results["fad_sanity"].items():
@@ -213,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", type=int, default=16, help="held-out videos scored")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--candidates", type=int, default=4, help="rhythm: also the trained model's best of N")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: evaluate,rhythm,bbb,sanity,prompts,speed")
+    p.add_argument("--skip", default="",
+                   help="comma-separated parts to skip: evaluate,rhythm,bbb,oracle,sanity,prompts,speed")
     p.add_argument("--models", default="", help="comma-separated: trained,untrained (default both; results merge)")
     p.add_argument("--tables", action="store_true", help="only print the tables of an earlier run's results.json")
     args = p.parse_args(argv)
@@ -295,6 +338,15 @@ def main(argv: list[str] | None = None) -> int:
                 fs.append(f.compute()["beat_f"])
                 descs.append(descriptors(wav, model.sample_rate))
             results["bbb"][name] = {"beat_f": float(np.mean(fs)), **mean_desc(descs)}
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+
+    if "oracle" not in skip:
+        sr = 16000
+        refs = [load_audio(str(v), sample_rate=sr, duration=args.seconds) for v in sorted(videos.glob("*.mp4"))]
+        results["oracle"] = {}
+        for name, path in runs.items():
+            wavs = oracle_stage2(path, videos, args.seconds)
+            results["oracle"][name] = {**fad_of(wavs, refs), **mean_desc([descriptors(w, sr) for w in wavs])}
         (out / "results.json").write_text(json.dumps(results, indent=1))
 
     if "sanity" not in skip:
