@@ -24,6 +24,13 @@ from v2meow.configbase import Config, check
 from v2meow.tokenizers.codec.base import AcousticCodec, ConfigBackedCodec, config_hash, weights_fingerprint
 from v2meow.tokenizers.codec.losses import MultiScaleMelLoss, MultiScaleSTFTLoss
 from v2meow.tokenizers.codec.rvq import ResidualVQ, RVQConfig
+from v2meow.tokenizers.codec.spectral import (  # noqa: F401  (importable from here as before)
+    frame_level,
+    istft_same,
+    phase_advance,
+    phase_from_gradient,
+    stft_same,
+)
 
 __all__ = ["SoundStreamConfig", "SoundStream", "stft_same", "istft_same"]
 
@@ -273,102 +280,8 @@ class _ConvNeXtBlock(nn.Module):
         return x + (self.gamma * self.mlp(y)).transpose(1, 2)
 
 
-def stft_same(wav: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
-    """``wav [B, T_a * hop]`` → complex STFT ``[B, n_fft // 2 + 1, T_a]``, frame ``i`` centred on hop ``i``."""
-    left = (n_fft - hop) // 2
-    x = F.pad(wav.float(), (left, n_fft - hop - left))
-    return torch.stft(x, n_fft, hop, window=window, center=False, return_complex=True)
-
-
-def istft_same(spec: Tensor, n_fft: int, hop: int, window: Tensor) -> Tensor:
-    """Inverse of :func:`stft_same`: complex ``[B, n_fft // 2 + 1, T_a]`` → ``wav [B, T_a * hop]``.
-
-    Windowed overlap-add divided by the summed squared window. Written with ``fold`` rather than torch.istft
-    because torch.istft with ``center=False`` rejects windows that vanish at the signal edges, and with
-    ``center=True`` gives ``T_a - 1`` hops instead of the ``T_a`` this framing has.
-    """
-    b, _, t_a = spec.shape
-    frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[None, :, None]  # [B, n_fft, T_a]
-    length = (t_a - 1) * hop + n_fft
-    y = F.fold(frames, (1, length), (1, n_fft), stride=(1, hop))[:, 0, 0]  # [B, length]
-    env = F.fold(window.square()[None, :, None].expand(1, n_fft, t_a), (1, length), (1, n_fft), stride=(1, hop))
-    left = (n_fft - hop) // 2
-    # Inside [left, left + T_a * hop) at least one frame overlaps with weight >= sin^2(pi * left / n_fft) > 0.
-    return (y / env[0, 0, 0].clamp_min(1e-8))[:, left : left + t_a * hop]
-
-
-def phase_advance(bins: int, frames: int, n_fft: int, hop: int, device: torch.device | None = None) -> Tensor:
-    """``exp(2 pi i k t hop / n_fft)`` as complex ``[bins, frames]``: how far bin ``k``'s phase turns by frame ``t``.
-
-    A steady sinusoid at bin ``k``'s centre frequency has STFT frames equal to one constant times this. The
-    product ``k t hop`` is reduced modulo ``n_fft`` in integers first, so long inputs keep their precision.
-    """
-    k = torch.arange(bins, device=device)[:, None]
-    t = torch.arange(frames, device=device)[None, :]
-    turns = (k * t * hop) % n_fft
-    angle = (2 * math.pi / n_fft) * turns.to(torch.float64)
-    return torch.polar(torch.ones_like(angle), angle).to(torch.complex64)
-
-
-def phase_from_gradient(mag: Tensor, n_fft: int, hop: int, floor_db: float = -60.0) -> Tensor:
-    """A phase for STFT magnitudes ``[B, F, T_a]`` (frames as :func:`stft_same` makes them, Hann window) from
-    their own gradients, after phase-gradient heuristic integration (Prusa, Balazs and Sondergaard, 2017) with
-    the peaks locking their neighbours (Laroche and Dolson): complex unit numbers ``[B, F, T_a]``.
-
-    The Hann window is treated as a Gaussian of time-frequency ratio ``0.25645 * n_fft ** 2``. Then a bin's
-    phase turns per frame by its own advance plus ``hop * n_fft / ratio`` times the slope of the log magnitude
-    across bins, so every bin of a steady partial turns at the partial's frequency; and across bins it changes by
-    ``-pi`` plus ``ratio / (hop * n_fft)`` times the log magnitude's slope across frames. Frame by frame, each
-    spectral peak carries its phase on from the frame before (trapezoids), and the bins around it take theirs
-    from the peak through the slope across bins, so a partial's bins never drift apart. Bins more than
-    ``-floor_db`` dB below their frame's loudest are floored there and belong to no peak of their own.
-    """
-    ratio = 0.25645 * n_fft**2
-    b, f, t_a = mag.shape
-    log_mag = mag.float().clamp_min(1e-12).log()
-    floor = log_mag.amax(dim=1, keepdim=True) + floor_db / 20 * math.log(10)
-    log_mag = torch.maximum(log_mag, floor)
-    d_bin = torch.gradient(log_mag, dim=1)[0]
-    d_frame = torch.gradient(log_mag, dim=2)[0] if t_a > 1 else torch.zeros_like(log_mag)
-    k = torch.arange(f, device=mag.device)
-    per_frame = 2 * math.pi * hop * k[None, :, None] / n_fft + (hop * n_fft / ratio) * d_bin  # [B, F, T_a]
-    per_bin = -math.pi - (ratio / (hop * n_fft)) * d_frame
-    # across bins: the integral from bin 0 (trapezoids), so bin j's phase is bin p's plus across[j] - across[p]
-    across = torch.cat([torch.zeros_like(per_bin[:, :1]), 0.5 * (per_bin[:, 1:] + per_bin[:, :-1]).cumsum(1)], 1)
-    # peaks: local maxima above the floor; each bin belongs to its nearest peak
-    pad = F.pad(log_mag, (0, 0, 1, 1), value=-math.inf)
-    peak = (log_mag >= pad[:, :-2]) & (log_mag > pad[:, 2:]) & (log_mag > floor)
-    idx = k[None, :, None].expand(b, f, t_a)
-    big = torch.full_like(idx, 10 * f)
-    left = torch.where(peak, idx, -big).cummax(1).values
-    right = torch.where(peak, idx, big).flip(1).cummin(1).values.flip(1)
-    owner = torch.where((idx - left) <= (right - idx), left, right).clamp(0, f - 1)  # [B, F, T_a]
-    angle = torch.empty(b, f, t_a, dtype=torch.float64, device=mag.device)
-    prev = across[:, :, 0].double()
-    for t in range(t_a):
-        if t == 0:
-            carried = prev
-        else:
-            carried = prev + 0.5 * (per_frame[:, :, t - 1] + per_frame[:, :, t]).double()
-        own = owner[:, :, t]
-        at_peak = carried.gather(1, own)
-        cur = at_peak + (across[:, :, t] - across[:, :, t].gather(1, own)).double()
-        angle[:, :, t] = cur
-        prev = torch.remainder(cur, 2 * math.pi)
-    angle = torch.remainder(angle, 2 * math.pi).float()
-    return torch.polar(torch.ones_like(angle), angle)
-
-
 def _unit(v: Tensor) -> Tensor:
     return v / v.norm().clamp_min(1e-8)
-
-
-def frame_level(mag: Tensor, estimate: str) -> Tensor:
-    """Each frame's level from its magnitudes ``[B, F, T]`` (floored above 0) -> ``[B, 1, T]``: the mean log
-    magnitude (``mean_log``) or the log RMS magnitude (``log_rms``); a gain g adds log g to either."""
-    if estimate == "log_rms":
-        return 0.5 * mag.square().mean(1, keepdim=True).log()
-    return mag.log().mean(1, keepdim=True)
 
 
 def _level_direction(c: SoundStreamConfig) -> nn.Parameter:
