@@ -360,7 +360,7 @@ def print_table(res: dict) -> None:
         print(f"\nBand check ({s['full']}; each row scored against its own band-limited input):")
         print(f"| {'input':<24} | {'gain dB':>7} | {'MS-STFT':>7} | {'hum ×in':>7} |")
         print("|--------------------------|---------|---------|---------|")
-        for name, r in s.get("band", {}).items():
+        for name, r in s["band"].items():
             print(f"| {name:<24} | {r['gain_db']:>+7.2f} | {r['stft']:>7.2f} | {r['hum_ratio']:>7.2f} |")
         print(f"\nPaired, crop by crop: {s['full']} minus each reference (negative = the codec is closer):")
         for ref, d in s["paired"].items():
@@ -372,7 +372,7 @@ def print_table(res: dict) -> None:
               f"({'ok' if k['gain_spread_at_most_1db'] else 'over'} 1 dB); every level lowers the distance: "
               f"{'yes' if k['every_level_lowers_distance'] else 'no'}; distance {k['distance_over_random_phase']:.2f}x "
               f"random phase's; band-limited input moves the gain by up to "
-              f"{k.get('band_limited_gain_change_db', float('nan')):.2f} dB")
+              f"{k['band_limited_gain_change_db']:.2f} dB")
 
 
 def main(argv: list[str] | None = None) -> int:

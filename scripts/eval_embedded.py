@@ -102,7 +102,7 @@ def fad_sanity(videos: Path, seconds: float) -> dict[str, dict[str, float]]:
         "low-passed at 4 kHz, at -16 LUFS": [lufs(scipy.signal.sosfiltfilt(low, r)) for r in refs],
         "white noise at -16 LUFS": [lufs(rng.standard_normal(len(r))) for r in refs],
     }
-    return {name: fad_of(wavs, refs) for name, wavs in systems.items()}
+    return fad_table(systems, refs)
 
 
 def oracle_stage2(model_dir: str, videos: Path, seconds: float) -> list[np.ndarray]:
@@ -131,21 +131,24 @@ def oracle_stage2(model_dir: str, videos: Path, seconds: float) -> list[np.ndarr
     return out
 
 
-def fad_of(wavs: list[np.ndarray], refs: list[np.ndarray]) -> dict[str, float]:
-    """FAD of ``wavs`` against ``refs`` under the semantic (``fad``) and the codec (``fad_codec``) embedding."""
+def fad_table(systems: dict[str, list[np.ndarray]], refs: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """FAD of each system's clips against ``refs`` under the semantic (``fad``) and the codec (``fad_codec``)
+    embedding; the references are embedded once per embedding."""
     from v2meow.metrics.evaluate import CodecEmbedder, SemanticEmbedder
     from v2meow.metrics.fad import FrechetAudioDistance
     from v2meow.tokenizers.default import load_tokenizers
 
     tok = load_tokenizers()
-    out = {}
+    out: dict[str, dict[str, float]] = {name: {} for name in systems}
     for col, emb in (("fad", SemanticEmbedder(tok.semantic)), ("fad_codec", CodecEmbedder(tok.codec))):
-        f = FrechetAudioDistance(emb)
-        for r in refs:
-            f.update_reference(emb.embed(r))
-        for w in wavs:
-            f.update_generated(emb.embed(np.asarray(w, dtype=np.float32)))
-        out[col] = float(f.compute()["fad"])
+        ref_emb = [emb.embed(r) for r in refs]
+        for name, wavs in systems.items():
+            f = FrechetAudioDistance(emb)
+            for e in ref_emb:
+                f.update_reference(e)
+            for w in wavs:
+                f.update_generated(emb.embed(np.asarray(w, dtype=np.float32)))
+            out[name][col] = float(f.compute()["fad"])
     return out
 
 
@@ -343,10 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     if "oracle" not in skip:
         sr = 16000
         refs = [load_audio(str(v), sample_rate=sr, duration=args.seconds) for v in sorted(videos.glob("*.mp4"))]
-        results["oracle"] = {}
-        for name, path in runs.items():
-            wavs = oracle_stage2(path, videos, args.seconds)
-            results["oracle"][name] = {**fad_of(wavs, refs), **mean_desc([descriptors(w, sr) for w in wavs])}
+        wavs = {name: oracle_stage2(path, videos, args.seconds) for name, path in runs.items()}
+        fads = fad_table(wavs, refs)
+        results["oracle"] = {name: {**fads[name], **mean_desc([descriptors(w, sr) for w in ws])}
+                             for name, ws in wavs.items()}
         (out / "results.json").write_text(json.dumps(results, indent=1))
 
     if "sanity" not in skip:

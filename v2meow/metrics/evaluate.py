@@ -87,7 +87,7 @@ class SemanticEmbedder(AudioEmbedder):
         self._id = tokenizer.identity()
         self.name = f"semantic-encoder:{self._id.get('backend', 'v2meow')}"
         self.sample_rate = tokenizer.sample_rate
-        self.dim = int(tokenizer.encoder.features(torch.zeros(1, self.sample_rate), tokenizer.layer).shape[-1])
+        self.dim = tokenizer.kmeans.dim  # its centroids live in the features' space
 
     @torch.no_grad()
     def embed(self, wav: np.ndarray) -> np.ndarray:
@@ -215,8 +215,7 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
     if not usable:
         usable = (float(math.floor(shortest)) if shortest >= 1 else shortest,)
     opts.segments = usable
-    backends = [opts.fad_backend] + [b for b in opts.fad_also if b != opts.fad_backend]
-    embedders = {("fad" if i == 0 else f"fad_{b}"): _fad_embedder(b, opts) for i, b in enumerate(backends)}
+    embedders = {col: _fad_embedder(b, opts) for col, b in _fad_columns(opts)}
     joint, joint_source = load_joint_backend(model)
     semantic_backends = None
     if joint is not None:
@@ -252,6 +251,12 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
     }
     _write(report, per_clip, out, opts, beats, systems, sr)
     return report
+
+
+def _fad_columns(opts: EvalOptions) -> list[tuple[str, str]]:
+    """``(column, backend)`` of every FAD reported: ``fad`` for the main backend, ``fad_<name>`` for the others."""
+    others = [b for b in opts.fad_also if b != opts.fad_backend]
+    return [("fad", opts.fad_backend)] + [(f"fad_{b}", b) for b in others]
 
 
 def _fad_embedder(backend: str, opts: EvalOptions) -> AudioEmbedder:
@@ -326,9 +331,7 @@ def _score_system(outputs, refs, ref_emb, embedders, beats, sr, opts, semantic_b
 
 def _columns(opts: EvalOptions) -> list[Column]:
     label = {"codec": "FAD (codec)", "semantic": "FAD (semantic)", "vggish": "FAD VGGish"}
-    backends = [opts.fad_backend] + [b for b in opts.fad_also if b != opts.fad_backend]
-    cols = [Column("fad" if i == 0 else f"fad_{b}", label.get(b, f"FAD {b}"), digits=3, better="lower")
-            for i, b in enumerate(backends)]
+    cols = [Column(col, label.get(b, f"FAD {b}"), digits=3, better="lower") for col, b in _fad_columns(opts)]
     cols += [Column("kld", "KLD (tags)", digits=2, better="lower"), Column("mcc", "MCC", digits=3, better="higher")]
     main_seg = max(opts.segments)
     cols += [Column("bcs", f"BCS {main_seg:g}s", scale=100, digits=1, better="higher"),

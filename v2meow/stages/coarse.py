@@ -67,9 +67,8 @@ class CoarseStageConfig(Config):
         else:
             check(self.transformer.encoder_layers == 0, "stage 2 'decoder' variant must have encoder_layers = 0.")
         check(len(set(self.step_streams)) == len(self.step_streams), "stage 2 step_streams must be distinct.")
-        names = [s.name for s in self.streams]  # empty until the encoders resolve them
-        check(not names or all(n in names for n in self.step_streams),
-              f"stage 2 step_streams {self.step_streams} must name its streams {names}.")
+        if self.streams:  # empty until the encoders resolve them; the stage checks again when built
+            self.step_dim()
         check(not self.step_streams or self.variant == "encdec", "step_streams need the encdec variant.")
         check(0.0 <= self.video_dropout < 1.0, f"video_dropout must be in [0, 1), got {self.video_dropout}.")
         check(0.0 < self.video_guidance <= 20.0, f"video_guidance must be in (0, 20], got {self.video_guidance}.")
@@ -83,6 +82,13 @@ class CoarseStageConfig(Config):
         steps = self.window_frames * self.levels if self.layout == "flat" else self.window_frames + self.levels - 1
         check(prefix + 1 + steps <= self.transformer.max_len,
               f"stage 2 max_len {self.transformer.max_len} cannot hold a {self.window_seconds} s window.")
+
+    def step_dim(self) -> int:
+        """The width of what every decoder step reads from ``step_streams``; refused when one is not a stream."""
+        dims = {s.name: s.dim for s in self.streams}
+        if any(n not in dims for n in self.step_streams):
+            raise ConfigError(f"stage 2 step_streams {self.step_streams} must name its streams {list(dims)}.")
+        return sum(dims[n] for n in self.step_streams)
 
     @property
     def window_frames(self) -> int:
@@ -106,12 +112,9 @@ class CoarseStage(nn.Module):
             # flat: target j is frame j // levels, at about j / (frame_rate * levels) seconds; delay: step s
             # holds level 0 of frame s, at s / frame_rate seconds
             k = self.pattern.tokens_per_step
-            dims = {s.name: s.dim for s in cfg.streams}
-            if any(n not in dims for n in cfg.step_streams):
-                raise ConfigError(f"stage 2 step_streams {cfg.step_streams} must name its streams {list(dims)}.")
             self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, streams=streams,
                               target_rate=cfg.frame_rate * cfg.levels / k, tokens_per_step=k,
-                              step_dim=sum(dims[n] for n in cfg.step_streams))
+                              step_dim=cfg.step_dim())
         else:
             self.lm = TokenLM(cfg.transformer, self.pattern.vocab_size, prefix_vocab=cfg.semantic_vocab)
 
@@ -208,10 +211,10 @@ class CoarseStage(nn.Module):
             hidden = torch.zeros(semantic.shape[0], dtype=torch.bool)
             kw["enc_in_uncond"] = self._inputs(semantic, features, None, keep_video=hidden)["enc_in"]
             kw["guidance"] = g
-        m = 0 if prompt_codes is None else prompt_codes.shape[2]
-        positions = (m + num_frames + self.cfg.levels - 1 if isinstance(self.pattern, DelayPattern)
-                     else (m + num_frames) * self.cfg.levels)
-        if self.cfg.step_streams:
+        if self.cfg.step_streams:  # one row per decoder position: the prompt's frames and the new ones
+            m = 0 if prompt_codes is None else prompt_codes.shape[2]
+            positions = (m + num_frames + self.cfg.levels - 1 if isinstance(self.pattern, DelayPattern)
+                         else (m + num_frames) * self.cfg.levels)
             kw["step_in"] = self._steps(positions, features)
         if isinstance(self.pattern, DelayPattern):
             return self._generate_delayed(num_frames, prompt_codes, sampling, generator, progress, use_cache, kw)
