@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-videos", type=int, default=None)
     v.add_argument("--seed", type=_seed, default=0)
     v.add_argument("--guidance", type=_finite_float, default=1.0)
+    v.add_argument("--candidates", type=int, default=1,
+                   help="score each video's best of N soundtracks by its beats, as generate --candidates N")
     v.add_argument("--fad-backend", default="semantic", choices=["semantic", "codec", "vggish"],
                    help="FAD embedding (default: the shipped semantic encoder); the codec encoder's is reported too")
     v.add_argument("--vggish-weights", default=None, help="VGGish weights (safetensors) for --fad-backend vggish")
@@ -401,8 +403,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not segments or any(not (0 < s <= 600) for s in segments):
         raise UserError("--segments must be lengths in (0, 600] seconds.")
     opts = EvalOptions(seconds=args.seconds, generations=args.generations, segments=segments, seed=args.seed,
-                       max_videos=args.max_videos, guidance=args.guidance, fad_backend=args.fad_backend,
-                       vggish_weights=args.vggish_weights, prompts=prompts)
+                       max_videos=args.max_videos, guidance=args.guidance, candidates=args.candidates,
+                       fad_backend=args.fad_backend, vggish_weights=args.vggish_weights, prompts=prompts)
     evaluate(_model_path(args.model), args.videos, args.output, opts, progress=not args.quiet)
     print(f"wrote {args.output}/report.md and report.json", file=sys.stderr)
     return 0

@@ -34,7 +34,7 @@ def test_evaluate_writes_report_with_baselines(tmp_path, debug_model_dir):
                    period=0.4 + 0.2 * i)
     out = tmp_path / "r"
     rc = main(["evaluate", "--model", debug_model_dir, "--videos", str(vids), "-o", str(out), "--seconds", "1",
-               "--segments", "0.5,1", "--quiet"])
+               "--segments", "0.5,1", "--candidates", "2", "--quiet"])
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
     rows = {r["name"]: r for r in rep["rows"]}
@@ -57,6 +57,16 @@ def test_evaluate_writes_report_with_baselines(tmp_path, debug_model_dir):
     assert gt["kld"] == pytest.approx(0.0, abs=1e-4)
     assert -1.0 <= rows["v2meow"]["mcc"] < 1.0
     assert rows["random_shuffle"]["kld"] > 0
+    assert "best of 2" in rep["notes"]["candidates"]
+    assert 0.0 <= rows["v2meow"]["beat_f_other"] <= 1.0  # the mismatched control: the other video's beats
+    assert "Beat F, other videos' beats" in md
+
+
+def test_evaluate_refuses_bad_candidates_before_any_work(tmp_path, debug_model_dir, capsys):
+    rc = main(["evaluate", "--model", debug_model_dir, "--videos", str(tmp_path), "-o", str(tmp_path / "r"),
+               "--candidates", "0", "--quiet"])
+    assert rc == 2 and "--candidates" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_evaluate_needs_two_videos_with_sound(tmp_path, debug_model_dir):

@@ -15,7 +15,9 @@ Metrics (each names its backend in the report's notes):
   stages' noise, and the same music 6 dB quieter at 0.43 (docs/embedded-model.md); ``vggish`` with user weights;
 - BCS / BHS / F1 (LORIS-adjusted, and the original) on 2 s / 6 s / 10 s segments, as in Table 2;
 - beat F-measure (±70 ms) of the generated music's tracked beats against the video's visual beats
-  (from a synth-data sidecar when there is one, else from onsets of the ``motion`` encoder's energy);
+  (from a synth-data sidecar when there is one, else from onsets of the ``motion`` encoder's energy), and the
+  same music against every other scored video's beats (the mismatched control: music that follows its video
+  scores higher on its own video's beats than on the others');
 - KLD and MCC need a classifier / joint music model: reported when the model has one, else "–" with
   the reason in the notes.
 """
@@ -34,6 +36,7 @@ import numpy as np
 import torch
 
 from v2meow.errors import UserError
+from v2meow.generation import candidate_seeds
 from v2meow.metrics.beats import BeatAlignment, BeatFMeasure, segment_clip, track_beats
 from v2meow.metrics.fad import AudioEmbedder, FrechetAudioDistance, embed_audio
 from v2meow.metrics.joint_backends import JointModelEmbedder, ZeroShotTagger, load_joint_backend
@@ -52,6 +55,7 @@ class EvalOptions:
     seed: int = 0
     max_videos: int | None = None
     guidance: float = 1.0
+    candidates: int = 1  # best of N by the video's beats, as `generate --candidates N`
     fad_backend: str = "semantic"  # "semantic" or "codec" (offline), or "vggish" (needs vggish_weights)
     fad_also: tuple[str, ...] = ("codec",)  # further backends, each its own column fad_<name>
     vggish_weights: str | None = None
@@ -156,6 +160,7 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
     opts = opts or EvalOptions()
     if opts.seconds <= 0 or opts.generations < 1:
         raise UserError("--seconds must be > 0 and --generations at least 1.")
+    candidate_seeds(opts.seed, opts.candidates)  # checks --candidates before any work
     model = V2Meow.from_pretrained(model_path)
     sr = model.sample_rate
     root = Path(videos_dir)
@@ -191,9 +196,9 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
             gens, blind = [], []
             for g in range(opts.generations):
                 seed = opts.seed + 1000 * i + g
-                gens.append(model.generate(video, prompt=prompt, seconds=sec, seed=seed, guidance=opts.guidance).wav)
-                blind.append(model.generate(blank, prompt=prompt, seconds=sec, seed=seed,
-                                            guidance=opts.guidance).wav)
+                kw = dict(prompt=prompt, seconds=sec, seed=seed, guidance=opts.guidance, candidates=opts.candidates)
+                gens.append(model.generate(video, **kw).wav)
+                blind.append(model.generate(blank, **kw).wav)
                 if bar is not None:
                     bar.update(2)
             save_audio(str(out / "audio" / f"{i:04d}_{Path(rel).stem}.wav"), gens[0], sr)
@@ -245,6 +250,8 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
                 + ("; mcc_text: generated audio vs prompt" if any(prompts) else "")
                 if semantic_backends else f"not computed: {joint_source}"),
         "no_video": "the same model given a black, still video of the same length",
+        "candidates": (f"each generation is the best of {opts.candidates} by the video's beats (generate --candidates)"
+                       if opts.candidates > 1 else "one soundtrack per generation"),
         "codec_round_trip": "each reference encoded and decoded by the model's codec, all its levels",
         "skipped": skipped,
         "videos": [rel for rel, _ in clips],
@@ -289,7 +296,7 @@ def _score_system(outputs, refs, ref_emb, embedders, beats, sr, opts, semantic_b
             fad.update_reference(e)
     loris = {s: BeatAlignment("loris") for s in opts.segments}
     original = {s: BeatAlignment("original") for s in opts.segments}
-    bf = BeatFMeasure()
+    bf, bf_other = BeatFMeasure(), BeatFMeasure()
     clip_rows = []
     for i, (gens, ref, (vb, _)) in enumerate(zip(outputs, refs, beats)):
         clip = BeatAlignment("loris")
@@ -306,7 +313,11 @@ def _score_system(outputs, refs, ref_emb, embedders, beats, sr, opts, semantic_b
                     loris[s].update(g_seg, r_seg, sr)
                     original[s].update(g_seg, r_seg, sr)
             clip.update(wav, ref, sr)
-            bf.update_beats(track_beats(wav, sr), vb)
+            tracked = track_beats(wav, sr)
+            bf.update_beats(tracked, vb)
+            for j, (other_vb, _) in enumerate(beats):  # the same music against every other video's beats
+                if j != i:
+                    bf_other.update_beats(tracked, other_vb)
         c = clip.compute()
         clip_rows.append({"bcs": c["bcs"], "bhs": c["bhs"]})
     row: dict[str, Any] = {}
@@ -321,6 +332,7 @@ def _score_system(outputs, refs, ref_emb, embedders, beats, sr, opts, semantic_b
         row[f"bcs_orig{suffix}"], row[f"bhs_orig{suffix}"] = og["bcs"], og["bhs"]
         row[f"segments{suffix}"] = lo["n"]
     row["beat_f"] = bf.compute()["beat_f"]
+    row["beat_f_other"] = bf_other.compute()["beat_f"] if len(beats) > 1 else float("nan")
     if mcc is not None:
         row["mcc"] = mcc.compute()["mcc"]
         row["kld"] = kld.compute()["kld"]
@@ -337,7 +349,8 @@ def _columns(opts: EvalOptions) -> list[Column]:
     cols += [Column("bcs", f"BCS {main_seg:g}s", scale=100, digits=1, better="higher"),
              Column("bhs", f"BHS {main_seg:g}s", scale=100, digits=1, better="higher"),
              Column("f1", f"F1 {main_seg:g}s", scale=100, digits=1, better="higher"),
-             Column("beat_f", "Beat F (±70 ms)", digits=3, better="higher")]
+             Column("beat_f", "Beat F (±70 ms)", digits=3, better="higher"),
+             Column("beat_f_other", "Beat F, other videos' beats", digits=3)]
     return cols
 
 
