@@ -174,6 +174,29 @@ class Metric:
         return f"{type(self).__name__}({settings})"
 
 
+def check_choice(what: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """Refuse a setting outside ``choices``: "``what`` must be 'a' or 'b', got 'c'." (:class:`UserError`)."""
+    if value not in choices:
+        raise UserError(f"{what} must be {' or '.join(repr(c) for c in choices)}, got {value!r}.")
+
+
+def model_or_name(value: Any, cls: type) -> tuple[Any, str]:
+    """A metric's model setting, given as a ``cls`` instance or as a name: ``(the instance or None, its name)``."""
+    if isinstance(value, cls):
+        return value, value.name
+    return None, str(value)
+
+
+def mono_audio(wav: np.ndarray, dtype: Any = None) -> np.ndarray:
+    """``wav`` (``[N]`` or channels-first ``[C, N]``) as mono ``[N]`` (the channel mean), as ``dtype`` if given."""
+    wav = np.asarray(wav, dtype=dtype)
+    if wav.ndim == 2:
+        wav = wav.mean(axis=0)
+    if wav.ndim != 1:
+        raise UserError(f"Audio must be [N] or [C, N] samples, got shape {wav.shape}.")
+    return wav
+
+
 def mean_std(values: np.ndarray) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1, as the LORIS evaluation reports it) of ``values [N]``.
 

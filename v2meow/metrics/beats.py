@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from v2meow.errors import UserError
-from v2meow.metrics.base import Metric, mean_std
+from v2meow.metrics.base import Metric, mean_std, mono_audio
 
 BEAT_SAMPLE_RATE = 22050
 HOP_LENGTH = 512
@@ -56,11 +56,7 @@ def to_beat_audio(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     gives it (channel mean, soxr high-quality resampling)."""
     from v2meow.io.audio import resample
 
-    wav = np.asarray(wav, dtype=np.float32)
-    if wav.ndim == 2:
-        wav = wav.mean(axis=0)
-    if wav.ndim != 1:
-        raise UserError(f"Audio must be [N] or [C, N] samples, got shape {wav.shape}.")
+    wav = mono_audio(wav, np.float32)
     return resample(wav, sample_rate, BEAT_SAMPLE_RATE)
 
 

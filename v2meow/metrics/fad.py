@@ -29,7 +29,7 @@ import numpy as np
 from scipy import linalg
 
 from v2meow.errors import UserError
-from v2meow.metrics.base import Metric
+from v2meow.metrics.base import Metric, model_or_name, mono_audio
 
 # Google's reference constants.
 SQRTM_EPS = 1e-7  # added to both covariances' diagonals when the first square root is not finite
@@ -63,11 +63,7 @@ def embed_audio(embedder: AudioEmbedder, wav: np.ndarray, sample_rate: int) -> n
     embed it; returns ``[frames, D]``."""
     from v2meow.io.audio import resample
 
-    wav = np.asarray(wav, dtype=np.float32)
-    if wav.ndim == 2:
-        wav = wav.mean(axis=0)
-    if wav.ndim != 1:
-        raise UserError(f"Audio must be [N] or [C, N] samples, got shape {wav.shape}.")
+    wav = mono_audio(wav, np.float32)
     wav = resample(wav, sample_rate, embedder.sample_rate)
     return np.asarray(embedder.embed(wav))
 
@@ -200,8 +196,7 @@ class FrechetAudioDistance(Metric):
         replace: bool = False,
     ) -> None:
         super().__init__()
-        self.embedder = backend if isinstance(backend, AudioEmbedder) else None
-        self.backend = backend.name if isinstance(backend, AudioEmbedder) else str(backend)
+        self.embedder, self.backend = model_or_name(backend, AudioEmbedder)
         self.fad_inf = bool(fad_inf)
         self.min_n, self.steps, self.seed, self.replace = int(min_n), int(steps), int(seed), bool(replace)
         for side in ("reference", "generated"):

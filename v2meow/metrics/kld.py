@@ -27,7 +27,7 @@ import numpy as np
 from scipy.special import xlogy
 
 from v2meow.errors import UserError
-from v2meow.metrics.base import Metric
+from v2meow.metrics.base import Metric, check_choice, model_or_name, mono_audio
 
 KL_EPS = 1e-6  # audiocraft's epsilon, added to the second distribution inside the log
 MIN_CHUNK_SECONDS = 0.15  # chunks of this length or shorter are dropped
@@ -99,11 +99,7 @@ def chunk_probabilities(classifier: AudioClassifier, wav: np.ndarray, sample_rat
     """
     from v2meow.io.audio import resample
 
-    wav = np.asarray(wav)
-    if wav.ndim == 2:
-        wav = wav.mean(axis=0)
-    if wav.ndim != 1:
-        raise UserError(f"Audio must be [N] or [C, N] samples, got shape {wav.shape}.")
+    wav = mono_audio(wav)
     if sample_rate != classifier.sample_rate:
         wav = resample(wav, sample_rate, classifier.sample_rate)
     chunks = split_chunks(wav, classifier.sample_rate, classifier.chunk_seconds)
@@ -131,12 +127,9 @@ class ClassKLDivergence(Metric):
         eps: float = KL_EPS,
     ) -> None:
         super().__init__()
-        if inputs not in ("logits", "probs"):
-            raise UserError(f"inputs must be 'logits' or 'probs', got {inputs!r}.")
-        if per not in ("chunk", "item"):
-            raise UserError(f"per must be 'chunk' or 'item', got {per!r}.")
-        self.model = classifier if isinstance(classifier, AudioClassifier) else None
-        self.classifier = classifier.name if isinstance(classifier, AudioClassifier) else str(classifier)
+        check_choice("inputs", inputs, ("logits", "probs"))
+        check_choice("per", per, ("chunk", "item"))
+        self.model, self.classifier = model_or_name(classifier, AudioClassifier)
         self.inputs, self.per, self.eps = inputs, per, float(eps)
         self._add_state("kld_pq", "cat")  # per-row KL(ref ‖ gen)
         self._add_state("kld_qp", "cat")  # per-row KL(gen ‖ ref)

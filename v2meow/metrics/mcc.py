@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from v2meow.errors import UserError
-from v2meow.metrics.base import Metric, mean_std
+from v2meow.metrics.base import Metric, check_choice, mean_std, model_or_name
 
 COSINE_EPS = 1e-8
 
@@ -74,10 +74,8 @@ class JointCosine(Metric):
         eps: float = COSINE_EPS,
     ) -> None:
         super().__init__()
-        if target not in ("audio", "text"):
-            raise UserError(f"target must be 'audio' or 'text', got {target!r}.")
-        self.embedder = model if isinstance(model, JointEmbedder) else None
-        self.model = model.name if isinstance(model, JointEmbedder) else str(model)
+        check_choice("target", target, ("audio", "text"))
+        self.embedder, self.model = model_or_name(model, JointEmbedder)
         self.target, self.eps = target, float(eps)
         self._add_state("cosine", "cat")  # per-pair cosine similarity
 

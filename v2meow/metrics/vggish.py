@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from v2meow.errors import UserError
+from v2meow.metrics.base import mono_audio
 from v2meow.metrics.fad import AudioEmbedder
 
 SAMPLE_RATE = 16000
@@ -108,11 +109,7 @@ def log_mel_spectrogram(wav: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.n
 def _mono_16k(wav: np.ndarray, sample_rate: int) -> np.ndarray:
     from v2meow.io.audio import resample
 
-    wav = np.asarray(wav, dtype=np.float64)
-    if wav.ndim == 2:
-        wav = wav.mean(axis=0)
-    if wav.ndim != 1:
-        raise UserError(f"Audio must be [N] or [C, N] samples, got shape {wav.shape}.")
+    wav = mono_audio(wav, np.float64)
     if sample_rate == SAMPLE_RATE:
         return wav  # keep full precision when no resampling is needed
     return resample(wav, sample_rate, SAMPLE_RATE).astype(np.float64)
