@@ -27,9 +27,9 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from v2meow.features.base import EncoderState, finite_float32, window_index
+from v2meow.features.filters import gaussian_smooth
 from v2meow.features.motion import (
     _E_SCALE,
     _MAX_FPS,
@@ -87,7 +87,7 @@ def beat_features(t: np.ndarray, dt: np.ndarray, e: np.ndarray, b: np.ndarray, r
                   duration: float, context: float) -> np.ndarray:
     nov, pulse, fs, grid = novelty_curve(t, dt, e, b, duration)
     m = len(nov)
-    smooth = gaussian_filter1d(grid, sigma=max(0.75, _SMOOTH * fs), axis=0, mode="nearest")
+    smooth = gaussian_smooth(grid, sigma=max(0.75, _SMOOTH * fs), axis=0)
     centres = (np.arange(T) + 0.5) / rate
     strength, period, _ = _periodicity(smooth, fs, centres, context)
     # Demodulate the novelty at each window's own period, under a Hann window of the context around it.

@@ -48,9 +48,9 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d, maximum_filter1d
 
 from v2meow.features.base import EncoderState, VisualEncoder, fill_empty_windows, finite_float32, window_index
+from v2meow.features.filters import gaussian_smooth, running_max
 from v2meow.features.registry import register
 
 _DIM = 38
@@ -275,7 +275,7 @@ def _onsets(energy: np.ndarray, fs: float, centres: np.ndarray, context: float) 
     m = len(energy)
     nov = np.maximum(np.diff(energy, prepend=energy[:1]), 0.0)
     length = max(3, int(round(context * fs)))
-    local_max = maximum_filter1d(nov, size=length, mode="nearest")
+    local_max = running_max(nov, size=length)
     left = np.concatenate([[np.inf], nov[:-1]])
     right = np.concatenate([nov[1:], [-np.inf]])
     onset = (nov > left) & (nov >= right) & (nov > np.maximum(_ONSET_FLOOR, _ONSET_RELATIVE * local_max))
@@ -317,7 +317,7 @@ def _features(sig: dict[str, np.ndarray], rate: float, T: int, duration: float, 
     channels = np.stack([sig["E"], sig["B"], sig["dx"], sig["dy"]], axis=1)
     # Light smoothing (about one frame): events one frame apart still correlate, so a flash every 12.5
     # frames is periodic at 12.5 and not only at 25 frames; it also stops pixel-step jitter making onsets.
-    grid = gaussian_filter1d(_uniform_grid(t, channels, fs, m), sigma=max(0.75, _SMOOTH * fs), axis=0, mode="nearest")
+    grid = gaussian_smooth(_uniform_grid(t, channels, fs, m), sigma=max(0.75, _SMOOTH * fs), axis=0)
     centres = (np.arange(T) + 0.5) / rate
     strength, period, tempogram = _periodicity(grid, fs, centres, context)
     out[:, 26] = strength
