@@ -9,11 +9,11 @@ levels; audio is mono at the model's own rate, never resampled here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from v2meow.tokenizers.codec.encodec import _fit_length
 from v2meow.tokenizers.codec.pretrained import PretrainedCodec, PretrainedCodecConfig
 
 DEFAULT_HUB_ID = "descript/dac_16khz"
@@ -37,28 +37,18 @@ class DacCodec(PretrainedCodec):
     VERSION = "1"
     WHAT = "DAC codec"
     DEFAULT_HUB_ID = DEFAULT_HUB_ID
+    NETWORK = ("DacModel", "DacConfig")
 
-    def __init__(self, config: DacCodecConfig, load_weights: bool = True) -> None:
-        from transformers import DacConfig, DacModel
+    def _network_levels(self, m: Any) -> int:
+        return m.n_codebooks
 
-        super().__init__(config, DacModel, DacConfig, load_weights)
-        m = self.model.config
-        self.check_model(m.sampling_rate, m.hop_length, m.codebook_size, m.n_codebooks)
-
-    def _encode_padded(self, wav: Tensor, n_levels: int | None) -> Tensor:
-        n = self._levels(n_levels)
-        out = self.model.encode(wav[:, None, :].float(), n_quantizers=n, return_dict=True)
-        codes = out.audio_codes[:, :n]  # [B, n, T_a']
+    def _encode_levels(self, wav: Tensor, n: int) -> Tensor:
+        codes = self.model.encode(wav, n_quantizers=n, return_dict=True).audio_codes[:, :n]  # [B, n, T_a']
         return _fit_frames(codes, wav.shape[-1] // self.hop_length)
 
-    @torch.no_grad()
-    def decode(self, codes: Tensor) -> Tensor:
-        """Codes ``[B, n, T_a]`` (first n levels) → ``wav [B, T_a * hop]``."""
-        self._check_decode(codes)
-        wav = self.model.decode(audio_codes=codes.long(), return_dict=True).audio_values  # [B, T']
-        if wav.dim() == 3:
-            wav = wav[:, 0]
-        return _fit_length(wav, codes.shape[-1] * self.hop_length)
+    def _decode_codes(self, codes: Tensor) -> Tensor:
+        wav = self.model.decode(audio_codes=codes, return_dict=True).audio_values  # [B, T']
+        return wav[:, 0] if wav.dim() == 3 else wav
 
 
 def _fit_frames(codes: Tensor, n: int) -> Tensor:

@@ -11,6 +11,7 @@ refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,20 +40,19 @@ class EncodecCodec(PretrainedCodec):
     VERSION = "1"
     WHAT = "EnCodec codec"
     DEFAULT_HUB_ID = DEFAULT_HUB_ID
+    NETWORK = ("EncodecModel", "EncodecConfig")
 
-    def __init__(self, config: EncodecCodecConfig, load_weights: bool = True) -> None:
-        from transformers import EncodecConfig, EncodecModel
-
-        super().__init__(config, EncodecModel, EncodecConfig, load_weights)
-        m = self.model.config
+    def _check_network(self, m: Any) -> None:
         if m.chunk_length_s is not None or m.normalize or m.audio_channels != 1:
             raise ConfigError("This EnCodec checkpoint encodes in normalised or stereo chunks (encodec_48khz); use "
                               "facebook/encodec_24khz or facebook/encodec_32khz.")
-        self.check_model(m.sampling_rate, m.hop_length, m.codebook_size, len(self.model.quantizer.layers))
+        super()._check_network(m)
 
-    def _encode_padded(self, wav: Tensor, n_levels: int | None) -> Tensor:
-        n = self._levels(n_levels)
-        emb = self.model.encoder(wav[:, None, :].float())  # [B, D, T_a]
+    def _network_levels(self, m: Any) -> int:
+        return len(self.model.quantizer.layers)
+
+    def _encode_levels(self, wav: Tensor, n: int) -> Tensor:
+        emb = self.model.encoder(wav)  # [B, D, T_a]
         codes, residual = [], emb
         # The RVQ of EncodecModel.encode, for exactly n levels (its bandwidths allow only a few level counts).
         for layer in self.model.quantizer.layers[:n]:
@@ -61,17 +61,6 @@ class EncodecCodec(PretrainedCodec):
             codes.append(idx)
         return torch.stack(codes, dim=1)  # [B, n, T_a]
 
-    @torch.no_grad()
-    def decode(self, codes: Tensor) -> Tensor:
-        """Codes ``[B, n, T_a]`` (first n levels) → ``wav [B, T_a * hop]``."""
-        self._check_decode(codes)
-        emb = self.model.quantizer.decode(codes.long().transpose(0, 1))  # [B, D, T_a]
-        wav = self.model.decoder(emb)[:, 0]  # [B, T']
-        return _fit_length(wav, codes.shape[-1] * self.hop_length)
-
-
-def _fit_length(wav: Tensor, n: int) -> Tensor:
-    """Trim or zero-pad ``wav [B, T']`` to ``n`` samples (transposed convolutions may overshoot by a few)."""
-    if wav.shape[-1] >= n:
-        return wav[..., :n]
-    return torch.nn.functional.pad(wav, (0, n - wav.shape[-1]))
+    def _decode_codes(self, codes: Tensor) -> Tensor:
+        emb = self.model.quantizer.decode(codes.transpose(0, 1))  # [B, D, T_a]
+        return self.model.decoder(emb)[:, 0]  # [B, T']

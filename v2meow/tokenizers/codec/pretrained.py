@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from v2meow.configbase import Config, check
@@ -54,9 +55,13 @@ class PretrainedCodec(ConfigBackedCodec, AcousticCodec):
     VERSION = "1"
     WHAT = "codec"
     DEFAULT_HUB_ID = ""
+    NETWORK = ("", "")  # the names of transformers' model and config classes
 
-    def __init__(self, config: PretrainedCodecConfig, model_cls: type, config_cls: type, load_weights: bool) -> None:
+    def __init__(self, config: PretrainedCodecConfig, load_weights: bool = True) -> None:
         super().__init__()
+        import transformers
+
+        model_cls, config_cls = (getattr(transformers, name) for name in self.NETWORK)
         self.config = config
         hint = hub_hint(config.path, self.DEFAULT_HUB_ID, f"codec.{self.NAME}.path")
         self.model, _ = load_hf_model(model_cls, config_cls, config.path, config.model_config, load_weights,
@@ -65,6 +70,15 @@ class PretrainedCodec(ConfigBackedCodec, AcousticCodec):
         config.model_config = config_to_dict(self.model.config)
         self._fingerprint: str | None = None
         self.register_load_state_dict_post_hook(lambda m, _k: setattr(m, "_fingerprint", None))
+        self._check_network(self.model.config)
+
+    def _check_network(self, m: Any) -> None:
+        """Refuse a network (``m``: its transformers config) that does not fit the codec's config."""
+        self.check_model(m.sampling_rate, m.hop_length, m.codebook_size, self._network_levels(m))
+
+    def _network_levels(self, m: Any) -> int:
+        """How many RVQ levels the network has."""
+        raise NotImplementedError
 
     def check_model(self, sample_rate: int, hop_length: int, codebook_size: int, max_levels: int) -> None:
         """Refuse a network that does not have the numbers the config declares (one sentence)."""
@@ -104,13 +118,33 @@ class PretrainedCodec(ConfigBackedCodec, AcousticCodec):
             raise ValueError(f"n_levels must be in [1, {self.num_levels}], got {n_levels}.")
         return n
 
-    def _check_decode(self, codes: Tensor) -> None:
+    def _encode_padded(self, wav: Tensor, n_levels: int | None) -> Tensor:
+        return self._encode_levels(wav[:, None, :].float(), self._levels(n_levels))
+
+    def _encode_levels(self, wav: Tensor, n: int) -> Tensor:
+        """``wav [B, 1, T_a * hop]`` (float) → codes ``[B, n, T_a]`` of the first ``n`` levels."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def decode(self, codes: Tensor) -> Tensor:
+        """Codes ``[B, n, T_a]`` (first n levels) → ``wav [B, T_a * hop]``."""
         if codes.dim() != 3 or not 1 <= codes.shape[1] <= self.num_levels:
             raise ValueError(f"codes must be [B, n <= {self.num_levels}, T_a], got shape {tuple(codes.shape)}.")
+        return fit_length(self._decode_codes(codes.long()), codes.shape[-1] * self.hop_length)
+
+    def _decode_codes(self, codes: Tensor) -> Tensor:
+        """Codes ``[B, n, T_a]`` (long) → ``wav [B, T']`` (T' about ``T_a * hop``)."""
+        raise NotImplementedError
 
     def forward(self, wav: Tensor) -> Tensor:  # nn.Module needs one; the codec is used through encode/decode
         return self.encode(wav)
 
 
+def fit_length(wav: Tensor, n: int) -> Tensor:
+    """Trim or zero-pad ``wav [B, T']`` to ``n`` samples (transposed convolutions may overshoot by a few)."""
+    if wav.shape[-1] >= n:
+        return wav[..., :n]
+    return torch.nn.functional.pad(wav, (0, n - wav.shape[-1]))
 
-__all__ = ["PretrainedCodecConfig", "PretrainedCodec"]
+
+__all__ = ["PretrainedCodecConfig", "PretrainedCodec", "fit_length"]
