@@ -22,7 +22,7 @@ from v2meow.tokenizers.codec.discriminator import (
     generator_adversarial_loss,
 )
 from v2meow.tokenizers.codec.soundstream import SoundStream, SoundStreamConfig
-from v2meow.train.checkpoint import latest_checkpoint, save_checkpoint
+from v2meow.train.checkpoint import latest_checkpoint
 from v2meow.train.core import latest_of_kind
 from v2meow.train.tokenizers.common import (
     PRECISIONS,
@@ -135,21 +135,23 @@ class CodecTrainer(_StepTrainer):
 
     KIND = "codec"
     WHAT = "a codec"
+    DESC = "train codec"
+    PARTS = ("codec", "discriminator")
 
-    def __init__(self, cfg: CodecTrainConfig, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
-                 device: str | None = None) -> None:
-        self._start(cfg, run_dir, device)
+    def _build(self) -> None:
+        cfg = self.cfg
         self.codec = SoundStream(cfg.codec).to(self.device)
         self.disc = MultiScaleSTFTDiscriminator(cfg.discriminator).to(self.device)
         kw = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, foreach=False)
         self.opt_g = torch.optim.AdamW(self.codec.parameters(), lr=cfg.lr, **kw)
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, **kw)
-        self._data(data_dir, cfg.codec.sample_rate)
+
+    def _prepare(self) -> None:
         self.skipped = 0
         self.skipped_in_a_row = 0
-        n = round(cfg.eval_seconds * cfg.codec.sample_rate)
+        n = round(self.cfg.eval_seconds * self.cfg.codec.sample_rate)
         # Validation crops: fixed, from training files (held-out music is for the benchmark only).
-        self.val = self._crops(self._rng(0, stream=1), cfg.eval_crops, n)
+        self.val = self._crops(self._rng(0, stream=1), self.cfg.eval_crops, n)
 
     def _crops(self, rng: np.random.Generator, count: int, num: int) -> Tensor:
         """``[count, num]`` random crops at random levels (:attr:`CodecTrainConfig.level_dbfs`)."""
@@ -165,25 +167,18 @@ class CodecTrainer(_StepTrainer):
     def state(self) -> dict[str, Any]:
         return {**self._state(), "skipped": self.skipped}
 
-    def save(self) -> Path:
+    def _checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
         model = {f"codec.{k}": v for k, v in self.codec.state_dict().items()}
         model.update({f"disc.{k}": v for k, v in self.disc.state_dict().items()})
-        optim = _merge_optimizers({"g": self.opt_g, "d": self.opt_d})
-        return save_checkpoint(self.run_dir, self.step, model, optim, self.state(), keep=self.cfg.keep_checkpoints)
+        return model, _merge_optimizers({"g": self.opt_g, "d": self.opt_d})
 
-    def resume(self) -> bool:
-        ck = self._latest("codec", "discriminator")
-        if ck is None:
-            return False
-        st = ck["state"]
+    def _restore(self, ck: dict[str, Any]) -> None:
         self.codec.load_state_dict({k[6:]: v for k, v in ck["model"].items() if k.startswith("codec.")})
         self.disc.load_state_dict({k[5:]: v for k, v in ck["model"].items() if k.startswith("disc.")})
         opts = _split_optimizers(ck["optimizer"], ["g", "d"])
         self.opt_g.load_state_dict(opts["g"])
         self.opt_d.load_state_dict(opts["d"])
-        self.step, self.skipped = int(st["step"]), int(st.get("skipped", 0))
-        self.elapsed = float(st.get("elapsed_s", 0.0))
-        return True
+        self.skipped = int(ck["state"].get("skipped", 0))
 
     def init_from(self, run_dir: str | os.PathLike) -> list[str]:
         """Start from the codec weights of another codec run's latest checkpoint, or of a tokenizer directory's
@@ -293,8 +288,6 @@ class CodecTrainer(_StepTrainer):
         out["code_usage_mean"] = float(usage.mean())
         self.codec.train()
         return out
-
-    DESC = "train codec"
 
     def _check_step(self) -> None:
         if self.skipped_in_a_row >= self.cfg.max_skipped_in_a_row:

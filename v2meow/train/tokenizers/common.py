@@ -18,7 +18,7 @@ from torch import Tensor
 from v2meow.configbase import Config
 from v2meow.errors import UserError
 from v2meow.io.audio import AUDIO_EXTENSIONS
-from v2meow.train.checkpoint import latest_checkpoint
+from v2meow.train.checkpoint import latest_checkpoint, save_checkpoint
 from v2meow.train.core import STREAM_STEP, JsonlLog, latest_of_kind, reseed, step_rng, warmup_cosine
 
 SOURCES_FILE = "sources.json"
@@ -183,30 +183,40 @@ def _set_threads(threads: int, device: torch.device) -> None:
 
 
 class _StepTrainer:
-    """The fit loop both tokenizer trainers share: steps, logging, evaluation, checkpoints by step count and
-    by wall clock, a progress bar. Subclasses provide ``train_step``, ``evaluate``, ``save``, ``resume`` and
-    the hooks below."""
+    """The fit loop both tokenizer trainers share: setup, steps, logging, evaluation, checkpoints by step count
+    and by wall clock (saved and resumed here), a progress bar. Subclasses provide ``train_step``, ``evaluate``
+    and the hooks below (:meth:`_build`, :meth:`_prepare`, :meth:`_checkpoint`, :meth:`_restore`, ...)."""
 
     DESC = "train"
     KIND = ""
     WHAT = ""  # what a run of this kind trains, for refusing another run's checkpoints
+    # The parts of the training config that a run keeps over its checkpoints; the first is the trained network's
+    # (the training audio is read at its sample rate).
+    PARTS: tuple[str, ...] = ()
 
-    def _start(self, cfg: Any, run_dir: str | os.PathLike, device: str | None) -> None:
-        """What every trainer sets up first: config, run folder, device and threads, the seed, the log."""
+    def __init__(self, cfg: Any, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
+                 device: str | None = None) -> None:
+        # What every trainer sets up first: config, run folder, device and threads, the seed, the log.
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.device = _device(device)
         _set_threads(cfg.threads, self.device)
         torch.manual_seed(cfg.seed)
         self.log = JsonlLog(self.run_dir)
-
-    def _data(self, data_dir: str | os.PathLike, sample_rate: int) -> None:
-        """The training audio (crops of ``data_dir``'s training files), the precision, and a run at step 0."""
-        self.data = AudioCrops(list_audio(data_dir, "train"), sample_rate)
+        self._build()
+        # The training audio (crops of data_dir's training files), the precision, and a run at step 0.
+        self.data = AudioCrops(list_audio(data_dir, "train"), getattr(cfg, self.PARTS[0]).sample_rate)
         self.data_dir = str(data_dir)
         self.autocast = self.cfg.precision == "bf16" or (self.cfg.precision == "auto" and self.device.type == "cuda")
         self.step = 0
         self.elapsed = 0.0  # training wall time over all sessions of this run
+        self._prepare()
+
+    def _build(self) -> None:
+        """The networks (on :attr:`device`) and their optimisers."""
+
+    def _prepare(self) -> None:
+        """What needs the training audio (validation crops, targets)."""
 
     def _rng(self, step: int, stream: int = 0) -> np.random.Generator:
         """The numpy generator of ``step`` (stream 0: the training batches; others: fixed crops)."""
@@ -228,6 +238,32 @@ class _StepTrainer:
         current = self.cfg.to_dict()
         return latest_of_kind(self.run_dir, self.KIND, refusal=f"Run {{run}} does not train {self.WHAT}.",
                               same={k: (("train_config", k), current[k]) for k in configs})
+
+    def save(self) -> Path:
+        model, optim = self._checkpoint()
+        return save_checkpoint(self.run_dir, self.step, model, optim, self.state(), keep=self.cfg.keep_checkpoints)
+
+    def resume(self) -> bool:
+        """Continue from the run's latest checkpoint; False for a new run."""
+        ck = self._latest(*self.PARTS)
+        if ck is None:
+            return False
+        self._restore(ck)
+        st = ck["state"]
+        self.step = int(st["step"])
+        self.elapsed = float(st.get("elapsed_s", 0.0))
+        return True
+
+    def _checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The state dicts a checkpoint saves: the model's and the optimiser's."""
+        raise NotImplementedError
+
+    def _restore(self, ck: dict[str, Any]) -> None:
+        """Load a checkpoint's model and optimiser (and the subclass's own state)."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        return self._state()
 
     def _state(self) -> dict[str, Any]:
         """What every checkpoint's state holds."""

@@ -16,7 +16,6 @@ from v2meow.configbase import Config, check
 from v2meow.errors import UserError
 from v2meow.tokenizers.kmeans import KMeans, fit_first_iteration_kmeans
 from v2meow.tokenizers.semantic import SemanticEncoder, SemanticEncoderConfig, SemanticTokenizer
-from v2meow.train.checkpoint import save_checkpoint
 from v2meow.train.tokenizers.common import PRECISIONS, _load_train_config, _StepTrainer
 
 
@@ -74,20 +73,22 @@ class SemanticTrainer(_StepTrainer):
 
     KIND = "semantic"
     WHAT = "a semantic tokenizer"
+    DESC = "train semantic encoder"
+    PARTS = ("encoder",)
 
-    def __init__(self, cfg: SemanticTrainConfig, data_dir: str | os.PathLike, run_dir: str | os.PathLike,
-                 device: str | None = None) -> None:
-        self._start(cfg, run_dir, device)
+    def _build(self) -> None:
+        cfg = self.cfg
         self.encoder = SemanticEncoder(cfg.encoder).to(self.device)
         decay = [p for n, p in self.encoder.named_parameters() if p.dim() >= 2]
         rest = [p for n, p in self.encoder.named_parameters() if p.dim() < 2]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                       {"params": rest, "weight_decay": 0.0}],
                                      lr=cfg.lr, betas=tuple(cfg.betas), foreach=False)
-        self._data(data_dir, cfg.encoder.sample_rate)
-        self.crop = round(cfg.crop_seconds * cfg.encoder.sample_rate)
+
+    def _prepare(self) -> None:
+        self.crop = round(self.cfg.crop_seconds * self.cfg.encoder.sample_rate)
         self.targets = self._target_kmeans()
-        self.val = self.data.batch(self._rng(0, stream=1), cfg.eval_crops, self.crop)
+        self.val = self.data.batch(self._rng(0, stream=1), self.cfg.eval_crops, self.crop)
 
     def _crops(self, count: int, stream: int) -> list[Tensor]:
         """``count`` crops ``[T]`` drawn from their own random stream (not the training batches')."""
@@ -119,23 +120,12 @@ class SemanticTrainer(_StepTrainer):
             return self.targets.predict(self.encoder.frontend(wav).transpose(1, 2))
 
     # -- checkpoints ------------------------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        return self._state()
+    def _checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.encoder.state_dict(), self.opt.state_dict()
 
-    def save(self) -> Path:
-        return save_checkpoint(self.run_dir, self.step, self.encoder.state_dict(), self.opt.state_dict(),
-                               self.state(), keep=self.cfg.keep_checkpoints)
-
-    def resume(self) -> bool:
-        ck = self._latest("encoder")
-        if ck is None:
-            return False
-        st = ck["state"]
+    def _restore(self, ck: dict[str, Any]) -> None:
         self.encoder.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
-        self.step = int(st["step"])
-        self.elapsed = float(st.get("elapsed_s", 0.0))
-        return True
 
     # -- loop -------------------------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
@@ -185,8 +175,6 @@ class SemanticTrainer(_StepTrainer):
         acc = float((logits.argmax(-1) == t).float().mean())
         self.encoder.train()
         return {"val_loss": loss, "val_accuracy": acc}
-
-    DESC = "train semantic encoder"
 
     def _postfix(self, stats: dict[str, Any]) -> dict[str, str]:
         return {"loss": f"{stats['loss']:.3f}"}
