@@ -56,15 +56,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog.split()[0]}: error: {message.rstrip('.')}.\n")
 
 
+def _command(sub: argparse._SubParsersAction, name: str, help: str, source: str, source_help: str,
+             output_help: str) -> argparse.ArgumentParser:
+    """A subcommand that reads ``source`` (its positional argument) and writes ``-o/--output`` (required)."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument(source, help=source_help)
+    p.add_argument("-o", "--output", required=True, help=output_help)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="v2meow", description="Write a music soundtrack for a video (V2Meow).")
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    g = sub.add_parser("generate", help="write a soundtrack for a video")
-    g.add_argument("video", help="input video file")
-    g.add_argument("-o", "--output", required=True,
-                   help="output .wav/.flac (the soundtrack) or .mp4 (the video with its new soundtrack)")
+    g = _command(sub, "generate", "write a soundtrack for a video", "video", "input video file",
+                 "output .wav/.flac (the soundtrack) or .mp4 (the video with its new soundtrack)")
     g.add_argument("--prompt", type=_utf8_text, default=None,
                    help='text that steers the style, e.g. "warm acoustic guitar"')
     g.add_argument("--model", default="embedded", help="model directory or preset name (default: embedded)")
@@ -89,9 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="show a model directory's parts and sizes")
     i.add_argument("model", help="model directory or preset name")
 
-    e = sub.add_parser("extract", help="turn a folder of music videos into training shards")
-    e.add_argument("videos", help="folder of videos (searched recursively)")
-    e.add_argument("-o", "--output", required=True, help="shard folder (created; a rerun resumes)")
+    e = _command(sub, "extract", "turn a folder of music videos into training shards",
+                 "videos", "folder of videos (searched recursively)", "shard folder (created; a rerun resumes)")
     e.add_argument("--model", required=True, help="model directory or preset whose encoders and tokenizers to use")
     e.add_argument("--shard-size", type=int, default=32, help="videos per shard")
     e.add_argument("--workers", type=int, default=1, help="processes")
@@ -120,14 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--quiet", action="store_true")
 
-    tk = sub.add_parser("tokenize", help="semantic and acoustic tokens of audio files (shipped tokenizers)")
-    tk.add_argument("audio", help="an audio file or a folder of them")
-    tk.add_argument("-o", "--output", required=True, help="a .safetensors file (one input) or a folder")
+    tk = _command(sub, "tokenize", "semantic and acoustic tokens of audio files (shipped tokenizers)",
+                  "audio", "an audio file or a folder of them", "a .safetensors file (one input) or a folder")
     tk.add_argument("--tokenizers", default=None, help="tokenizer directory (default: the shipped ones)")
     tk.add_argument("--quiet", action="store_true")
-    dt = sub.add_parser("detokenize", help="decode a token file back to audio")
-    dt.add_argument("tokens", help="a token file from `v2meow tokenize`")
-    dt.add_argument("-o", "--output", required=True, help="output .wav/.flac")
+    dt = _command(sub, "detokenize", "decode a token file back to audio",
+                  "tokens", "a token file from `v2meow tokenize`", "output .wav/.flac")
     dt.add_argument("--tokenizers", default=None, help="tokenizer directory (default: the shipped ones)")
     dt.add_argument("--levels", type=int, default=None, help="decode only the first N codec levels")
 
@@ -149,9 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--vggish-weights", default=None, help="VGGish weights (safetensors) for --fad-backend vggish")
     v.add_argument("--quiet", action="store_true")
 
-    sd = sub.add_parser("synth-data", help="render paired videos from music (for tests, demos and training)")
-    sd.add_argument("music", help="folder of music files (searched recursively)")
-    sd.add_argument("-o", "--output", required=True, help="folder for the videos (+ a .json sidecar each)")
+    sd = _command(sub, "synth-data", "render paired videos from music (for tests, demos and training)",
+                  "music", "folder of music files (searched recursively)",
+                  "folder for the videos (+ a .json sidecar each)")
     sd.add_argument("--seconds", type=_finite_float, default=None, help="at most this much of each track")
     sd.add_argument("--size", default="256x144", help="WxH")
     sd.add_argument("--fps", type=int, default=24)
