@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from v2meow.errors import UserError
-from v2meow.features.base import BatchedFrameMeanState, EncoderState, VisualEncoder
+from v2meow.features.frozen import FrameEmbeddingEncoder
 from v2meow.features.registry import register
-from v2meow.pretrained import FrozenBackbone, config_to_dict, hub_hint, load_hf_model, pretrained_params
+from v2meow.pretrained import config_to_dict, hub_hint, load_hf_model, pretrained_params
 
 DEFAULT_HUB_ID = "openai/clip-vit-large-patch14"
 # CLIP's image normalisation (the same for every OpenAI CLIP checkpoint).
@@ -44,12 +44,11 @@ def _vision_config_from_dict(raw: dict[str, Any]) -> Any:
 
 
 @register("clip")
-class ClipEncoder(FrozenBackbone, VisualEncoder):
+class ClipEncoder(FrameEmbeddingEncoder):
     """CLIP image embeddings ``[T, projection_dim]`` (768 for ViT-L/14), one per window of ``1 / rate`` s."""
 
-    pretrained = True
-    NAME = name = "clip"  # FrozenBackbone's stamp and VisualEncoder's name
-    VERSION = version = "1"
+    name = "clip"
+    version = "1"
 
     def __init__(
         self,
@@ -72,11 +71,8 @@ class ClipEncoder(FrozenBackbone, VisualEncoder):
             config_from_dict=_vision_config_from_dict,
         )
         c = self.model.config
-        self.rate = float(rate)
-        self.decode_fps = self.rate if decode_fps is None else float(decode_fps)
-        self.frame_size = (int(c.image_size), int(c.image_size))
+        self._sample(rate, decode_fps, c.image_size, int(batch_size))
         self.dim = int(c.projection_dim)
-        self.batch_size = int(batch_size)
         self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -90,13 +86,6 @@ class ClipEncoder(FrozenBackbone, VisualEncoder):
     @torch.no_grad()
     def embed_frames(self, frames: np.ndarray) -> np.ndarray:
         """uint8 RGB ``[N, H, W, 3]`` at ``frame_size`` → L2-normalised image embeddings float32 ``[N, D]``."""
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0  # [N, 3, H, W]
-        size = self.frame_size[1]
-        if x.shape[-2:] != (size, size):  # frames decoded elsewhere at another size
-            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        x = (x - self.mean) / self.std
+        x = (self.pixels(frames) - self.mean) / self.std
         emb = self.model(pixel_values=x).image_embeds  # [N, D]
         return torch.nn.functional.normalize(emb.float(), dim=-1).numpy()
-
-    def begin(self, duration: float) -> EncoderState:
-        return BatchedFrameMeanState(self, duration)

@@ -28,9 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from v2meow.errors import UserError
-from v2meow.features.base import EncoderState, VisualEncoder, fill_empty_windows, window_index
+from v2meow.features.base import EncoderState, fill_empty_windows, window_index
+from v2meow.features.frozen import PretrainedEncoder
 from v2meow.features.registry import register
-from v2meow.pretrained import FrozenBackbone, missing_weights, read_weights_file
+from v2meow.pretrained import missing_weights, read_weights_file
 
 WEIGHTS_FILE = "i3d_flow.safetensors"
 FLOW_METHODS = ("farneback", "dis")
@@ -205,12 +206,11 @@ class _I3dState(EncoderState):
 
 
 @register("i3d")
-class I3dEncoder(FrozenBackbone, VisualEncoder):
+class I3dEncoder(PretrainedEncoder):
     """I3D flow features ``[T, 1024]``, one per window of ``1 / rate`` s (see the module docstring)."""
 
-    pretrained = True
-    NAME = name = "i3d"  # FrozenBackbone's stamp and VisualEncoder's name
-    VERSION = version = "1"
+    name = "i3d"
+    version = "1"
     dim = FEATURE_DIM
 
     def __init__(

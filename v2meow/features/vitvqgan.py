@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from v2meow.errors import UserError
-from v2meow.features.base import BatchedFrameMeanState, EncoderState, VisualEncoder
+from v2meow.features.frozen import FrameEmbeddingEncoder
 from v2meow.features.registry import register
 from v2meow.identity import config_hash
-from v2meow.pretrained import FrozenBackbone, missing_weights, read_weights_file
+from v2meow.pretrained import missing_weights, read_weights_file
 
 WEIGHTS_FILE = "vitvqgan.safetensors"
 BASE_CONFIG: dict[str, int] = {
@@ -160,12 +160,11 @@ def _check_config(c: dict[str, Any]) -> dict[str, int]:
 
 
 @register("vitvqgan")
-class VitVqganEncoder(FrozenBackbone, VisualEncoder):
+class VitVqganEncoder(FrameEmbeddingEncoder):
     """Pooled ViT-VQGAN code embeddings ``[T, grid² × embed_dim]`` per window (see the module docstring)."""
 
-    pretrained = True
-    NAME = name = "vitvqgan"  # FrozenBackbone's stamp and VisualEncoder's name
-    VERSION = version = "1"
+    name = "vitvqgan"
+    version = "1"
 
     def __init__(
         self,
@@ -183,11 +182,8 @@ class VitVqganEncoder(FrozenBackbone, VisualEncoder):
         side = c["image_size"] // c["patch_size"]
         if not (1 <= grid <= side and side % grid == 0):
             raise UserError(f"vitvqgan grid must divide the {side}×{side} code map, got {grid}.")
-        self.rate = float(rate)
-        self.decode_fps = self.rate if decode_fps is None else float(decode_fps)
-        self.frame_size = (c["image_size"], c["image_size"])
+        self._sample(rate, decode_fps, c["image_size"], max(1, int(batch_size)))
         self.grid = int(grid)
-        self.batch_size = max(1, int(batch_size))
         self.path = path
         self.random_init = bool(random_init)
         self.net = ViTVQEncoder(c)
@@ -226,12 +222,8 @@ class VitVqganEncoder(FrozenBackbone, VisualEncoder):
     @torch.no_grad()
     def frame_codes(self, frames: np.ndarray) -> Tensor:
         """uint8 RGB ``[N, H, W, 3]`` → code ids ``[N, side, side]`` in ``[0, vocab_size)``."""
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
-        size = self.frame_size[1]
-        if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         side = int(math.isqrt(self.codes_per_frame))
-        return self.net.codes(x).view(-1, side, side)
+        return self.net.codes(self.pixels(frames)).view(-1, side, side)
 
     @torch.no_grad()
     def embed_frames(self, frames: np.ndarray) -> np.ndarray:
@@ -240,6 +232,3 @@ class VitVqganEncoder(FrozenBackbone, VisualEncoder):
         emb = self.net.codebook()[codes].permute(0, 3, 1, 2)  # [N, e, s, s]
         pooled = F.adaptive_avg_pool2d(emb, self.grid)  # [N, e, g, g]
         return pooled.permute(0, 2, 3, 1).reshape(len(frames), -1).numpy()  # cell-major, e inner
-
-    def begin(self, duration: float) -> EncoderState:
-        return BatchedFrameMeanState(self, duration)
