@@ -53,6 +53,9 @@ class DecoderCache:
     cross: list[tuple[Tensor, Tensor]] | None
     cross_mask: Tensor | None
     memory_pos: Tensor | None = None  # [B, S] the memory's positions on the conditioning clock (< 0: untimed)
+    # the self-attention bias of a key d positions before its query, at [:, max_len - 1 - d] ([H, max_len]):
+    # a one-query step reads its row as a slice instead of bucketing every key again
+    self_bias: Tensor | None = None
 
     @property
     def length(self) -> int:

@@ -258,7 +258,9 @@ class Decoder(nn.Module):
         caches = [KVCache(batch, self.cfg.heads, max_len, hd, p.dtype, p.device) for _ in self.layers]
         cross = self.cross_kv(memory) if (self.cross and memory is not None) else None
         cross_mask = padding_mask_to_additive(memory_valid, p.dtype) if memory_valid is not None else None
-        return DecoderCache(caches, cross, cross_mask, memory_pos)
+        distance = torch.arange(max_len - 1, -1, -1, device=p.device)  # column j: a key max_len-1-j back
+        self_bias = self.bias(distance.new_zeros(1), -distance)[0, :, 0].to(p.dtype)  # [H, max_len]
+        return DecoderCache(caches, cross, cross_mask, memory_pos, self_bias)
 
     def self_mask(self, q_start: int, q_len: int, k_len: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         """Relative bias plus the causal mask for queries ``q_start..q_start+q_len-1`` over keys ``0..k_len-1``."""
@@ -277,11 +279,13 @@ class Decoder(nn.Module):
         input_pos: int = 0,
         memory_pos: Tensor | None = None,
         query_pos: Tensor | None = None,
+        time_mask: Tensor | None = None,
     ) -> Tensor:
         """``x [B, L, D]`` -> ``[B, L, D]``. Without a cache ``input_pos`` must be 0.
 
         ``memory_pos [B, S]`` (or the cache's) and ``query_pos [L]`` (this call's queries, on the same clock)
-        switch on the time-aligned cross-attention bias."""
+        switch on the time-aligned cross-attention bias; ``time_mask`` is that bias already computed
+        (:meth:`cross_time_mask`), for callers that compute it for many steps at once."""
         L = x.shape[1]
         if cache is None:
             if input_pos != 0:
@@ -290,11 +294,16 @@ class Decoder(nn.Module):
             cross = self.cross_kv(memory) if (self.cross and memory is not None) else None
             cross_mask = padding_mask_to_additive(memory_valid, x.dtype)
         else:
-            mask = self.self_mask(input_pos, L, input_pos + L, x.device, x.dtype)
+            if L == 1 and cache.self_bias is not None:  # one query sees every key so far: no causal mask
+                n = cache.self_bias.shape[1]
+                mask = cache.self_bias[None, :, None, n - 1 - input_pos:].to(x.dtype)
+            else:
+                mask = self.self_mask(input_pos, L, input_pos + L, x.device, x.dtype)
             cross, cross_mask, memory_pos = cache.cross, cache.cross_mask, cache.memory_pos
         if self.cross and cross is None:
             raise ValueError("this decoder attends to encoder memory; pass memory or a cache built with it")
-        time_mask = self.cross_time_mask(query_pos, memory_pos, x.dtype)
+        if time_mask is None:
+            time_mask = self.cross_time_mask(query_pos, memory_pos, x.dtype)
         if time_mask is not None:
             cross_mask = time_mask if cross_mask is None else time_mask + cross_mask
         for i, layer in enumerate(self.layers):

@@ -228,10 +228,12 @@ class TokenLM(nn.Module):
 
         out = torch.zeros(batch, num_tokens, dtype=torch.long, device=device)
         x, pos = ids, 0
+        times = _TimeMasks(self, cache, total, p_len, device) if use_cache else None
         for i in range(num_tokens // k):
             if use_cache:
                 h = self.decoder(self.embed_ids(x, step_in, pos), cache=cache, input_pos=pos,
-                                 query_pos=self.query_positions(pos, x.shape[1], p_len, device))
+                                 query_pos=self.query_positions(pos, x.shape[1], p_len, device),
+                                 time_mask=times.at(pos) if x.shape[1] == 1 else None)
                 pos += x.shape[1]
             else:
                 h = self.decoder(self.embed_ids(x, step_in), memory, mem_valid, memory_pos=mem_pos,
@@ -252,3 +254,26 @@ class TokenLM(nn.Module):
             if progress is not None:
                 progress((i + 1) * k, num_tokens)
         return out
+
+
+class _TimeMasks:
+    """The cross-attention time bias of one-query decoder steps, computed for ``CHUNK`` positions at a time
+    (one bucketing of the memory's positions per chunk instead of one per step)."""
+
+    CHUNK = 64
+
+    def __init__(self, lm: TokenLM, cache, total: int, prefix_len: int, device: torch.device):
+        self.lm, self.cache, self.total, self.prefix_len, self.device = lm, cache, total, prefix_len, device
+        self.start, self.rows = 0, None
+        self.on = (cache is not None and cache.memory_pos is not None and lm.decoder.cross_bias is not None
+                   and lm.query_positions(0, 1, prefix_len, device) is not None)
+
+    def at(self, pos: int) -> Tensor | None:
+        """The bias of the query at decoder position ``pos``: ``[B, H, 1, S]`` (None: the decoder works it out)."""
+        if not self.on:
+            return None
+        if self.rows is None or pos >= self.start + self.rows.shape[2]:
+            self.start = pos
+            q = self.lm.query_positions(pos, min(self.CHUNK, self.total - pos), self.prefix_len, self.device)
+            self.rows = self.lm.decoder.cross_time_mask(q, self.cache.memory_pos, self.cache.self_bias.dtype)
+        return self.rows[:, :, pos - self.start: pos - self.start + 1]
