@@ -1,8 +1,8 @@
 """Generation beyond one window: the plan of windows over the whole video, each after the first prompted with
-the tail of the one before (AudioLM-style continuation), time <-> index conversion for the feature streams,
-progress counted over the whole sweep, and the seeds of best-of-N candidates. The sweeps that run
-each stage over the whole length with a :class:`v2meow.pipeline.V2Meow`, the chunked codec decode, and the checks of
-``--start`` / ``--seconds``.
+the tail of the one before (AudioLM-style continuation), time <-> index conversion for the feature streams
+(through :mod:`v2meow.timebase`, as everywhere), progress counted over the whole sweep, and the seeds of best-of-N
+candidates. The sweeps that run each stage over the whole length with a :class:`v2meow.pipeline.V2Meow`, the
+chunked codec decode, and the checks of ``--start`` / ``--seconds``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from v2meow.errors import UserError
+from v2meow.timebase import index_at, units_in
 
 SECONDS_SLACK = 0.05  # --seconds may exceed the video's length by this much (a length read off a player, rounded)
 MAX_CANDIDATES = 16  # soundtracks sampled together for best-of-N (memory grows with each)
@@ -70,8 +71,8 @@ def window_features(encoders: list, feats: dict[str, Tensor], names: list[str], 
     out = {}
     for e in encoders:
         if e.name in names:
-            a = int(math.floor(t0 * e.rate + 1e-6))
-            b = max(a + 1, int(math.ceil(t1 * e.rate - 1e-6)))
+            a = index_at(t0, e.rate)
+            b = max(a + 1, units_in(t1, e.rate))
             rows = feats[e.name][a:b]
             if rows.shape[0] < b - a:  # the last window may run past the features by a rounding step
                 pad = rows[-1:].expand(b - a - rows.shape[0], -1)
@@ -83,7 +84,7 @@ def window_features(encoders: list, feats: dict[str, Tensor], names: list[str], 
 def sweep_semantic(model, feats, seconds, joint, guidance, gens, progress) -> Tensor:
     """Semantic tokens ``[B, T_s]``, one row per generator in ``gens`` (the candidates, in one batch)."""
     rate = model.cfg.semantic.token_rate
-    total = math.ceil(seconds * rate)
+    total = units_in(seconds, rate)
     windows = plan_windows(total, model.cfg.semantic.window_tokens, prompt_units(model.cfg, rate))
     names = [s.name for s in model.cfg.semantic.streams]
     rows = len(gens)
@@ -104,7 +105,7 @@ def sweep_semantic(model, feats, seconds, joint, guidance, gens, progress) -> Te
 def sweep_coarse(model, feats, semantic, seconds, gens, progress) -> Tensor:
     """Coarse codes ``[B, N_c, T_a]`` for ``semantic [B, T_s]``, one row per generator in ``gens``."""
     rate, s_rate = model.cfg.coarse.frame_rate, model.cfg.semantic.token_rate
-    total = math.ceil(seconds * rate)
+    total = units_in(seconds, rate)
     windows = plan_windows(total, model.cfg.coarse.window_frames, prompt_units(model.cfg, rate))
     names = [s.name for s in model.cfg.coarse.streams]
     rows = len(gens)
@@ -112,8 +113,8 @@ def sweep_coarse(model, feats, semantic, seconds, gens, progress) -> Tensor:
     steps_total, done = total * model.cfg.coarse.levels, 0
     for a, pe, b in windows:
         t0, t1 = a / rate, b / rate
-        sa = int(math.floor(t0 * s_rate + 1e-6))
-        sb = min(semantic.shape[1], max(sa + 1, int(math.ceil(t1 * s_rate - 1e-6))))
+        sa = index_at(t0, s_rate)
+        sb = min(semantic.shape[1], max(sa + 1, units_in(t1, s_rate)))
         codes = model.coarse.generate(
             semantic[:, sa:sb], b - pe, features=_rows(window_features(model.encoders, feats, names, t0, t1), rows),
             prompt_codes=out[:, :, a:pe] if pe > a else None, generator=gens,

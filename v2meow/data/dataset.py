@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from v2meow.data.shards import ShardReader
+from v2meow.timebase import index_at, units_in
 
 STAGE_CROP_SECONDS = {"semantic": 10.0, "coarse": 10.0, "fine": 3.0}
 
@@ -123,8 +124,8 @@ class CropDataset(Dataset):
 
 
 def _rows(t0: float, t1: float, rate: float) -> tuple[int, int]:
-    a = int(round(t0 * rate))
-    return a, max(a + 1, int(math.ceil(t1 * rate - 1e-6)))
+    a = index_at(t0, rate)
+    return a, max(a + 1, units_in(t1, rate))
 
 
 def _pad_stack(xs: list[Tensor], dim: int) -> tuple[Tensor, Tensor]:

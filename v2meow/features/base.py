@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from v2meow.errors import UserError
+from v2meow.timebase import units_in
 
 
 class EncoderState:
@@ -75,7 +76,7 @@ class VisualEncoder:
 
     def num_frames(self, duration: float) -> int:
         """Number of feature frames for ``duration`` seconds: one per started window, at least one."""
-        return max(1, math.ceil(duration * self.rate - 1e-6))
+        return max(1, units_in(duration, self.rate))
 
     def begin(self, duration: float) -> EncoderState:
         """Start encoding a segment of ``duration`` seconds (subclasses return their own state)."""

@@ -23,7 +23,6 @@ clock's beats (each turn of θ where ``s`` is high) meet the true beats of the p
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from v2meow.features.motion import (
     _uniform_grid,
 )
 from v2meow.features.registry import register
+from v2meow.timebase import units_in
 
 _DIM = 4
 
@@ -75,7 +75,7 @@ def novelty_curve(t: np.ndarray, dt: np.ndarray, e: np.ndarray, b: np.ndarray,
     """Per-pair ``E`` and ``B`` at times ``t`` → on a uniform grid: the novelty (the weighted rise of the energy),
     the pulse (the weighted energy itself, whose phase the clock follows), their rate fs, and the gridded [E, B]."""
     fs = float(np.clip(1.0 / max(float(np.median(dt)), 1e-3), 4.0, _MAX_FPS))
-    m = max(1, int(math.ceil(duration * fs - 1e-6)))
+    m = max(1, units_in(duration, fs))
     grid = _uniform_grid(t, np.stack([e, b], axis=1), fs, m)
     energy = _compress(grid[:, 0], _E_SCALE) + _compress(np.abs(grid[:, 1]), _E_SCALE)
     weight = 1.0 + np.tanh(_compress(grid[:, 1], _E_SCALE))  # the brightening is the beat, not the fade back

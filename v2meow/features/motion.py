@@ -52,6 +52,7 @@ import numpy as np
 from v2meow.features.base import EncoderState, VisualEncoder, fill_empty_windows, finite_float32, window_index
 from v2meow.features.filters import gaussian_smooth, running_max
 from v2meow.features.registry import register
+from v2meow.timebase import units_in
 
 _DIM = 38
 _GRID = 4
@@ -313,7 +314,7 @@ def _features(sig: dict[str, np.ndarray], rate: float, T: int, duration: float, 
 
     # Context features on a uniform grid at the video's own frame rate.
     fs = float(np.clip(1.0 / max(float(np.median(dt)), 1e-3), 4.0, _MAX_FPS))
-    m = max(1, int(math.ceil(duration * fs - 1e-6)))
+    m = max(1, units_in(duration, fs))
     channels = np.stack([sig["E"], sig["B"], sig["dx"], sig["dy"]], axis=1)
     # Light smoothing (about one frame): events one frame apart still correlate, so a flash every 12.5
     # frames is periodic at 12.5 and not only at 25 frames; it also stops pixel-step jitter making onsets.

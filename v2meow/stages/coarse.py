@@ -17,7 +17,6 @@ cross-attention over the whole window did not learn to use).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -29,6 +28,7 @@ from v2meow.modules.adaptors import StreamSpec
 from v2meow.modules.transformer import TransformerConfig
 from v2meow.sampling import Generators, SamplingConfig
 from v2meow.stages.base import ProgressFn, TokenLM
+from v2meow.timebase import units_in
 from v2meow.tokenizers.patterns import DelayPattern, FlatPattern
 
 VARIANTS = ("encdec", "decoder")
@@ -92,11 +92,11 @@ class CoarseStageConfig(Config):
 
     @property
     def window_frames(self) -> int:
-        return math.ceil(self.window_seconds * self.frame_rate)
+        return units_in(self.window_seconds, self.frame_rate)
 
     @property
     def window_semantic(self) -> int:
-        return math.ceil(self.window_seconds * self.semantic_rate)
+        return units_in(self.window_seconds, self.semantic_rate)
 
 
 class CoarseStage(nn.Module):

@@ -6,7 +6,6 @@ preset; docs/embedded-model.md has the measurement)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +16,7 @@ from v2meow.generation import plan_windows
 from v2meow.modules.transformer import TransformerConfig
 from v2meow.sampling import Generators, SamplingConfig
 from v2meow.stages.base import ProgressFn, TokenLM
+from v2meow.timebase import units_in
 from v2meow.tokenizers.patterns import FlatPattern
 
 
@@ -43,7 +43,7 @@ class FineStageConfig(Config):
 
     @property
     def window_frames(self) -> int:
-        return math.ceil(self.window_seconds * self.frame_rate)
+        return units_in(self.window_seconds, self.frame_rate)
 
 
 class FineStage(nn.Module):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -13,6 +12,7 @@ from v2meow.modules.adaptors import StreamSpec
 from v2meow.modules.transformer import TransformerConfig
 from v2meow.sampling import Generators, SamplingConfig
 from v2meow.stages.base import ProgressFn, TokenLM
+from v2meow.timebase import units_in
 
 
 def condition_streams(batch: dict, valid_key: str = "features_valid") -> tuple[dict, dict | None]:
@@ -52,7 +52,7 @@ class SemanticStageConfig(Config):
 
     @property
     def window_tokens(self) -> int:
-        return math.ceil(self.window_seconds * self.token_rate)
+        return units_in(self.window_seconds, self.token_rate)
 
 
 class SemanticStage(nn.Module):
