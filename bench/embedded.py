@@ -1,0 +1,115 @@
+"""The embedded preset end to end: seconds per part for 10 s of music, and stage 2's decoder against the memory
+bandwidth limit.
+
+Anchor: this machine's memory copy bandwidth, measured in the same process (best of five copies of 256 MB).
+A decoder step must read every weight of the decoder once, so ``bandwidth / weight bytes`` is the most steps a
+second the machine could run; the result is the measured steps/s as a share of that bound, and each part's time
+as a share of the whole. The model is the shipped one when the package has it, else the preset with random
+weights of the shipped size (the same work per step).
+
+    python -m bench.embedded [--seconds 10] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+
+def copy_bandwidth(mb: int = 256, repeats: int = 5) -> float:
+    """Bytes a second of one tensor copy (read + write counted once each)."""
+    src = torch.ones(mb * 2**20 // 4)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t)
+    return 2 * src.numel() * 4 / best
+
+
+def decoder_bytes(lm) -> int:
+    """Bytes of the weights one decoder step reads: decoder layers, embeddings rows are not counted, the head is."""
+    parts = [lm.decoder, lm.head] + ([lm.step_proj] if getattr(lm, "step_proj", None) is not None else [])
+    return sum(p.numel() * p.element_size() for m in parts for p in m.parameters())
+
+
+def test_video(path: str, seconds: float) -> str:
+    """A video with steady motion (a bar sweeping at 2 Hz) and a silent track, written with the package's writer."""
+    from v2meow.io.mux import write_video
+
+    fps, h, w, sr = 25, 72, 128, 16000
+    frames = np.zeros((int(seconds * fps), h, w, 3), dtype=np.uint8)
+    for i in range(len(frames)):
+        x = int((i / fps * 2 % 1) * w)
+        frames[i, :, max(0, x - 8): x + 8] = 255
+    write_video(path, frames, (w, h), fps, np.zeros((1, int(seconds * sr)), dtype=np.float32), sr, crf=23)
+    return path
+
+
+def timed_generate(model, video: str, seconds: float) -> dict[str, float]:
+    """Seconds from the start of ``generate`` to the last progress call of each part, made differences."""
+    marks: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        marks[stage] = time.perf_counter() - t0
+
+    model.generate(video, seconds=seconds, seed=0, progress=progress)
+    total = time.perf_counter() - t0
+    out, last = {}, 0.0
+    for stage, t in sorted(marks.items(), key=lambda kv: kv[1]):
+        out[stage] = t - last
+        last = t
+    out["loudness and the rest"] = total - last
+    out["total"] = total
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from importlib import resources
+
+    from v2meow.pipeline import V2Meow
+    from v2meow.timebase import units_in
+
+    shipped = resources.files("v2meow") / "assets" / "embedded"
+    t = time.perf_counter()
+    if (shipped / "config.json").is_file():
+        model, what = V2Meow.from_pretrained(str(shipped)), "shipped embedded model"
+    else:
+        model, what = V2Meow.from_preset("embedded", seed=0), "embedded preset, random stages"
+    load = time.perf_counter() - t
+    bw = copy_bandwidth()
+    with tempfile.TemporaryDirectory() as tmp:
+        video = test_video(os.path.join(tmp, "bar.mp4"), args.seconds)
+        model.generate(video, seconds=1.0, seed=0)  # warm-up: first-call allocations and lazy imports
+        parts = timed_generate(model, video, args.seconds)
+    print(f"{what}, {args.seconds:g} s of music, {args.threads} thread(s); model load {load:.2f} s")
+    print(f"{'part':<24} {'seconds':>8} {'share':>7} {'x real time':>12}")
+    for name, s in parts.items():
+        print(f"{name:<24} {s:>8.2f} {s / parts['total']:>6.0%} {s / args.seconds:>12.3f}")
+    lm = model.coarse.lm
+    pattern = model.coarse.pattern
+    steps = pattern.num_tokens(units_in(args.seconds, model.cfg.coarse.frame_rate)) // pattern.tokens_per_step
+    nbytes = decoder_bytes(lm)
+    bound = bw / nbytes
+    print(f"copy bandwidth {bw / 1e9:.1f} GB/s; stage 2 decoder reads {nbytes / 1e6:.1f} MB a step: "
+          f"at most {bound:.0f} steps/s")
+    if "coarse" in parts:
+        rate = steps / parts["coarse"]
+        print(f"stage 2: {steps} steps, {rate:.0f} steps/s = {rate / bound:.0%} of the bandwidth bound")
+
+
+if __name__ == "__main__":
+    main()
