@@ -190,3 +190,25 @@ def test_plot_without_matplotlib_exits_2(video, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2 and "matplotlib" in err and err.strip().count("\n") == 0
     assert os.listdir(tmp_path) == []
+
+
+def test_a_model_directory_sets_its_own_number_of_candidates(tmp_path, video):
+    import json
+
+    from v2meow.errors import ConfigError
+
+    m = V2Meow.from_preset("debug", seed=0)
+    m.cfg.generation.candidates = 3
+    path = m.save_pretrained(tmp_path / "m")
+    loaded = V2Meow.from_pretrained(str(path))
+    assert len(loaded.generate(video, seconds=1.0, seed=1).scores) == 3  # the directory's default
+    assert loaded.generate(video, seconds=1.0, seed=1, candidates=1).scores == []  # the caller's choice wins
+    cfg_file = path / "config.json"
+    doc = json.loads(cfg_file.read_text())
+    del doc["config"]["generation"]["candidates"]  # a directory written before the setting existed
+    cfg_file.write_text(json.dumps(doc))
+    assert V2Meow.from_pretrained(str(path)).cfg.generation.candidates == 1
+    doc["config"]["generation"]["candidates"] = 0
+    cfg_file.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError, match="candidates"):
+        V2Meow.from_pretrained(str(path))

@@ -80,9 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="length to write (default: the video's length, or the rest of it after --start)")
     g.add_argument("--start", type=_finite_float, default=0.0,
                    help="score the stretch of the video from this many seconds in (default: 0)")
-    g.add_argument("--candidates", type=int, default=1,
+    g.add_argument("--candidates", type=int, default=None,
                    help="generate N soundtracks in one batch and keep the one whose onsets best meet the video's "
-                        "visual beats (+ its similarity to --prompt); candidate i uses seed SEED+i (default: 1)")
+                        "visual beats (+ its similarity to --prompt); candidate i uses seed SEED+i "
+                        "(default: the model's own)")
     g.add_argument("--plot", action="store_true",
                    help="also write OUTPUT's stem + .png: the music's spectrogram with its onsets and beats above "
                         "the video's motion curve and visual beats, titled with the alignment score")
@@ -146,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-videos", type=int, default=None)
     v.add_argument("--seed", type=_seed, default=0)
     v.add_argument("--guidance", type=_finite_float, default=1.0)
-    v.add_argument("--candidates", type=int, default=1,
-                   help="score each video's best of N soundtracks by its beats, as generate --candidates N")
+    v.add_argument("--candidates", type=int, default=None,
+                   help="score each video's best of N soundtracks by its beats, as generate --candidates N "
+                        "(default: the model's)")
     v.add_argument("--fad-backend", default="semantic", choices=["semantic", "codec", "vggish"],
                    help="FAD embedding (default: the shipped semantic encoder); the codec encoder's is reported too")
     v.add_argument("--vggish-weights", default=None, help="VGGish weights (safetensors) for --fad-backend vggish")

@@ -16,6 +16,7 @@ import yaml
 from v2meow.configbase import Config, check
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import EncoderConfig, expand_encoder_configs
+from v2meow.generation import MAX_CANDIDATES
 from v2meow.modules.adaptors import StreamSpec
 from v2meow.stages.coarse import CoarseStageConfig
 from v2meow.stages.fine import FineStageConfig
@@ -98,12 +99,17 @@ class GenerationConfig(Config):
     # The soundtrack's integrated loudness (ITU-R BS.1770, LUFS), by one gain that never takes a sample past
     # -1 dBFS: the stages' own level follows their training music loosely. 0 keeps the level they make.
     loudness_lufs: float = -16.0
+    # Soundtracks sampled together per call, the one whose onsets best meet the video's visual beats kept
+    # (best of N; `generate --candidates` overrides it). A trained model sets its own, chosen by measurement.
+    candidates: int = 1
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")
         check(self.fine_prompt_seconds >= 0, f"fine_prompt_seconds must be >= 0, got {self.fine_prompt_seconds}.")
         check(0 < self.max_seconds <= 24 * 3600, f"max_seconds must be in (0, 86400], got {self.max_seconds}.")
         check(self.decode_chunk_seconds > 0 and self.decode_margin_seconds >= 0, "decode chunk sizes must be > 0.")
+        check(1 <= self.candidates <= MAX_CANDIDATES,
+              f"candidates must be in 1..{MAX_CANDIDATES}, got {self.candidates}.")
         check(loudness_ok(self.loudness_lufs),
               f"loudness_lufs must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 (off), got {self.loudness_lufs}.")
 

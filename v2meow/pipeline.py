@@ -275,7 +275,7 @@ class V2Meow(nn.Module):
         guidance: float = 1.0,
         progress: ProgressCallback | None = None,
         start: float = 0.0,
-        candidates: int = 1,
+        candidates: int | None = None,
         score: bool | None = None,
         loudness: float | None = None,
     ) -> Soundtrack:
@@ -290,11 +290,12 @@ class V2Meow(nn.Module):
         ``progress(stage, done, total)`` is called as each of ``features``, ``semantic``, ``coarse``, ``fine``
         and ``decode`` advances (:mod:`v2meow.progress` makes one fraction of the whole job of them).
 
-        Best of N: the stages sample ``candidates`` soundtracks as one batch, candidate ``i`` drawing from its
-        own generator seeded ``seed + i`` (:func:`v2meow.generation.candidate_seeds`; a random ``seed`` when
-        None), so ``generate(..., seed=seed + i)`` alone makes candidate ``i`` again. Each is scored by how its
-        onsets meet the video's visual beats, plus its joint-space similarity to the prompt when the model's
-        joint model has an audio side (:mod:`v2meow.metrics.alignment`), and the best is returned with every
+        Best of N: the stages sample ``candidates`` (default: ``generation.candidates``) soundtracks as one
+        batch, candidate ``i`` drawing from its own generator seeded ``seed + i``
+        (:func:`v2meow.generation.candidate_seeds`; a random ``seed`` when None), so
+        ``generate(..., seed=seed + i)`` alone makes candidate ``i`` again. Each is scored by how its onsets
+        meet the video's visual beats, plus its joint-space similarity to the prompt when the model's joint
+        model has an audio side (:mod:`v2meow.metrics.alignment`), and the best is returned with every
         candidate's score in ``Soundtrack.scores``. ``score`` (default: when ``candidates > 1``) scores anyway.
 
         Each soundtrack is brought to ``loudness`` LUFS (default: ``generation.loudness_lufs``; 0 keeps the
@@ -308,7 +309,7 @@ class V2Meow(nn.Module):
             raise UserError(f"--guidance must be in (0, 20], got {guidance}.")
         loudness = self.cfg.generation.loudness_lufs if loudness is None else loudness
         check_loudness(loudness)
-        seeds = candidate_seeds(seed, candidates)
+        seeds = candidate_seeds(seed, self.cfg.generation.candidates if candidates is None else candidates)
         gens = [make_generator(s) for s in seeds]  # one per candidate: row i samples as seed + i alone would
 
         def report(stage: str) -> Callable[[int, int], None] | None:

@@ -74,7 +74,7 @@ def write_soundtrack(
     seed: int | None = None,
     guidance: float = 1.0,
     start: float = 0.0,
-    candidates: int = 1,
+    candidates: int | None = None,
     loudness: float | None = None,
     plot_path: str | None = None,
     progress: ProgressCallback | None = None,

@@ -87,7 +87,7 @@ class WebScorer:
 
     def __call__(self, video: str | None, prompt: str | None = None, seconds: float | None = None,
                  start: float | None = None, seed: float | None = None, guidance: float | None = 1.0,
-                 candidates: float | None = 1, progress: Progress | None = None) -> Result:
+                 candidates: float | None = None, progress: Progress | None = None) -> Result:
         from v2meow.io.video import probe
         from v2meow.soundtrack import write_soundtrack
 
@@ -144,7 +144,7 @@ class WebScorer:
         guidance = 1.0 if guidance is None else float(guidance)
         if not (math.isfinite(guidance) and 0 < guidance <= MAX_GUIDANCE):
             raise UserError(f"Guidance must be in (0, {MAX_GUIDANCE:g}], got {guidance:g}.")
-        candidates = 1 if candidates is None else candidates
+        candidates = self.model.cfg.generation.candidates if candidates is None else candidates
         if not (float(candidates).is_integer() and 1 <= candidates <= self.limits.max_candidates):
             raise UserError(f"Candidates must be a whole number from 1 to {self.limits.max_candidates}, "
                             f"got {candidates:g}.")
@@ -260,7 +260,8 @@ def build_app(scorer: WebScorer, max_queue: int = DEFAULT_MAX_QUEUE, concurrency
                                      elem_id="v2meow-seed")
                     guidance = gr.Slider(1.0, MAX_GUIDANCE, value=1.0, step=0.5,
                                          label="Prompt guidance (1: off)", elem_id="v2meow-guidance")
-                    candidates = gr.Slider(1, limits.max_candidates, value=1, step=1,
+                    candidates = gr.Slider(1, limits.max_candidates, step=1,
+                                           value=min(limits.max_candidates, scorer.model.cfg.generation.candidates),
                                            label="Candidates (keep the one that best meets the visual beats)",
                                            elem_id="v2meow-candidates")
                 button = gr.Button("Write a soundtrack", variant="primary", elem_id="v2meow-generate")

@@ -55,7 +55,7 @@ class EvalOptions:
     seed: int = 0
     max_videos: int | None = None
     guidance: float = 1.0
-    candidates: int = 1  # best of N by the video's beats, as `generate --candidates N`
+    candidates: int | None = None  # best of N by the video's beats, as `generate --candidates N` (None: the model's)
     fad_backend: str = "semantic"  # "semantic" or "codec" (offline), or "vggish" (needs vggish_weights)
     fad_also: tuple[str, ...] = ("codec",)  # further backends, each its own column fad_<name>
     vggish_weights: str | None = None
@@ -160,8 +160,10 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
     opts = opts or EvalOptions()
     if opts.seconds <= 0 or opts.generations < 1:
         raise UserError("--seconds must be > 0 and --generations at least 1.")
-    candidate_seeds(opts.seed, opts.candidates)  # checks --candidates before any work
+    if opts.candidates is not None:
+        candidate_seeds(opts.seed, opts.candidates)  # checks --candidates before any work
     model = V2Meow.from_pretrained(model_path)
+    candidates = model.cfg.generation.candidates if opts.candidates is None else opts.candidates
     sr = model.sample_rate
     root = Path(videos_dir)
     clips, skipped = [], []
@@ -250,8 +252,8 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
                 + ("; mcc_text: generated audio vs prompt" if any(prompts) else "")
                 if semantic_backends else f"not computed: {joint_source}"),
         "no_video": "the same model given a black, still video of the same length",
-        "candidates": (f"each generation is the best of {opts.candidates} by the video's beats (generate --candidates)"
-                       if opts.candidates > 1 else "one soundtrack per generation"),
+        "candidates": (f"each generation is the best of {candidates} by the video's beats (generate --candidates)"
+                       if candidates > 1 else "one soundtrack per generation"),
         "codec_round_trip": "each reference encoded and decoded by the model's codec, all its levels",
         "skipped": skipped,
         "videos": [rel for rel, _ in clips],
