@@ -26,7 +26,7 @@ test: lint
 
 demo: setup
 	mkdir -p $(DEMO_OUT)
-	$(BIN)/v2meow generate "$$($(BIN)/python scripts/sample_video.py)" -o $(DEMO_OUT)/sample_scored.mp4 --model debug --seed 0
+	$(BIN)/v2meow generate "$$($(BIN)/python scripts/sample_video.py)" -o $(DEMO_OUT)/sample_scored.mp4 --seed 0
 	@echo "wrote $(DEMO_OUT)/sample_scored.mp4"
 
 bench: setup

@@ -187,11 +187,12 @@ def markdown(results: dict) -> str:
     if ev_t and ev_u:
         out += ["| system | FAD (semantic encoder) | FAD (codec encoder) | KLD (tags) | MCC | BCS 10 s | BHS 10 s | "
                 "F1 10 s | beat F (±70 ms) | beat F, other videos |", "|---|---|---|---|---|---|---|---|---|---|"]
-        best = sorted(k for k in results if k.startswith("evaluate_trained_best"))
-        rows = [("trained stages", ev_t["v2meow"])]
-        rows += [(f"trained stages, best of {k.removeprefix('evaluate_trained_best')}", results[k]["v2meow"])
-                 for k in best]
-        rows += [("untrained stages", ev_u["v2meow"]),
+        rows = []
+        for name in ("trained", "untrained"):
+            rows.append((f"{name} stages", results[f"evaluate_{name}"]["v2meow"]))
+            rows += [(f"{name} stages, best of {k.removeprefix(f'evaluate_{name}_best')}", results[k]["v2meow"])
+                     for k in sorted(results) if k.startswith(f"evaluate_{name}_best")]
+        rows += [
                 ("trained stages, black video", ev_t["no_video"]), ("codec round trip", ev_t["codec_round_trip"]),
                 ("random shuffle", ev_t["random_shuffle"]), ("ground truth", ev_t["ground_truth"])]
         for name, r in rows:
@@ -221,9 +222,14 @@ def markdown(results: dict) -> str:
                        f"{r['flatness']:.4f} |")
         out.append("")
     if "prompts" in results:
-        out += ["| prompt | MCC with the prompt | MCC without | paired gain |", "|---|---|---|---|"]
-        for prompt, r in results["prompts"].items():
-            out.append(f"| {prompt} | {r['mcc_with']:.3f} | {r['mcc_without']:.3f} | {r['paired_gain']:+.3f} |")
+        out += ["| model | prompt | MCC with the prompt | MCC without | paired gain |", "|---|---|---|---|---|"]
+        by_model = results["prompts"]
+        if any("mcc_with" in r for r in by_model.values()):  # an earlier run's layout: the trained model only
+            by_model = {"trained": by_model}
+        for name, rows in by_model.items():
+            for prompt, r in rows.items():
+                out.append(f"| {name} | {prompt} | {r['mcc_with']:.3f} | {r['mcc_without']:.3f} | "
+                           f"{r['paired_gain']:+.3f} |")
         out.append("")
     if "descriptors" in results:
         out += ["| music | tonal clarity | pulse clarity | spectral flatness |", "|---|---|---|---|"]
@@ -288,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if "evaluate" not in skip:
         scored = [(name, path, 1) for name, path in runs.items()]
-        if args.candidates > 1 and "trained" in runs:
-            scored.append((f"trained_best{args.candidates}", runs["trained"], args.candidates))
+        if args.candidates > 1:  # generate --candidates N, for both: the selection alone must not pass the gate
+            scored += [(f"{name}_best{args.candidates}", path, args.candidates) for name, path in runs.items()]
         for name, path, n in scored:
             t0 = time.time()
             rep = evaluate(path, str(videos), str(out / f"evaluate_{name}"),
@@ -322,8 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         vids = make_videos(args.seconds + 2.0)
         results.setdefault("rhythm", {})
         scored = [(name, path, 1) for name, path in runs.items()]
-        if args.candidates > 1 and "trained" in runs:  # generate --candidates N: the best of N by the visual beats
-            scored.append((f"trained, best of {args.candidates}", models["trained"], args.candidates))
+        if args.candidates > 1:  # generate --candidates N: the best of N by the visual beats
+            scored += [(f"{name}, best of {args.candidates}", path, args.candidates) for name, path in runs.items()]
         for name, path, n in scored:
             r = score_model(V2Meow.from_pretrained(path), vids, args.seconds, seeds=1, candidates=n)
             results["rhythm"][name] = {k: v for k, v in r.items() if k != "clips"}
@@ -364,25 +370,28 @@ def main(argv: list[str] | None = None) -> int:
         results["fad_sanity"] = fad_sanity(videos, args.seconds)
         (out / "results.json").write_text(json.dumps(results, indent=1))
 
-    if "trained" not in runs:
-        skip |= {"prompts", "speed"}
-    if "prompts" not in skip:
-        model = V2Meow.from_pretrained(models["trained"])
-        vids = sorted(videos.glob("*.mp4"))[:6]
-        rows = {}
-        for prompt in PROMPTS:
-            t = model.text.embed_text([prompt])[0]
-            with_p, without = [], []
-            for i, v in enumerate(vids):
-                for use, acc in ((True, with_p), (False, without)):
-                    wav = model.generate(str(v), prompt=prompt if use else None, seconds=args.seconds, seed=i).wav
-                    a = model.text.embed_audio(torch.from_numpy(wav)[None], model.sample_rate)[0]
-                    acc.append(float(torch.nn.functional.cosine_similarity(a, t, dim=0)))
-            rows[prompt] = {"mcc_with": float(np.mean(with_p)), "mcc_without": float(np.mean(without)),
-                            "paired_gain": float(np.mean(np.array(with_p) - np.array(without))),
-                            "videos": len(vids)}
-        results["prompts"] = rows
+    if "prompts" not in skip:  # one soundtrack each (best of N would also pick by the prompt: not the model's doing)
+        results.setdefault("prompts", {})
+        for name, path in runs.items():
+            model = V2Meow.from_pretrained(path)
+            vids = sorted(videos.glob("*.mp4"))[:6]
+            rows = {}
+            for prompt in PROMPTS:
+                t = model.text.embed_text([prompt])[0]
+                with_p, without = [], []
+                for i, v in enumerate(vids):
+                    for use, acc in ((True, with_p), (False, without)):
+                        wav = model.generate(str(v), prompt=prompt if use else None, seconds=args.seconds, seed=i,
+                                             candidates=1).wav
+                        a = model.text.embed_audio(torch.from_numpy(wav)[None], model.sample_rate)[0]
+                        acc.append(float(torch.nn.functional.cosine_similarity(a, t, dim=0)))
+                rows[prompt] = {"mcc_with": float(np.mean(with_p)), "mcc_without": float(np.mean(without)),
+                                "paired_gain": float(np.mean(np.array(with_p) - np.array(without))),
+                                "videos": len(vids)}
+            results["prompts"][name] = rows
         (out / "results.json").write_text(json.dumps(results, indent=1))
+    if "trained" not in runs:
+        skip.add("speed")
 
     if "speed" not in skip:
         video = sorted(videos.glob("*.mp4"))[0]

@@ -5,6 +5,7 @@
     python scripts/train_embedded.py train coarse --minutes 60 --threads 1   # beside it, on the other core
     python scripts/train_embedded.py train coarse --layout delay --minutes 25  # stage 2 in the delay layout
     python scripts/train_embedded.py export --ship           # runs -> runs/embedded/model (+ v2meow/assets/embedded)
+    python scripts/train_embedded.py ship --model DIR        # an exported model's stages -> v2meow/assets/embedded
 
 Everything lives out of git and is rebuilt by these commands: videos in ``data_cache/videos`` (one per corpus track,
 ``v2meow synth-data``, 128x72 at 12 fps: the motion follows the music's beats), the base model (the embedded
@@ -41,9 +42,10 @@ STAGES = {
 }
 
 
-# Sampling written into the exported model, chosen with scripts/sweep_sampling.py on held-out videos
-# (docs/embedded-model.md): stage 1's temperature; stage 2's temperature, top-k and video guidance.
-SAMPLING = {"semantic_temperature": 0.8, "coarse_temperature": 0.95, "coarse_top_k": 0, "video_guidance": 1.0}
+# Sampling written into the exported model, chosen by measurement on held-out videos (docs/embedded-model.md):
+# stage 1's temperature; stage 2's temperature, top-k and video guidance; best of N by the visual beats.
+SAMPLING = {"semantic_temperature": 0.8, "coarse_temperature": 0.95, "coarse_top_k": 0, "video_guidance": 1.0,
+            "candidates": 4}
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -128,18 +130,37 @@ def export(args: argparse.Namespace) -> None:
     runs = {s: str(WORK / run_name(s, args.layout if s == "coarse" else None)) for s in STAGES}
     runs = {s: r for s, r in runs.items() if (Path(r) / "checkpoints").is_dir()}
     out = export_runs(str(WORK / "base"), str(WORK / "model"), runs, fp16=True)
-    model = V2Meow.from_pretrained(out)
+    model = with_sampling(V2Meow.from_pretrained(out))
+    model.save_pretrained(out, dtype=torch.float16)
+    print(f"{out}: stages from {', '.join(runs)}, sampling {SAMPLING}", file=sys.stderr)
+    if args.ship:
+        ship_model(model)
+
+
+def with_sampling(model):
+    """``model`` with :data:`SAMPLING` written into its config."""
     c = model.cfg
     c.semantic.sampling = c.semantic.sampling.replace(temperature=SAMPLING["semantic_temperature"])
     c.coarse.sampling = c.coarse.sampling.replace(temperature=SAMPLING["coarse_temperature"],
                                                   top_k=SAMPLING["coarse_top_k"])
     c.coarse.video_guidance = SAMPLING["video_guidance"]
-    model.save_pretrained(out, dtype=torch.float16)
-    print(f"{out}: stages from {', '.join(runs)}, sampling {SAMPLING}", file=sys.stderr)
-    if args.ship:
-        model.save_pretrained(SHIPPED, dtype=torch.float16, base="embedded")
-        size = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
-        print(f"{SHIPPED}: {size / 1e6:.1f} MB of stages", file=sys.stderr)
+    c.generation.candidates = SAMPLING["candidates"]
+    return model
+
+
+def ship_model(model) -> None:
+    """Write ``model``'s stages (fp16) over the shipped tokenizers and joint model: ``v2meow/assets/embedded``."""
+    import torch
+
+    model.save_pretrained(SHIPPED, dtype=torch.float16, base="embedded")
+    size = sum(p.stat().st_size for p in SHIPPED.glob("*.safetensors"))
+    print(f"{SHIPPED}: {size / 1e6:.1f} MB of stages", file=sys.stderr)
+
+
+def ship(args: argparse.Namespace) -> None:
+    from v2meow.pipeline import V2Meow
+
+    ship_model(with_sampling(V2Meow.from_pretrained(args.model)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,8 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--ship", action="store_true")
     ex.add_argument("--layout", choices=["flat", "delay"], default=None,
                     help="take stage 2 from runs/embedded/coarse_LAYOUT (default: runs/embedded/coarse)")
+    sh = sub.add_parser("ship", help="write an exported model's stages, with SAMPLING, into the package")
+    sh.add_argument("--model", default=str(WORK / "model"))
     args = p.parse_args(argv)
-    {"prepare": prepare, "train": train, "export": export}[args.cmd](args)
+    {"prepare": prepare, "train": train, "export": export, "ship": ship}[args.cmd](args)
     return 0
 
 

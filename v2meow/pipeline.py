@@ -290,13 +290,12 @@ class V2Meow(nn.Module):
         ``progress(stage, done, total)`` is called as each of ``features``, ``semantic``, ``coarse``, ``fine``
         and ``decode`` advances (:mod:`v2meow.progress` makes one fraction of the whole job of them).
 
-        Best of N: the stages sample ``candidates`` (default: ``generation.candidates``) soundtracks as one
-        batch, candidate ``i`` drawing from its own generator seeded ``seed + i``
-        (:func:`v2meow.generation.candidate_seeds`; a random ``seed`` when None), so
-        ``generate(..., seed=seed + i)`` alone makes candidate ``i`` again. Each is scored by how its onsets
-        meet the video's visual beats, plus its joint-space similarity to the prompt when the model's joint
-        model has an audio side (:mod:`v2meow.metrics.alignment`), and the best is returned with every
-        candidate's score in ``Soundtrack.scores``. ``score`` (default: when ``candidates > 1``) scores anyway.
+        Best of N: the stages sample ``candidates`` (default: ``generation.candidates``) soundtracks in one batch,
+        candidate ``i`` drawing from a generator seeded ``seed + i`` (:func:`v2meow.generation.candidate_seeds`),
+        so ``generate(..., seed=seed + i)`` alone makes it again. Each is scored by how its onsets meet the video's
+        visual beats, plus its joint-space similarity to the prompt when the model's joint model has an audio side
+        (:mod:`v2meow.metrics.alignment`); the best is returned with every candidate's score in
+        ``Soundtrack.scores``. ``score`` (default: when ``candidates > 1``) scores anyway.
 
         Each soundtrack is brought to ``loudness`` LUFS (default: ``generation.loudness_lufs``; 0 keeps the
         stages' own level) by one gain that never takes a sample past -1 dBFS (:func:`match_loudness`).

@@ -21,7 +21,7 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov")
 
 
 def model_path(name: str) -> str:
-    """``embedded`` means the model that ships inside the package, once it exists."""
+    """``embedded`` means the model that ships inside the package (``v2meow/assets/embedded``)."""
     if name == "embedded" and not os.path.exists(name):
         from importlib import resources
 
