@@ -5,7 +5,7 @@
   else the peaks of the ``motion`` encoder's novelty at 10 Hz (the rise of frame-difference energy plus flash
   strength, a brightening weighted over a fade). These are the visual beats ``v2meow evaluate`` scores against.
 - The music's onsets (:func:`v2meow.metrics.beats.detect_onsets`, LORIS windows) and tracked beats
-  (:func:`v2meow.metrics.beats.track_beats`).
+  (:func:`v2meow.metrics.beats.track_beats`, only for the plot: tracking costs seconds the pick does not need).
 - The beat score: the F-measure of the music's onsets against the visual beats, ±70 ms
   (:class:`v2meow.metrics.beats.BeatFMeasure`'s ``mir_eval.beat.f_measure``), in [0, 1].
 - With a prompt and a model whose joint music-text model has an audio side, the text score: the cosine
@@ -56,7 +56,7 @@ class CandidateScore:
     text: float | None  # cosine with the prompt in the joint space; None without a prompt or an audio tower
     total: float
     onsets: np.ndarray  # [K] seconds
-    beats: np.ndarray  # [K] seconds (librosa's beat tracker)
+    beats: np.ndarray | None = None  # [K] seconds (librosa's beat tracker), tracked when a plot needs them
 
 
 def video_beats(video: str, duration: float, start: float = 0.0, curve: bool = True) -> VideoBeats:
@@ -130,8 +130,7 @@ def score_candidates(wavs: list[np.ndarray], sample_rate: int, seeds: list[int],
         text = None
         if tower is not None and prompt_embedding is not None:
             text = text_score(tower, wav, sample_rate, prompt_embedding)
-        out.append(CandidateScore(i, int(seed), beat, text, beat + (text or 0.0), onsets,
-                                  track_beats(wav, sample_rate)))
+        out.append(CandidateScore(i, int(seed), beat, text, beat + (text or 0.0), onsets))
     return out
 
 
@@ -154,17 +153,18 @@ def render_plot(wav: np.ndarray, sample_rate: int, score: CandidateScore, visual
     from v2meow.metrics.beats import BEAT_SAMPLE_RATE, to_beat_audio
 
     y = to_beat_audio(wav, sample_rate)
+    beats = track_beats(wav, sample_rate) if score.beats is None else score.beats
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(3, 2))
     nfft = min(1024, max(16, 1 << int(np.log2(max(16, y.size)))))
     top.specgram(y + 1e-9, NFFT=nfft, Fs=BEAT_SAMPLE_RATE, noverlap=nfft // 2, cmap="magma", xextent=(
         start, start + y.size / BEAT_SAMPLE_RATE))
     for k, t in enumerate(score.onsets):
         top.axvline(start + t, color="cyan", lw=0.8, alpha=0.8, label="onsets" if k == 0 else None)
-    for k, t in enumerate(score.beats):
+    for k, t in enumerate(beats):
         top.axvline(start + t, color="lime", lw=1.4, ls=":", alpha=0.9, label="beats" if k == 0 else None)
     top.set_ylim(0, min(sample_rate, BEAT_SAMPLE_RATE) / 2)  # nothing above the music's own Nyquist
     top.set_ylabel("Hz")
-    if len(score.onsets) or len(score.beats):
+    if len(score.onsets) or len(beats):
         top.legend(loc="upper right", fontsize=7)
     t = start + np.arange(visual.energy.size) / visual.rate
     bottom.plot(t, visual.energy, color="tab:blue", lw=1.0, label="motion energy")
