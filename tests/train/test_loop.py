@@ -87,6 +87,10 @@ def test_resume_refuses_another_stage_config(shard_dir, tmp_path):
 
     with pytest.raises(UserError, match="another fine stage config"):
         Trainer("fine", shard_dir, other, tcfg(), tmp_path / "r", device="cpu", log=False).fit(progress=False)
+    retuned = V2MeowConfig.from_dict(mc.to_dict())  # only what generation reads changed: the run goes on
+    retuned.fine.sampling = retuned.fine.sampling.replace(temperature=0.5)
+    t = Trainer("fine", shard_dir, retuned, tcfg(max_steps=4), tmp_path / "r", device="cpu", log=False)
+    assert t.resume() and t.step == 3
 
 
 def _spawn(fn, args, nprocs=2):

@@ -240,11 +240,13 @@ class Trainer:
 
     def resume(self) -> bool:
         ck = latest_of_kind(self.run_dir, self.stage_name, field="stage",
-                            refusal=f"Run {{run}} trains stage {{found!r}}, not {self.stage_name!r}.",
-                            same={f"{self.stage_name} stage": (("model_config", self.stage_name),
-                                                               self.model_cfg.to_dict()[self.stage_name])})
+                            refusal=f"Run {{run}} trains stage {{found!r}}, not {self.stage_name!r}.")
         if ck is None:
             return False
+        saved = ck["state"].get("model_config", {}).get(self.stage_name, {})
+        if _trained_part(saved) != _trained_part(self.model_cfg.to_dict()[self.stage_name]):
+            raise UserError(f"Run {self.run_dir} was started with another {self.stage_name} stage config; "
+                            "use a new run directory.")
         st = ck["state"]
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import (
@@ -429,3 +431,11 @@ def _target_tokens(batch: dict, stage: str) -> int:
     if stage == "semantic":
         return int(batch["semantic_valid"].sum())
     return int(batch["acoustic_valid"].sum()) * int(batch["acoustic"].shape[1])
+
+
+GENERATION_ONLY = ("sampling", "video_guidance")  # stage settings that only generation reads
+
+
+def _trained_part(stage_cfg: dict) -> dict:
+    """A stage's config without what only generation reads: a run resumes after its sampling was retuned."""
+    return {k: v for k, v in stage_cfg.items() if k not in GENERATION_ONLY}
