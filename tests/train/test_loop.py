@@ -78,7 +78,7 @@ def test_training_lowers_loss_and_logs(shard_dir, tmp_path):
     assert all(math.isfinite(x.get("loss", 0.0)) for x in lines)
 
 
-def test_resume_refuses_another_stage_config(shard_dir, tmp_path):
+def test_resume_refuses_another_stage_config(shard_dir, tmp_path, capsys):
     mc = model_cfg(shard_dir)
     Trainer("fine", shard_dir, mc, tcfg(max_steps=3), tmp_path / "r", device="cpu", log=False).fit(progress=False)
     other = V2MeowConfig.from_dict(mc.to_dict())
@@ -87,6 +87,9 @@ def test_resume_refuses_another_stage_config(shard_dir, tmp_path):
 
     with pytest.raises(UserError, match="another fine stage config"):
         Trainer("fine", shard_dir, other, tcfg(), tmp_path / "r", device="cpu", log=False).fit(progress=False)
+    capsys.readouterr()
+    Trainer("fine", shard_dir, mc, tcfg(max_steps=40), tmp_path / "r", device="cpu", log=False).resume()
+    assert "learning rate jumps" in capsys.readouterr().err  # a warm restart is said, not done silently
     retuned = V2MeowConfig.from_dict(mc.to_dict())  # only what generation reads changed: the run goes on
     retuned.fine.sampling = retuned.fine.sampling.replace(temperature=0.5)
     t = Trainer("fine", shard_dir, retuned, tcfg(max_steps=4), tmp_path / "r", device="cpu", log=False)

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -248,6 +250,7 @@ class Trainer:
             raise UserError(f"Run {self.run_dir} was started with another {self.stage_name} stage config; "
                             "use a new run directory.")
         st = ck["state"]
+        _warn_on_lr_jump(self.run_dir, st, self.cfg)
         if self.fsdp:
             from torch.distributed.checkpoint.state_dict import (
                 StateDictOptions,
@@ -434,6 +437,21 @@ def _target_tokens(batch: dict, stage: str) -> int:
 
 
 GENERATION_ONLY = ("sampling", "video_guidance")  # stage settings that only generation reads
+SCHEDULE = ("lr", "warmup_steps", "max_steps", "min_lr_ratio")  # what sets the learning rate at each step
+
+
+def _warn_on_lr_jump(run_dir, state: dict, cfg: TrainConfig) -> None:
+    """Say so when a run resumes on another schedule and its learning rate jumps by more than a quarter (a
+    warm restart: it undoes some of what the run had settled, as a stage 1 run here once showed)."""
+    saved = state.get("train_config") or {}
+    if any(k not in saved for k in SCHEDULE):
+        return
+    step = int(state.get("step", 0))
+    before, after = lr_at(step, SimpleNamespace(**{k: saved[k] for k in SCHEDULE})), lr_at(step, cfg)
+    if abs(after - before) > 0.25 * before:
+        print(f"warning: run {run_dir} resumes at step {step} on another schedule (max_steps {saved['max_steps']} "
+              f"then, {cfg.max_steps} now): its learning rate jumps from {before:.3g} to {after:.3g}",
+              file=sys.stderr)
 
 
 def _trained_part(stage_cfg: dict) -> dict:
