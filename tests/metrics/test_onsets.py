@@ -1,0 +1,52 @@
+"""v2meow's onset detection gives librosa.onset.onset_detect's onsets, number for number."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from v2meow.metrics.beats import BEAT_SAMPLE_RATE, HOP_LENGTH, MODES, ONSET_DELTA, ONSET_WAIT, detect_onsets
+from v2meow.metrics.onsets import mel_filterbank, onset_times
+
+SR = BEAT_SAMPLE_RATE
+
+
+def _signals():
+    rng = np.random.default_rng(0)
+    t = np.arange(4 * SR) / SR
+    clicks = np.zeros_like(t)
+    clicks[(np.arange(0, 4, 0.37) * SR).astype(int)] = 1.0
+    notes = np.sin(2 * np.pi * np.where(t % 0.5 < 0.25, 440.0, 660.0) * t) * np.exp(-4 * (t % 0.25))
+    swell = np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+    yield "noise", (0.1 * rng.standard_normal(3 * SR)).astype(np.float32)
+    yield "clicks on a tone", (0.2 * np.sin(2 * np.pi * 440 * t) + clicks).astype(np.float32)
+    yield "plucked notes", (0.5 * notes + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    yield "a swell", (0.3 * swell).astype(np.float32)
+    yield "shorter than the FFT", (0.1 * rng.standard_normal(1500)).astype(np.float32)
+
+
+def test_the_mel_filterbank_is_librosas():
+    import librosa
+
+    np.testing.assert_allclose(mel_filterbank(SR), librosa.filters.mel(sr=SR, n_fft=2048), atol=1e-7)
+
+
+@pytest.mark.parametrize("name,y", list(_signals()))
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_onsets_are_librosas(name, y, mode):
+    import librosa
+
+    w = MODES[mode]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ref = librosa.onset.onset_detect(y=y, sr=SR, hop_length=HOP_LENGTH, units="time", wait=ONSET_WAIT,
+                                         delta=ONSET_DELTA, pre_avg=w, post_avg=w, pre_max=w, post_max=w)
+    got = onset_times(y, SR, HOP_LENGTH, w, ONSET_WAIT, ONSET_DELTA)
+    assert len(got) == len(ref) and np.allclose(got, ref), (name, got, ref)
+    np.testing.assert_array_equal(detect_onsets(y, SR, mode), got)
+    if name == "clicks on a tone":
+        assert len(got) >= 8  # eleven clicks: the test is not passing on empty lists
+
+
+def test_silence_has_no_onsets():
+    assert onset_times(np.zeros(SR, dtype=np.float32), SR, HOP_LENGTH, 3, ONSET_WAIT, ONSET_DELTA).size == 0
