@@ -244,7 +244,8 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
     report.notes = {
         "fad": {"backend": embedders["fad"].name, "n_reference_frames": int(sum(len(e) for e in ref_emb["fad"])),
                 "also": {col: e.name for col, e in embedders.items() if col != "fad"}},
-        "beats": {"onsets": "librosa onset_detect at 22050 Hz (METRICS.md)", "segments_s": list(opts.segments),
+        "beats": {"onsets": "librosa onset_detect at 22050 Hz (METRICS.md; computed by v2meow.metrics.onsets)",
+                  "segments_s": list(opts.segments),
                   "visual_beats": sorted({src for _, src in beats})},
         "kld": (f"KL(ref || gen) of zero-shot tag probabilities ({len(semantic_backends[1].tags)} music tags) "
                 f"from {joint_source}, per item" if semantic_backends else f"not computed: {joint_source}"),
