@@ -178,3 +178,23 @@ def test_beat_f_measure_of_a_click_track_at_the_visual_beats() -> None:
     off = BeatFMeasure()
     off.update_beats(np.arange(0.5, 8.0, 0.5), beats + 0.25)  # between the beats: no match
     assert off.compute()["beat_f"] == 0.0
+
+
+def test_beat_f_measure_is_mir_evals():
+    import warnings
+
+    import mir_eval
+
+    from v2meow.metrics.beats import beat_f_measure
+
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        n, m = rng.integers(0, 25, size=2)
+        ref = np.sort(rng.uniform(0, 10, n))
+        est = np.sort(rng.uniform(0, 10, m) if trial % 3 else ref[: m] + rng.normal(0, 0.05, min(m, n)))
+        if trial % 7 == 0 and len(ref) and len(est):  # exact window edges and repeated times
+            est = np.sort(np.concatenate([est, ref[:2] + 0.07, ref[:2] - 0.07, est[:1]]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            want = mir_eval.beat.f_measure(ref, est, f_measure_threshold=0.07)
+        assert beat_f_measure(ref, est, 0.07) == pytest.approx(want, abs=1e-12), (ref, est)
