@@ -7,7 +7,7 @@
 - The music's onsets (:func:`v2meow.metrics.beats.detect_onsets`, LORIS windows) and tracked beats
   (:func:`v2meow.metrics.beats.track_beats`, only for the plot: tracking costs seconds the pick does not need).
 - The beat score: the F-measure of the music's onsets against the visual beats, ±70 ms
-  (:class:`v2meow.metrics.beats.BeatFMeasure`'s ``mir_eval.beat.f_measure``), in [0, 1].
+  (:class:`v2meow.metrics.beats.BeatFMeasure`, as ``mir_eval.beat.f_measure`` scores it), in [0, 1].
 - With a prompt and a model whose joint music-text model has an audio side, the text score: the cosine
   (:func:`v2meow.metrics.mcc.cosine_similarity`) of the music's joint embedding (mean over 10 s segments) and
   the prompt's, in [-1, 1]. The total is the beat score plus the text score when there is one.

@@ -10,38 +10,12 @@ same onsets.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from v2meow.tokenizers.mel import mel_filterbank
 
 N_FFT = 2048
 N_MELS = 128
-
-
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
-    """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
-    f = np.asarray(f, dtype=np.float64)
-    mel = f / (200.0 / 3)
-    log = f >= 1000.0
-    return np.where(log, 15.0 + np.log(np.maximum(f, 1e-300) / 1000.0) / (math.log(6.4) / 27.0), mel)
-
-
-def _mel_to_hz(m: np.ndarray) -> np.ndarray:
-    m = np.asarray(m, dtype=np.float64)
-    return np.where(m >= 15.0, 1000.0 * np.exp((math.log(6.4) / 27.0) * (m - 15.0)), (200.0 / 3) * m)
-
-
-def mel_filterbank(sr: int, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
-    """``[n_mels, n_fft // 2 + 1]`` float32 triangles on the Slaney scale, each scaled to unit area (Slaney)."""
-    freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2.0), n_mels + 2))
-    fdiff = np.diff(mel_f)
-    ramps = mel_f[:, None] - freqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
-    return weights.astype(np.float32)
 
 
 def onset_envelope(y: np.ndarray, sr: int, hop_length: int) -> np.ndarray:
@@ -54,7 +28,7 @@ def onset_envelope(y: np.ndarray, sr: int, hop_length: int) -> np.ndarray:
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)  # periodic Hann
     spec = np.fft.rfft(frames * window, axis=-1).astype(np.complex64)  # [T, F]
     power = (np.abs(spec) ** 2).astype(np.float32)
-    mel = np.einsum("tf,mf->mt", power, mel_filterbank(sr), optimize=True)  # [M, T]
+    mel = np.einsum("tf,mf->mt", power, mel_filterbank(sr, N_FFT, N_MELS), optimize=True)  # [M, T]
     db = 10.0 * np.log10(np.maximum(1e-10, mel))
     db = np.maximum(db, db.max() - 80.0)
     flux = np.maximum(0.0, db[:, 1:] - db[:, :-1]).mean(axis=0)
