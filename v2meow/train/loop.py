@@ -15,7 +15,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -32,7 +31,7 @@ from v2meow.stages.coarse import CoarseStage
 from v2meow.stages.fine import FineStage
 from v2meow.stages.semantic import SemanticStage
 from v2meow.train.checkpoint import save_checkpoint
-from v2meow.train.core import JsonlLog, latest_of_kind, lr_at, reseed
+from v2meow.train.core import JsonlLog, latest_of_kind, lr_at, reseed, warmup_cosine
 
 STAGES = ("semantic", "coarse", "fine")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -437,7 +436,7 @@ def _target_tokens(batch: dict, stage: str) -> int:
 
 
 GENERATION_ONLY = ("sampling", "video_guidance")  # stage settings that only generation reads
-SCHEDULE = ("lr", "warmup_steps", "max_steps", "min_lr_ratio")  # what sets the learning rate at each step
+SCHEDULE = ("lr", "warmup_steps", "max_steps", "min_lr_ratio")  # warmup_cosine's settings, in its order
 
 
 def _warn_on_lr_jump(run_dir, state: dict, cfg: TrainConfig) -> None:
@@ -447,7 +446,7 @@ def _warn_on_lr_jump(run_dir, state: dict, cfg: TrainConfig) -> None:
     if any(k not in saved for k in SCHEDULE):
         return
     step = int(state.get("step", 0))
-    before, after = lr_at(step, SimpleNamespace(**{k: saved[k] for k in SCHEDULE})), lr_at(step, cfg)
+    before, after = warmup_cosine(step, *(saved[k] for k in SCHEDULE)), lr_at(step, cfg)
     if abs(after - before) > 0.25 * before:
         print(f"warning: run {run_dir} resumes at step {step} on another schedule (max_steps {saved['max_steps']} "
               f"then, {cfg.max_steps} now): its learning rate jumps from {before:.3g} to {after:.3g}",
