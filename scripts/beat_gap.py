@@ -15,17 +15,11 @@ import numpy as np
 def main(argv: list[str]) -> int:
     import soundfile as sf
 
-    from v2meow.metrics.beats import BeatFMeasure, track_beats
+    from v2meow.metrics.beats import beat_f_own_and_others, track_beats
     from v2meow.metrics.evaluate import visual_beats
 
     videos = sorted(Path(argv[0]).glob("*.mp4"))
     beats = [visual_beats(str(v), 10.0)[0] for v in videos]
-
-    def f(est, ref) -> float:
-        m = BeatFMeasure()
-        m.update_beats(est, ref)
-        return m.compute()["beat_f"]
-
     print("| system | matched | other videos | gap ± s.e. | clips with gap > 0 |")
     print("|---|---|---|---|---|")
     for folder in argv[1:]:
@@ -34,9 +28,10 @@ def main(argv: list[str]) -> int:
         m, o = [], []
         for i, w in enumerate(wavs):
             a, sr = sf.read(str(w), always_2d=True)
-            est = track_beats(a.mean(1).astype(np.float32), sr)
-            m.append(f(est, beats[i]))
-            o.append(np.mean([f(est, b) for j, b in enumerate(beats) if j != i]))
+            own, other = beat_f_own_and_others(track_beats(a.mean(1).astype(np.float32), sr), beats[i],
+                                               [b for j, b in enumerate(beats) if j != i])
+            m.append(own)
+            o.append(other)
         d = np.array(m) - np.array(o)
         print(f"| {Path(folder).name} | {np.mean(m):.3f} | {np.mean(o):.3f} | {d.mean():+.3f} ± "
               f"{d.std(ddof=1) / np.sqrt(len(d)):.3f} | {np.mean(d > 0):.0%} |")

@@ -198,3 +198,13 @@ def test_beat_f_measure_is_mir_evals():
             warnings.simplefilter("ignore", UserWarning)
             want = mir_eval.beat.f_measure(ref, est, f_measure_threshold=0.07)
         assert beat_f_measure(ref, est, 0.07) == pytest.approx(want, abs=1e-12), (ref, est)
+
+
+def test_beat_f_against_its_own_video_and_the_others():
+    from v2meow.metrics.beats import beat_f_own_and_others
+
+    own = np.arange(0.5, 10, 0.5)
+    others = [np.arange(0.25, 10, 0.5), np.arange(0.5, 10, 1.0)]  # off the beat; every other beat
+    f_own, f_other = beat_f_own_and_others(own[::-1], own, others)  # unsorted input is sorted first
+    assert f_own == 1.0 and f_other == pytest.approx(np.mean([0.0, 2 * 10 / (19 + 10)]))  # 10 of 19 matched
+    assert np.isnan(beat_f_own_and_others(own, own, [])[1])

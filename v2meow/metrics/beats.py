@@ -250,6 +250,18 @@ def beat_f_measure(reference: np.ndarray, estimated: np.ndarray, window: float =
     return 2 * precision * recall / (precision + recall)
 
 
+def beat_f_own_and_others(tracked: Any, own: Any, others: list[Any],
+                          window: float = F_MEASURE_WINDOW) -> tuple[float, float]:
+    """The beat F-measure of one clip's tracked beats against its own video's beats, and the mean against each of
+    ``others`` (other videos' beats: the mismatched control; NaN without any)."""
+    est = _beat_times(tracked, "Audio beats")
+
+    def f(ref: Any) -> float:
+        return beat_f_measure(_beat_times(ref, "Visual beats"), est, window)
+
+    return f(own), (float(np.mean([f(r) for r in others])) if others else float("nan"))
+
+
 class BeatFMeasure(Metric):
     """F-measure of the generated audio's tracked beats against visual beat times (±``window`` s), per clip,
     averaged. Reported beside BCS/BHS, never instead of them.

@@ -37,7 +37,7 @@ import torch
 
 from v2meow.errors import UserError
 from v2meow.generation import candidate_seeds
-from v2meow.metrics.beats import BeatAlignment, BeatFMeasure, segment_clip, track_beats
+from v2meow.metrics.beats import BeatAlignment, beat_f_own_and_others, segment_clip, track_beats
 from v2meow.metrics.fad import AudioEmbedder, FrechetAudioDistance, embed_audio
 from v2meow.metrics.joint_backends import JointModelEmbedder, ZeroShotTagger, load_joint_backend
 from v2meow.metrics.kld import ClassKLDivergence
@@ -299,7 +299,7 @@ def _score_system(outputs, refs, ref_emb, embedders, beats, sr, opts, semantic_b
             fad.update_reference(e)
     loris = {s: BeatAlignment("loris") for s in opts.segments}
     original = {s: BeatAlignment("original") for s in opts.segments}
-    bf, bf_other = BeatFMeasure(), BeatFMeasure()
+    beat_f, beat_f_other = [], []  # per generation: against its own video's beats, against the others'
     clip_rows = []
     for i, (gens, ref, (vb, _)) in enumerate(zip(outputs, refs, beats)):
         clip = BeatAlignment("loris")
@@ -316,11 +316,10 @@ def _score_system(outputs, refs, ref_emb, embedders, beats, sr, opts, semantic_b
                     loris[s].update(g_seg, r_seg, sr)
                     original[s].update(g_seg, r_seg, sr)
             clip.update(wav, ref, sr)
-            tracked = track_beats(wav, sr)
-            bf.update_beats(tracked, vb)
-            for j, (other_vb, _) in enumerate(beats):  # the same music against every other video's beats
-                if j != i:
-                    bf_other.update_beats(tracked, other_vb)
+            others = [b for j, (b, _) in enumerate(beats) if j != i]  # the mismatched control
+            own, other = beat_f_own_and_others(track_beats(wav, sr), vb, others)
+            beat_f.append(own)
+            beat_f_other.append(other)
         c = clip.compute()
         clip_rows.append({"bcs": c["bcs"], "bhs": c["bhs"]})
     row: dict[str, Any] = {}
@@ -334,8 +333,8 @@ def _score_system(outputs, refs, ref_emb, embedders, beats, sr, opts, semantic_b
         row[f"bcs_std{suffix}"], row[f"bhs_std{suffix}"] = lo["bcs_std"], lo["bhs_std"]
         row[f"bcs_orig{suffix}"], row[f"bhs_orig{suffix}"] = og["bcs"], og["bhs"]
         row[f"segments{suffix}"] = lo["n"]
-    row["beat_f"] = bf.compute()["beat_f"]
-    row["beat_f_other"] = bf_other.compute()["beat_f"] if len(beats) > 1 else float("nan")
+    row["beat_f"] = float(np.mean(beat_f))
+    row["beat_f_other"] = float(np.mean(beat_f_other))
     if mcc is not None:
         row["mcc"] = mcc.compute()["mcc"]
         row["kld"] = kld.compute()["kld"]
