@@ -13,11 +13,10 @@ weights of the shipped size (the same work per step).
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
 import torch
 
 
@@ -37,19 +36,6 @@ def decoder_bytes(lm) -> int:
     """Bytes of the weights one decoder step reads: decoder layers, embeddings rows are not counted, the head is."""
     parts = [lm.decoder, lm.head] + ([lm.step_proj] if getattr(lm, "step_proj", None) is not None else [])
     return sum(p.numel() * p.element_size() for m in parts for p in m.parameters())
-
-
-def test_video(path: str, seconds: float) -> str:
-    """A video with steady motion (a bar sweeping at 2 Hz) and a silent track, written with the package's writer."""
-    from v2meow.io.mux import write_video
-
-    fps, h, w, sr = 25, 72, 128, 16000
-    frames = np.zeros((int(seconds * fps), h, w, 3), dtype=np.uint8)
-    for i in range(len(frames)):
-        x = int((i / fps * 2 % 1) * w)
-        frames[i, :, max(0, x - 8): x + 8] = 255
-    write_video(path, frames, (w, h), fps, np.zeros((1, int(seconds * sr)), dtype=np.float32), sr, crf=23)
-    return path
 
 
 def timed_generate(model, video: str, seconds: float, candidates: int = 1) -> dict[str, float]:
@@ -80,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from importlib import resources
 
+    from bench.rhythm import make_video
     from v2meow.pipeline import V2Meow
     from v2meow.timebase import units_in
 
@@ -92,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     load = time.perf_counter() - t
     bw = copy_bandwidth()
     with tempfile.TemporaryDirectory() as tmp:
-        video = test_video(os.path.join(tmp, "bar.mp4"), args.seconds)
+        # a moving figure on a 120 BPM beat (bench.rhythm's periodic-motion videos)
+        video = str(make_video(Path(tmp) / "figure.mp4", "figure", 120.0, 0.1, args.seconds))
         model.generate(video, seconds=1.0, seed=0)  # warm-up: first-call allocations and lazy imports
         parts = timed_generate(model, video, args.seconds)
         n = model.cfg.generation.candidates
