@@ -115,6 +115,7 @@ def oracle_stage2(model_dir: str, videos: Path, seconds: float) -> list[np.ndarr
     from v2meow.io.audio import load_audio, match_loudness
     from v2meow.pipeline import V2Meow
     from v2meow.sampling import make_generator
+    from v2meow.timebase import units_in
 
     model = V2Meow.from_pretrained(model_dir)
     sr, out = model.sample_rate, []
@@ -124,7 +125,7 @@ def oracle_stage2(model_dir: str, videos: Path, seconds: float) -> list[np.ndarr
         feats = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
         with torch.no_grad():
             sem = model.semantic_tokenizer.tokenize(torch.from_numpy(ref)[None])
-            sem = sem[:, : int(np.ceil(seconds * model.cfg.semantic.token_rate))]
+            sem = sem[:, : units_in(seconds, model.cfg.semantic.token_rate)]
             codes = sweep_coarse(model, feats, sem, seconds, [make_generator(i)], None)
             wav = model.decode(codes)[0, : len(ref)].float().clamp(-1, 1).numpy()
         out.append(match_loudness(wav, sr, model.cfg.generation.loudness_lufs))

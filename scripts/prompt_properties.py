@@ -19,9 +19,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-QUIET = "calm solo piano, slow and quiet"
-LOUD = "fast loud brass and drums"
+from eval_embedded import PROMPTS  # noqa: E402  (the prompts of the embedded model's evaluation)
+
+QUIET, LOUD = PROMPTS
 
 
 def properties(wav: np.ndarray, sr: int) -> dict[str, float]:
