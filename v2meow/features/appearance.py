@@ -156,8 +156,6 @@ class _AppearanceState(EncoderState):
 class AppearanceEncoder(VisualEncoder):
     """Colour, brightness, texture, coarse layout and scene cuts per window (see the module docstring)."""
 
-    name = "appearance"
-    version = "1"
     dim = _DIM
 
     def __init__(self, rate: float = 1.0, frame_size: tuple[int, int] = (128, 72)) -> None:

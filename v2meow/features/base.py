@@ -43,8 +43,9 @@ class VisualEncoder:
     """Base class of visual encoders (see the module docstring).
 
     Attributes:
-        name: registry name, e.g. ``"motion"``.
-        version: bump whenever the output for the same input changes; part of :meth:`identity`.
+        name: registry name, e.g. ``"motion"``; :func:`v2meow.features.registry.register` sets it.
+        version: ``"1"`` until a subclass bumps it, which it must whenever the output for the same input changes;
+            part of :meth:`identity`.
         dim: feature size D.
         rate: feature frames per second returned.
         decode_fps: frames per second it wants decoded (``None``: every frame of the video).
@@ -52,7 +53,7 @@ class VisualEncoder:
     """
 
     name: str = "base"
-    version: str = "0"
+    version: str = "1"
     dim: int = 0
     rate: float = 1.0
     decode_fps: float | None = 1.0

@@ -140,8 +140,6 @@ def clock_beats(features: np.ndarray, rate: float, min_strength: float = 0.3) ->
 class BeatEncoder(MotionEncoder):
     """A clock on the picture's beats (see the module docstring for the layout); motion's frames and context."""
 
-    name = "beat"
-    version = "1"
     dim = _DIM
 
     def __init__(self, rate: float = 10.0, frame_size: tuple[int, int] = (64, 36), context: float = 5.0) -> None:

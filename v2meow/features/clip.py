@@ -47,9 +47,6 @@ def _vision_config_from_dict(raw: dict[str, Any]) -> Any:
 class ClipEncoder(FrameEmbeddingEncoder):
     """CLIP image embeddings ``[T, projection_dim]`` (768 for ViT-L/14), one per window of ``1 / rate`` s."""
 
-    name = "clip"
-    version = "1"
-
     def __init__(
         self,
         rate: float = 1.0,

@@ -7,8 +7,6 @@ square at the network's image size, run in batches, averaged per window (:class:
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -18,14 +16,18 @@ from v2meow.pretrained import FrozenBackbone
 
 
 class PretrainedEncoder(FrozenBackbone, VisualEncoder):
-    """A visual encoder over a frozen pretrained network. A subclass's ``name`` and ``version`` (the registry's
-    and the identity's) are also its backbone stamp (``NAME``, ``VERSION``)."""
+    """A visual encoder over a frozen pretrained network. Its ``name`` and ``version`` (the registry's and the
+    identity's) are also its backbone stamp (``NAME``, ``VERSION``)."""
 
     pretrained = True
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.NAME, cls.VERSION = cls.name, cls.version
+    @property
+    def NAME(self) -> str:
+        return self.name
+
+    @property
+    def VERSION(self) -> str:
+        return self.version
 
 
 class FrameEmbeddingEncoder(PretrainedEncoder):

@@ -209,8 +209,6 @@ class _I3dState(EncoderState):
 class I3dEncoder(PretrainedEncoder):
     """I3D flow features ``[T, 1024]``, one per window of ``1 / rate`` s (see the module docstring)."""
 
-    name = "i3d"
-    version = "1"
     dim = FEATURE_DIM
 
     def __init__(

@@ -332,8 +332,6 @@ def _features(sig: dict[str, np.ndarray], rate: float, T: int, duration: float, 
 class MotionEncoder(VisualEncoder):
     """Motion energy, global motion and rhythm per window (see the module docstring for the layout)."""
 
-    name = "motion"
-    version = "1"
     dim = _DIM
     decode_fps = None
 

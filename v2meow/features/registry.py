@@ -66,7 +66,8 @@ class EncoderConfig(Config):
 
 
 def register(name: str) -> Callable[[E], E]:
-    """Class (or factory) decorator: make an encoder buildable by ``name``. It is called as ``cls(rate=...)``."""
+    """Class (or factory) decorator: make an encoder buildable by ``name``, which becomes a class's ``name``
+    (the one place an encoder's name is written). It is called as ``cls(rate=...)``."""
 
     def deco(factory: E) -> E:
         existing = _REGISTRY.get(name)
@@ -79,6 +80,8 @@ def register(name: str) -> Callable[[E], E]:
             if not same:
                 raise ValueError(f"visual encoder name {name!r} is already registered by {existing!r}")
         _REGISTRY[name] = factory
+        if isinstance(factory, type):
+            factory.name = name
         return factory
 
     return deco

@@ -163,9 +163,6 @@ def _check_config(c: dict[str, Any]) -> dict[str, int]:
 class VitVqganEncoder(FrameEmbeddingEncoder):
     """Pooled ViT-VQGAN code embeddings ``[T, grid² × embed_dim]`` per window (see the module docstring)."""
 
-    name = "vitvqgan"
-    version = "1"
-
     def __init__(
         self,
         rate: float = 1.0,
