@@ -36,43 +36,19 @@ def compare_identities(expected: dict[str, Any], got: dict[str, Any], subject: s
             )
 
 
-class ConfigBackedCodec:
-    """Mixin: the codec properties read from ``self.config`` (sample_rate, hop_length, frame_rate,
-    num_levels, codebook_size), for codecs whose config declares them."""
+class AcousticCodec(nn.Module, abc.ABC):
+    """A neural audio codec: waveform ``[B, T]`` ↔ codes ``[B, N_q, T_a]`` with ``T_a = ceil(T / hop_length)``.
+
+    A codec's numbers are the ones its ``config`` declares: ``sample_rate``, ``hop_length``, ``frame_rate`` (code
+    frames per second), ``num_levels`` and ``codebook_size``. Subclasses set ``self.config`` and implement
+    :meth:`identity`, :meth:`_encode_padded` and :meth:`decode`.
+    """
 
     sample_rate = config_property("sample_rate")
     hop_length = config_property("hop_length")
     frame_rate = config_property("frame_rate")
     num_levels = config_property("num_levels")
     codebook_size = config_property("codebook_size")
-
-
-class AcousticCodec(nn.Module, abc.ABC):
-    """A neural audio codec: waveform ``[B, T]`` ↔ codes ``[B, N_q, T_a]`` with ``T_a = ceil(T / hop_length)``.
-
-    Subclasses implement the properties, :meth:`identity`, :meth:`_encode_padded` and :meth:`decode`.
-    """
-
-    @property
-    @abc.abstractmethod
-    def sample_rate(self) -> int: ...
-
-    @property
-    @abc.abstractmethod
-    def hop_length(self) -> int: ...
-
-    @property
-    @abc.abstractmethod
-    def num_levels(self) -> int: ...
-
-    @property
-    @abc.abstractmethod
-    def codebook_size(self) -> int: ...
-
-    @property
-    def frame_rate(self) -> float:
-        """Code frames per second."""
-        return self.sample_rate / self.hop_length
 
     @property
     def frame_cycle(self) -> int:

@@ -17,7 +17,7 @@ from torch import Tensor
 from v2meow.configbase import Config, check
 from v2meow.errors import ConfigError
 from v2meow.pretrained import config_to_dict, hub_hint, load_hf_model, stable_config
-from v2meow.tokenizers.codec.base import AcousticCodec, ConfigBackedCodec, config_hash, weights_fingerprint
+from v2meow.tokenizers.codec.base import AcousticCodec, config_hash, weights_fingerprint
 
 
 @dataclass
@@ -48,7 +48,7 @@ class PretrainedCodecConfig(Config):
         check(2 <= self.codebook_size <= 65536, f"codec codebook_size must be in 2..65536, got {self.codebook_size}.")
 
 
-class PretrainedCodec(ConfigBackedCodec, AcousticCodec):
+class PretrainedCodec(AcousticCodec):
     """An :class:`AcousticCodec` over a frozen transformers codec model (subclasses fill in encode/decode)."""
 
     NAME = "pretrained-codec"

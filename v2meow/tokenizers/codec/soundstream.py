@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
-from v2meow.tokenizers.codec.base import AcousticCodec, ConfigBackedCodec, config_hash, weights_fingerprint
+from v2meow.tokenizers.codec.base import AcousticCodec, config_hash, weights_fingerprint
 from v2meow.tokenizers.codec.losses import MultiScaleMelLoss, MultiScaleSTFTLoss
 from v2meow.tokenizers.codec.rvq import ResidualVQ, RVQConfig
 from v2meow.tokenizers.codec.spectral import (  # noqa: F401  (importable from here as before)
@@ -387,7 +387,7 @@ class _FrameDecoder(nn.Module):
 # ---- the codec ------------------------------------------------------------------------------------------
 
 
-class SoundStream(ConfigBackedCodec, AcousticCodec):
+class SoundStream(AcousticCodec):
     """SoundStream codec: ``wav [B, T]`` ↔ codes ``[B, N_q, ceil(T / hop)]`` at ``frame_rate`` frames/s."""
 
     NAME = "v2meow-soundstream"
