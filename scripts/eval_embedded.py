@@ -128,7 +128,8 @@ def oracle_stage2(model_dir: str, videos: Path, seconds: float) -> list[np.ndarr
             sem = sem[:, : units_in(seconds, model.cfg.semantic.token_rate)]
             codes = sweep_coarse(model, feats, sem, seconds, [make_generator(i)], None)
             wav = model.decode(codes)[0, : len(ref)].float().clamp(-1, 1).numpy()
-        out.append(match_loudness(wav, sr, model.cfg.generation.loudness_lufs))
+        gen = model.cfg.generation
+        out.append(match_loudness(wav, sr, gen.loudness_lufs, limit_db=gen.limit_db))
     return out
 
 

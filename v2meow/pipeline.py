@@ -298,7 +298,8 @@ class V2Meow(nn.Module):
         ``Soundtrack.scores``. ``score`` (default: when ``candidates > 1``) scores anyway.
 
         Each soundtrack is brought to ``loudness`` LUFS (default: ``generation.loudness_lufs``; 0 keeps the
-        stages' own level) by one gain that never takes a sample past -1 dBFS (:func:`match_loudness`).
+        stages' own level) by one gain that never takes a sample past -1 dBFS, a look-ahead limiter taking up to
+        ``generation.limit_db`` off the peaks where they would stop the gain short (:func:`match_loudness`).
         """
         info = probe(str(video))
         joint = self.embed_prompt(prompt)
@@ -332,7 +333,8 @@ class V2Meow(nn.Module):
         n = int(round(seconds * self.sample_rate))
         wavs = self.decode(codes, report("decode"))[:, :n].float().clamp(-1.0, 1.0).cpu().numpy()
         if loudness != 0:
-            wavs = np.stack([match_loudness(w, self.sample_rate, loudness) for w in wavs])
+            limit = self.cfg.generation.limit_db
+            wavs = np.stack([match_loudness(w, self.sample_rate, loudness, limit_db=limit) for w in wavs])
         scores, chosen, visual = [], 0, None
         if score if score is not None else len(seeds) > 1:
             from v2meow.metrics.alignment import best_candidate, score_candidates, video_beats

@@ -233,20 +233,40 @@ def save_audio(path: str | os.PathLike[str], wav: np.ndarray, sample_rate: int) 
 
 
 def match_loudness(wav: np.ndarray, sample_rate: int, target_lufs: float, peak_dbfs: float = -1.0,
-                   max_gain_db: float = 40.0) -> np.ndarray:
-    """``wav [N]`` scaled by one gain to ``target_lufs`` integrated loudness (ITU-R BS.1770-4,
-    :mod:`v2meow.io.loudness`), never so far that a sample passes ``peak_dbfs`` (no clipping, no limiter: the
-    music's dynamics are kept) nor by more than ``max_gain_db`` (near-silence stays quiet instead of becoming
-    loud noise). Silence, and a clip too short for a 400 ms loudness block, is measured by its RMS instead (about
-    what BS.1770 gives for broadband music)."""
-    from v2meow.io.loudness import integrated_loudness
+                   max_gain_db: float = 40.0, limit_db: float = 0.0) -> np.ndarray:
+    """``wav [N]`` brought to ``target_lufs`` integrated loudness (ITU-R BS.1770-4, :mod:`v2meow.io.loudness`)
+    by one gain, never by more than ``max_gain_db`` (near-silence stays quiet instead of becoming loud noise),
+    and no sample past ``peak_dbfs``.
+
+    Where one gain would take a peak past ``peak_dbfs``, the gain may go up to ``limit_db`` further and a
+    look-ahead limiter (:mod:`v2meow.io.limiter`) brings those peaks back under it; ``limit_db=0`` keeps the
+    music's dynamics as they are and stops the gain at the peak instead. Silence, and a clip too short for a
+    400 ms loudness block, is measured by its RMS instead (about what BS.1770 gives for broadband music)."""
+    from v2meow.io.limiter import limit_peaks
 
     wav = np.asarray(wav, dtype=np.float32)
     peak = float(np.max(np.abs(wav))) if wav.size else 0.0
     if peak == 0.0:
         return wav
+    peak_gain = peak_dbfs - 20.0 * math.log10(peak)  # the most one gain may give
+    top = min(max_gain_db, peak_gain + max(0.0, limit_db))
+    gain_db = min(target_lufs - _loudness(wav, sample_rate), top)
+    if gain_db <= peak_gain:
+        return (wav * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)
+    ceiling = 10.0 ** (peak_dbfs / 20.0)
+    out = limit_peaks(wav * np.float32(10.0 ** (gain_db / 20.0)), ceiling, sample_rate)
+    # the limiter took a little of the loudness from the peaks: one more step towards the target, in budget
+    more = min(target_lufs - _loudness(out, sample_rate), top - gain_db)
+    if more > 0.01:
+        out = limit_peaks(wav * np.float32(10.0 ** ((gain_db + more) / 20.0)), ceiling, sample_rate)
+    return out
+
+
+def _loudness(wav: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness in LUFS; the RMS level in dBFS where BS.1770 has no block to measure."""
+    from v2meow.io.loudness import integrated_loudness
+
     loudness = integrated_loudness(wav, sample_rate)
     if not math.isfinite(loudness):  # short, or every block below BS.1770's absolute gate
         loudness = 20.0 * math.log10(float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) + 1e-12)
-    gain_db = min(target_lufs - loudness, max_gain_db, peak_dbfs - 20.0 * math.log10(peak))
-    return (wav * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32)
+    return loudness
