@@ -117,6 +117,100 @@ def tempo_scores(orig: list[Tensor], stretched: dict[float, list[Tensor]]) -> di
     return out
 
 
+# Krumhansl-Kessler key profiles (major, minor), tonic first
+_KEY_PROFILES = np.array([[6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
+                          [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]])
+
+
+def crop_key(chroma: np.ndarray) -> int:
+    """The key (0-11 major, 12-23 minor, by tonic) whose profile best correlates with the mean of ``chroma [T, 12]``."""
+    c = chroma.mean(0)
+    scores = [np.corrcoef(c, np.roll(_KEY_PROFILES[m], k))[0, 1] for m in (0, 1) for k in range(12)]
+    return int(np.nanargmax(scores))
+
+
+def onset_lift(tokens: list[Tensor], onsets: list[np.ndarray], rate: float) -> float:
+    """How much likelier a token change is at a frame boundary within one frame of a detected onset than at any
+    other boundary (1 = changes ignore the onsets; pooled over crops)."""
+    counts = np.zeros((2, 2))  # [far from / near an onset, unchanged / changed]
+    for tok, on in zip(tokens, onsets):
+        t = tok.numpy()
+        changed = t[1:] != t[:-1]
+        times = np.arange(1, len(t)) / rate
+        near = (np.abs(times[:, None] - on[None, :]).min(axis=1) <= 1.0 / rate if len(on)
+                else np.zeros(len(times), bool))
+        np.add.at(counts, (near.astype(int), changed.astype(int)), 1)
+    p_far, p_near = (counts[:, 1] + 0.5) / (counts.sum(1) + 1.0)  # half a count each: finite when none change
+    return float(p_near / p_far)
+
+
+def chroma_r2(fit_tokens: list[Tensor], fit_chroma: list[np.ndarray], test_tokens: list[Tensor],
+              test_chroma: list[np.ndarray], vocab: int) -> float:
+    """Share of the frames' chroma variance that the token id explains, out of sample: each token's mean chroma
+    is taken on the ``fit`` crops and predicts the ``test`` crops' frames (an unseen token predicts the mean)."""
+    ft, fc = torch.cat(fit_tokens).numpy(), np.concatenate(fit_chroma)
+    tt, tc = torch.cat(test_tokens).numpy(), np.concatenate(test_chroma)
+    sums, counts = np.zeros((vocab, fc.shape[1])), np.zeros(vocab)
+    np.add.at(sums, ft, fc)
+    np.add.at(counts, ft, 1)
+    means = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], fc.mean(0))
+    return float(1.0 - np.square(tc - means[tt]).sum() / np.square(tc - tc.mean(0)).sum())
+
+
+def key_accuracy(tokens: list[Tensor], keys: list[int], tracks: list[int], vocab: int) -> float:
+    """Each crop's key guessed as that of its nearest bag of tokens (cosine) among the other tracks' crops."""
+    h = torch.stack([torch.bincount(t, minlength=vocab).double() for t in tokens])
+    h = h / h.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    sim = h @ h.T
+    same = torch.tensor(tracks)[:, None] == torch.tensor(tracks)[None, :]
+    sim[same] = -2.0
+    guess = sim.argmax(dim=1)
+    return float(np.mean([keys[int(g)] == k for g, k in zip(guess, keys)]))
+
+
+def context_scores(train: list[Tensor], test: list[Tensor], vocab: int, rate: float, prior: float = 5.0
+                   ) -> dict[str, float]:
+    """How predictable the tokens are from the one before: cross-entropies (bits a token) on ``test`` of a
+    unigram and of a bigram fitted on ``train`` (the bigram smoothed towards the unigram with ``prior`` pseudo
+    counts), the share of bits the context saves, the bigram's bits a second, and token changes a second."""
+    tr = [t.numpy() for t in train]
+    uni = np.bincount(np.concatenate(tr), minlength=vocab) + 0.5
+    uni = uni / uni.sum()
+    pairs = np.zeros((vocab, vocab))
+    for t in tr:
+        np.add.at(pairs, (t[:-1], t[1:]), 1)
+    big = (pairs + prior * uni[None, :]) / (pairs.sum(1, keepdims=True) + prior)
+    h_uni, h_big, changes, n = 0.0, 0.0, 0, 0
+    for t in (x.numpy() for x in test):
+        h_uni -= float(np.log2(uni[t[1:]]).sum())
+        h_big -= float(np.log2(big[t[:-1], t[1:]]).sum())
+        changes += int((t[1:] != t[:-1]).sum())
+        n += len(t) - 1
+    return {"bits_unigram": h_uni / n, "bits_bigram": h_big / n, "context_saves": 1 - h_big / h_uni,
+            "bits_per_second": h_big / n * rate, "changes_per_second": changes / n * rate}
+
+
+def two_crops(files: list[Path], root: Path, sample_rate: int, seconds: float) -> tuple[list[Tensor], list[Tensor],
+                                                                                    list[str]]:
+    """Two crops of ``seconds`` from each file long enough for two that do not overlap (at 1/3 and 2/3 of it):
+    first crops, second crops, and the files' names relative to ``root``."""
+    from v2meow.io.audio import load_audio
+
+    n = round(seconds * sample_rate)
+    first, second, names = [], [], []
+    for f in files:
+        wav = load_audio(f, sample_rate)
+        if wav.shape[0] < 2 * n:
+            continue
+        starts = (round((wav.shape[0] - n) / 3), round(2 * (wav.shape[0] - n) / 3))
+        if starts[1] - starts[0] < n:  # the two crops must not overlap
+            starts = (0, wav.shape[0] - n)
+        first.append(torch.from_numpy(wav[starts[0] : starts[0] + n].copy()))
+        second.append(torch.from_numpy(wav[starts[1] : starts[1] + n].copy()))
+        names.append(str(f.relative_to(root)))
+    return first, second, names
+
+
 def load_semantic(model: str | None):
     from v2meow.train.tokenizers import load_semantic_run
 
@@ -154,7 +248,6 @@ def spectral_kmeans(tok, data: Path, k: int, crops: int = 400, seconds: float = 
 @torch.no_grad()
 def run(model: str | None, data: Path, seconds: float, max_tracks: int = 0, baseline: bool = True,
         source: bool = False) -> dict:
-    from v2meow.io.audio import load_audio
     from v2meow.tokenizers.default import windowed_semantic_tokens
     from v2meow.train.tokenizers import SOURCES_FILE, list_audio
 
@@ -164,18 +257,7 @@ def run(model: str | None, data: Path, seconds: float, max_tracks: int = 0, base
     files = list_audio(data, "heldout") if has_sources else list_audio(data, "all")
     if max_tracks:
         files = files[:max_tracks]
-    n = round(seconds * sr)
-    first, second, names = [], [], []
-    for f in files:
-        wav = load_audio(f, sr)
-        if wav.shape[0] < 2 * n:
-            continue
-        starts = (round((wav.shape[0] - n) / 3), round(2 * (wav.shape[0] - n) / 3))
-        if starts[1] - starts[0] < n:  # the two crops must not overlap
-            starts = (0, wav.shape[0] - n)
-        first.append(torch.from_numpy(wav[starts[0] : starts[0] + n].copy()))
-        second.append(torch.from_numpy(wav[starts[1] : starts[1] + n].copy()))
-        names.append(str(f.relative_to(data)))
+    first, second, names = two_crops(files, data, sr, seconds)
     if len(first) < 2:
         raise SystemExit(f"Need at least two {'held-out ' if has_sources else ''}tracks of {2 * seconds:g} s in "
                          f"{data}{'' if source or not has_sources else ' (--source reads every file)'}.")

@@ -236,6 +236,14 @@ class SemanticEncoder(nn.Module):
             x = block(x)
         return x
 
+    def all_features(self, wav: Tensor) -> list[Tensor]:
+        """``wav [B, T]`` → the outputs of layers 0 (input) to ``layers``, each ``[B, ceil(T/hop), W]``: every
+        layer a tokenizer could take its tokens from, in one pass (for choosing the layer by measurement)."""
+        out = [self._embed(wav)]
+        for block in self.layers:
+            out.append(block(out[-1]))
+        return out
+
     def loss(self, wav: Tensor, targets: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Masked-prediction cross-entropy: ``wav [B, T]``, target ids ``[B, ceil(T / hop)]`` → scalar.
 
