@@ -44,6 +44,19 @@ def test_soundtrack_is_brought_to_the_asked_loudness(model, video):
         model.generate(video, seconds=1.0, seed=3, loudness=3.0)
 
 
+def test_limit_lets_the_gain_pass_the_peaks_and_keeps_them_under_the_ceiling(model, video):
+    from v2meow.io.loudness import integrated_loudness
+
+    ceiling = 10 ** (-1 / 20)
+    plain = model.generate(video, seconds=1.0, seed=3, loudness=-6.0)  # loud: the peaks stop one gain short
+    limited = model.generate(video, seconds=1.0, seed=3, loudness=-6.0, limit_db=6.0)
+    assert np.abs(plain.wav).max() <= ceiling + 1e-6 and np.abs(limited.wav).max() <= ceiling + 1e-6
+    assert integrated_loudness(plain.wav, 16000) < -7.0
+    assert integrated_loudness(limited.wav, 16000) > integrated_loudness(plain.wav, 16000) + 1.0
+    with pytest.raises(UserError, match="limit"):
+        model.generate(video, seconds=1.0, seed=3, limit_db=25.0)
+
+
 def test_default_length_is_the_video(model, video):
     track = model.generate(video, seed=0)
     assert abs(track.seconds - 2.0) < 0.05

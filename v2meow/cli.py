@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--loudness", type=_finite_float, default=None,
                    help="the music's integrated loudness in LUFS, by one gain that never passes -1 dBFS "
                         "(default: the model's, -16; 0 keeps the level the model makes)")
+    g.add_argument("--limit", type=_finite_float, default=None, metavar="DB",
+                   help="let a look-ahead limiter take up to DB dB off a few sharp peaks that would stop the gain "
+                        "short of --loudness (default: the model's, 0 = off; 6 brings most soundtracks to it)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
     i = sub.add_parser("info", help="show a model directory's parts and sizes")
@@ -226,7 +229,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     try:
         track = write_soundtrack(model, args.video, args.output, prompt=args.prompt, seconds=args.seconds,
                                  seed=args.seed, guidance=args.guidance, start=args.start,
-                                 candidates=args.candidates, loudness=args.loudness, plot_path=plot_path,
+                                 candidates=args.candidates, loudness=args.loudness, limit_db=args.limit,
+                                 plot_path=plot_path,
                                  progress=bar)
     finally:
         bar.close()

@@ -100,9 +100,10 @@ class GenerationConfig(Config):
     # -1 dBFS: the stages' own level follows their training music loosely. 0 keeps the level they make.
     loudness_lufs: float = -16.0
     # Where a few sharp peaks would stop that gain short of the loudness, a look-ahead limiter may take up to
-    # this much off them (dB; 0: the gain stops at the peaks). 6 dB brought 38 of 48 held-out soundtracks within
-    # 1 LU of -16 LUFS, against 19 with none (docs/embedded-model.md).
-    limit_db: float = 6.0
+    # this much off them (dB; 0: the gain stops at the peaks). Off by default: 6 dB brings 38 of 48 held-out
+    # soundtracks within 1 LU of -16 LUFS (19 without), but louder soundtracks score a worse FAD against the
+    # held-out music (docs/embedded-model.md, "Levels"); `generate --limit 6` turns it on.
+    limit_db: float = 0.0
     # Soundtracks sampled together per call, the one whose onsets best meet the video's visual beats kept
     # (best of N; `generate --candidates` overrides it). A trained model sets its own, chosen by measurement.
     candidates: int = 1

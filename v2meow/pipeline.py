@@ -278,6 +278,7 @@ class V2Meow(nn.Module):
         candidates: int | None = None,
         score: bool | None = None,
         loudness: float | None = None,
+        limit_db: float | None = None,
     ) -> Soundtrack:
         """A soundtrack for ``seconds`` of ``video`` from ``start`` (default: all of it from the start).
 
@@ -298,8 +299,9 @@ class V2Meow(nn.Module):
         ``Soundtrack.scores``. ``score`` (default: when ``candidates > 1``) scores anyway.
 
         Each soundtrack is brought to ``loudness`` LUFS (default: ``generation.loudness_lufs``; 0 keeps the
-        stages' own level) by one gain that never takes a sample past -1 dBFS, a look-ahead limiter taking up to
-        ``generation.limit_db`` off the peaks where they would stop the gain short (:func:`match_loudness`).
+        stages' own level) by one gain that never takes a sample past -1 dBFS; a look-ahead limiter may take up to
+        ``limit_db`` (default: ``generation.limit_db``) off the peaks where they would stop the gain short
+        (:func:`match_loudness`).
         """
         info = probe(str(video))
         joint = self.embed_prompt(prompt)
@@ -309,6 +311,9 @@ class V2Meow(nn.Module):
             raise UserError(f"--guidance must be in (0, 20], got {guidance}.")
         loudness = self.cfg.generation.loudness_lufs if loudness is None else loudness
         check_loudness(loudness)
+        limit_db = self.cfg.generation.limit_db if limit_db is None else limit_db
+        if not (0.0 <= limit_db <= 20.0):
+            raise UserError(f"--limit must be in [0, 20] dB, got {limit_db}.")
         seeds = candidate_seeds(seed, self.cfg.generation.candidates if candidates is None else candidates)
         gens = [make_generator(s) for s in seeds]  # one per candidate: row i samples as seed + i alone would
 
@@ -333,8 +338,7 @@ class V2Meow(nn.Module):
         n = int(round(seconds * self.sample_rate))
         wavs = self.decode(codes, report("decode"))[:, :n].float().clamp(-1.0, 1.0).cpu().numpy()
         if loudness != 0:
-            limit = self.cfg.generation.limit_db
-            wavs = np.stack([match_loudness(w, self.sample_rate, loudness, limit_db=limit) for w in wavs])
+            wavs = np.stack([match_loudness(w, self.sample_rate, loudness, limit_db=limit_db) for w in wavs])
         scores, chosen, visual = [], 0, None
         if score if score is not None else len(seeds) > 1:
             from v2meow.metrics.alignment import best_candidate, score_candidates, video_beats

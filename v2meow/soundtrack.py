@@ -76,6 +76,7 @@ def write_soundtrack(
     start: float = 0.0,
     candidates: int | None = None,
     loudness: float | None = None,
+    limit_db: float | None = None,
     plot_path: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> Soundtrack:
@@ -86,7 +87,7 @@ def write_soundtrack(
     ext = check_output(output)
     track = model.generate(video, prompt=prompt, seconds=seconds, seed=seed, guidance=guidance, progress=progress,
                            start=start, candidates=candidates, score=True if plot_path else None,
-                           loudness=loudness)
+                           loudness=loudness, limit_db=limit_db)
     picture = None
     if plot_path is not None:
         from v2meow.metrics.alignment import render_plot
