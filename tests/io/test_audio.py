@@ -161,3 +161,15 @@ def test_integrated_loudness_agrees_with_the_reference_meter_at_any_rate():
     assert abs(integrated_loudness(np.sin(2 * np.pi * 997 * np.arange(48000) / 48000), 48000) + 3.0) < 0.1
     assert integrated_loudness(np.zeros(16000), 16000) == -np.inf  # below the absolute gate
     assert integrated_loudness(np.ones(100), 16000) == -np.inf  # shorter than one block
+
+
+def test_k_weighting_in_blocks_equals_one_long_filter():
+    from v2meow.io import loudness
+
+    rng = np.random.default_rng(5)
+    sr = 16000
+    x = rng.normal(0, 0.1, 3 * loudness.BLOCK_FFT + 1234) * np.sin(np.linspace(0, 40, 3 * loudness.BLOCK_FFT + 1234))
+    n_fft = 1 << (len(x) + sr - 1).bit_length()  # the whole signal in one FFT, a second of zeros after it
+    whole = np.fft.irfft(np.fft.rfft(x, n_fft) * loudness.k_weighting_response(sr, n_fft), n_fft)[: len(x)]
+    blocks = loudness.k_weight(x, sr)
+    assert np.abs(blocks - whole).max() < 1e-9 * np.abs(whole).max()
