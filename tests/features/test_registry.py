@@ -75,21 +75,22 @@ def test_register_rejects_a_second_encoder_with_the_same_name(monkeypatch):
     assert build_encoder(EncoderConfig(name="test-recorder", rate=3)).rate == 3
 
 
-def test_extract_decodes_once_per_decode_setting(tmp_path, monkeypatch):
+def test_extract_decodes_once_and_samples_once_per_decode_setting(tmp_path, monkeypatch):
     path = make_video(tmp_path / "v.mp4", seconds=3.0, fps=25.0)
     calls = []
-    real = registry.iter_frames
+    real = registry.iter_frames_shared
 
-    def counting(*args, **kwargs):
-        calls.append((kwargs.get("fps"), kwargs.get("size")))
-        return real(*args, **kwargs)
+    def counting(path, samplings, *args, **kwargs):
+        calls.append(list(samplings))
+        return real(path, samplings, *args, **kwargs)
 
-    monkeypatch.setattr(registry, "iter_frames", counting)
+    monkeypatch.setattr(registry, "iter_frames_shared", counting)
     appearance = build_encoder(EncoderConfig(name="appearance", rate=1))
     motion = build_encoder(EncoderConfig(name="motion", rate=2))
     recorder = _Recorder(rate=1, decode_fps=appearance.decode_fps, frame_size=appearance.frame_size)
     out = extract_features(path, [appearance, motion, recorder])
-    assert sorted(calls, key=str) == sorted([(4.0, (128, 72)), (None, (64, 36))], key=str)
+    assert len(calls) == 1  # one decode of the video
+    assert sorted(calls[0], key=str) == sorted([(4.0, (128, 72)), (None, (64, 36))], key=str)
     assert out["appearance"].shape == (3, appearance.dim)
     assert out["motion"].shape == (6, motion.dim)
     assert recorder.shapes == {(72, 128, 3)}

@@ -10,7 +10,7 @@ import pytest
 from media import make_audio, make_text_file, make_video, truncate_file, vfr_timestamps
 
 from v2meow.errors import UserError
-from v2meow.io.video import iter_frames, mux_audio, probe, read_frames
+from v2meow.io.video import iter_frames, iter_frames_shared, mux_audio, probe, read_frames
 
 
 def _mad(a: np.ndarray, b: np.ndarray) -> float:
@@ -176,6 +176,26 @@ def test_truncated_file_yields_what_decodes(tmp_path):
     sampled_t, _ = read_frames(cut, fps=5.0)
     assert 1 <= len(sampled_t) < 20
     assert sampled_t[-1] <= times[-1] + 0.04 + 1e-6  # samples stop where the good frames stop
+
+
+@pytest.mark.parametrize("start,end", [(0.0, None), (1.3, 3.1)])
+def test_one_decode_for_several_samplings_gives_each_its_own_frames(tmp_path, start, end):
+    full = make_video(tmp_path / "gop.mp4", seconds=4.0, fps=25.0, gop=10)
+    cut = truncate_file(full, tmp_path / "cut.mp4", 0.6)
+    samplings = [(None, (64, 36)), (4.0, (128, 72)), (1.0, None), (6.0, (64, 36))]
+    for path in (full, cut):
+        shared: list[list[tuple[float, np.ndarray]]] = [[] for _ in samplings]
+        order = []
+        for i, t, f in iter_frames_shared(path, samplings, start=start, end=end):
+            shared[i].append((t, f))
+            order.append(i)
+        for (fps, size), got in zip(samplings, shared):
+            alone = list(iter_frames(path, fps=fps, size=size, start=start, end=end))
+            assert len(got) == len(alone) > 0
+            for (t1, f1), (t2, f2) in zip(got, alone):
+                assert t1 == t2 and np.array_equal(f1, f2)
+        # the samplings advance together through the video, not one after another
+        assert order.index(1) < len(order) // 4 and order.index(2) < len(order) // 4
 
 
 def test_truncated_without_index_is_a_user_error(tmp_path):

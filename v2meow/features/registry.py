@@ -24,7 +24,7 @@ import numpy as np
 from v2meow.configbase import Config, check
 from v2meow.errors import UserError
 from v2meow.features.base import VisualEncoder
-from v2meow.io.video import iter_frames, probe
+from v2meow.io.video import iter_frames_shared, probe
 
 # Modules that define encoders; imported lazily (they may be heavy: pretrained ones import torch).
 # Add new encoder modules here.
@@ -153,8 +153,9 @@ def extract_features(
 ) -> dict[str, np.ndarray]:
     """Encode ``[start, start + duration)`` of a video with every encoder; ``{encoder.name: [T, D]}``.
 
-    The video is decoded once per distinct ``(decode_fps, frame_size)``, and each decoded frame goes to
-    every encoder of that group as it is decoded (frames are never all held in memory). ``duration``
+    The video is decoded once (:func:`v2meow.io.video.iter_frames_shared`), sampled and resized once per
+    distinct ``(decode_fps, frame_size)``, and each frame goes to every encoder that asked for that sampling
+    as it is decoded (frames are never all held in memory). ``duration``
     defaults to the rest of the video and is clipped to it. Times passed to encoders are relative to
     ``start``.
     """
@@ -175,14 +176,14 @@ def extract_features(
     for enc in encoders:
         key = (enc.decode_fps, (int(enc.frame_size[0]), int(enc.frame_size[1])))
         groups.setdefault(key, []).append(enc)
+    states = [[enc.begin(seg) for enc in group] for group in groups.values()]
+    for i, t, frame in iter_frames_shared(path, list(groups), start=start, end=start + seg):
+        rel = t - start
+        for state in states[i]:
+            state.add(rel, frame)
     out: dict[str, np.ndarray] = {}
-    for (fps, size), group in groups.items():
-        states = [enc.begin(seg) for enc in group]
-        for t, frame in iter_frames(path, fps=fps, size=size, start=start, end=start + seg):
-            rel = t - start
-            for state in states:
-                state.add(rel, frame)
-        for enc, state in zip(group, states):
+    for group, group_states in zip(groups.values(), states):
+        for enc, state in zip(group, group_states):
             feats = state.finish()
             assert feats.shape == (enc.num_frames(seg), enc.dim), (enc.name, feats.shape)
             out[enc.name] = feats

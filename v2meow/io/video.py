@@ -13,6 +13,7 @@ names are importable from here too.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterator
@@ -153,11 +154,26 @@ def iter_frames(
     and stops without an exception (samples continue to the time the last good frame ends); if no frame
     at all decodes, :class:`UserError` is raised.
     """
+    for _, t, frame in iter_frames_shared(path, [(fps, size)], start, end):
+        yield t, frame
+
+
+def iter_frames_shared(
+    path: str | os.PathLike[str],
+    samplings: list[tuple[float | None, tuple[int, int] | None]],
+    start: float = 0.0,
+    end: float | None = None,
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """One decode of a video serving several ``(fps, size)`` samplings: yields ``(i, t, frame)``, where the
+    frames of sampling ``i``, in order, are exactly what ``iter_frames(path, *samplings[i], start, end)``
+    yields. The samplings advance together through the decoded frames (each next sample is taken from the one
+    that has read the fewest), so only the few frames between the slowest and the fastest are held."""
     path = os.fspath(path)
-    if fps is not None and not (fps > 0 and math.isfinite(fps)):
-        raise UserError(f"The sampling rate must be a positive number of frames per second, got {fps}.")
-    if size is not None and (len(size) != 2 or min(size) < 1):
-        raise UserError(f"The frame size must be (width, height) with positive values, got {size}.")
+    for fps, size in samplings:
+        if fps is not None and not (fps > 0 and math.isfinite(fps)):
+            raise UserError(f"The sampling rate must be a positive number of frames per second, got {fps}.")
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise UserError(f"The frame size must be (width, height) with positive values, got {size}.")
     info = probe(path)
     start = max(0.0, float(start))
     # Never past the end: samples after it would repeat the last frame, which no consumer wants.
@@ -170,13 +186,30 @@ def iter_frames(
         origin = timeline_origin(container)
         if start > 0:
             _seek(container, stream, start, origin)
-        convert = _FrameConverter(stream, size)
         state: dict[str, Any] = {"error": False}
-        frames = _decoded_frames(container, stream, origin, state)
-        if fps is None:
-            yield from _every_frame(frames, convert, start, end, path)
-        else:
-            yield from _sampled(frames, convert, start, end, fps, state, path)
+        copies = itertools.tee(_decoded_frames(container, stream, origin, state), len(samplings))
+        read = [0] * len(samplings)
+
+        def counted(i: int, frames: Iterator[tuple[float, av.VideoFrame]]) -> Iterator[tuple[float, av.VideoFrame]]:
+            for item in frames:
+                read[i] += 1
+                yield item
+
+        active: dict[int, Iterator[tuple[float, np.ndarray]]] = {}
+        for i, ((fps, size), frames) in enumerate(zip(samplings, copies)):
+            convert = _FrameConverter(stream, size)
+            mine = counted(i, frames)
+            active[i] = (_every_frame(mine, convert, start, end, path) if fps is None
+                         else _sampled(mine, convert, start, end, fps, state, path))
+        del copies
+        while active:
+            i = min(active, key=lambda j: read[j])
+            try:
+                t, frame = next(active[i])
+            except StopIteration:
+                del active[i]  # its copy of the decoded frames goes with it, so they are not kept for it
+                continue
+            yield i, t, frame
     finally:
         container.close()
 
