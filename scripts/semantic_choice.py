@@ -95,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pool", type=int, nargs="+", default=[1, 2], help="frames averaged per token (1: 25 Hz)")
     p.add_argument("--fit-crops", type=int, default=300, help="4 s training crops the k-means is fitted on")
     p.add_argument("--max-tracks", type=int, default=48, help="held-out tracks (two 10 s crops each)")
+    p.add_argument("--with-chroma", type=int, nargs="*", default=[],
+                   help="also each layer's frames with the 12 chroma bins appended, repeated this many times (the "
+                        "k-means standardises every dimension, so repeating weighs harmony up)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-random", dest="random", action="store_false", help="leave out the random tokens row")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -129,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     n_layers = enc.config.layers + 1
     layers = args.layers if args.layers is not None else list(range(n_layers))
     sources = [(f"layer {i}", i) for i in layers] + [("log-mel + chroma k-means", n_layers)]
+    for w in args.with_chroma:  # a layer's frames with the frames' chroma appended, repeated w times
+        for i in layers:
+            for frames in [frames_fit, frames_a, frames_b, *frames_s.values()]:
+                frames.append([torch.cat([f, c[:, -12:].repeat(1, w)], dim=1)
+                               for f, c in zip(frames[i], frames[n_layers])])
+            sources.append((f"layer {i} + chroma x{w}", len(frames_fit) - 1))
 
     rows = []
     head = ("| tokens | Hz | vocab | perplexity | used | changes/s | AUC | onset lift | chroma R² | key acc. | "
@@ -139,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         r_tok = rate / pool
         chroma_p = [pooled(torch.from_numpy(c), pool).numpy() for c in chroma_of]
         for vocab in args.vocab:
-            for label, li in sources + [("random tokens", None)]:
+            for label, li in sources + ([("random tokens", None)] if args.random else []):
                 if li is None:
                     g = torch.Generator().manual_seed(vocab)
                     def tok(fs: list[Tensor]) -> list[Tensor]:  # noqa: E306
