@@ -41,6 +41,7 @@ class SemanticTokenizerConfig(Config):
     encoder: SemanticEncoderConfig | None = None
     ssl: SSLEncoderConfig | None = None
     vocab_size: int = 1024  # k-means clusters K_s
+    chroma: int = 0  # copies of the frames' chroma appended to the layer's features (SemanticTokenizer)
 
     def __post_init__(self) -> None:
         if self.backend == "v2meow" and self.encoder is None:
@@ -49,6 +50,7 @@ class SemanticTokenizerConfig(Config):
 
     def validate(self) -> None:
         check(2 <= self.vocab_size <= 65536, f"semantic vocab_size must be in 2..65536, got {self.vocab_size}.")
+        check(0 <= self.chroma <= 16, f"semantic tokenizer chroma must be in 0..16, got {self.chroma}.")
         check(self.backend in SEMANTIC_BACKENDS,
               f"semantic tokenizer backend must be one of {', '.join(SEMANTIC_BACKENDS)}, got {self.backend!r}.")
         if self.backend == "v2meow":
@@ -80,11 +82,17 @@ def loudness_ok(lufs: float) -> bool:
     return lufs == 0 or LOUDNESS_LUFS_RANGE[0] <= lufs <= LOUDNESS_LUFS_RANGE[1]
 
 
-def check_loudness(lufs: float) -> None:
-    """A loudness asked of ``generate`` (``--loudness``), refused in one sentence when out of range."""
+LIMIT_DB_RANGE = (0.0, 20.0)  # how much the loudness limiter may take off the peaks
+
+
+def check_loudness(lufs: float, limit_db: float = 0.0) -> None:
+    """A loudness (``--loudness``) and limiter budget (``--limit``) asked of ``generate``, refused in one sentence
+    when out of range."""
     if not loudness_ok(lufs):
         raise UserError(f"--loudness must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 to keep the model's level; "
                         f"got {lufs}.")
+    if not LIMIT_DB_RANGE[0] <= limit_db <= LIMIT_DB_RANGE[1]:
+        raise UserError(f"--limit must be in {list(LIMIT_DB_RANGE)} dB, got {limit_db}.")
 
 
 @dataclass
@@ -115,7 +123,8 @@ class GenerationConfig(Config):
         check(self.decode_chunk_seconds > 0 and self.decode_margin_seconds >= 0, "decode chunk sizes must be > 0.")
         check(1 <= self.candidates <= MAX_CANDIDATES,
               f"candidates must be in 1..{MAX_CANDIDATES}, got {self.candidates}.")
-        check(0 <= self.limit_db <= 20, f"limit_db must be in [0, 20] dB, got {self.limit_db}.")
+        check(LIMIT_DB_RANGE[0] <= self.limit_db <= LIMIT_DB_RANGE[1],
+              f"limit_db must be in {list(LIMIT_DB_RANGE)} dB, got {self.limit_db}.")
         check(loudness_ok(self.loudness_lufs),
               f"loudness_lufs must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 (off), got {self.loudness_lufs}.")
 

@@ -144,18 +144,15 @@ class V2Meow(nn.Module):
     @property
     def semantic_tokenizer(self) -> SemanticTokenizer:
         """Audio -> semantic tokens (used by extraction; generation does not need it)."""
-        return SemanticTokenizer(self.semantic_encoder, self.semantic_kmeans, layer=self.cfg.semantic_tokenizer.layer)
+        st = self.cfg.semantic_tokenizer
+        return SemanticTokenizer(self.semantic_encoder, self.semantic_kmeans, layer=st.layer, chroma=st.chroma)
 
     def randomize_semantic_kmeans(self, seed: int = 0) -> None:
         """Give an untrained model random k-means centroids (debug preset: every weight is random)."""
-        g = torch.Generator().manual_seed(seed)
         st = self.cfg.semantic_tokenizer
-        k = st.vocab_size
-        d = st.encoder.width if st.backend == "v2meow" else self.semantic_encoder.dim
-        self.semantic_kmeans.centroids = torch.randn(k, d, generator=g)
-        self.semantic_kmeans.mean = torch.zeros(d)
-        self.semantic_kmeans.scale = torch.ones(d)
-        self.semantic_kmeans.fitted_on = kmeans_fit_identity(self.semantic_encoder, st.layer)
+        d = (st.encoder.width if st.backend == "v2meow" else self.semantic_encoder.dim) + 12 * st.chroma
+        fitted_on = kmeans_fit_identity(self.semantic_encoder, st.layer, st.chroma)
+        self.semantic_kmeans = KMeans.random(st.vocab_size, d, fitted_on, seed)
 
     @property
     def sample_rate(self) -> int:
@@ -298,10 +295,9 @@ class V2Meow(nn.Module):
         (:mod:`v2meow.metrics.alignment`); the best is returned with every candidate's score in
         ``Soundtrack.scores``. ``score`` (default: when ``candidates > 1``) scores anyway.
 
-        Each soundtrack is brought to ``loudness`` LUFS (default: ``generation.loudness_lufs``; 0 keeps the
-        stages' own level) by one gain that never takes a sample past -1 dBFS; a look-ahead limiter may take up to
-        ``limit_db`` (default: ``generation.limit_db``) off the peaks where they would stop the gain short
-        (:func:`match_loudness`).
+        Each soundtrack is brought to ``loudness`` LUFS (default ``generation.loudness_lufs``; 0 keeps the stages'
+        level) by one gain that keeps every sample under -1 dBFS, a look-ahead limiter taking up to ``limit_db``
+        (default ``generation.limit_db``) off the peaks that would stop it short (:func:`match_loudness`).
         """
         info = probe(str(video))
         joint = self.embed_prompt(prompt)
@@ -310,10 +306,8 @@ class V2Meow(nn.Module):
         if not (0.0 < guidance <= 20.0):
             raise UserError(f"--guidance must be in (0, 20], got {guidance}.")
         loudness = self.cfg.generation.loudness_lufs if loudness is None else loudness
-        check_loudness(loudness)
         limit_db = self.cfg.generation.limit_db if limit_db is None else limit_db
-        if not (0.0 <= limit_db <= 20.0):
-            raise UserError(f"--limit must be in [0, 20] dB, got {limit_db}.")
+        check_loudness(loudness, limit_db)
         seeds = candidate_seeds(seed, self.cfg.generation.candidates if candidates is None else candidates)
         gens = [make_generator(s) for s in seeds]  # one per candidate: row i samples as seed + i alone would
 

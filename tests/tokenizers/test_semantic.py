@@ -201,3 +201,31 @@ def test_tokenizer_survives_saving_the_kmeans(tokenizer: SemanticTokenizer, tmp_
     wav = melody(seed=5)[None]
     assert torch.equal(again.tokenize(wav), tokenizer.tokenize(wav))
     assert again.identity() == tokenizer.identity()
+
+
+def test_chroma_appended_to_the_token_features() -> None:
+    torch.manual_seed(0)
+    enc = SemanticEncoder(SemanticEncoderConfig.debug())
+    wavs = [torch.stack([melody(seed=0), melody(seed=1)])]
+    tok = SemanticTokenizer.fit(enc, wavs, k=8, seed=0, chroma=2)
+    assert tok.kmeans.dim == enc.config.width + 24 and tok.chroma == 2
+    tokens = tok.tokenize(torch.stack([melody(2.0, seed=2)]))
+    assert tokens.shape == (1, 50) and int(tokens.max()) < 8
+    assert tok.identity()["chroma"] == 2
+    plain = SemanticTokenizer.fit(enc, wavs, k=8, seed=0)
+    assert "chroma" not in plain.identity() and "chroma" not in plain.kmeans.fitted_on  # older files still match
+    with pytest.raises(IdentityMismatch, match="chroma"):
+        SemanticTokenizer(enc, tok.kmeans)  # fitted with chroma, read without
+    with pytest.raises(IdentityMismatch, match="chroma"):
+        SemanticTokenizer(enc, plain.kmeans, chroma=2)
+    # the appended chroma is the frames' chroma: a pure tone puts its pitch class in every frame's bins
+    t = torch.arange(16000) / 16000
+    a440 = (0.3 * torch.sin(2 * torch.pi * 440.0 * t))[None]
+    from v2meow.tokenizers.semantic import token_features
+
+    with torch.no_grad():
+        feats = token_features(enc, tok.layer, tok.chroma_frames, 2, a440)
+    assert feats.shape == (1, 25, enc.config.width + 24)
+    chroma = feats[0, 5:20, enc.config.width:enc.config.width + 12]
+    assert torch.equal(chroma, feats[0, 5:20, enc.config.width + 12:])  # two identical copies
+    assert (chroma.argmax(dim=1) == chroma[0].argmax()).all() and float(chroma.max()) == pytest.approx(1.0)

@@ -26,6 +26,7 @@ from v2meow.tokenizers.default import (
     load_codec_state,
     load_tokenizers,
     save_tokenizers,
+    windowed_semantic_tokens,
 )
 from v2meow.tokenizers.kmeans import KMeans
 from v2meow.tokenizers.semantic import SemanticEncoder, SemanticEncoderConfig, SemanticTokenizer
@@ -93,6 +94,19 @@ def test_save_load_keeps_tokens_identical(tokenizers: Tokenizers, tmp_path: Path
     assert torch.equal(loaded.semantic_tokens(wav), tokenizers.semantic_tokens(wav))
     assert torch.equal(loaded.acoustic_codes(wav), tokenizers.acoustic_codes(wav))
     assert load_tokenizers(out) is loaded  # cached while the files are unchanged
+
+
+def test_save_load_keeps_chroma_tokens(tokenizers: Tokenizers, tmp_path: Path) -> None:
+    encoder = tokenizers.semantic.encoder
+    semantic = SemanticTokenizer.fit(encoder, [noise(2.0, 1)], k=4, seed=0, chroma=2)
+    km = semantic.kmeans
+    km.centroids, km.mean, km.scale = km.centroids.half().float(), km.mean.half().float(), km.scale.half().float()
+    out = save_tokenizers(tokenizers.codec, semantic, tmp_path / "tok", coarse_levels=2)
+    assert json.loads((out / "tokenizers.json").read_text())["semantic"]["chroma"] == 2
+    loaded = load_tokenizers(out)
+    assert loaded.semantic.chroma == 2 and loaded.identity()["semantic"] == semantic.identity()
+    wav = noise(1.3, 5)
+    assert torch.equal(loaded.semantic_tokens(wav), windowed_semantic_tokens(semantic, wav))
 
 
 def test_windowed_helpers_match_whole_signal_calls(tokenizers: Tokenizers) -> None:

@@ -202,6 +202,18 @@ def test_semantic_kmeans_is_deterministic_and_fitted_on_the_float16_encoder(musi
     assert torch.equal(loaded.tokenize(wav), tok1.tokenize(wav))
 
 
+def test_semantic_tokens_with_chroma_survive_the_run_and_the_export(music: Path, tmp_path: Path) -> None:
+    cfg = semantic_config(max_steps=2).replace(token_chroma=3)
+    trainer = SemanticTrainer(cfg, music, tmp_path / "run")
+    trainer.fit(progress=False)
+    tok = trainer.fit_tokenizer()
+    assert tok.chroma == 3 and tok.kmeans.dim == cfg.encoder.width + 36
+    loaded, info = load_semantic_run(tmp_path / "run")
+    assert info["chroma"] == 3 and loaded.identity() == tok.identity()
+    wav = torch.from_numpy(melody(2.0, 9))[None]
+    assert torch.equal(loaded.tokenize(wav), tok.tokenize(wav))
+
+
 def test_semantic_resume_is_exact(music: Path, tmp_path: Path) -> None:
     cfg = semantic_config(max_steps=4)
     straight = SemanticTrainer(cfg, music, tmp_path / "a")

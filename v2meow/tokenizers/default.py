@@ -217,6 +217,7 @@ def save_tokenizers(codec: SoundStream, semantic: SemanticTokenizer, out_dir: st
             "fine_levels": codec.num_levels - coarse,
             "codec": {"config": codec.config.to_dict(), "file": CODEC_FILE},
             "semantic": {"encoder_config": semantic.encoder.config.to_dict(), "layer": semantic.layer,
+                         **({"chroma": semantic.chroma} if semantic.chroma else {}),
                          "vocab_size": semantic.vocab_size, "encoder_file": ENCODER_FILE, "kmeans_file": KMEANS_FILE},
             "training": training or {},
             "sources": sources or {},
@@ -287,7 +288,7 @@ def load_tokenizers(path: str | os.PathLike | None = None, check: bool = True) -
     except RuntimeError:
         raise UserError(f"{root / ENCODER_FILE} does not match the encoder config in {info_file}.") from None
     kmeans = KMeans.load(root / sem.get("kmeans_file", KMEANS_FILE))
-    semantic = SemanticTokenizer(encoder.eval(), kmeans, int(sem["layer"]))
+    semantic = SemanticTokenizer(encoder.eval(), kmeans, int(sem["layer"]), chroma=int(sem.get("chroma", 0)))
     tok = Tokenizers(codec, semantic, info)
     if check and "identity" in info:
         got = tok.identity()

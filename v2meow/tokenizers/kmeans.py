@@ -53,6 +53,16 @@ class KMeans(nn.Module):
     def fitted(self) -> bool:
         return self.k > 0
 
+    @classmethod
+    def random(cls, k: int, dim: int, fitted_on: dict[str, Any], seed: int = 0) -> KMeans:
+        """``k`` standard-normal centroids of ``dim`` (an untrained model's: every weight random), as if fitted on
+        ``fitted_on``."""
+        km = cls()
+        km.centroids = torch.randn(k, dim, generator=torch.Generator().manual_seed(seed))
+        km.mean, km.scale = torch.zeros(dim), torch.ones(dim)
+        km.fitted_on = dict(fitted_on)
+        return km
+
     def fit(
         self,
         features: np.ndarray | Tensor,

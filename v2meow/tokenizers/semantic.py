@@ -264,21 +264,26 @@ class SemanticEncoder(nn.Module):
         return F.cross_entropy(logits.float(), targets[mask].long())
 
 
-def kmeans_fit_identity(encoder: FeatureEncoder, layer: int) -> dict[str, Any]:
-    """What a tokenizer's k-means must have been fitted on: the encoder's identity and the layer."""
-    return {**encoder.identity(), "layer": layer}
+def kmeans_fit_identity(encoder: FeatureEncoder, layer: int, chroma: int = 0) -> dict[str, Any]:
+    """What a tokenizer's k-means must have been fitted on: the encoder's identity, the layer, and how many
+    copies of the frames' chroma were appended (named only when some were, so older k-means still match)."""
+    return {**encoder.identity(), "layer": layer, **({"chroma": chroma} if chroma else {})}
 
 
 class SemanticTokenizer(nn.Module):
     """``wav [B, T]`` → semantic token ids ``[B, ceil(T / hop)]``: k-means of one encoder layer.
 
-    Refuses (IdentityMismatch) a k-means fitted on another encoder, other weights or another layer.
+    ``chroma > 0`` appends the frames' 12 chroma bins, repeated ``chroma`` times, to the layer's features before
+    the k-means (which standardises every dimension, so repeating weighs harmony up): the encoder's layers keep
+    onsets and timbre far better than harmony (docs/semantic-tokens.md).
+
+    Refuses (IdentityMismatch) a k-means fitted on another encoder, other weights, another layer or chroma.
     """
 
     NAME = "v2meow-semantic"
     VERSION = "1"
 
-    def __init__(self, encoder: FeatureEncoder, kmeans: KMeans, layer: int | None = None) -> None:
+    def __init__(self, encoder: FeatureEncoder, kmeans: KMeans, layer: int | None = None, chroma: int = 0) -> None:
         super().__init__()
         if layer is None:
             layer = getattr(getattr(encoder, "config", None), "token_layer", None)
@@ -286,7 +291,9 @@ class SemanticTokenizer(nn.Module):
                 raise ValueError("layer must be given for an encoder without config.token_layer.")
         if not kmeans.fitted:
             raise UserError("the semantic tokenizer's k-means has not been fitted.")
-        expected = kmeans_fit_identity(encoder, layer)
+        if not (isinstance(chroma, int) and 0 <= chroma <= 16):
+            raise ValueError(f"chroma must be a whole number of copies in 0..16, got {chroma!r}.")
+        expected = kmeans_fit_identity(encoder, layer, chroma)
         for key in sorted(set(expected) | set(kmeans.fitted_on)):
             if expected.get(key) != kmeans.fitted_on.get(key):
                 raise IdentityMismatch(
@@ -296,6 +303,8 @@ class SemanticTokenizer(nn.Module):
         self.encoder = encoder
         self.kmeans = kmeans
         self.layer = layer
+        self.chroma = chroma
+        self.chroma_frames = chroma_of_frames(encoder) if chroma else None
 
     @classmethod
     def fit(
@@ -306,23 +315,26 @@ class SemanticTokenizer(nn.Module):
         seed: int = 0,
         layer: int | None = None,
         max_frames: int = 200_000,
+        chroma: int = 0,
     ) -> SemanticTokenizer:
-        """Fit a k-means of ``k`` clusters on the ``layer`` features of ``wavs`` (each ``[T]`` or ``[B, T]``)."""
+        """Fit a k-means of ``k`` clusters on the ``layer`` features of ``wavs`` (each ``[T]`` or ``[B, T]``),
+        with ``chroma`` copies of the frames' chroma appended."""
         if layer is None:
             layer = encoder.config.token_layer  # type: ignore[attr-defined]
+        chroma_frames = chroma_of_frames(encoder) if chroma else None
         feats = []
         with _eval_mode(encoder), torch.no_grad():
             for wav in wavs:
                 wav = wav[None] if wav.dim() == 1 else wav
-                f = encoder.features(wav, layer)
+                f = token_features(encoder, layer, chroma_frames, chroma, wav)
                 feats.append(f.reshape(-1, f.shape[-1]).float().cpu())
         if not feats:
             raise UserError("no audio was given to fit the semantic k-means.")
         x = torch.cat(feats)
         if x.shape[0] > max_frames:
             x = x[torch.linspace(0, x.shape[0] - 1, max_frames).round().long()]
-        kmeans = KMeans().fit(x.numpy(), k, seed=seed, fitted_on=kmeans_fit_identity(encoder, layer))
-        return cls(encoder, kmeans, layer)
+        kmeans = KMeans().fit(x.numpy(), k, seed=seed, fitted_on=kmeans_fit_identity(encoder, layer, chroma))
+        return cls(encoder, kmeans, layer, chroma)
 
     @property
     def vocab_size(self) -> int:
@@ -344,6 +356,7 @@ class SemanticTokenizer(nn.Module):
             "frame_rate": self.frame_rate,
             "vocab_size": self.vocab_size,
             "layer": self.layer,
+            **({"chroma": self.chroma} if self.chroma else {}),
             "encoder": enc.get("name"),
             "encoder_config_hash": enc.get("config_hash"),
             "encoder_weights": enc.get("weights"),
@@ -354,9 +367,27 @@ class SemanticTokenizer(nn.Module):
     def tokenize(self, wav: Tensor) -> Tensor:
         """``wav [B, T]`` at :attr:`sample_rate` → ids ``[B, ceil(T / hop)]`` in ``[0, vocab_size)``."""
         with _eval_mode(self.encoder):
-            return self.kmeans.predict(self.encoder.features(wav, self.layer))
+            return self.kmeans.predict(token_features(self.encoder, self.layer, self.chroma_frames, self.chroma, wav))
 
     forward = tokenize
+
+
+def chroma_of_frames(encoder: FeatureEncoder) -> Chroma:
+    """Chroma at the encoder's frames (``ceil(T / hop)`` of them), over the encoder's own FFT size when it has
+    one (the project's encoder: the chroma its frontend reads), else four hops."""
+    sr, hop = int(encoder.sample_rate), int(encoder.hop_length)  # type: ignore[attr-defined]
+    n_fft = int(getattr(getattr(encoder, "config", None), "n_fft", 0) or 4 * hop)
+    return Chroma(sr, max(n_fft, hop), hop, padding="same")
+
+
+def token_features(encoder: FeatureEncoder, layer: int, chroma_frames: Chroma | None, copies: int,
+                   wav: Tensor) -> Tensor:
+    """What the k-means sees: ``[B, frames, W (+ 12 × copies)]``."""
+    f = encoder.features(wav, layer)
+    if chroma_frames is None or copies == 0:
+        return f
+    c = chroma_frames(wav.float()).transpose(1, 2)[:, : f.shape[1]].to(f.dtype)
+    return torch.cat([f, c.repeat(1, 1, copies)], dim=-1)
 
 
 class _eval_mode:

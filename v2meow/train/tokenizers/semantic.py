@@ -28,6 +28,9 @@ class SemanticTrainConfig(Config):
     # layer whose k-means gives the tokens (-1: encoder.token_layer); chosen after training, by measurement. The
     # exported encoder keeps only the layers up to it (the rest only served the masked-prediction loss).
     token_layer: int = -1
+    # copies of the frames' 12 chroma bins appended to the token layer's features before the k-means (0: none);
+    # the layer keeps onsets far better than harmony, and the chroma gives it back (docs/semantic-tokens.md)
+    token_chroma: int = 0
     target_crops: int = 1000  # crops whose log-mel + chroma frames fit the iteration-1 target k-means
     kmeans_crops: int = 1000  # crops whose token-layer features fit the final k-means
     batch_size: int = 16
@@ -53,6 +56,7 @@ class SemanticTrainConfig(Config):
         check(2 <= self.vocab_size <= 65536, "vocab_size must be in 2..65536.")
         check(-1 <= self.token_layer <= self.encoder.layers,
               f"token_layer must be -1 or in [0, {self.encoder.layers}], got {self.token_layer}.")
+        check(0 <= self.token_chroma <= 16, f"token_chroma must be in 0..16, got {self.token_chroma}.")
         check(self.target_crops >= 1 and self.kmeans_crops >= 1, "target_crops and kmeans_crops must be >= 1.")
         check(self.batch_size >= 1 and self.crop_seconds > 0, "batch_size must be >= 1 and crop_seconds > 0.")
         check(0 < self.lr <= 1 and len(self.betas) == 2, "lr must be in (0, 1] and betas two numbers.")
@@ -189,7 +193,7 @@ class SemanticTrainer(_StepTrainer):
         encoder.load_state_dict({n: v.half().float() for n, v in encoder.state_dict().items()})
         crops = self._crops(cfg.kmeans_crops, stream=3)
         batches = [torch.stack(crops[i : i + 32]) for i in range(0, len(crops), 32)]
-        tok = SemanticTokenizer.fit(encoder, batches, k, seed=cfg.seed)
+        tok = SemanticTokenizer.fit(encoder, batches, k, seed=cfg.seed, chroma=cfg.token_chroma)
         _round_kmeans_to_half(tok.kmeans)
         out = self.run_dir / TOKENIZER_DIR
         out.mkdir(parents=True, exist_ok=True)
@@ -199,7 +203,7 @@ class SemanticTrainer(_StepTrainer):
                   str(out / "semantic_encoder.safetensors"))
         tok.kmeans.save(out / "semantic_kmeans.safetensors")
         info = {"encoder": encoder.config.to_dict(), "trained_encoder": cfg.encoder.to_dict(), "layer": tok.layer,
-                "vocab_size": k, "step": self.step,
+                "chroma": tok.chroma, "vocab_size": k, "step": self.step,
                 "identity": tok.identity(), "kmeans_seconds": round(time.time() - t0, 1),
                 "kmeans_frames": sum(int(b.shape[0]) * encoder.num_frames(b.shape[1]) for b in batches)}
         (out / "semantic.json").write_text(json.dumps(info, indent=1))
@@ -255,4 +259,4 @@ def load_semantic_run(run_dir: str | os.PathLike) -> tuple[SemanticTokenizer, di
     encoder = SemanticEncoder(SemanticEncoderConfig.from_dict(info["encoder"]))
     encoder.load_state_dict({k: v.float() for k, v in load_file(str(out / "semantic_encoder.safetensors")).items()})
     kmeans = KMeans.load(out / "semantic_kmeans.safetensors")
-    return SemanticTokenizer(encoder.eval(), kmeans, info["layer"]), info
+    return SemanticTokenizer(encoder.eval(), kmeans, info["layer"], chroma=int(info.get("chroma", 0))), info
