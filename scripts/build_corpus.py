@@ -16,7 +16,7 @@ kept, and its labels lie beside it):
 shipped weights never hear, for ``bench.codec`` and for users' own training, never part of this corpus.
 
     apt-get install fluidsynth fluid-soundfont-gm musescore-general-soundfont && pip install -e '.[scores]'
-    python scripts/build_corpus.py                  # ≈ 40 h: about 75 min on 2 cores
+    python scripts/build_corpus.py                  # 41.3 h: about 2.5 h on 2 busy cores
     python scripts/build_corpus.py --tracks 200     # a smaller corpus (≈ 5 h) to try things on
 """
 
