@@ -18,6 +18,10 @@ reference is fitted on those same files (which flatters it). Printed:
    for warps w in 0.5..2 the agreement ``mean_t [tok_stretched[t] == tok_original[round(w t)]]`` peaks at
    w = the factor. Reported: the median estimated factor, the share of crops whose estimate is within 5 %,
    and the agreement at the true warp against no warp.
+4. Rhythm, harmony and context (docs/semantic-tokens.md): onset lift (how much likelier a token change is within
+   one frame of a detected onset than elsewhere), chroma R² (the share of the frames' chroma variance the token id
+   explains, means taken on the first crops and scored on the second), and a bigram's bits a token and a second
+   (fitted on the first crops, scored on the second).
 
 Reference rows, computed in the same run on the same crops: a k-means of the log-mel + chroma frames
 themselves (same vocabulary size, fitted here on the training tracks: what the encoder adds over its input
@@ -273,12 +277,23 @@ def run(model: str | None, data: Path, seconds: float, max_tracks: int = 0, base
     g = torch.Generator().manual_seed(0)
     tokenizers["random tokens (chance)"] = lambda w: torch.randint(0, vocab, (math.ceil(w.shape[0] / tok.hop_length),),
                                                                    generator=g)
+    from v2meow.metrics.beats import detect_onsets
+    from v2meow.tokenizers.semantic import chroma_of_frames
+
+    chroma = chroma_of_frames(tok.encoder)
+    with torch.no_grad():
+        chromas = [chroma(w[None])[0].T.numpy() for w in first + second]  # [T, 12] at the tokens' frames
+    onsets = [detect_onsets(w.numpy(), sr) for w in first + second]
     rows = {}
     for name, fn in tokenizers.items():
         a = [fn(w) for w in first]
         b = [fn(w) for w in second]
         s = {r: [fn(w) for w in ws] for r, ws in stretched.items()}
-        rows[name] = {**usage(a + b, vocab), **identity_scores(a, b, vocab), **tempo_scores(a, s)}
+        rows[name] = {**usage(a + b, vocab), **identity_scores(a, b, vocab), **tempo_scores(a, s),
+                      "onset_lift": onset_lift(a + b, onsets, tok.frame_rate),
+                      "chroma_r2": chroma_r2(a, chromas[: len(a)], b, chromas[len(a):], vocab),
+                      # the bigram is fitted on the first crops and scored on the second (no training crops here)
+                      **context_scores(a, b, vocab, tok.frame_rate)}
     return {"rows": rows, "tracks": len(first), "seconds": seconds, "vocab": vocab, "model": info,
             "identity": tok.identity(), "heldout_from_sources": has_sources, "source": source, "names": names}
 
@@ -307,6 +322,12 @@ def print_tables(res: dict) -> None:
         cells = " | ".join(f"{r[f'x{q:g}_median']:>17.3f} | {r[f'x{q:g}_within5']:>9.0%} | "
                            f"{r[f'x{q:g}_agree_true']:>11.3f} | {r[f'x{q:g}_agree_none']:>8.3f}" for q in RATES)
         print(f"| {k:<{w}} | {cells} |")
+    print()
+    print(f"| {'rhythm, harmony, context':<{w}} | onset lift | chroma R² | bits/token (bigram) | bits/s | changes/s |")
+    print(f"|{'-' * (w + 2)}|------------|-----------|---------------------|--------|-----------|")
+    for k, r in rows.items():
+        print(f"| {k:<{w}} | {r['onset_lift']:>10.2f} | {r['chroma_r2']:>9.2f} | {r['bits_bigram']:>19.2f} | "
+              f"{r['bits_per_second']:>6.0f} | {r['changes_per_second']:>9.1f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
