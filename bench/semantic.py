@@ -121,16 +121,12 @@ def tempo_scores(orig: list[Tensor], stretched: dict[float, list[Tensor]]) -> di
     return out
 
 
-# Krumhansl-Kessler key profiles (major, minor), tonic first
-_KEY_PROFILES = np.array([[6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88],
-                          [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]])
-
-
 def crop_key(chroma: np.ndarray) -> int:
-    """The key (0-11 major, 12-23 minor, by tonic) whose profile best correlates with the mean of ``chroma [T, 12]``."""
-    c = chroma.mean(0)
-    scores = [np.corrcoef(c, np.roll(_KEY_PROFILES[m], k))[0, 1] for m in (0, 1) for k in range(12)]
-    return int(np.nanargmax(scores))
+    """The key (0-11 major, 12-23 minor, by tonic) whose profile best correlates with the mean of ``chroma [T, 12]``
+    (:func:`v2meow.text.captions.key_scores`)."""
+    from v2meow.text.captions import key_scores
+
+    return int(np.nanargmax(key_scores(chroma.mean(0))))
 
 
 def onset_lift(tokens: list[Tensor], onsets: list[np.ndarray], rate: float) -> float:

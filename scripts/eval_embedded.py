@@ -37,8 +37,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PROMPTS = ("calm solo piano, slow and quiet", "fast loud brass and drums")
-KEY_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KEY_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
 
 def heldout_videos(n: int, out: Path) -> Path:
@@ -59,9 +57,11 @@ def heldout_videos(n: int, out: Path) -> Path:
 def descriptors(wav: np.ndarray, sr: int) -> dict[str, float]:
     import librosa
 
+    from v2meow.text.captions import key_scores
+
     y = wav.astype(np.float32)
     chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=2048, hop_length=512).mean(axis=1)
-    best = max(np.corrcoef(chroma, np.roll(p, k))[0, 1] for p in (KEY_MAJOR, KEY_MINOR) for k in range(12))
+    best = float(np.max(key_scores(chroma)))
     env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=256)
     env = env - env.mean()
     ac = np.correlate(env, env, "full")[len(env) - 1:]

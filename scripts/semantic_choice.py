@@ -106,19 +106,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from v2meow.metrics.beats import detect_onsets
     from v2meow.tokenizers.kmeans import KMeans
-    from v2meow.tokenizers.mel import Chroma
+    from v2meow.tokenizers.semantic import chroma_of_frames
     from v2meow.train.tokenizers import AudioCrops, list_audio
 
     data = Path(args.data)
     enc, step = load_encoder(Path(args.run))
-    sr, hop, rate = enc.sample_rate, enc.hop_length, enc.frame_rate
+    sr, rate = enc.sample_rate, enc.frame_rate
     first, second, names = two_crops(list_audio(data, "heldout")[: args.max_tracks], data, sr, 10.0)
     if len(first) < 4:
         raise SystemExit(f"Need held-out tracks of 20 s or more in {data}.")
     stretched = {r: [time_stretch(w, r) for w in first] for r in RATES}
     fit = list(AudioCrops(list_audio(data, "train"), sr).batch(np.random.default_rng([0, 7]), args.fit_crops,
                                                                 4 * sr))
-    chroma = Chroma(sr, enc.config.n_fft, hop, padding="same")
+    chroma = chroma_of_frames(enc)  # the chroma the tokenizer's chroma option appends
     with torch.no_grad():
         chroma_of = [chroma(w[None])[0].T.numpy() for w in first + second]  # [T, 12] each, unit-sum frames
     onsets = [detect_onsets(w.numpy(), sr) for w in first + second]

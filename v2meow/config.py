@@ -85,13 +85,17 @@ def loudness_ok(lufs: float) -> bool:
 LIMIT_DB_RANGE = (0.0, 20.0)  # how much the loudness limiter may take off the peaks
 
 
+def limit_ok(limit_db: float) -> bool:
+    return LIMIT_DB_RANGE[0] <= limit_db <= LIMIT_DB_RANGE[1]
+
+
 def check_loudness(lufs: float, limit_db: float = 0.0) -> None:
     """A loudness (``--loudness``) and limiter budget (``--limit``) asked of ``generate``, refused in one sentence
     when out of range."""
     if not loudness_ok(lufs):
         raise UserError(f"--loudness must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 to keep the model's level; "
                         f"got {lufs}.")
-    if not LIMIT_DB_RANGE[0] <= limit_db <= LIMIT_DB_RANGE[1]:
+    if not limit_ok(limit_db):
         raise UserError(f"--limit must be in {list(LIMIT_DB_RANGE)} dB, got {limit_db}.")
 
 
@@ -123,8 +127,7 @@ class GenerationConfig(Config):
         check(self.decode_chunk_seconds > 0 and self.decode_margin_seconds >= 0, "decode chunk sizes must be > 0.")
         check(1 <= self.candidates <= MAX_CANDIDATES,
               f"candidates must be in 1..{MAX_CANDIDATES}, got {self.candidates}.")
-        check(LIMIT_DB_RANGE[0] <= self.limit_db <= LIMIT_DB_RANGE[1],
-              f"limit_db must be in {list(LIMIT_DB_RANGE)} dB, got {self.limit_db}.")
+        check(limit_ok(self.limit_db), f"limit_db must be in {list(LIMIT_DB_RANGE)} dB, got {self.limit_db}.")
         check(loudness_ok(self.loudness_lufs),
               f"loudness_lufs must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 (off), got {self.loudness_lufs}.")
 

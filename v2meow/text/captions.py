@@ -70,18 +70,24 @@ class TrackAnalysis:
         return float(np.mean(vals[a:b]))
 
 
+def key_scores(chroma_mean: np.ndarray) -> np.ndarray:
+    """The correlation of a mean chroma vector ``[12]`` (row 0 = C) with each key's profile: ``[24]``, C to B major
+    then C to B minor (NaN when the chroma is constant)."""
+    c = np.asarray(chroma_mean, dtype=np.float64)
+    return np.array([np.corrcoef(c, np.roll(prof, k))[0, 1] for prof in (MAJOR_PROFILE, MINOR_PROFILE)
+                     for k in range(12)])
+
+
 def estimate_key(chroma_mean: np.ndarray) -> tuple[str, float]:
     """Key (e.g. ``"A minor"``) from a mean chroma vector ``[12]`` (row 0 = C), and the mode's confidence."""
     c = np.asarray(chroma_mean, dtype=np.float64)
     if not np.isfinite(c).all() or c.std() < 1e-9:
         return "C major", 0.0
-    scores = {}
-    for mode, prof in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
-        for k in range(12):
-            scores[(k, mode)] = float(np.corrcoef(c, np.roll(prof, k))[0, 1])
-    (k, mode), best = max(scores.items(), key=lambda kv: kv[1])
-    other = max(v for (_, m), v in scores.items() if m != mode)
-    return f"{KEY_NAMES[k]} {mode}", best - other
+    scores = key_scores(c)
+    best = int(np.argmax(scores))  # the first of equal scores, majors first
+    minor = best >= 12
+    other = scores[:12].max() if minor else scores[12:].max()
+    return f"{KEY_NAMES[best % 12]} {'minor' if minor else 'major'}", float(scores[best] - other)
 
 
 def analyse_track(wav: np.ndarray, sample_rate: int) -> TrackAnalysis:
