@@ -7,6 +7,12 @@
     python scripts/train_embedded.py export --ship           # runs -> runs/embedded/model (+ v2meow/assets/embedded)
     python scripts/train_embedded.py ship --model DIR        # an exported model's stages -> v2meow/assets/embedded
 
+    # the same on another semantic tokenizer (its vocabulary too), each stage warm-started from the shipped model
+    python scripts/train_embedded.py --work runs/embedded_next --shards data_cache/shards_next \
+        prepare --semantic-run runs/semantic_next
+    python scripts/train_embedded.py --work runs/embedded_next --shards data_cache/shards_next \
+        train semantic --init-from v2meow/assets/embedded
+
 Everything lives out of git and is rebuilt by these commands: videos in ``data_cache/videos`` (one per corpus track,
 ``v2meow synth-data``, 128x72 at 12 fps: the motion follows the music's beats), the base model (the embedded
 preset with the shipped tokenizers and joint model) in ``runs/embedded/base``, shards in
@@ -59,12 +65,37 @@ def prepare(args: argparse.Namespace) -> None:
         synth_data(str(CORPUS), str(VIDEOS), size=(128, 72), fps=12.0, seed=0, workers=args.workers)
     base = WORK / "base"
     if not (base / "config.json").is_file():
-        V2Meow.from_preset("embedded").save_pretrained(base)
+        model = V2Meow.from_preset("embedded") if args.semantic_run is None else with_semantic(args.semantic_run)
+        model.save_pretrained(base)
     m = extract(str(VIDEOS), str(SHARDS), str(base), shard_size=16, workers=args.workers, val_fraction=0.1)
     splits = [c["split"] for c in m["clips"]]
     hours = sum(c.get("duration", 0.0) for c in m["clips"]) / 3600
     print(f"{SHARDS}: {splits.count('train')} training and {splits.count('validation')} validation clips, "
           f"{hours:.1f} h", file=sys.stderr)
+
+
+def with_semantic(run: str):
+    """The embedded preset with the shipped codec and joint model and the semantic tokenizer of training run ``run``
+    (``v2meow train semantic-tokenizer``): its vocabulary and chroma copies are stage 1's and stage 2's too."""
+    import torch
+
+    from v2meow.config import load_preset
+    from v2meow.pipeline import V2Meow
+    from v2meow.tokenizers.default import load_tokenizers
+    from v2meow.train.tokenizers.semantic import load_semantic_run
+
+    tok, info = load_semantic_run(run)
+    d = load_preset("embedded").to_dict()
+    d["semantic"]["vocab_size"] = d["coarse"]["semantic_vocab"] = info["vocab_size"]
+    d["semantic_tokenizer"].update(vocab_size=info["vocab_size"], chroma=info["chroma"], encoder=info["encoder"])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = V2Meow(type(load_preset("embedded")).from_dict(d))
+    model.codec.load_state_dict(load_tokenizers().codec.state_dict())
+    model.semantic_encoder.load_state_dict(tok.encoder.state_dict())
+    model.semantic_kmeans = tok.kmeans
+    model.semantic_tokenizer.identity()  # checks that the k-means belongs to this encoder
+    return model.eval()
 
 
 def layout_base(layout: str | None) -> Path:
@@ -160,15 +191,21 @@ def ship_model(model) -> None:
 def ship(args: argparse.Namespace) -> None:
     from v2meow.pipeline import V2Meow
 
-    ship_model(with_sampling(V2Meow.from_pretrained(args.model)))
+    ship_model(with_sampling(V2Meow.from_pretrained(args.model or WORK / "model")))
 
 
 def main(argv: list[str] | None = None) -> int:
+    global SHARDS, WORK
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", default=str(WORK), help="where the base model, runs and exported model live")
+    p.add_argument("--shards", default=str(SHARDS))
     sub = p.add_subparsers(dest="cmd", required=True)
     pr = sub.add_parser("prepare")
     pr.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     pr.add_argument("--skip-videos", action="store_true", help="extract the videos already rendered")
+    pr.add_argument("--semantic-run", default=None,
+                    help="a semantic tokenizer training run whose tokenizer the base model takes instead of the "
+                         "shipped one (with its vocabulary); use a --work and --shards of its own")
     tr = sub.add_parser("train")
     tr.add_argument("stage", choices=list(STAGES))
     tr.add_argument("--minutes", type=float, default=30.0)
@@ -185,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--layout", choices=["flat", "delay"], default=None,
                     help="take stage 2 from runs/embedded/coarse_LAYOUT (default: runs/embedded/coarse)")
     sh = sub.add_parser("ship", help="write an exported model's stages, with SAMPLING, into the package")
-    sh.add_argument("--model", default=str(WORK / "model"))
+    sh.add_argument("--model", default=None, help="default: WORK/model")
     args = p.parse_args(argv)
+    WORK, SHARDS = Path(args.work), Path(args.shards)
     {"prepare": prepare, "train": train, "export": export, "ship": ship}[args.cmd](args)
     return 0
 

@@ -112,3 +112,34 @@ def test_a_run_that_adds_step_streams_starts_from_a_model_without_them(tmp_path,
     other = str(m.save_pretrained(tmp_path / "other"))
     assert main(["train", "coarse", "--shards", shard_dir, "-o", str(tmp_path / "no"), "--model", other,
                  "--max-steps", "1", "--init-from", model, "--quiet"]) == 2
+
+
+def test_a_run_with_another_semantic_vocabulary_starts_from_a_model_with_fresh_token_tables(tmp_path, shard_dir,
+                                                                                           debug_model_dir):
+    """A new semantic tokenizer changes the size of stage 1's token tables: every other weight is taken from the
+    model, and those tables start as a new run's do."""
+    from safetensors.torch import load_file
+
+    from v2meow.pipeline import V2Meow
+    from v2meow.train.checkpoint import latest_checkpoint
+
+    base = V2Meow.from_pretrained(debug_model_dir)
+    d = base.cfg.to_dict()
+    vocab = d["semantic"]["vocab_size"] + 8
+    d["semantic"]["vocab_size"] = d["coarse"]["semantic_vocab"] = d["semantic_tokenizer"]["vocab_size"] = vocab
+    m = V2Meow(type(base.cfg).from_dict(d))
+    m.randomize_semantic_kmeans(0)
+    with torch.no_grad():
+        for p in m.semantic.parameters():
+            p.add_(0.5)  # far from where any new run starts
+    other = str(m.save_pretrained(tmp_path / "other"))
+    warm, cold = str(tmp_path / "warm"), str(tmp_path / "cold")
+    assert main(["train", "semantic", "--shards", shard_dir, "-o", warm, "--max-steps", "1", "--init-from", other,
+                 "--quiet"]) == 0
+    assert main(["train", "semantic", "--shards", shard_dir, "-o", cold, "--max-steps", "1", "--quiet"]) == 0
+    src = load_file(f"{other}/semantic.safetensors")
+    new, fresh = (load_file(str(latest_checkpoint(r) / "model.safetensors")) for r in (warm, cold))
+    resized = {k for k in new if new[k].shape != src[k].shape}
+    assert resized == {"lm.embed.weight", "lm.head.weight"}
+    assert max(float((new[k].float() - src[k].float()).abs().max()) for k in new if k not in resized) < 0.01
+    assert all(float((new[k].float() - fresh[k].float()).abs().max()) < 0.01 for k in resized)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,9 @@ def train(stage: str, shards: str, config: str | TrainConfig, run_dir: str, mode
     run.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(stage, shards, model_cfg, cfg, run, device=device)
     if init_from is not None and latest_checkpoint(run) is None:
-        warm_start(trainer, init_from)
+        fresh = warm_start(trainer, init_from)
+        if fresh and trainer.rank == 0:
+            print(f"{run}: started from {init_from}; drawn fresh: {', '.join(fresh)}", file=sys.stderr)
     if trainer.rank == 0:
         (run / "run.json").write_text(json.dumps({"stage": stage, "shards": str(shards), "train_config": cfg.to_dict(),
                                                   "model_config": model_cfg.to_dict(), "identities": identities},
@@ -139,11 +142,18 @@ def train(stage: str, shards: str, config: str | TrainConfig, run_dir: str, mode
     return trainer.fit(progress=progress, seconds=seconds)
 
 
-def warm_start(trainer: Trainer, model_dir: str) -> None:
-    """Put ``model_dir``'s weights of the trainer's stage in place (and in its EMA) before step 0.
+# The stage config fields that only size a token table: a run whose semantic tokenizer has another vocabulary can
+# start from a model's stage all the same, with those tables drawn fresh (3-8% of the embedded stages' weights).
+VOCAB_FIELDS = {"semantic": ("vocab_size",), "coarse": ("semantic_vocab",)}
+
+
+def warm_start(trainer: Trainer, model_dir: str) -> list[str]:
+    """Put ``model_dir``'s weights of the trainer's stage in place (and in its EMA) before step 0; returns the names
+    of the weights left as initialised.
 
     The run's stage may add step streams (``coarse.step_streams``) to the source's: their projection starts at
-    zero, so the stage starts where the source's stood."""
+    zero, so the stage starts where the source's stood. It may also read or write another semantic vocabulary
+    (:data:`VOCAB_FIELDS`): the token tables whose size that changes start fresh, every other weight is taken."""
     from v2meow.pipeline import V2Meow
 
     stage = trainer.stage_name
@@ -154,13 +164,22 @@ def warm_start(trainer: Trainer, model_dir: str) -> None:
     grows = theirs is not None and not theirs.get("step_streams") and bool(mine.get("step_streams"))
     if grows:
         theirs = {**theirs, "step_streams": mine["step_streams"]}
+    resized = theirs is not None and any(theirs[k] != mine[k] for k in VOCAB_FIELDS.get(stage, ()))
+    if resized:
+        theirs = {**theirs, **{k: mine[k] for k in VOCAB_FIELDS[stage]}}
     if theirs != mine:
         raise UserError(f"{model_dir}'s {stage} stage is not the one this run trains; it cannot start from it.")
+    own = {k: v.shape for k, v in trainer.stage.state_dict().items()}
     weights = {k: v.float() for k, v in part.state_dict().items()}
-    missing, unexpected = trainer.stage.load_state_dict(weights, strict=not grows)
-    if unexpected or any(not k.startswith("lm.step_proj.") for k in missing):
+    missing = [k for k in own if k not in weights]
+    reshaped = [k for k in own if k in weights and weights[k].shape != own[k]]
+    if set(weights) - set(own) or any(not (grows and k.startswith("lm.step_proj.")) for k in missing) or \
+            (reshaped and not resized):
         raise UserError(f"{model_dir}'s {stage} weights do not fit this run's stage.")
+    trainer.stage.load_state_dict({k: v for k, v in weights.items() if k not in reshaped}, strict=False)
+    fresh = sorted(missing + reshaped)
     trainer.reset_ema()
+    return fresh
 
 
 def export(base: str, out: str, runs: dict[str, str | None], ema: bool = False, fp16: bool = False) -> Path:
