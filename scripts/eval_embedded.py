@@ -138,11 +138,10 @@ def fad_table(systems: dict[str, list[np.ndarray]], refs: list[np.ndarray]) -> d
     embedding; the references are embedded once per embedding."""
     from v2meow.metrics.evaluate import CodecEmbedder, SemanticEmbedder
     from v2meow.metrics.fad import FrechetAudioDistance
-    from v2meow.tokenizers.default import load_tokenizers
+    from v2meow.tokenizers.default import load_fad_semantic, load_tokenizers
 
-    tok = load_tokenizers()
     out: dict[str, dict[str, float]] = {name: {} for name in systems}
-    for col, emb in (("fad", SemanticEmbedder(tok.semantic)), ("fad_codec", CodecEmbedder(tok.codec))):
+    for col, emb in (("fad", SemanticEmbedder(load_fad_semantic())), ("fad_codec", CodecEmbedder(load_tokenizers().codec))):
         ref_emb = [emb.embed(r) for r in refs]
         for name, wavs in systems.items():
             f = FrechetAudioDistance(emb)

@@ -79,13 +79,12 @@ def test_evaluate_needs_two_videos_with_sound(tmp_path, debug_model_dir):
 
 
 def test_the_semantic_fad_embedding_tells_music_from_noise_and_from_its_quieter_self():
-    """The default FAD embedding (the shipped semantic encoder): a clip against itself scores 0; the same music
+    """The default FAD embedding (the pinned reference encoder): a clip against itself scores 0; the same music
     scores closer than noise at the same loudness."""
-    from v2meow.metrics.evaluate import SemanticEmbedder
+    from v2meow.metrics.evaluate import EvalOptions, _fad_embedder
     from v2meow.metrics.fad import FrechetAudioDistance
-    from v2meow.tokenizers.default import load_tokenizers
 
-    emb = SemanticEmbedder(load_tokenizers().semantic)
+    emb = _fad_embedder("semantic", EvalOptions())
     sr = emb.sample_rate
     t = np.arange(4 * sr) / sr
     rng = np.random.default_rng(0)

@@ -170,6 +170,39 @@ shipped = pytest.mark.skipif(not (default_tokenizers_dir() / "tokenizers.json").
                              reason="this checkout ships no tokenizers")
 
 
+def test_the_fad_reference_encoder_round_trips_and_refuses_edited_weights(tokenizers: Tokenizers,
+                                                                       tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from v2meow.tokenizers.default import load_fad_semantic, save_fad_reference
+
+    root = save_fad_reference(tokenizers.semantic, tmp_path / "fad", note="test")
+    got = load_fad_semantic(root)
+    weights = ("encoder_weights", "kmeans")  # float16 on disk
+    mine = tokenizers.semantic.identity()
+    assert {k: v for k, v in got.identity().items() if k not in weights} == \
+        {k: v for k, v in mine.items() if k not in weights}
+    assert load_fad_semantic(save_fad_reference(got, tmp_path / "again")).identity() == got.identity()
+    wav = noise(1.0)
+    assert (got.tokenize(wav[None]) == tokenizers.semantic.tokenize(wav[None])).float().mean() > 0.9
+    state = load_file(str(root / "semantic_encoder.safetensors"))
+    name = next(iter(state))
+    state[name] = state[name] + 0.5
+    save_file(state, str(root / "semantic_encoder.safetensors"))
+    with pytest.raises(UserError, match="weights"):  # the k-means no longer fits, or the recorded identity
+        load_fad_semantic(root)
+    with pytest.raises(UserError, match="no fad.json"):
+        load_fad_semantic(tmp_path)
+
+
+@shipped
+def test_shipped_fad_reference_is_a_shipped_semantic_tokenizer() -> None:
+    from v2meow.tokenizers.default import load_fad_semantic
+
+    ref = load_fad_semantic()  # checked against its recorded identity on loading
+    assert ref.frame_rate == 25 and ref.identity()["encoder"] == "v2meow-semantic-encoder"
+
+
 @shipped
 def test_shipped_tokenizers_load_and_round_trip(tmp_path: Path) -> None:
     tok = load_tokenizers()

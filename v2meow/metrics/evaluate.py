@@ -9,8 +9,8 @@ Rows: the model, and the baselines every report shows beside it (METRICS.md):
 
 Metrics (each names its backend in the report's notes):
 - FAD between each system's audio and the reference music, on embeddings of a named backend, the same for
-  every model under test: offline default ``semantic``, the shipped semantic tokenizer's music encoder at its
-  token layer (25 frames/s); beside it ``codec``, the shipped codec's encoder (50 frames/s), which fails a sanity
+  every model under test: offline default ``semantic``, a semantic tokenizer's music encoder at its token layer
+  (25 frames/s), pinned in ``v2meow/assets/fad`` so that releases with new tokenizers still compare; beside it ``codec``, the shipped codec's encoder (50 frames/s), which fails a sanity
   check the first passes: at equal loudness it scores the music's own codec round trip worse than the untrained
   stages' noise, and the same music 6 dB quieter at 0.43 (docs/embedded-model.md); ``vggish`` with user weights;
 - BCS / BHS / F1 (LORIS-adjusted, and the original) on 2 s / 6 s / 10 s segments, as in Table 2;
@@ -270,12 +270,17 @@ def _fad_columns(opts: EvalOptions) -> list[tuple[str, str]]:
 
 
 def _fad_embedder(backend: str, opts: EvalOptions) -> AudioEmbedder:
-    if backend in ("codec", "semantic"):
-        # the shipped, trained tokenizers: the same embedding for every model under test, so FADs compare
+    if backend == "semantic":
+        # the pinned reference encoder (v2meow/assets/fad): the same embedding for every model under test and every
+        # release, whichever semantic tokenizer ships, so FADs compare
+        from v2meow.tokenizers.default import load_fad_semantic
+
+        return SemanticEmbedder(load_fad_semantic())
+    if backend == "codec":
+        # the shipped, trained codec: the same embedding for every model under test
         from v2meow.tokenizers.default import load_tokenizers
 
-        tok = load_tokenizers()
-        return CodecEmbedder(tok.codec) if backend == "codec" else SemanticEmbedder(tok.semantic)
+        return CodecEmbedder(load_tokenizers().codec)
     if backend == "vggish":
         if not opts.vggish_weights:
             raise UserError("--fad-backend vggish needs --vggish-weights PATH (a converted VGGish safetensors file).")

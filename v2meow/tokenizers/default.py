@@ -42,6 +42,8 @@ __all__ = [
     "codec_state_for_shipping",
     "load_codec_state",
     "windowed_semantic_tokens",
+    "load_fad_semantic",
+    "save_fad_reference",
 ]
 
 FORMAT = "v2meow-tokenizers"
@@ -247,11 +249,9 @@ def load_tokenizers(path: str | os.PathLike | None = None, check: bool = True) -
     With ``check``, the loaded tokenizers' identities must equal those recorded in ``tokenizers.json``.
     The shipped tokenizers are cached per process.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     root = Path(path) if path is not None else default_tokenizers_dir()
     info_file = root / INFO_FILE
+    read = _reader(root)
     if not info_file.is_file():
         if path is None:
             raise UserError("This installation of v2meow ships no tokenizers (v2meow/assets/tokenizers is missing); "
@@ -269,26 +269,9 @@ def load_tokenizers(path: str | os.PathLike | None = None, check: bool = True) -
         raise UserError(f"{root} holds format {info.get('format')!r} version {info.get('format_version')}, "
                         f"not {FORMAT} {FORMAT_VERSION} or older.")
 
-    def read(name: str) -> dict[str, Tensor]:
-        file = root / name
-        if not file.is_file():
-            raise UserError(f"The tokenizer directory {root} is missing {name}.")
-        try:
-            return load_file(str(file))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise UserError(f"{file} is corrupt or unreadable ({e.__class__.__name__}).") from None
-
     codec = SoundStream(SoundStreamConfig.from_dict(info["codec"]["config"], where=f"{info_file} codec"))
     load_codec_state(codec, read(info["codec"].get("file", CODEC_FILE)), where=f"weights in {root / CODEC_FILE}")
-    sem = info["semantic"]
-    encoder = SemanticEncoder(SemanticEncoderConfig.from_dict(sem["encoder_config"], where=f"{info_file} encoder"))
-    enc_state = read(sem.get("encoder_file", ENCODER_FILE))
-    try:
-        encoder.load_state_dict({k: v.float() for k, v in enc_state.items()})
-    except RuntimeError:
-        raise UserError(f"{root / ENCODER_FILE} does not match the encoder config in {info_file}.") from None
-    kmeans = KMeans.load(root / sem.get("kmeans_file", KMEANS_FILE))
-    semantic = SemanticTokenizer(encoder.eval(), kmeans, int(sem["layer"]), chroma=int(sem.get("chroma", 0)))
+    semantic = _read_semantic(root, info["semantic"], info_file, read)
     tok = Tokenizers(codec, semantic, info)
     if check and "identity" in info:
         got = tok.identity()
@@ -299,3 +282,85 @@ def load_tokenizers(path: str | os.PathLike | None = None, check: bool = True) -
     if check:
         _CACHE[key] = (stamp, tok)
     return tok
+
+
+def _reader(root: Path):
+    """``read(name)``: the tensors of ``root / name``, or one clear sentence when missing or corrupt."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    def read(name: str) -> dict[str, Tensor]:
+        file = root / name
+        if not file.is_file():
+            raise UserError(f"The tokenizer directory {root} is missing {name}.")
+        try:
+            return load_file(str(file))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise UserError(f"{file} is corrupt or unreadable ({e.__class__.__name__}).") from None
+
+    return read
+
+
+def _read_semantic(root: Path, sem: dict[str, Any], info_file: Path, read) -> SemanticTokenizer:
+    """The semantic tokenizer a ``semantic`` section of ``info_file`` describes, its files in ``root``."""
+    encoder = SemanticEncoder(SemanticEncoderConfig.from_dict(sem["encoder_config"], where=f"{info_file} encoder"))
+    enc_state = read(sem.get("encoder_file", ENCODER_FILE))
+    try:
+        encoder.load_state_dict({k: v.float() for k, v in enc_state.items()})
+    except RuntimeError:
+        raise UserError(f"{root / ENCODER_FILE} does not match the encoder config in {info_file}.") from None
+    kmeans = KMeans.load(root / sem.get("kmeans_file", KMEANS_FILE))
+    return SemanticTokenizer(encoder.eval(), kmeans, int(sem["layer"]), chroma=int(sem.get("chroma", 0)))
+
+
+# ---- the FAD reference encoder --------------------------------------------------------------------------------
+# FAD's offline embedding is a semantic encoder's token layer. It is pinned in ``v2meow/assets/fad`` (the encoder
+# and k-means the package shipped when the embedded model's gate was first measured), so that a release that ships
+# a new semantic tokenizer is still scored on the same embedding as the release before it.
+
+FAD_FORMAT = "v2meow-fad-reference"
+FAD_INFO = "fad.json"
+
+
+def default_fad_dir() -> Path:
+    return Path(__file__).resolve().parents[1] / "assets" / "fad"
+
+
+def save_fad_reference(semantic: SemanticTokenizer, out_dir: str | os.PathLike, note: str = "") -> Path:
+    """Write ``semantic``'s encoder and k-means (float16) with ``fad.json`` (config, identity); atomic."""
+    from safetensors.torch import save_file
+
+    root = Path(out_dir)
+    with staged_dir(root) as tmp:
+        enc_state = {k: v.detach().cpu().half().contiguous() for k, v in semantic.encoder.state_dict().items()}
+        save_file(enc_state, str(tmp / ENCODER_FILE), metadata={"format": f"{FAD_FORMAT}/semantic-encoder"})
+        km_state = {k: v.detach().cpu().half().contiguous() for k, v in semantic.kmeans.state_dict().items()}
+        save_file(km_state, str(tmp / KMEANS_FILE), metadata=semantic.kmeans.to_metadata())
+        sem = {"encoder_config": semantic.encoder.config.to_dict(), "layer": semantic.layer,
+               "chroma": semantic.chroma, "vocab_size": semantic.vocab_size}
+        info = {"format": FAD_FORMAT, "format_version": 1, "note": note, "semantic": sem}
+        (tmp / FAD_INFO).write_text(json.dumps(info, indent=1))
+        info["identity"] = _read_semantic(tmp, sem, tmp / FAD_INFO, _reader(tmp)).identity()
+        (tmp / FAD_INFO).write_text(json.dumps(info, indent=1))
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
+    return root
+
+
+def load_fad_semantic(path: str | os.PathLike | None = None) -> SemanticTokenizer:
+    """The pinned FAD reference encoder (``v2meow/assets/fad`` when ``path`` is None), checked against the identity
+    its ``fad.json`` records."""
+    root = Path(path) if path is not None else default_fad_dir()
+    info_file = root / FAD_INFO
+    if not info_file.is_file():
+        raise UserError(f"{root} holds no FAD reference encoder (no {FAD_INFO}).")
+    try:
+        info = json.loads(info_file.read_text())
+    except ValueError:
+        raise UserError(f"{info_file} is not valid JSON.") from None
+    if info.get("format") != FAD_FORMAT:
+        raise UserError(f"{info_file} is not a {FAD_FORMAT} file.")
+    semantic = _read_semantic(root, info["semantic"], info_file, _reader(root))
+    if semantic.identity() != info.get("identity"):
+        raise UserError(f"The FAD reference weights in {root} are not the ones its {FAD_INFO} records.")
+    return semantic
