@@ -141,7 +141,8 @@ def fad_table(systems: dict[str, list[np.ndarray]], refs: list[np.ndarray]) -> d
     from v2meow.tokenizers.default import load_fad_semantic, load_tokenizers
 
     out: dict[str, dict[str, float]] = {name: {} for name in systems}
-    for col, emb in (("fad", SemanticEmbedder(load_fad_semantic())), ("fad_codec", CodecEmbedder(load_tokenizers().codec))):
+    embedders = (("fad", SemanticEmbedder(load_fad_semantic())), ("fad_codec", CodecEmbedder(load_tokenizers().codec)))
+    for col, emb in embedders:
         ref_emb = [emb.embed(r) for r in refs]
         for name, wavs in systems.items():
             f = FrechetAudioDistance(emb)
@@ -273,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", default="",
                    help="comma-separated parts to skip: evaluate,rhythm,bbb,oracle,sanity,prompts,speed")
     p.add_argument("--models", default="", help="comma-separated: trained,untrained (default both; results merge)")
+    p.add_argument("--best-only", action="store_true",
+                   help="evaluate and rhythm: only the best-of-N rows (the shipped default), not one soundtrack too")
     p.add_argument("--tables", action="store_true", help="only print the tables of an earlier run's results.json")
     args = p.parse_args(argv)
     import torch
@@ -294,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     videos = heldout_videos(args.videos, out)
 
     if "evaluate" not in skip:
-        scored = [(name, path, 1) for name, path in runs.items()]
+        scored = [] if args.best_only and args.candidates > 1 else [(name, path, 1) for name, path in runs.items()]
         if args.candidates > 1:  # generate --candidates N, for both: the selection alone must not pass the gate
             scored += [(f"{name}_best{args.candidates}", path, args.candidates) for name, path in runs.items()]
         for name, path, n in scored:
@@ -309,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         refs = [load_audio(str(v), sample_rate=sr, duration=args.seconds) for v in sorted(videos.glob("*.mp4"))]
         desc = {"real (held-out works)": mean_desc([descriptors(r, sr) for r in refs])}
         first = {}
-        for name in models:  # each model evaluated, in this run or an earlier one
+        for name in [*models, *(f"{m}_best{args.candidates}" for m in models)]:  # evaluated, now or earlier
             audio = sorted((out / f"evaluate_{name}" / "audio").glob("*.wav"))
             if not audio:
                 continue
@@ -317,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             desc[name] = mean_desc([descriptors(w, sr) for w in wavs])
             first[name] = wavs[0]
         results["descriptors"] = desc
-        if len(first) == len(models):
+        if all(m in first for m in models):
             spectrogram_png([("real: " + sorted(videos.glob("*.mp4"))[0].stem, refs[0]),
                          ("trained stages, same video", first["trained"]),
                              ("untrained stages, same video", first["untrained"])], sr, out / "spectrograms.png")
@@ -328,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
 
         vids = make_videos(args.seconds + 2.0)
         results.setdefault("rhythm", {})
-        scored = [(name, path, 1) for name, path in runs.items()]
+        scored = [] if args.best_only and args.candidates > 1 else [(name, path, 1) for name, path in runs.items()]
         if args.candidates > 1:  # generate --candidates N: the best of N by the visual beats
             scored += [(f"{name}, best of {args.candidates}", path, args.candidates) for name, path in runs.items()]
         for name, path, n in scored:

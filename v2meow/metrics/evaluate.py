@@ -10,7 +10,8 @@ Rows: the model, and the baselines every report shows beside it (METRICS.md):
 Metrics (each names its backend in the report's notes):
 - FAD between each system's audio and the reference music, on embeddings of a named backend, the same for
   every model under test: offline default ``semantic``, a semantic tokenizer's music encoder at its token layer
-  (25 frames/s), pinned in ``v2meow/assets/fad`` so that releases with new tokenizers still compare; beside it ``codec``, the shipped codec's encoder (50 frames/s), which fails a sanity
+  (25 frames/s), pinned in ``v2meow/assets/fad`` so that releases with new tokenizers still compare; beside it
+  ``codec``, the shipped codec's encoder (50 frames/s), which fails a sanity
   check the first passes: at equal loudness it scores the music's own codec round trip worse than the untrained
   stages' noise, and the same music 6 dB quieter at 0.43 (docs/embedded-model.md); ``vggish`` with user weights;
 - BCS / BHS / F1 (LORIS-adjusted, and the original) on 2 s / 6 s / 10 s segments, as in Table 2;
