@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from v2meow.errors import ConfigError
-from v2meow.sampling import SamplingConfig, apply_top_k, apply_top_p, guide, make_generator, sample
+from v2meow.sampling import SamplingConfig, apply_top_k, apply_top_p, draw, guide, make_generator, sample
 
 
 def test_greedy_is_argmax():
@@ -44,6 +44,13 @@ def test_sampling_never_picks_masked_tokens():
     logits[:, :2] = float("-inf")
     draws = sample(logits, SamplingConfig(temperature=1.0, top_k=4, top_p=0.9), make_generator(1))
     assert draws.min() >= 2
+
+
+def test_inverse_cdf_draws_at_the_edges_of_the_unit_interval():
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0]] * 4)
+    u = torch.tensor([0.0, 0.4999, 0.5, 1.0 - 1e-7])
+    assert draw(probs, u).tolist() == [1, 1, 3, 3]
+    assert draw(probs, torch.ones(4)).tolist() == [3, 3, 3, 3]  # even past the top: never a token of probability 0
 
 
 def test_guidance():
