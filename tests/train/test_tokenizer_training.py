@@ -385,6 +385,17 @@ def test_export_keeps_the_semantic_tokenizer_of_a_tokenizer_directory(runs: tupl
     assert info["training"]["semantic"] == json.loads((first / "tokenizers.json").read_text())["training"]["semantic"]
 
 
+def test_export_keeps_the_codec_of_a_tokenizer_directory_with_its_records(runs: tuple[Path, Path], music: Path,
+                                                                         tmp_path: Path) -> None:
+    first = export_tokenizers(*runs, tmp_path / "first", coarse_levels=1)
+    out = export_tokenizers(first, runs[1], tmp_path / "second")  # a new semantic run beside the kept codec
+    a, b = load_tokenizers(first), load_tokenizers(out)
+    assert a.identity()["codec"] == b.identity()["codec"]
+    before, after = (json.loads((d / "tokenizers.json").read_text()) for d in (first, out))
+    assert after["coarse_levels"] == 1 and after["sources"] == before["sources"]
+    assert after["training"]["codec"] == before["training"]["codec"]
+
+
 def test_a_warm_start_takes_an_older_designs_weights_and_leaves_new_ones_at_init(music: Path, tmp_path: Path) -> None:
     base = codec_config(max_steps=2)
     CodecTrainer(base, music, tmp_path / "old").fit(progress=False)

@@ -20,12 +20,27 @@ def export_tokenizers(codec_run: str | os.PathLike, semantic_run: str | os.PathL
 
     ``semantic_run`` is a semantic tokenizer run, or a tokenizer directory whose semantic tokenizer is kept as it
     is (a new codec beside the semantic tokens a model was trained on); its training record and the sources of
-    its music are carried over. ``num_levels`` keeps only the codec's first RVQ levels (default: all);
-    ``coarse_levels`` records the coarse/fine split for the stages (default: half the levels).
+    its music are carried over. ``codec_run`` likewise: a codec run, or a tokenizer directory whose codec is kept
+    with its records (a new semantic tokenizer beside the shipped codec). ``num_levels`` keeps only the codec's
+    first RVQ levels (default: all); ``coarse_levels`` records the coarse/fine split for the stages (default: the
+    kept directory's, else half the levels).
     """
     from v2meow.tokenizers.default import INFO_FILE, load_tokenizers, save_tokenizers
 
-    codec, codec_state = load_codec_run(codec_run)
+    if (Path(codec_run) / INFO_FILE).is_file():  # a tokenizer directory: its codec kept, with its records
+        kept_codec = load_tokenizers(codec_run)
+        codec = kept_codec.codec
+        codec_training = kept_codec.info.get("training", {}).get("codec", {})
+        sources, codec_data = kept_codec.info.get("sources") or None, None
+        if coarse_levels is None and num_levels is None:
+            coarse_levels = kept_codec.info.get("coarse_levels")
+    else:
+        codec, codec_state = load_codec_run(codec_run)
+        codec_training = {**{k: codec_state.get(k) for k in ("step", "skipped", "elapsed_s", "train_files",
+                                                             "train_seconds")},
+                          "trained_levels": codec_state["train_config"]["codec"]["num_levels"]}
+        codec_data = codec_state.get("data")
+        sources = _sources_summary(Path(codec_data)) if codec_data else None
     if num_levels is not None:
         if not 1 <= num_levels <= codec.num_levels:
             raise UserError(f"The codec has {codec.num_levels} levels; cannot keep {num_levels}.")
@@ -40,15 +55,24 @@ def export_tokenizers(codec_run: str | os.PathLike, semantic_run: str | os.PathL
     else:
         semantic, semantic_info = load_semantic_run(semantic_run)
         semantic_training = {"step": semantic_info.get("step"), "kmeans_frames": semantic_info.get("kmeans_frames")}
-    training = {
-        "codec": {**{k: codec_state.get(k) for k in ("step", "skipped", "elapsed_s", "train_files", "train_seconds")},
-                  "trained_levels": codec_state["train_config"]["codec"]["num_levels"]},
-        "semantic": semantic_training,
-    }
-    data = codec_state.get("data")
-    sources = _sources_summary(Path(data)) if data else None
+        semantic_data = _run_data(semantic_run)
+        if semantic_data and (not codec_data or Path(semantic_data).resolve() != Path(codec_data).resolve()):
+            # trained on other music than the codec: its own record of what that music was
+            extra = {"semantic_from": str(semantic_run), "semantic_sources": _sources_summary(Path(semantic_data))}
+    training = {"codec": codec_training, "semantic": semantic_training}
     return save_tokenizers(codec, semantic, out_dir, training=training, sources=sources, coarse_levels=coarse_levels,
                            extra=extra)
+
+
+def _run_data(run_dir: str | os.PathLike) -> str | None:
+    """The music folder a tokenizer training run read (its latest checkpoint's ``state.json``), if recorded."""
+    from v2meow.train.checkpoint import latest_checkpoint
+
+    ck = latest_checkpoint(run_dir)
+    state = None if ck is None else Path(ck) / "state.json"
+    if state is None or not state.is_file():
+        return None
+    return json.loads(state.read_text()).get("data")
 
 
 def _sources_summary(data_dir: Path) -> dict[str, Any] | None:
