@@ -24,8 +24,6 @@ _MIN_SECTION = 4.0  # seconds between section boundaries (at least)
 _ENV_FLOOR = 1.0  # onset-envelope value (mean positive dB change per mel band) that counts as loud
 
 # Krumhansl-Kessler key profiles (C major / C minor), for the major/minor guess.
-_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 _KEYS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
@@ -134,19 +132,18 @@ def section_boundaries(features: np.ndarray, block_rate: float, duration: float)
 
 
 def _key_and_mode(chroma_mean: np.ndarray) -> tuple[str, str, float]:
-    """Best key (Krumhansl-Kessler correlation), major/minor, and a confidence in [0, 1]."""
-    if not np.any(chroma_mean > 0):
+    """Best key (Krumhansl-Kessler correlation, :func:`v2meow.text.captions.key_scores`), major/minor, and a
+    confidence in [0, 1]."""
+    from v2meow.text.captions import key_scores
+
+    c = np.asarray(chroma_mean, dtype=np.float64)
+    if not np.any(c > 0) or c.std() < 1e-9:
         return "C", "major", 0.0
-    c = chroma_mean - chroma_mean.mean()
-    scores = {}
-    for mode, profile in (("major", _MAJOR), ("minor", _MINOR)):
-        p = profile - profile.mean()
-        for k in range(12):
-            q = np.roll(p, k)
-            scores[(k, mode)] = float(np.dot(c, q) / (np.linalg.norm(c) * np.linalg.norm(q) + 1e-9))
-    (k, mode), best = max(scores.items(), key=lambda kv: kv[1])
-    other = max(v for (kk, m), v in scores.items() if m != mode)
-    return _KEYS[k], mode, float(np.clip((best - other) * 5.0, 0.0, 1.0))
+    scores = key_scores(c)
+    best = int(np.argmax(scores))  # majors first, so the first of equal scores is a major key, as before
+    minor = best >= 12
+    other = scores[:12].max() if minor else scores[12:].max()
+    return _KEYS[best % 12], "minor" if minor else "major", float(np.clip((scores[best] - other) * 5.0, 0.0, 1.0))
 
 
 def _log_mel(librosa: Any, s: np.ndarray, sr: int, n_mels: int, n_fft: int) -> np.ndarray:
