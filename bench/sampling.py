@@ -49,8 +49,9 @@ def soundtrack(video: str, seconds: float, candidates: int, repeats: int) -> tup
     """Seconds of ``generate`` with each sampler, alternated ``repeats`` times."""
     import v2meow.stages.base as stages
     from v2meow.pipeline import V2Meow
+    from v2meow.soundtrack import model_path
 
-    model = V2Meow.from_pretrained("embedded")
+    model = V2Meow.from_pretrained(model_path("embedded"))  # the shipped, trained stages
     model.generate(video, seconds=min(seconds, 2.0), seed=0, candidates=candidates)  # warm-up
     times: tuple[list[float], list[float]] = ([], [])
     try:
