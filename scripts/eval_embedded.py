@@ -39,6 +39,28 @@ sys.path.insert(0, str(ROOT))
 PROMPTS = ("calm solo piano, slow and quiet", "fast loud brass and drums")
 
 
+def prompt_gains(model, vids: list[Path], seconds: float) -> dict[str, dict[str, float]]:
+    """Per prompt of :data:`PROMPTS`: MCC (cosine in the model's joint space) of one soundtrack per video with and
+    without the prompt (seed = the video's index), and the paired gain with its standard error."""
+    import torch
+
+    rows = {}
+    for prompt in PROMPTS:
+        t = model.text.embed_text([prompt])[0]
+        with_p, without = [], []
+        for i, v in enumerate(vids):
+            for use, acc in ((True, with_p), (False, without)):
+                wav = model.generate(str(v), prompt=prompt if use else None, seconds=seconds, seed=i, candidates=1).wav
+                a = model.text.embed_audio(torch.from_numpy(wav)[None], model.sample_rate)[0]
+                acc.append(float(torch.nn.functional.cosine_similarity(a, t, dim=0)))
+        gain = np.array(with_p) - np.array(without)
+        rows[prompt] = {"mcc_with": float(np.mean(with_p)), "mcc_without": float(np.mean(without)),
+                        "paired_gain": float(gain.mean()),
+                        "gain_se": float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else 0.0,
+                        "videos": len(vids)}
+    return rows
+
+
 def heldout_videos(n: int, out: Path) -> Path:
     """A folder of links to the first ``n`` held-out synth-data videos (with their sidecars)."""
     folder = out / "heldout_videos"
@@ -278,7 +300,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="evaluate and rhythm: only the best-of-N rows (the shipped default), not one soundtrack too")
     p.add_argument("--tables", action="store_true", help="only print the tables of an earlier run's results.json")
     args = p.parse_args(argv)
-    import torch
 
     from v2meow.io.audio import load_audio
     from v2meow.metrics.evaluate import EvalOptions, evaluate
@@ -377,22 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     if "prompts" not in skip:  # one soundtrack each (best of N would also pick by the prompt: not the model's doing)
         results.setdefault("prompts", {})
         for name, path in runs.items():
-            model = V2Meow.from_pretrained(path)
-            vids = sorted(videos.glob("*.mp4"))[:6]
-            rows = {}
-            for prompt in PROMPTS:
-                t = model.text.embed_text([prompt])[0]
-                with_p, without = [], []
-                for i, v in enumerate(vids):
-                    for use, acc in ((True, with_p), (False, without)):
-                        wav = model.generate(str(v), prompt=prompt if use else None, seconds=args.seconds, seed=i,
-                                             candidates=1).wav
-                        a = model.text.embed_audio(torch.from_numpy(wav)[None], model.sample_rate)[0]
-                        acc.append(float(torch.nn.functional.cosine_similarity(a, t, dim=0)))
-                rows[prompt] = {"mcc_with": float(np.mean(with_p)), "mcc_without": float(np.mean(without)),
-                                "paired_gain": float(np.mean(np.array(with_p) - np.array(without))),
-                                "videos": len(vids)}
-            results["prompts"][name] = rows
+            results["prompts"][name] = prompt_gains(V2Meow.from_pretrained(path), sorted(videos.glob("*.mp4"))[:6],
+                                                    args.seconds)
         (out / "results.json").write_text(json.dumps(results, indent=1))
     if "trained" not in runs:
         skip.add("speed")
