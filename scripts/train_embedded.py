@@ -79,7 +79,7 @@ def with_semantic(run: str):
     (``v2meow train semantic-tokenizer``): its vocabulary and chroma copies are stage 1's and stage 2's too."""
     import torch
 
-    from v2meow.config import load_preset
+    from v2meow.config import V2MeowConfig, load_preset
     from v2meow.pipeline import V2Meow
     from v2meow.tokenizers.default import load_tokenizers
     from v2meow.train.tokenizers.semantic import load_semantic_run
@@ -90,7 +90,7 @@ def with_semantic(run: str):
     d["semantic_tokenizer"].update(vocab_size=info["vocab_size"], chroma=info["chroma"], encoder=info["encoder"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = V2Meow(type(load_preset("embedded")).from_dict(d))
+        model = V2Meow(V2MeowConfig.from_dict(d))
     model.codec.load_state_dict(load_tokenizers().codec.state_dict())
     model.semantic_encoder.load_state_dict(tok.encoder.state_dict())
     model.semantic_kmeans = tok.kmeans

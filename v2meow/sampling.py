@@ -77,8 +77,7 @@ def sample(logits: Tensor, cfg: SamplingConfig, generator: Generators | None = N
     if isinstance(generator, Sequence):
         if len(generator) != rows:
             raise ValueError(f"got {len(generator)} generators for {rows} rows")
-        u = torch.cat([torch.rand(1, generator=g, device=probs.device) for g in generator]) if rows > 1 else \
-            torch.rand(1, generator=generator[0], device=probs.device)
+        u = torch.cat([torch.rand(1, generator=g, device=probs.device) for g in generator])
     else:
         u = torch.rand(rows, generator=generator, device=probs.device)
     return draw(probs, u)

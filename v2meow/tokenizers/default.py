@@ -207,10 +207,7 @@ def save_tokenizers(codec: SoundStream, semantic: SemanticTokenizer, out_dir: st
     root = Path(out_dir)
     with staged_dir(root) as tmp:
         save_file(codec_state_for_shipping(codec), str(tmp / CODEC_FILE), metadata={"format": f"{FORMAT}/codec"})
-        enc_state = {k: v.detach().cpu().half().contiguous() for k, v in semantic.encoder.state_dict().items()}
-        save_file(enc_state, str(tmp / ENCODER_FILE), metadata={"format": f"{FORMAT}/semantic-encoder"})
-        km_state = {k: v.detach().cpu().half().contiguous() for k, v in semantic.kmeans.state_dict().items()}
-        save_file(km_state, str(tmp / KMEANS_FILE), metadata=semantic.kmeans.to_metadata())
+        sem = _write_semantic(semantic, tmp, FORMAT)
         info: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -218,9 +215,7 @@ def save_tokenizers(codec: SoundStream, semantic: SemanticTokenizer, out_dir: st
             "coarse_levels": coarse,
             "fine_levels": codec.num_levels - coarse,
             "codec": {"config": codec.config.to_dict(), "file": CODEC_FILE},
-            "semantic": {"encoder_config": semantic.encoder.config.to_dict(), "layer": semantic.layer,
-                         **({"chroma": semantic.chroma} if semantic.chroma else {}),
-                         "vocab_size": semantic.vocab_size, "encoder_file": ENCODER_FILE, "kmeans_file": KMEANS_FILE},
+            "semantic": sem,
             "training": training or {},
             "sources": sources or {},
             **(extra or {}),
@@ -301,6 +296,20 @@ def _reader(root: Path):
     return read
 
 
+def _write_semantic(semantic: SemanticTokenizer, folder: Path, fmt: str) -> dict[str, Any]:
+    """Write ``semantic``'s encoder and k-means (float16) into ``folder``; returns the ``semantic`` section that
+    :func:`_read_semantic` reads them back by."""
+    from safetensors.torch import save_file
+
+    enc_state = {k: v.detach().cpu().half().contiguous() for k, v in semantic.encoder.state_dict().items()}
+    save_file(enc_state, str(folder / ENCODER_FILE), metadata={"format": f"{fmt}/semantic-encoder"})
+    km_state = {k: v.detach().cpu().half().contiguous() for k, v in semantic.kmeans.state_dict().items()}
+    save_file(km_state, str(folder / KMEANS_FILE), metadata=semantic.kmeans.to_metadata())
+    return {"encoder_config": semantic.encoder.config.to_dict(), "layer": semantic.layer,
+            **({"chroma": semantic.chroma} if semantic.chroma else {}),
+            "vocab_size": semantic.vocab_size, "encoder_file": ENCODER_FILE, "kmeans_file": KMEANS_FILE}
+
+
 def _read_semantic(root: Path, sem: dict[str, Any], info_file: Path, read) -> SemanticTokenizer:
     """The semantic tokenizer a ``semantic`` section of ``info_file`` describes, its files in ``root``."""
     encoder = SemanticEncoder(SemanticEncoderConfig.from_dict(sem["encoder_config"], where=f"{info_file} encoder"))
@@ -328,16 +337,9 @@ def default_fad_dir() -> Path:
 
 def save_fad_reference(semantic: SemanticTokenizer, out_dir: str | os.PathLike, note: str = "") -> Path:
     """Write ``semantic``'s encoder and k-means (float16) with ``fad.json`` (config, identity); atomic."""
-    from safetensors.torch import save_file
-
     root = Path(out_dir)
     with staged_dir(root) as tmp:
-        enc_state = {k: v.detach().cpu().half().contiguous() for k, v in semantic.encoder.state_dict().items()}
-        save_file(enc_state, str(tmp / ENCODER_FILE), metadata={"format": f"{FAD_FORMAT}/semantic-encoder"})
-        km_state = {k: v.detach().cpu().half().contiguous() for k, v in semantic.kmeans.state_dict().items()}
-        save_file(km_state, str(tmp / KMEANS_FILE), metadata=semantic.kmeans.to_metadata())
-        sem = {"encoder_config": semantic.encoder.config.to_dict(), "layer": semantic.layer,
-               "chroma": semantic.chroma, "vocab_size": semantic.vocab_size}
+        sem = _write_semantic(semantic, tmp, FAD_FORMAT)
         info = {"format": FAD_FORMAT, "format_version": 1, "note": note, "semantic": sem}
         (tmp / FAD_INFO).write_text(json.dumps(info, indent=1))
         info["identity"] = _read_semantic(tmp, sem, tmp / FAD_INFO, _reader(tmp)).identity()
