@@ -51,6 +51,10 @@ VARIANTS = {
                 "log magnitude, and half the crops low-passed at 5-8 kHz: audio resampled from 44.1 or 48 kHz "
                 "reaches the codec with its top band empty, which the mean log magnitude reads as 8-14 dB quieter",
                 {"codec": {"level_estimate": "log_rms", "num_levels": 4}, "band_limit_hz": [5000.0, 8000.0]}),
+    "decoder_only": ("the shipped codec's decoder trained on with its encoder and codebooks frozen (the stages' "
+                     "tokens do not change), on the whole corpus, at half the learning rate",
+                     {"codec": {"level_estimate": "log_rms", "num_levels": 4}, "band_limit_hz": [5000.0, 8000.0],
+                      "train_parts": "decoder", "lr": 5e-4, "warmup_steps": 100}),
     "conv_levels": ("SoundStream's sample-rate convolutional encoder and decoder (channels 16) with gain "
                     "augmentation", {"codec": {"body": "conv", "channels": 16, **OLD}}),
 }

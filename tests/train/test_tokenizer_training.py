@@ -414,6 +414,24 @@ def test_a_warm_start_takes_an_older_designs_weights_and_leaves_new_ones_at_init
         CodecTrainer(base, music, tmp_path / "back").init_from(tmp_path / "new")
 
 
+def test_decoder_only_training_keeps_every_token_and_changes_the_decoder(music: Path, tmp_path: Path) -> None:
+    base = codec_config(max_steps=3)
+    CodecTrainer(base, music, tmp_path / "old").fit(progress=False)
+    old, _ = load_codec_run(tmp_path / "old")
+    warm = CodecTrainer(base.replace(max_steps=4, train_parts="decoder"), music, tmp_path / "dec")
+    assert warm.init_from(tmp_path / "old") == []
+    warm.fit(progress=False)
+    new, _ = load_codec_run(tmp_path / "dec")
+    a, b = old.state_dict(), new.state_dict()
+    frozen = [k for k in a if k.startswith(("encoder.", "quantizer."))]
+    assert frozen and all(torch.equal(a[k], b[k]) for k in frozen)  # weights and EMA codebooks as they were
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    wav = torch.from_numpy(melody(1.0, seed=9))[None]
+    assert torch.equal(old.eval().encode(wav), new.eval().encode(wav))  # the stages' tokens do not change
+    with pytest.raises(UserError, match="train_parts"):
+        base.replace(train_parts="encoder").validate()
+
+
 def test_random_band_limits_empty_the_top_band_of_a_share_of_the_crops() -> None:
     from v2meow.train.tokenizers.common import random_band_limits
 

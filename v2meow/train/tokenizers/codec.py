@@ -32,6 +32,8 @@ from v2meow.train.tokenizers.common import (
     random_levels,
 )
 
+TRAIN_PARTS = ("all", "decoder")
+
 
 @dataclass
 class CodecTrainConfig(Config):
@@ -73,6 +75,10 @@ class CodecTrainConfig(Config):
     seed: int = 0
     threads: int = 2  # torch intra-op threads on a CPU (0: leave torch's default)
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # "all" trains the whole codec; "decoder" keeps the encoder and the codebooks as they are (warm-started from a
+    # trained codec) and trains only the decoder: every token the stages learnt from stays the same, so a better
+    # decoder ships without re-extracting or retraining anything
+    train_parts: str = "all"
 
     def validate(self) -> None:
         check(self.batch_size >= 1 and self.crop_seconds > 0, "batch_size must be >= 1 and crop_seconds > 0.")
@@ -95,6 +101,7 @@ class CodecTrainConfig(Config):
         check(self.eval_crops >= 1 and self.eval_seconds > 0, "eval_crops must be >= 1 and eval_seconds > 0.")
         check(self.checkpoint_minutes > 0 and self.max_skipped_in_a_row >= 1, "checkpoint_minutes must be > 0.")
         check(self.threads >= 0 and self.precision in PRECISIONS, f"threads >= 0, precision one of {PRECISIONS}.")
+        check(self.train_parts in TRAIN_PARTS, f"train_parts must be one of {TRAIN_PARTS}, got {self.train_parts!r}.")
 
     @property
     def uses_discriminator(self) -> bool:
@@ -143,7 +150,11 @@ class CodecTrainer(_StepTrainer):
         self.codec = SoundStream(cfg.codec).to(self.device)
         self.disc = MultiScaleSTFTDiscriminator(cfg.discriminator).to(self.device)
         kw = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, foreach=False)
-        self.opt_g = torch.optim.AdamW(self.codec.parameters(), lr=cfg.lr, **kw)
+        if cfg.train_parts == "decoder":
+            self.codec.encoder.requires_grad_(False)
+            self.codec.quantizer.requires_grad_(False)
+        trained = [p for p in self.codec.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.AdamW(trained, lr=cfg.lr, **kw)
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, **kw)
 
     def _prepare(self) -> None:
@@ -199,6 +210,20 @@ class CodecTrainer(_StepTrainer):
         return list(missing)
 
     # -- one step ---------------------------------------------------------------------------------------------
+    def _decode_frozen_codes(self, wav: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """The decoder-only training pass: codes from the frozen encoder and codebooks (no state changes, the
+        level count drawn as quantiser dropout draws it), decoded with gradients into the decoder only."""
+        codec = self.codec
+        codec.encoder.eval()
+        codec.quantizer.eval()
+        with torch.no_grad():
+            padded = codec.pad_to_hop(wav)
+            codes = codec.quantizer.encode(codec.encoder(padded), codec.quantizer._training_levels())
+            quantized = codec.quantizer.decode(codes)
+        recon = codec.decoder(quantized)[:, : wav.shape[-1]]
+        zero = recon.new_zeros(())
+        return recon, codes, {"commitment": zero, "codebook": zero}
+
     def _disc_view(self, real: Tensor, fake: Tensor, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         n = round(self.cfg.disc_crop_seconds * self.cfg.codec.sample_rate)
         if n <= 0 or n >= real.shape[-1]:
@@ -222,7 +247,10 @@ class CodecTrainer(_StepTrainer):
         before = {k: v.clone() for k, v in self.codec.quantizer.named_buffers()}
         stats: dict[str, float] = {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            recon, codes, q_losses = self.codec(wav)
+            if cfg.train_parts == "decoder":
+                recon, codes, q_losses = self._decode_frozen_codes(wav)
+            else:
+                recon, codes, q_losses = self.codec(wav)
         recon = recon.float()
         loss, parts = self.codec.reconstruction_loss(recon, wav, q_losses)
         stats.update({k: v.item() for k, v in parts.items() if k != "codebook"}, levels=float(codes.shape[1]))
