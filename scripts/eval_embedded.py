@@ -1,7 +1,7 @@
 """Every figure of docs/embedded-model.md: a trained embedded model against the untrained stages and real music.
 
     python scripts/eval_embedded.py --model runs/embedded/model --out runs/embedded/eval
-    python scripts/eval_embedded.py --model embedded --untrained runs/embedded/base     # the shipped model
+    python scripts/eval_embedded.py --model embedded     # the shipped model against the preset's untrained stages
 
 1. ``v2meow evaluate`` on videos of held-out works (``data_cache/videos``, rendered by synth-data from music the
    corpus holds out; ``--videos`` of them, first 10 s): FAD on the shipped semantic encoder's frames (and on the
@@ -39,9 +39,10 @@ sys.path.insert(0, str(ROOT))
 PROMPTS = ("calm solo piano, slow and quiet", "fast loud brass and drums")
 
 
-def prompt_gains(model, vids: list[Path], seconds: float) -> dict[str, dict[str, float]]:
+def prompt_gains(model, vids: list[Path], seconds: float, guidance: float = 1.0) -> dict[str, dict[str, float]]:
     """Per prompt of :data:`PROMPTS`: MCC (cosine in the model's joint space) of one soundtrack per video with and
-    without the prompt (seed = the video's index), and the paired gain with its standard error."""
+    without the prompt (seed = the video's index; classifier-free ``guidance`` on the prompt), and the paired gain
+    with its standard error."""
     import torch
 
     rows = {}
@@ -50,7 +51,8 @@ def prompt_gains(model, vids: list[Path], seconds: float) -> dict[str, dict[str,
         with_p, without = [], []
         for i, v in enumerate(vids):
             for use, acc in ((True, with_p), (False, without)):
-                wav = model.generate(str(v), prompt=prompt if use else None, seconds=seconds, seed=i, candidates=1).wav
+                wav = model.generate(str(v), prompt=prompt if use else None, seconds=seconds, seed=i, candidates=1,
+                                     guidance=guidance if use else 1.0).wav
                 a = model.text.embed_audio(torch.from_numpy(wav)[None], model.sample_rate)[0]
                 acc.append(float(torch.nn.functional.cosine_similarity(a, t, dim=0)))
         gain = np.array(with_p) - np.array(without)
@@ -283,11 +285,22 @@ def markdown(results: dict) -> str:
     return "\n".join(out)
 
 
+def untrained_model(out: Path) -> Path:
+    """``OUT/untrained``: the embedded preset's untrained stages on the shipped tokenizers (written once)."""
+    from v2meow.pipeline import V2Meow
+
+    path = out / "untrained"
+    if not (path / "config.json").is_file():
+        V2Meow.from_preset("embedded").save_pretrained(path)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="the trained model (directory, or `embedded`: the shipped one)")
-    p.add_argument("--untrained", default=str(ROOT / "runs" / "embedded" / "base"),
-                   help="the same preset with untrained stages (scripts/train_embedded.py prepare writes it)")
+    p.add_argument("--untrained", default=None,
+                   help="a model with the same preset's untrained stages (default: OUT/untrained, written from the "
+                        "preset with the shipped tokenizers, so it always matches the shipped vocabularies)")
     p.add_argument("--out", default=str(ROOT / "runs" / "embedded" / "eval"))
     p.add_argument("--videos", type=int, default=16, help="held-out videos scored")
     p.add_argument("--seconds", type=float, default=10.0)
@@ -313,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tables:
         print(markdown(results))
         return 0
-    models = {"trained": model_path(args.model), "untrained": args.untrained}
+    models = {"trained": model_path(args.model), "untrained": args.untrained or str(untrained_model(out))}
     runs = {k: v for k, v in models.items() if not args.models or k in args.models.split(",")}
     videos = heldout_videos(args.videos, out)
 
