@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from eval_embedded import PROMPTS  # noqa: E402  (the prompts of the embedded model's evaluation)
+from eval_embedded import PROMPTS, descriptors  # noqa: E402  (the prompts of the embedded model's evaluation)
 
 
 def properties(wav: np.ndarray, sr: int) -> dict[str, float]:
@@ -36,7 +36,8 @@ def properties(wav: np.ndarray, sr: int) -> dict[str, float]:
     seconds = len(wav) / sr
     centroid = float(np.mean(librosa.feature.spectral_centroid(y=wav.astype(np.float32), sr=sr)))
     return {"loudness_lufs": float(integrated_loudness(wav, sr)), "tempo_bpm": tempo,
-            "onsets_per_s": len(detect_onsets(wav, sr)) / seconds, "centroid_hz": centroid}
+            "onsets_per_s": len(detect_onsets(wav, sr)) / seconds, "centroid_hz": centroid,
+            **descriptors(wav, sr)}  # tonal and pulse clarity, flatness: does guidance cost the music its quality?
 
 
 def main(argv: list[str] | None = None) -> int:

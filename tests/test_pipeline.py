@@ -79,6 +79,21 @@ def test_prompt_reaches_stage_one(model, video):
     assert track.semantic.shape == (13,)
 
 
+def test_a_model_sets_its_own_prompt_guidance(video):
+    """``generation.prompt_guidance`` is what a prompt gets when the caller names no guidance."""
+    model = V2Meow.from_preset("debug", seed=0)
+    kw = dict(seconds=0.5, seed=1, prompt="warm acoustic guitar", loudness=0)
+    off, guided = (model.generate(video, guidance=g, **kw).semantic for g in (1.0, 3.0))
+    assert not torch.equal(off, guided)
+    assert torch.equal(model.generate(video, **kw).semantic, off)  # the preset's default: 1, off
+    model.cfg.generation.prompt_guidance = 3.0
+    assert torch.equal(model.generate(video, **kw).semantic, guided)
+    with pytest.raises(ConfigError, match="prompt_guidance"):
+        model.cfg.generation.replace(prompt_guidance=0.0).validate()
+    with pytest.raises(UserError, match="guidance"):
+        model.generate(video, guidance=50.0, **kw)
+
+
 def test_bad_seconds_and_prompts(model, video):
     for s in (0.0, -1.0, float("nan"), 1e9):
         with pytest.raises(UserError):

@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--plot", action="store_true",
                    help="also write OUTPUT's stem + .png: the music's spectrogram with its onsets and beats above "
                         "the video's motion curve and visual beats, titled with the alignment score")
-    g.add_argument("--guidance", type=_finite_float, default=1.0,
-                   help="classifier-free guidance scale for the prompt (1 = off)")
+    g.add_argument("--guidance", type=_finite_float, default=None,
+                   help="classifier-free guidance scale for the prompt (default: the model's; 1 = off)")
     g.add_argument("--loudness", type=_finite_float, default=None,
                    help="the music's integrated loudness in LUFS, by one gain that never passes -1 dBFS "
                         "(default: the model's, -16; 0 keeps the level the model makes)")
@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--segments", default="2,6,10", help="beat-alignment segment lengths in seconds")
     v.add_argument("--max-videos", type=int, default=None)
     v.add_argument("--seed", type=_seed, default=0)
-    v.add_argument("--guidance", type=_finite_float, default=1.0)
+    v.add_argument("--guidance", type=_finite_float, default=None,
+                   help="classifier-free guidance scale for the prompt (default: the model's; 1 = off)")
     v.add_argument("--candidates", type=int, default=None,
                    help="score each video's best of N soundtracks by its beats, as generate --candidates N "
                         "(default: the model's)")

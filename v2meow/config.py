@@ -16,7 +16,7 @@ import yaml
 from v2meow.configbase import Config, check
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import EncoderConfig, expand_encoder_configs
-from v2meow.generation import MAX_CANDIDATES
+from v2meow.generation import MAX_CANDIDATES, MAX_GUIDANCE
 from v2meow.modules.adaptors import StreamSpec
 from v2meow.stages.coarse import CoarseStageConfig
 from v2meow.stages.fine import FineStageConfig
@@ -119,6 +119,9 @@ class GenerationConfig(Config):
     # Soundtracks sampled together per call, the one whose onsets best meet the video's visual beats kept
     # (best of N; `generate --candidates` overrides it). A trained model sets its own, chosen by measurement.
     candidates: int = 1
+    # Classifier-free guidance on a text prompt (stage 1 contrasts the prompted logits with the unprompted ones;
+    # 1 = off; `generate --guidance` overrides it). A trained model sets its own, chosen by measurement.
+    prompt_guidance: float = 1.0
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")
@@ -127,6 +130,8 @@ class GenerationConfig(Config):
         check(self.decode_chunk_seconds > 0 and self.decode_margin_seconds >= 0, "decode chunk sizes must be > 0.")
         check(1 <= self.candidates <= MAX_CANDIDATES,
               f"candidates must be in 1..{MAX_CANDIDATES}, got {self.candidates}.")
+        check(0 < self.prompt_guidance <= MAX_GUIDANCE,
+              f"prompt_guidance must be in (0, {MAX_GUIDANCE:g}], got {self.prompt_guidance}.")
         check(limit_ok(self.limit_db), f"limit_db must be in {list(LIMIT_DB_RANGE)} dB, got {self.limit_db}.")
         check(loudness_ok(self.loudness_lufs),
               f"loudness_lufs must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 (off), got {self.loudness_lufs}.")

@@ -20,6 +20,7 @@ from v2meow.timebase import index_at, units_in
 
 SECONDS_SLACK = 0.05  # --seconds may exceed the video's length by this much (a length read off a player, rounded)
 MAX_CANDIDATES = 16  # soundtracks sampled together for best-of-N (memory grows with each)
+MAX_GUIDANCE = 20.0  # the largest classifier-free guidance scale a prompt may ask for
 SEED_LIMIT = 2**63
 
 

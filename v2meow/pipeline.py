@@ -27,6 +27,7 @@ from v2meow.config import V2MeowConfig, check_fit, check_loudness, load_preset, 
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import build_encoder, extract_features
 from v2meow.generation import (
+    MAX_GUIDANCE,
     SECONDS_SLACK,
     candidate_seeds,
     check_seconds,
@@ -269,7 +270,7 @@ class V2Meow(nn.Module):
         prompt: str | None = None,
         seconds: float | None = None,
         seed: int | None = None,
-        guidance: float = 1.0,
+        guidance: float | None = None,
         progress: ProgressCallback | None = None,
         start: float = 0.0,
         candidates: int | None = None,
@@ -303,8 +304,9 @@ class V2Meow(nn.Module):
         joint = self.embed_prompt(prompt)
         start = check_start(self.cfg, start, info.duration)
         seconds = check_seconds(self.cfg, seconds, info.duration - start, start)
-        if not (0.0 < guidance <= 20.0):
-            raise UserError(f"--guidance must be in (0, 20], got {guidance}.")
+        guidance = self.cfg.generation.prompt_guidance if guidance is None else guidance
+        if not (0.0 < guidance <= MAX_GUIDANCE):
+            raise UserError(f"--guidance must be in (0, {MAX_GUIDANCE:g}], got {guidance}.")
         loudness = self.cfg.generation.loudness_lufs if loudness is None else loudness
         limit_db = self.cfg.generation.limit_db if limit_db is None else limit_db
         check_loudness(loudness, limit_db)

@@ -72,7 +72,7 @@ def write_soundtrack(
     prompt: str | None = None,
     seconds: float | None = None,
     seed: int | None = None,
-    guidance: float = 1.0,
+    guidance: float | None = None,
     start: float = 0.0,
     candidates: int | None = None,
     loudness: float | None = None,

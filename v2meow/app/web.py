@@ -86,7 +86,7 @@ class WebScorer:
         self._lock = threading.Lock()
 
     def __call__(self, video: str | None, prompt: str | None = None, seconds: float | None = None,
-                 start: float | None = None, seed: float | None = None, guidance: float | None = 1.0,
+                 start: float | None = None, seed: float | None = None, guidance: float | None = None,
                  candidates: float | None = None, progress: Progress | None = None) -> Result:
         from v2meow.io.video import probe
         from v2meow.soundtrack import write_soundtrack
@@ -141,7 +141,7 @@ class WebScorer:
             if not (float(seed).is_integer() and 0 <= seed < 2**63):
                 raise UserError(f"The seed must be a whole number from 0 to 2^63-1, got {seed:g}.")
             seed = int(seed)
-        guidance = 1.0 if guidance is None else float(guidance)
+        guidance = self.model.cfg.generation.prompt_guidance if guidance is None else float(guidance)
         if not (math.isfinite(guidance) and 0 < guidance <= MAX_GUIDANCE):
             raise UserError(f"Guidance must be in (0, {MAX_GUIDANCE:g}], got {guidance:g}.")
         candidates = self.model.cfg.generation.candidates if candidates is None else candidates
@@ -258,7 +258,8 @@ def build_app(scorer: WebScorer, max_queue: int = DEFAULT_MAX_QUEUE, concurrency
                                       elem_id="v2meow-start")
                     seed = gr.Number(label="Seed (empty: random)", value=None, precision=0, minimum=0,
                                      elem_id="v2meow-seed")
-                    guidance = gr.Slider(1.0, MAX_GUIDANCE, value=1.0, step=0.5,
+                    guidance = gr.Slider(1.0, MAX_GUIDANCE, step=0.5,
+                                         value=min(MAX_GUIDANCE, scorer.model.cfg.generation.prompt_guidance),
                                          label="Prompt guidance (1: off)", elem_id="v2meow-guidance")
                     candidates = gr.Slider(1, limits.max_candidates, step=1,
                                            value=min(limits.max_candidates, scorer.model.cfg.generation.candidates),

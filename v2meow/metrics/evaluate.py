@@ -55,7 +55,7 @@ class EvalOptions:
     segments: tuple[float, ...] = (2.0, 6.0, 10.0)
     seed: int = 0
     max_videos: int | None = None
-    guidance: float = 1.0
+    guidance: float | None = None  # on the prompt; None: the model's own (generation.prompt_guidance)
     candidates: int | None = None  # best of N by the video's beats, as `generate --candidates N` (None: the model's)
     fad_backend: str = "semantic"  # "semantic" or "codec" (offline), or "vggish" (needs vggish_weights)
     fad_also: tuple[str, ...] = ("codec",)  # further backends, each its own column fad_<name>
