@@ -32,6 +32,8 @@ SETTINGS = {
     "stage 2 at 1.0": (1.0, 1.0, 0, 1.0),
     "stage 2 top-k 50": (1.0, 1.0, 50, 1.0),
     "stage 1 at 0.8": (0.8, 0.95, 0, 1.0),
+    "stage 1 at 0.7": (0.7, 0.95, 0, 1.0),
+    "stage 1 at 0.9": (0.9, 0.95, 0, 1.0),
     "video guidance 2": (1.0, 0.95, 0, 2.0),
     "video guidance 3": (1.0, 0.95, 0, 3.0),
     # the second round: the best of the first round together
@@ -89,10 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"mcc": mcc, "beat_f": beat_f(beats[i]), "beat_f_mismatched": beat_f(other),
                          "dbfs": 20 * np.log10(rms + 1e-12), **descriptors(wav, sr)})
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        gap = np.array([r["beat_f"] - r["beat_f_mismatched"] for r in rows])
+        mean["beat_gap_se"] = float(gap.std(ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else 0.0
+        mean["mcc_se"] = float(np.std([r["mcc"] for r in rows], ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else 0.0
         out[name] = {**mean, "videos": len(rows), "seconds": time.time() - t0}
         Path(args.out).write_text(json.dumps(out, indent=1))
-        print(f"{name:<24} MCC {mean['mcc']:.3f}  beat F {mean['beat_f']:.3f} (mismatched "
-              f"{mean['beat_f_mismatched']:.3f})  pulse {mean['pulse_clarity']:.3f}  flatness {mean['flatness']:.4f}"
+        print(f"{name:<24} MCC {mean['mcc']:.3f} ± {mean['mcc_se']:.3f}  beat F {mean['beat_f']:.3f} (mismatched "
+              f"{mean['beat_f_mismatched']:.3f}, gap ± {mean['beat_gap_se']:.3f})"
+              f"  pulse {mean['pulse_clarity']:.3f}  flatness {mean['flatness']:.4f}"
               f"  {mean['dbfs']:.1f} dBFS  ({time.time() - t0:.0f} s)", flush=True)
     return 0
 
