@@ -152,7 +152,7 @@ def test_identity_and_check_codes() -> None:
     assert ident["config_hash"] == other.identity()["config_hash"] and ident["weights"] != other.identity()["weights"]
     codes = codec.encode(tones(0.1))
     codec.check_codes(codes, ident)
-    with pytest.raises(IdentityMismatch, match="weights"):
+    with pytest.raises(IdentityMismatch, match="codes"):  # other encoder and codebooks: other codes
         other.check_codes(codes, ident)
     with pytest.raises(IdentityMismatch, match="body"):
         SoundStream.debug("conv").check_codes(codes, ident)
@@ -160,6 +160,28 @@ def test_identity_and_check_codes() -> None:
         codec.check_codes(codes + codec.codebook_size, ident)
     with pytest.raises(UserError, match="levels"):
         codec.check_codes(torch.zeros(1, 5, 3, dtype=torch.long), ident)
+
+
+def test_codes_stay_decodable_by_a_decoder_trained_on() -> None:
+    torch.manual_seed(0)
+    codec = SoundStream.debug("frame").eval()
+    ident = codec.identity()
+    codes = codec.encode(tones(0.1))
+    newer = SoundStream.debug("frame").eval()
+    newer.load_state_dict(codec.state_dict())
+    with torch.no_grad():
+        for p in newer.decoder.parameters():
+            p.add_(0.01)
+    assert newer.identity()["weights"] != ident["weights"] and newer.identity()["codes"] == ident["codes"]
+    newer.check_codes(codes, ident)  # the same encoder and codebooks: the codes mean what they meant
+    with torch.no_grad():
+        next(newer.encoder.parameters()).add_(0.01)
+    with pytest.raises(IdentityMismatch, match="codes"):
+        newer.check_codes(codes, ident)
+    old_stamp = {k: v for k, v in ident.items() if k != "codes"}  # stamped before codes were fingerprinted
+    codec.check_codes(codes, old_stamp)
+    with pytest.raises(IdentityMismatch, match="weights"):
+        SoundStream.debug("frame").check_codes(codes, old_stamp)
 
 
 def test_stft_same_inverts_exactly() -> None:

@@ -445,6 +445,9 @@ class SoundStream(AcousticCodec):
             "codebook_size": self.codebook_size,
             "config_hash": config_hash(self.config),
             "weights": weights_fingerprint(self),
+            # the weights that decide the codes and what each code stands for: a decoder trained on with them
+            # frozen (``train_parts: decoder``) reads the same codes, so codes stamped before stay decodable
+            "codes": weights_fingerprint(nn.ModuleDict({"encoder": self.encoder, "quantizer": self.quantizer})),
         }
 
     # ---- coding ---------------------------------------------------------------------------------------------
