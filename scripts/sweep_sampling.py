@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", type=int, default=8)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--only", default="", help="comma-separated setting names (default: all)")
+    p.add_argument("--baseline", default="stage 1 at 0.8",
+                   help="the setting the others are compared with, video by video (run it first)")
     p.add_argument("--out", default=str(ROOT / "runs" / "embedded" / "sweep.json"))
     args = p.parse_args(argv)
     import torch
@@ -91,15 +93,25 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"mcc": mcc, "beat_f": beat_f(beats[i]), "beat_f_mismatched": beat_f(other),
                          "dbfs": 20 * np.log10(rms + 1e-12), **descriptors(wav, sr)})
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        base = out.get(args.baseline, {}).get("rows")
+        if base and name != args.baseline and len(base) == len(rows):  # same videos and seeds: paired differences
+            for key in ("mcc", "beat_f"):
+                d = np.array([r[key] - b[key] for r, b in zip(rows, base)])
+                mean[f"{key}_vs_baseline"] = float(d.mean())
+                mean[f"{key}_vs_baseline_se"] = float(d.std(ddof=1) / np.sqrt(len(d)))
         gap = np.array([r["beat_f"] - r["beat_f_mismatched"] for r in rows])
         mean["beat_gap_se"] = float(gap.std(ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else 0.0
         mean["mcc_se"] = float(np.std([r["mcc"] for r in rows], ddof=1) / np.sqrt(len(rows))) if len(rows) > 1 else 0.0
-        out[name] = {**mean, "videos": len(rows), "seconds": time.time() - t0}
+        out[name] = {**mean, "videos": len(rows), "seconds": time.time() - t0, "rows": rows}
         Path(args.out).write_text(json.dumps(out, indent=1))
         print(f"{name:<24} MCC {mean['mcc']:.3f} ± {mean['mcc_se']:.3f}  beat F {mean['beat_f']:.3f} (mismatched "
               f"{mean['beat_f_mismatched']:.3f}, gap ± {mean['beat_gap_se']:.3f})"
               f"  pulse {mean['pulse_clarity']:.3f}  flatness {mean['flatness']:.4f}"
               f"  {mean['dbfs']:.1f} dBFS  ({time.time() - t0:.0f} s)", flush=True)
+        if "mcc_vs_baseline" in mean:
+            print(f"{'':<24} against {args.baseline!r}, video by video: MCC {mean['mcc_vs_baseline']:+.3f} ± "
+                  f"{mean['mcc_vs_baseline_se']:.3f}, beat F {mean['beat_f_vs_baseline']:+.3f} ± "
+                  f"{mean['beat_f_vs_baseline_se']:.3f}", flush=True)
     return 0
 
 
