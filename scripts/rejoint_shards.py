@@ -5,7 +5,9 @@ model needs the clips embedded again, and stage 1 trained on from them. Everythi
 semantic and acoustic tokens) stays as it is, so this takes minutes where a new extraction takes half an hour.
 
 Writes ``--out-base`` (the base model with the new joint model) and ``--out-shards`` (the shards, each record's
-``joint`` and its recorded identity replaced; resumable shard by shard).
+``joint`` and its recorded identity replaced; resumable shard by shard). With ``--tokenizers DIR`` the base also
+takes that directory's codec, which must code as the base's codec does (the same encoder and codebooks, a decoder
+trained on): each record's codec stamp is checked against the old codec and replaced by the new one's.
 
     python scripts/rejoint_shards.py --joint runs/joint41/run --base runs/embedded_next/base \\
         --shards data_cache/shards_next --videos data_cache/videos \\
@@ -33,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", required=True, help="the videos the shards were extracted from")
     p.add_argument("--out-base", required=True)
     p.add_argument("--out-shards", required=True)
+    p.add_argument("--tokenizers", default=None,
+                   help="a tokenizer directory whose codec (same codes, another decoder) the new base takes")
     p.add_argument("--max-shards", type=int, default=0, help="only the first N shards (a quick check; 0: all)")
     args = p.parse_args(argv)
 
@@ -41,16 +45,24 @@ def main(argv: list[str] | None = None) -> int:
     from v2meow.data.shards import iter_shard, read_manifest, shard_complete, write_manifest, write_shard
     from v2meow.io.audio import load_audio
     from v2meow.pipeline import V2Meow
+    from v2meow.tokenizers.codec.base import compare_identities
     from v2meow.train.joint import load_joint
 
     model = V2Meow.from_pretrained(args.base)
     joint, _ = load_joint(args.joint)
     model.text.load_state_dict(joint.state_dict())
     model.text.eval()
+    old_codec = model.codec.identity()
+    if args.tokenizers:
+        from v2meow.tokenizers.default import load_tokenizers
+
+        codec = load_tokenizers(args.tokenizers).codec
+        compare_identities(codec.identity(), old_codec, "the base's codec was made with")  # same codes, or refuse
+        model.codec.load_state_dict(codec.state_dict())
     if not (Path(args.out_base) / "config.json").is_file():
         model.save_pretrained(args.out_base)
     model = V2Meow.from_pretrained(args.out_base)  # the weights as saved: the embeddings match what it will load
-    ident = model.text.identity()
+    ident, codec_ident = model.text.identity(), model.codec.identity()
     src, dst = Path(args.shards), Path(args.out_shards)
     manifest = read_manifest(src)
     sr = model.sample_rate
@@ -68,12 +80,14 @@ def main(argv: list[str] | None = None) -> int:
                 rec.tensors["joint"] = model.embed_audio_segments(torch.from_numpy(wav.astype(np.float32)))
             rec.tensors["joint"] = rec.tensors["joint"].to(torch.float16)
             rec.meta["identities"]["joint"] = ident
+            compare_identities(old_codec, rec.meta["identities"]["codec"], f"{rec.key}'s acoustic codes were made with")
+            rec.meta["identities"]["codec"] = codec_ident
             records.append(rec)
         write_shard(dst, index, records)
         print(f"\rshard {index + 1}/{len(manifest['shards'])} ({time.time() - t0:.0f} s)", end="", file=sys.stderr,
               flush=True)
     info = dict(manifest["info"])
-    info["identities"] = {**info["identities"], "joint": ident}
+    info["identities"] = {**info["identities"], "joint": ident, "codec": codec_ident}
     m = write_manifest(dst, info)
     print(f"\n{dst}: {len(m['clips'])} clips, joint model {ident['weights']}", file=sys.stderr)
     return 0
