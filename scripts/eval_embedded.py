@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="", help="comma-separated: trained,untrained (default both; results merge)")
     p.add_argument("--best-only", action="store_true",
                    help="evaluate and rhythm: only the best-of-N rows (the shipped default), not one soundtrack too")
+    p.add_argument("--joint", default=None, help="score MCC and KLD with this joint model (e.g. 'embedded', the "
+                   "shipped one) instead of each model's own: for a candidate that ships another joint model")
     p.add_argument("--tables", action="store_true", help="only print the tables of an earlier run's results.json")
     args = p.parse_args(argv)
 
@@ -337,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, path, n in scored:
             t0 = time.time()
             rep = evaluate(path, str(videos), str(out / f"evaluate_{name}"),
-                           EvalOptions(seconds=args.seconds, segments=(2.0, 6.0, 10.0), candidates=n), progress=False)
+                           EvalOptions(seconds=args.seconds, segments=(2.0, 6.0, 10.0), candidates=n, joint=args.joint),
+                           progress=False)
             results[f"evaluate_{name}"] = {r["name"]: {k: v for k, v in r.items() if not isinstance(v, (list, dict))}
                                            for r in rep.rows}
             print(f"evaluate {name}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)

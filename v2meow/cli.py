@@ -157,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--fad-backend", default="semantic", choices=["semantic", "codec", "vggish"],
                    help="FAD embedding (default: the shipped semantic encoder); the codec encoder's is reported too")
     v.add_argument("--vggish-weights", default=None, help="VGGish weights (safetensors) for --fad-backend vggish")
+    v.add_argument("--joint", default=None,
+                   help="score MCC and KLD with this joint model (a `train joint` run or export, or 'embedded') "
+                        "instead of the model's own: pin it to compare models that ship different joint models")
     v.add_argument("--quiet", action="store_true")
 
     sd = _command(sub, "synth-data", "render paired videos from music (for tests, demos and training)",
@@ -415,7 +418,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserError("--segments must be lengths in (0, 600] seconds.")
     opts = EvalOptions(seconds=args.seconds, generations=args.generations, segments=segments, seed=args.seed,
                        max_videos=args.max_videos, guidance=args.guidance, candidates=args.candidates,
-                       fad_backend=args.fad_backend, vggish_weights=args.vggish_weights, prompts=prompts)
+                       fad_backend=args.fad_backend, vggish_weights=args.vggish_weights, prompts=prompts,
+                       joint=args.joint)
     evaluate(_model_path(args.model), args.videos, args.output, opts, progress=not args.quiet)
     print(f"wrote {args.output}/report.md and report.json", file=sys.stderr)
     return 0

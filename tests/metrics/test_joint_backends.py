@@ -47,3 +47,24 @@ def test_mcc_with_joint_model(joint):
     expected = float(a @ t / (np.linalg.norm(a) * np.linalg.norm(t)))
     assert text.compute()["mcc"] == pytest.approx(expected, abs=1e-6)
     assert -1.0 <= text.compute()["mcc"] <= 1.0
+
+
+def test_a_pinned_joint_model_scores_instead_of_the_models_own(joint, tmp_path):
+    from v2meow.errors import UserError
+    from v2meow.metrics.joint_backends import load_joint_backend
+
+    class Model:  # a model whose own joint model is ``joint``
+        text = joint
+
+    own, source = load_joint_backend(Model())
+    assert own is joint and "own" in source
+    torch.manual_seed(1)
+    other = JointModel(joint.cfg).eval()
+    other.save(tmp_path / "other", dtype=None)
+    pinned, source = load_joint_backend(Model(), str(tmp_path / "other"))
+    assert "pinned" in source and pinned is not joint
+    wav = torch.from_numpy(np.sin(np.linspace(0, 2000, 16000)).astype(np.float32))[None]
+    assert torch.allclose(pinned.embed_audio(wav), other.embed_audio(wav), atol=1e-5)
+    assert not torch.allclose(pinned.embed_audio(wav), joint.embed_audio(wav), atol=1e-3)
+    with pytest.raises(UserError):
+        load_joint_backend(Model(), str(tmp_path / "missing"))

@@ -62,6 +62,7 @@ class EvalOptions:
     vggish_weights: str | None = None
     plots: bool = True
     prompts: dict[str, str] = field(default_factory=dict)
+    joint: str | None = None  # the joint model MCC and KLD are scored with (None: the model's own)
 
 
 class CodecEmbedder(AudioEmbedder):
@@ -224,7 +225,7 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
         usable = (float(math.floor(shortest)) if shortest >= 1 else shortest,)
     opts.segments = usable
     embedders = {col: _fad_embedder(b, opts) for col, b in _fad_columns(opts)}
-    joint, joint_source = load_joint_backend(model)
+    joint, joint_source = load_joint_backend(model, opts.joint)
     semantic_backends = None
     if joint is not None:
         semantic_backends = (JointModelEmbedder(joint), ZeroShotTagger(joint))

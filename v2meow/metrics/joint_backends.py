@@ -65,10 +65,16 @@ class ZeroShotTagger(AudioClassifier):
         return (self._scale * (self._text @ a)).numpy()
 
 
-def load_joint_backend(model) -> tuple[object | None, str]:
-    """The joint model to score with: the model's own, else the shipped one; ``(None, reason)`` without."""
+def load_joint_backend(model, path: str | None = None) -> tuple[object | None, str]:
+    """The joint model to score with: the one at ``path`` when given (a joint export or run, or ``embedded``: pinned,
+    so that models shipping different joint models are scored in one space), else the model's own, else the shipped
+    one; ``(None, reason)`` without."""
     text = getattr(model, "text", None)
-    if isinstance(text, AudioTextTower):
+    if path is not None:
+        from v2meow.train.joint import load_joint
+
+        joint, source = load_joint(path)[0].eval(), f"the joint model {path} (pinned)"
+    elif isinstance(text, AudioTextTower):
         joint, source = text, "the model's own joint model"
     else:
         from v2meow.errors import UserError
