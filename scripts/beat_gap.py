@@ -1,7 +1,7 @@
 """Per-clip beat F-measure of generated music against its own video's visual beats and against every other
 video's (the mismatched control), with the mean gap and its standard error, from `v2meow evaluate` folders.
 
-    python scripts/beat_gap.py VIDEOS EVAL_DIR [EVAL_DIR ...]
+    python scripts/beat_gap.py VIDEOS EVAL_DIR [EVAL_DIR ...]   # later folders also paired with the first
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def main(argv: list[str]) -> int:
     beats = [visual_beats(str(v), 10.0)[0] for v in videos]
     print("| system | matched | other videos | gap ± s.e. | clips with gap > 0 |")
     print("|---|---|---|---|---|")
+    gaps = []
     for folder in argv[1:]:
         wavs = sorted((Path(folder) / "audio").glob("*.wav"))
         assert len(wavs) == len(videos), (folder, len(wavs), len(videos))
@@ -33,8 +34,12 @@ def main(argv: list[str]) -> int:
             m.append(own)
             o.append(other)
         d = np.array(m) - np.array(o)
+        gaps.append(d)
         print(f"| {Path(folder).name} | {np.mean(m):.3f} | {np.mean(o):.3f} | {d.mean():+.3f} ± "
               f"{d.std(ddof=1) / np.sqrt(len(d)):.3f} | {np.mean(d > 0):.0%} |")
+    for folder, d in zip(argv[2:], gaps[1:]):  # the same videos: each folder's gap against the first's, clip by clip
+        p = d - gaps[0]
+        print(f"{folder} minus {argv[1]}: gap {p.mean():+.3f} ± {p.std(ddof=1) / np.sqrt(len(p)):.3f}")
     return 0
 
 
