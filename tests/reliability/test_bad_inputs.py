@@ -303,7 +303,7 @@ def test_train_refuses_tokens_of_another_tokenizer(small_shards, other_model_dir
                     "-o", str(tmp_path / "run"), "--max-steps", "1", "--quiet", "--device", "cpu")
     assert code == 2, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "acoustic tokens made with weights=" in lines[0], err
+    assert len(lines) == 1 and "acoustic tokens made with codes=" in lines[0], err
     assert not (tmp_path / "run").exists()
 
 
@@ -317,7 +317,7 @@ def test_export_refuses_a_stage_trained_on_another_tokenizers_tokens(small_shard
     out_dir.mkdir()
     code, err = run(capfd, "export", "--base", str(other_model_dir), "--fine", str(run_dir),
                     "-o", str(out_dir / "model"))
-    assert_refused(code, err, out_dir, "acoustic tokens made with weights=")
+    assert_refused(code, err, out_dir, "acoustic tokens made with codes=")
     code, err = run(capfd, "export", "--base", str(model_dir), "--fine", str(run_dir), "-o", str(out_dir / "model"))
     assert code == 0, err
 
@@ -329,7 +329,7 @@ def test_codec_refuses_codes_of_another_codec(model_dir, other_model_dir):
     a, b = V2Meow.from_pretrained(model_dir).codec, V2Meow.from_pretrained(other_model_dir).codec
     codes = a.encode(torch.zeros(1, 1600))
     a.check_codes(codes, a.identity())
-    with pytest.raises(IdentityMismatch, match="weights="):
+    with pytest.raises(IdentityMismatch, match="codes="):
         b.check_codes(codes, a.identity())
 
 
