@@ -39,21 +39,29 @@ sys.path.insert(0, str(ROOT))
 PROMPTS = ("calm solo piano, slow and quiet", "fast loud brass and drums")
 
 
-def prompt_gains(model, vids: list[Path], seconds: float, guidance: float = 1.0) -> dict[str, dict[str, float]]:
-    """Per prompt of :data:`PROMPTS`: MCC (cosine in the model's joint space) of one soundtrack per video with and
-    without the prompt (seed = the video's index; classifier-free ``guidance`` on the prompt), and the paired gain
-    with its standard error."""
+def prompt_gains(model, vids: list[Path], seconds: float, guidance: float = 1.0,
+                 joint: str | None = None) -> dict[str, dict[str, float]]:
+    """Per prompt of :data:`PROMPTS`: MCC (cosine in the joint space: the model's own, or the joint model at
+    ``joint`` when given, e.g. ``embedded``, so that candidates shipping another joint model compare) of one
+    soundtrack per video with and without the prompt (seed = the video's index; classifier-free ``guidance`` on the
+    prompt), and the paired gain with its standard error."""
     import torch
+
+    from v2meow.metrics.joint_backends import load_joint_backend
+
+    scorer, why = load_joint_backend(model, joint)
+    if scorer is None:
+        raise SystemExit(why)
 
     rows = {}
     for prompt in PROMPTS:
-        t = model.text.embed_text([prompt])[0]
+        t = scorer.embed_text([prompt])[0]
         with_p, without = [], []
         for i, v in enumerate(vids):
             for use, acc in ((True, with_p), (False, without)):
                 wav = model.generate(str(v), prompt=prompt if use else None, seconds=seconds, seed=i, candidates=1,
                                      guidance=guidance if use else 1.0).wav
-                a = model.text.embed_audio(torch.from_numpy(wav)[None], model.sample_rate)[0]
+                a = scorer.embed_audio(torch.from_numpy(wav)[None], model.sample_rate)[0]
                 acc.append(float(torch.nn.functional.cosine_similarity(a, t, dim=0)))
         gain = np.array(with_p) - np.array(without)
         rows[prompt] = {"mcc_with": float(np.mean(with_p)), "mcc_without": float(np.mean(without)),
@@ -415,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         results.setdefault("prompts", {})
         for name, path in runs.items():
             results["prompts"][name] = prompt_gains(V2Meow.from_pretrained(path), sorted(videos.glob("*.mp4"))[:6],
-                                                    args.seconds)
+                                                    args.seconds, joint=args.joint)
         (out / "results.json").write_text(json.dumps(results, indent=1))
     if "trained" not in runs:
         skip.add("speed")

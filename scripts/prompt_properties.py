@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="also the MCC gain of the evaluation's prompts (scripts/eval_embedded.py) at each guidance")
     p.add_argument("--guidance", type=float, nargs="+", default=[1.0],
                    help="classifier-free guidance scales for the prompt (one table each; 1 = off)")
+    p.add_argument("--joint", default=None,
+                   help="--gains: score MCC with this joint model (e.g. 'embedded', the shipped one) instead of the "
+                        "model's own, so that a candidate shipping another joint model compares with the release")
     args = p.parse_args(argv)
 
     from v2meow.pipeline import V2Meow
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.gains:
             from eval_embedded import prompt_gains
 
-            for prompt, r in prompt_gains(model, videos, args.seconds, guidance).items():
+            for prompt, r in prompt_gains(model, videos, args.seconds, guidance, args.joint).items():
                 print(f"guidance {guidance:g}, {prompt!r}: MCC {r['mcc_with']:.3f} with, {r['mcc_without']:.3f} "
                       f"without, paired gain {r['paired_gain']:+.3f} ± {r['gain_se']:.3f}", flush=True)
         print(f"\n{len(videos)} videos, one soundtrack per prompt, seed = video index, the stages' own level, "
