@@ -335,3 +335,19 @@ def test_progress_is_one_fraction_over_every_stage(tmp_path):
     weights = stage_weights(m.cfg)
     ends = {s: f for s, f in seen}
     assert ends["semantic"] == pytest.approx(sum(weights[s] for s in STAGES[:2]) / sum(weights.values()))
+
+
+def test_a_named_tempo_sets_the_rhythm_the_stages_read(model, video):
+    """``tempo=`` (or a tempo the prompt names) changes what the stages see, and best of N scores the
+    candidates against that tempo's pulse instead of the picture's own beats."""
+    kw = dict(seconds=1.0, seed=2, loudness=0)
+    plain = model.generate(video, **kw)
+    fast = model.generate(video, tempo=150.0, **kw)
+    assert not torch.equal(plain.semantic, fast.semantic)
+    named = model.generate(video, prompt="bright music at 150 BPM", tempo=None, **kw)
+    explicit = model.generate(video, prompt="bright music at 150 BPM", tempo=150.0, **kw)
+    assert torch.equal(named.semantic, explicit.semantic)
+    scored = model.generate(video, tempo=150.0, candidates=2, **kw)
+    assert scored.visual.source == "tempo" and np.allclose(np.diff(scored.visual.times), 0.4)
+    with pytest.raises(UserError, match="--tempo must be between"):
+        model.generate(video, tempo=1000.0, **kw)

@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="generate N soundtracks in one batch and keep the one whose onsets best meet the video's "
                         "visual beats (+ its similarity to --prompt); candidate i uses seed SEED+i "
                         "(default: the model's own)")
+    g.add_argument("--tempo", type=_finite_float, default=None, metavar="BPM",
+                   help="the music's tempo, 30-300 BPM: the stages read a steady pulse at that tempo instead of the "
+                        "picture's own rhythm (default: the tempo --prompt names, as in \"... at 120 BPM\", else "
+                        "the picture's)")
     g.add_argument("--plot", action="store_true",
                    help="also write OUTPUT's stem + .png: the music's spectrogram with its onsets and beats above "
                         "the video's motion curve and visual beats, titled with the alignment score")
@@ -226,6 +230,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     plot_path = plan_output(args.video, args.output, plot=args.plot)
     info = probe(args.video)  # fail fast on a bad video, before loading a model
+    from v2meow.features.tempo import check_tempo, prompt_tempo
+
+    check_tempo(args.tempo) if args.tempo is not None else prompt_tempo(args.prompt)  # and on a bad tempo
     model = V2Meow.from_pretrained(_model_path(args.model))
     from v2meow.progress import stage_weights
 
@@ -234,7 +241,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         track = write_soundtrack(model, args.video, args.output, prompt=args.prompt, seconds=args.seconds,
                                  seed=args.seed, guidance=args.guidance, start=args.start,
                                  candidates=args.candidates, loudness=args.loudness, limit_db=args.limit,
-                                 plot_path=plot_path,
+                                 plot_path=plot_path, tempo=args.tempo,
                                  progress=bar)
     finally:
         bar.close()

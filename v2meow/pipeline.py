@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from v2meow.config import V2MeowConfig, check_fit, check_loudness, load_preset, preset_names, resolve_streams
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import build_encoder, extract_features
+from v2meow.features.tempo import check_tempo, impose_tempo, prompt_tempo
 from v2meow.generation import (
     MAX_GUIDANCE,
     SECONDS_SLACK,
@@ -277,6 +278,7 @@ class V2Meow(nn.Module):
         score: bool | None = None,
         loudness: float | None = None,
         limit_db: float | None = None,
+        tempo: float | None = None,
     ) -> Soundtrack:
         """A soundtrack for ``seconds`` of ``video`` from ``start`` (default: all of it from the start).
 
@@ -299,8 +301,13 @@ class V2Meow(nn.Module):
         Each soundtrack is brought to ``loudness`` LUFS (default ``generation.loudness_lufs``; 0 keeps the stages'
         level) by one gain that keeps every sample under -1 dBFS, a look-ahead limiter taking up to ``limit_db``
         (default ``generation.limit_db``) off the peaks that would stop it short (:func:`match_loudness`).
+
+        ``tempo`` (BPM; default: the tempo the prompt names, "... at 120 BPM", else none) sets the rhythm the
+        stages read to a steady pulse at that tempo, phased to the picture's own motion peaks
+        (:mod:`v2meow.features.tempo`); best of N then scores candidates against that pulse's beats.
         """
         info = probe(str(video))
+        tempo = check_tempo(tempo) if tempo is not None else prompt_tempo(prompt)
         joint = self.embed_prompt(prompt)
         start = check_start(self.cfg, start, info.duration)
         seconds = check_seconds(self.cfg, seconds, info.duration - start, start)
@@ -320,6 +327,9 @@ class V2Meow(nn.Module):
         if on_features is not None:
             on_features(0, 1)
         feats = extract_features(str(video), self.encoders, start=start, duration=seconds)
+        pulse = None
+        if tempo is not None:
+            feats, pulse = impose_tempo(feats, self.encoders, tempo, seconds)
         feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
         if on_features is not None:
             on_features(1, 1)
@@ -340,6 +350,8 @@ class V2Meow(nn.Module):
             from v2meow.metrics.alignment import best_candidate, score_candidates, video_beats
 
             visual = video_beats(str(video), seconds, start)
+            if pulse is not None:
+                visual = replace(visual, times=pulse, source="tempo")
             tower = self.text if joint is not None and isinstance(self.text, AudioTextTower) else None
             scores = score_candidates(list(wavs), self.sample_rate, seeds, visual, tower, joint)
             chosen = best_candidate(scores)

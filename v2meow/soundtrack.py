@@ -79,6 +79,7 @@ def write_soundtrack(
     limit_db: float | None = None,
     plot_path: str | None = None,
     progress: ProgressCallback | None = None,
+    tempo: float | None = None,
 ) -> Soundtrack:
     """Generate a soundtrack for ``video`` and write ``output`` (and ``plot_path``); returns the kept soundtrack.
 
@@ -87,7 +88,7 @@ def write_soundtrack(
     ext = check_output(output)
     track = model.generate(video, prompt=prompt, seconds=seconds, seed=seed, guidance=guidance, progress=progress,
                            start=start, candidates=candidates, score=True if plot_path else None,
-                           loudness=loudness, limit_db=limit_db)
+                           loudness=loudness, limit_db=limit_db, tempo=tempo)
     picture = None
     if plot_path is not None:
         from v2meow.metrics.alignment import render_plot

@@ -183,6 +183,10 @@ def test_missing_input(where, tmp_path, capfd):
     (["--seconds", ""], "expected a number"),
     (["--guidance", "-3"], "guidance"),
     (["--guidance", "1e9"], "guidance"),
+    (["--tempo", "10"], "--tempo must be between 30 and 300 BPM"),
+    (["--tempo", "nan"], "finite"),
+    (["--prompt", "lofi at 900 BPM"], "the prompt names 900 BPM"),
+    (["--prompt", "at 90 BPM or 140 BPM"], "more than one tempo"),
     (["--seed", "-1"], "seed"),
     (["--seed", "1" * 40], "seed"),
     (["--prompt", "x" * 100_000], "characters long"),
@@ -200,6 +204,8 @@ def test_bad_options(opts, phrase, tmp_path, capfd):
     (["--seconds", "2.04"], 2.04),  # a length read off a player, a hair past the end
     (["--prompt", "暖かいギター 🎸 \u202eright-to-left\u202c and\ttabs"], 2.0),
     (["--prompt", "y" * 2000], 2.0),
+    (["--tempo", "128", "--seconds", "1"], 1.0),
+    (["--prompt", "calm piano at 72 BPM", "--seconds", "1"], 1.0),
 ])
 def test_odd_but_valid_options(opts, seconds, tmp_path, capfd):
     out = tmp_path / "o.wav"

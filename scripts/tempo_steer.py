@@ -1,0 +1,95 @@
+"""Does a named tempo (``generate(tempo=BPM)``, or "... at 120 BPM" in the prompt) set the music's tempo?
+
+For each video (held-out works' videos, and bench.rhythm's still controls) and each named tempo, one soundtrack
+(best of ``--candidates``) with the tempo and one without, same seed. Measured on the music: its tempo from the
+tracked beats (acc1: within 8 % of the named tempo; acc2: or of half, double, a third or three times it), and the
+beat F-measure (±70 ms) of its tracked beats against the named tempo's pulse (the beats the stages were given)
+and, as chance, against the pulses of the other named tempi on the same video. Without the tempo, the same
+measures against the same pulses say what the video alone gives.
+
+    python scripts/tempo_steer.py --model embedded --n 8 --tempi 70 100 130 160 --candidates 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="embedded")
+    p.add_argument("--videos", default=str(ROOT / "runs" / "embedded" / "eval6" / "heldout_videos"))
+    p.add_argument("--n", type=int, default=8, help="held-out videos (plus bench.rhythm's two still controls)")
+    p.add_argument("--tempi", type=float, nargs="+", default=[70.0, 100.0, 130.0, 160.0])
+    p.add_argument("--candidates", type=int, default=1)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--out", default=None, help="JSON with every row")
+    args = p.parse_args(argv)
+
+    from bench.rhythm import make_videos, tempo_hits, tempo_of
+    from v2meow.metrics.beats import beat_f_measure, track_beats
+    from v2meow.pipeline import V2Meow
+    from v2meow.soundtrack import model_path
+
+    model = V2Meow.from_pretrained(model_path(args.model))
+    videos = sorted(Path(args.videos).glob("*.mp4"))[: args.n]
+    videos += [Path(v["video"]) for v in make_videos(args.seconds + 2.0) if v["kind"] == "still"]
+    rows = []
+    for i, video in enumerate(videos):
+        pulses = {}
+        for bpm in args.tempi:
+            track = model.generate(str(video), seconds=args.seconds, seed=i, candidates=args.candidates, tempo=bpm,
+                                   score=True)
+            pulses[bpm] = track.visual.times
+            rows.append({"video": video.name, "bpm": bpm, "tempo": True,
+                         "beats": track_beats(track.wav, track.sample_rate).tolist()})
+        plain = model.generate(str(video), seconds=args.seconds, seed=i, candidates=args.candidates)
+        plain_beats = track_beats(plain.wav, plain.sample_rate).tolist()
+        for bpm in args.tempi:
+            rows.append({"video": video.name, "bpm": bpm, "tempo": False, "beats": plain_beats})
+        for r in rows[-2 * len(args.tempi):]:
+            beats = np.asarray(r["beats"])
+            r["music_bpm"] = tempo_of(beats)
+            r["acc1"], r["acc2"] = tempo_hits(r["music_bpm"], r["bpm"])
+            r["f_named"] = beat_f_measure(pulses[r["bpm"]], beats)
+            r["f_other"] = float(np.mean([beat_f_measure(pulses[b], beats) for b in args.tempi if b != r["bpm"]]))
+        print(f"{video.name}: " + ", ".join(f"{r['bpm']:g}{'' if r['tempo'] else ' (none)'} -> "
+                                            f"{r['music_bpm'] or float('nan'):.0f}"
+                                            for r in rows[-2 * len(args.tempi):]), flush=True)
+
+    def mean_se(x: list[float]) -> str:
+        a = np.asarray(x, dtype=np.float64)
+        return f"{a.mean():.3f} ± {a.std(ddof=1) / np.sqrt(len(a)):.3f}"
+
+    print(f"\n{len(videos)} videos × {len(args.tempi)} named tempi, best of {args.candidates}, seed = video index")
+    print("| | acc1 | acc2 | beat F, named pulse | beat F, other tempi's pulses | gap (± s.e.) |")
+    print("|---|---|---|---|---|---|")
+    for use in (True, False):
+        sel = [r for r in rows if r["tempo"] is use]
+        gap = [r["f_named"] - r["f_other"] for r in sel]
+        print(f"| {'tempo named' if use else 'no tempo (the video alone)'} | "
+              f"{np.mean([r['acc1'] for r in sel]):.0%} | {np.mean([r['acc2'] for r in sel]):.0%} | "
+              f"{np.mean([r['f_named'] for r in sel]):.3f} | {np.mean([r['f_other'] for r in sel]):.3f} | "
+              f"{mean_se(gap)} |")
+    print("\n| named tempo | music's median tempo, named | acc2, named | music's median tempo, none |")
+    print("|---|---|---|---|")
+    for bpm in args.tempi:
+        named = [r for r in rows if r["tempo"] and r["bpm"] == bpm]
+        none = [r for r in rows if not r["tempo"] and r["bpm"] == bpm]
+        med = [np.nanmedian([r["music_bpm"] or np.nan for r in s]) for s in (named, none)]
+        print(f"| {bpm:g} | {med[0]:.0f} | {np.mean([r['acc2'] for r in named]):.0%} | {med[1]:.0f} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""A named tempo: parsed from the prompt, turned into the rhythm streams of a picture pulsing at that tempo."""
+
+from __future__ import annotations
+
+import mir_eval
+import numpy as np
+import pytest
+
+from v2meow.errors import UserError
+from v2meow.features.beat import clock_beats
+from v2meow.features.registry import EncoderConfig, build_encoder
+from v2meow.features.tempo import (
+    MAX_BPM,
+    MIN_BPM,
+    check_tempo,
+    clock_phase,
+    impose_tempo,
+    prompt_tempo,
+    pulse_features,
+    tempo_beats,
+)
+
+
+@pytest.mark.parametrize("prompt, bpm", [
+    ("upbeat pop at 128 BPM", 128.0),
+    ("warm acoustic guitar, 92bpm", 92.0),
+    ("slow strings at 60.5 beats per minute", 60.5),
+    ("120 BPM, then 120 BPM again", 120.0),
+    ("fast loud brass and drums", None),
+    ("music from 1985", None),
+    (None, None),
+])
+def test_a_prompt_names_its_tempo(prompt, bpm):
+    assert prompt_tempo(prompt) == bpm
+
+
+@pytest.mark.parametrize("prompt", ["a drone at 5 BPM", "at 90 BPM and 140 BPM", "at 999 bpm"])
+def test_a_tempo_the_stages_cannot_read_is_refused_in_one_sentence(prompt):
+    with pytest.raises(UserError, match=r"(must be between|more than one tempo).*\.$"):
+        prompt_tempo(prompt)
+    with pytest.raises(UserError):
+        check_tempo(MIN_BPM - 1)
+    with pytest.raises(UserError):
+        check_tempo(float("nan"))
+    assert check_tempo(MAX_BPM) == MAX_BPM and check_tempo(None) is None
+
+
+def _encoders():
+    return [build_encoder(EncoderConfig(name=n, rate=r)) for n, r in (("appearance", 1.0), ("motion", 6.0),
+                                                                     ("beat", 10.0))]
+
+
+@pytest.mark.parametrize("bpm", [70.0, 150.0])
+def test_the_pulse_reads_as_that_tempo_to_the_rhythm_encoders(bpm):
+    feats = pulse_features(_encoders(), bpm, 10.0, phase=0.3)
+    assert set(feats) == {"motion", "beat"} and feats["motion"].shape == (60, 38) and feats["beat"].shape == (100, 4)
+    period = feats["motion"][15:45, 27]  # the motion encoder's dominant period, away from the edges
+    assert np.all(np.abs(period - 60.0 / bpm) < 0.03), period
+    assert feats["motion"][15:45, 26].min() > 0.6  # strongly periodic
+    beats = tempo_beats(bpm, 10.0, 0.3)
+    assert beats[0] == pytest.approx(0.3) and np.allclose(np.diff(beats), 60.0 / bpm)
+    assert mir_eval.beat.f_measure(beats, clock_beats(feats["beat"], 10.0)) > 0.9
+
+
+def test_the_pulse_is_phased_to_the_pictures_own_peaks():
+    rate, bpm = 10.0, 120.0
+    novelty = np.zeros(100)
+    novelty[[4, 9, 14, 19, 24, 29]] = 1.0  # peaks at 0.45, 0.95, ... s (window centres), every 0.5 s
+    assert clock_phase(novelty, rate, bpm) == pytest.approx(0.45, abs=0.02)
+    assert clock_phase(np.zeros(100), rate, bpm) == 0.0  # nothing moves: the first beat at the start
+
+
+def test_imposing_a_tempo_keeps_what_the_picture_shows():
+    encs = _encoders()
+    rng = np.random.default_rng(0)
+    feats = {"appearance": rng.normal(size=(10, 56)).astype(np.float32),
+             "motion": rng.normal(size=(60, 38)).astype(np.float32),
+             "beat": np.abs(rng.normal(size=(100, 4))).astype(np.float32)}
+    before = {k: v.copy() for k, v in feats.items()}
+    out, beats = impose_tempo(feats, encs, 100.0, 10.0)
+    assert all(np.array_equal(feats[k], before[k]) for k in feats)  # inputs untouched
+    assert out["appearance"] is feats["appearance"]
+    assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in feats.items()}
+    assert not np.allclose(out["motion"], feats["motion"]) and not np.allclose(out["beat"], feats["beat"])
+    assert np.allclose(np.diff(beats), 0.6) and 0.0 <= beats[0] < 0.6
+    assert mir_eval.beat.f_measure(beats, clock_beats(out["beat"], 10.0)) > 0.9

@@ -1,0 +1,113 @@
+"""A tempo the user names: the stages' rhythm inputs set to a steady pulse at that tempo.
+
+The stages learnt tempo from the picture: the ``motion`` encoder's periodicity (strength, dominant period,
+tempogram, onset rate) and the ``beat`` encoder's clock. A text prompt does not reach them (the joint music-text
+space barely reads tempo, docs/embedded-model.md), so a tempo in BPM, given as ``tempo=`` or named in the prompt
+("... at 120 BPM"), replaces those rhythm features with the ones a picture pulsing steadily at that tempo would
+have. What the picture shows (appearance, how much it moves, where, how bright) is kept, and so is the phase of
+its own strongest moments: the clock's beats land where the picture's motion peaks best fit the named tempo.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from v2meow.errors import UserError
+from v2meow.features.motion import _LAG_MAX, _LAG_MIN, _MAX_FPS
+
+MIN_BPM = 60.0 / _LAG_MAX  # 30: the motion encoder's longest period
+MAX_BPM = 60.0 / _LAG_MIN  # 300: its shortest
+RHYTHM_ENCODERS = ("motion", "beat")
+_BPM = re.compile(r"(\d+(?:\.\d+)?)\s*(?:bpm|beats per minute)\b", re.IGNORECASE)
+
+
+def check_tempo(bpm: float | None) -> float | None:
+    if bpm is None:
+        return None
+    if not (math.isfinite(bpm) and MIN_BPM <= bpm <= MAX_BPM):
+        raise UserError(f"--tempo must be between {MIN_BPM:g} and {MAX_BPM:g} BPM, got {bpm:g}.")
+    return float(bpm)
+
+
+def prompt_tempo(prompt: str | None) -> float | None:
+    """The tempo a prompt names in BPM ("upbeat pop at 128 BPM" -> 128.0), else None. A number outside
+    [:data:`MIN_BPM`, :data:`MAX_BPM`] is refused with one sentence rather than silently ignored."""
+    if not prompt:
+        return None
+    found = _BPM.findall(prompt)
+    if not found:
+        return None
+    if len(set(found)) > 1:
+        raise UserError(f"the prompt names more than one tempo ({', '.join(f + ' BPM' for f in found)}); name one.")
+    bpm = float(found[0])
+    if not MIN_BPM <= bpm <= MAX_BPM:
+        raise UserError(f"the prompt names {bpm:g} BPM, but a tempo must be between {MIN_BPM:g} and {MAX_BPM:g} BPM.")
+    return bpm
+
+
+def clock_phase(novelty: np.ndarray, rate: float, bpm: float) -> float:
+    """Seconds from the start to the first beat of a ``bpm`` pulse whose beats best meet the peaks of ``novelty``
+    (``[T]`` at ``rate``): the angle of the novelty demodulated at the pulse's frequency. 0 for a still picture."""
+    period = 60.0 / bpm
+    n = np.asarray(novelty, dtype=np.float64)
+    if n.size == 0 or not np.any(n > 0):
+        return 0.0
+    t = (np.arange(n.size) + 0.5) / rate
+    z = np.sum((n - n.mean()) * np.exp(-2j * np.pi * t / period))
+    if abs(z) < 1e-9:
+        return 0.0
+    return float((-np.angle(z) / (2 * np.pi) * period) % period)
+
+
+def tempo_beats(bpm: float, duration: float, phase: float = 0.0) -> np.ndarray:
+    """Beat times (s) of a steady ``bpm`` pulse over ``[0, duration)`` whose first beat is at ``phase``."""
+    period = 60.0 / bpm
+    return np.arange(phase % period, duration, period)
+
+
+def _flash(t: float, beats_phase: float, period: float, size: tuple[int, int]) -> np.ndarray:
+    """One RGB frame of a picture that flashes on each beat and fades in about a tenth of a second."""
+    u = ((t - beats_phase) / period) % 1.0  # position in the beat: 0 on the beat
+    level = int(24 + 220 * math.exp(-u * period / 0.12))
+    w, h = size
+    frame = np.empty((h, w, 3), np.uint8)
+    frame[:] = (level, int(level * 0.8), int(level * 0.5))
+    return frame
+
+
+def pulse_features(encoders: list, bpm: float, duration: float, phase: float = 0.0) -> dict[str, np.ndarray]:
+    """What the rhythm encoders among ``encoders`` (``motion``, ``beat``) read from a picture that flashes on
+    every beat of a steady ``bpm`` pulse whose first beat is at ``phase``: ``{name: [T, D]}``."""
+    rhythm = [e for e in encoders if e.name in RHYTHM_ENCODERS]
+    if not rhythm:
+        return {}
+    states = {e.name: e.begin(duration) for e in rhythm}
+    period = 60.0 / bpm
+    size = (int(rhythm[0].frame_size[0]), int(rhythm[0].frame_size[1]))
+    for i in range(max(2, int(math.ceil(duration * _MAX_FPS)))):
+        t = i / _MAX_FPS
+        frame = _flash(t, phase, period, size)
+        for state in states.values():
+            state.add(t, frame)
+    return {name: state.finish() for name, state in states.items()}
+
+
+def impose_tempo(feats: dict[str, np.ndarray], encoders: list, bpm: float,
+                 duration: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``feats`` (encoder name -> ``[T, D]``, as :func:`extract_features` gives them for ``encoders``) with the
+    rhythm streams (``motion`` and ``beat``) replaced by those of a picture flashing on a steady ``bpm`` pulse
+    (:func:`pulse_features`), phased so that its beats best meet the picture's own motion peaks; returns them
+    (a new dict, the inputs untouched) and the pulse's beat times. Other streams (``appearance``) are kept."""
+    bpm = check_tempo(bpm)
+    rates = {e.name: e.rate for e in encoders}
+    phase = 0.0
+    if "beat" in feats and len(feats["beat"]):
+        phase = clock_phase(np.expm1(feats["beat"][:, 3]), rates["beat"], bpm)
+    out = dict(feats)
+    for name, f in pulse_features(encoders, bpm, duration, phase).items():
+        if name in feats:
+            out[name] = f[: len(feats[name])]
+    return out, tempo_beats(bpm, duration, phase)
