@@ -1,11 +1,13 @@
-"""A tempo the user names: the stages' rhythm inputs set to a steady pulse at that tempo.
+"""A tempo the user names: the stages' rhythm streams set to those of a picture pulsing at that tempo.
 
-The stages learnt tempo from the picture: the ``motion`` encoder's periodicity (strength, dominant period,
-tempogram, onset rate) and the ``beat`` encoder's clock. A text prompt does not reach them (the joint music-text
-space barely reads tempo, docs/embedded-model.md), so a tempo in BPM, given as ``tempo=`` or named in the prompt
-("... at 120 BPM"), replaces those rhythm features with the ones a picture pulsing steadily at that tempo would
-have. What the picture shows (appearance, how much it moves, where, how bright) is kept, and so is the phase of
-its own strongest moments: the clock's beats land where the picture's motion peaks best fit the named tempo.
+The stages learnt tempo from the picture: the ``motion`` encoder (how much and how periodically it moves) and
+the ``beat`` encoder's clock. A text prompt does not reach them (the joint music-text space barely reads tempo,
+docs/embedded-model.md), so a tempo in BPM, given as ``tempo=`` or named in the prompt ("... at 120 BPM"),
+replaces both streams with what they read from a picture that flashes on every beat of a steady pulse at that
+tempo: the kind of picture the stages follow best (bench.rhythm). What the picture looks like (``appearance``)
+is kept, and so is the phase of its own strongest moments: the pulse's beats land where the picture's motion
+peaks best fit the named tempo. Replacing only the periodicity and the clock, and keeping the picture's own
+motion energy, moved the music's tempo far less (docs/embedded-model.md, "A tempo you name").
 """
 
 from __future__ import annotations
