@@ -8,6 +8,7 @@ and, as chance, against the pulses of the other named tempi on the same video. W
 measures against the same pulses say what the video alone gives.
 
     python scripts/tempo_steer.py --model embedded --n 8 --tempi 70 100 130 160 --candidates 1
+    python scripts/tempo_steer.py --n 16 --tempi 70 150 --prompt "music at {bpm:g} BPM"   # named in the prompt
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tempi", type=float, nargs="+", default=[70.0, 100.0, 130.0, 160.0])
     p.add_argument("--candidates", type=int, default=1)
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--prompt", default=None, metavar="TEMPLATE",
+                   help='name the tempo in a prompt instead of tempo=, e.g. "music at {bpm:g} BPM"; the run without '
+                        "a tempo then has no prompt either")
     p.add_argument("--out", default=None, help="JSON with every row")
     args = p.parse_args(argv)
 
@@ -46,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     for i, video in enumerate(videos):
         pulses = {}
         for bpm in args.tempi:
-            track = model.generate(str(video), seconds=args.seconds, seed=i, candidates=args.candidates, tempo=bpm,
-                                   score=True)
+            named = {"tempo": bpm} if args.prompt is None else {"prompt": args.prompt.format(bpm=bpm)}
+            track = model.generate(str(video), seconds=args.seconds, seed=i, candidates=args.candidates, score=True,
+                                   **named)
+            assert track.visual.source == "tempo"
             pulses[bpm] = track.visual.times
             rows.append({"video": video.name, "bpm": bpm, "tempo": True,
                          "beats": track_beats(track.wav, track.sample_rate).tolist()})
