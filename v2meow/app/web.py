@@ -249,8 +249,8 @@ def build_app(scorer: WebScorer, max_queue: int = DEFAULT_MAX_QUEUE, concurrency
         with gr.Row():
             with gr.Column():
                 video = gr.Video(label="Your video", sources=["upload"], elem_id="v2meow-video")
-                prompt = gr.Textbox(label="Prompt (optional)", placeholder="warm acoustic guitar", max_lines=2,
-                                    elem_id="v2meow-prompt")
+                prompt = gr.Textbox(label="Prompt (optional; a tempo in BPM sets the music's tempo)",
+                                    placeholder="warm acoustic guitar at 96 BPM", max_lines=2, elem_id="v2meow-prompt")
                 with gr.Accordion("Settings", open=False):
                     seconds = gr.Number(label="Seconds of music (0: the whole video)", value=0, minimum=0,
                                         elem_id="v2meow-seconds")
