@@ -105,8 +105,12 @@ def test_tokenize_detokenize_round_trip_with_shipped_tokenizers(tmp_path):
     assert main(["train", "semantic", "-o", str(tmp_path / "run")]) == 2  # needs --shards
     music = tmp_path / "music"
     music.mkdir()
-    assert main(["train", "codec", "--data", str(music), "-o", str(tmp_path / "run"), "--minutes", "5"]) == 2
-    assert not (tmp_path / "run").exists()  # refused before anything is made: --minutes is for the stages
+    assert main(["train", "semantic-tokenizer", "--data", str(music), "-o", str(tmp_path / "run"),
+                 "--minutes", "5"]) == 2
+    assert main(["train", "codec", "--data", str(music), "-o", str(tmp_path / "run"), "--minutes", "0"]) == 2
+    assert main(["train", "codec", "--data", str(music), "-o", str(tmp_path / "run"), "--init-from",
+                 str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "run").exists()  # refused before anything is made
 
 
 def test_generate_shows_one_progress_bar_over_the_whole_job(video, tmp_path, capsys):

@@ -127,10 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", default=None, help="model config (preset or directory); default: the shards' model")
     t.add_argument("--max-steps", type=int, default=None)
     t.add_argument("--minutes", type=_finite_float, default=None,
-                   help="stages: stop after about this long, with a checkpoint; run again to continue on the same "
-                        "schedule")
+                   help="the stages and the codec: stop after about this long, with a checkpoint; run again to "
+                        "continue on the same schedule")
     t.add_argument("--init-from", default=None,
-                   help="a model directory whose weights of the stage a new run starts from (the three stages)")
+                   help="a model directory whose weights of the stage a new run starts from (the three stages); "
+                        "for the codec, a codec run or a tokenizer directory")
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--quiet", action="store_true")
 
@@ -362,14 +363,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         if not args.data:
             raise UserError(f"train {args.stage} needs --data MUSIC_DIR.")
-        if args.minutes is not None:
-            raise UserError(f"--minutes bounds the three stages' training; train {args.stage} takes --max-steps.")
-        if args.init_from is not None:
-            raise UserError(f"--init-from starts one of the three stages from a model; train {args.stage} cannot.")
+        extra = {}
+        if args.stage == "codec":
+            if args.minutes is not None and args.minutes <= 0:
+                raise UserError(f"--minutes must be > 0, got {args.minutes:g}.")
+            if args.init_from is not None and not os.path.isdir(args.init_from):
+                raise UserError(f"--init-from {args.init_from} is not a codec run or a tokenizer folder.")
+            extra = {"seconds": None if args.minutes is None else 60.0 * args.minutes, "init_from": args.init_from}
+        elif args.minutes is not None:
+            raise UserError(f"--minutes bounds the stages' and the codec's training; train {args.stage} takes "
+                            "--max-steps.")
+        elif args.init_from is not None:
+            raise UserError(f"--init-from starts the stages or the codec from trained weights; train {args.stage} "
+                            "cannot.")
         module, name = MUSIC_TRAINERS[args.stage]
         fn = getattr(importlib.import_module(module), name)
         last = fn(args.data, args.config or "embedded", args.run, max_steps=args.max_steps, device=args.device,
-                  progress=not args.quiet)
+                  progress=not args.quiet, **extra)
     else:
         from v2meow.train.run import train
 

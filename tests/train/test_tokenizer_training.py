@@ -100,6 +100,10 @@ def test_heldout_files_are_never_training_files(music: Path) -> None:
     a = crops.batch(np.random.default_rng([0, 0, 7]), 3, 4000)
     b = crops.batch(np.random.default_rng([0, 0, 7]), 3, 4000)
     assert a.shape == (3, 4000) and torch.equal(a, b)  # seeded: the same step draws the same crops
+    # small data is read into memory once; the crops are exactly those read file by file
+    assert len(crops.memory) == 4 and not AudioCrops(train, SR, memory_bytes=0).memory
+    c = AudioCrops(train, SR, memory_bytes=0).batch(np.random.default_rng([0, 0, 7]), 3, 4000)
+    assert torch.equal(a, c)
 
 
 def test_a_folder_without_sources_is_all_training(tmp_path: Path) -> None:
@@ -158,6 +162,27 @@ def test_resume_refuses_another_codec_config(music: Path, tmp_path: Path) -> Non
     other = codec_config(max_steps=2, codec={**codec_config().codec.to_dict(), "width": 48})
     with pytest.raises(UserError, match="another codec config"):
         CodecTrainer(other, music, tmp_path / "run").fit(progress=False)
+
+
+def test_train_codec_in_timed_chunks_from_another_codec(music: Path, tmp_path: Path) -> None:
+    """A bounded chunk (a GPU's few minutes) stops with a checkpoint and resumes; ``init_from`` starts a new run
+    from another codec's weights."""
+    path = write_yaml(tmp_path / "codec.yaml", codec_config())
+    train_codec(music, path, tmp_path / "base", max_steps=2, progress=False)
+    base, _ = load_codec_run(tmp_path / "base")
+    out = train_codec(music, path, tmp_path / "run", progress=False, seconds=0.0, init_from=tmp_path / "base")
+    assert out["step"] == 1 and "val_stft_4" in out  # one step, evaluated and saved
+    chunk, state = load_codec_run(tmp_path / "run")
+    assert state["step"] == 1
+    fresh = CodecTrainer(codec_config(), music, tmp_path / "fresh").codec.state_dict()
+    b, c = base.state_dict(), chunk.state_dict()
+
+    def distance(sd: dict) -> float:
+        return sum(float((sd[k].float() - b[k].float()).abs().sum()) for k in b if b[k].is_floating_point())
+
+    assert 0 < distance(c) < 0.1 * distance(fresh)  # one step from the base codec: near it, not a fresh start
+    out = train_codec(music, path, tmp_path / "run", progress=False, until=3, init_from=tmp_path / "base")
+    assert out["step"] == 3  # resumed (the warm start only begins a run)
 
 
 def test_train_codec_reads_yaml_and_the_shipped_config_is_valid(music: Path, tmp_path: Path) -> None:

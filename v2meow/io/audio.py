@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import soundfile as sf
 import soxr
 
 from v2meow.errors import UserError
 from v2meow.io.atomic import staged_file
-from v2meow.io.mux import write_audio
-from v2meow.io.probe import _AV_ERRORS, _check_file, _short, open_input, timeline_origin
+from v2meow.io.files import check_file, short_error
+
+if TYPE_CHECKING:
+    import av
+
+# PyAV is imported where a file needs FFmpeg (a video's audio, mp3, m4a, opus ...), not for the files libsndfile
+# reads: training on FLAC or WAV runs where PyAV is not installed (a GPU machine with no package index).
 
 # The audio files v2meow looks for in a folder (music for synth-data, joint and tokenizer training, tokenizing):
 # every extension PyAV or libsndfile reads that music is commonly stored in.
@@ -95,6 +100,8 @@ def _load_sndfile(path: str, start: float, duration: float | None) -> tuple[np.n
 
 def _load_av(path: str, start: float, duration: float | None) -> tuple[np.ndarray, int]:
     """Decode the first audio stream with PyAV: ``([C, n] float32, rate)``, trimmed sample-exactly."""
+    from v2meow.io.probe import _AV_ERRORS, open_input, timeline_origin
+
     with open_input(path, "audio") as container:
         streams = [s for s in container.streams.audio if s.codec_context is not None]  # None: no decoder
         if not streams:
@@ -146,7 +153,7 @@ def _load_av(path: str, start: float, duration: float | None) -> tuple[np.ndarra
             error = e
         if not chunks:
             if damaged:
-                raise UserError(f"No audio could be decoded from {path} ({_short(error)}).") from None
+                raise UserError(f"No audio could be decoded from {path} ({short_error(error)}).") from None
             channels = stream.codec_context.channels or 1
             return np.zeros((channels, 0), dtype=np.float32), rate
         wav = np.concatenate(chunks, axis=1)
@@ -174,7 +181,7 @@ def load_audio(
         raise UserError(f"The sample rate must be positive, got {sample_rate}.")
     if start < 0 or (duration is not None and duration < 0):
         raise UserError(f"Start and duration must not be negative, got start={start}, duration={duration}.")
-    _check_file(path, "audio")
+    check_file(path, "audio")
     wav = None
     if os.path.splitext(path)[1].lower() in _SNDFILE_READ:
         try:
@@ -220,16 +227,24 @@ def save_audio(path: str | os.PathLike[str], wav: np.ndarray, sample_rate: int) 
         raise UserError(f"The sample rate must be a positive integer, got {sample_rate}.")
     sample_rate = int(sample_rate)
     data = _as_channels_first(wav)
+    if ext in _SNDFILE_WRITE:
+        fmt, subtype = _SNDFILE_WRITE[ext]
+        try:
+            with staged_file(path, ext) as tmp:
+                sf.write(tmp, data.T, sample_rate, format=fmt, subtype=subtype)
+        except sf.LibsndfileError as e:
+            raise UserError(f"Could not save audio to {path}: {short_error(e)}.") from e
+        return
+    import av
+
+    from v2meow.io.mux import write_audio
+
+    codec, fmt = _AV_WRITE[ext]
     try:
         with staged_file(path, ext) as tmp:
-            if ext in _SNDFILE_WRITE:
-                fmt, subtype = _SNDFILE_WRITE[ext]
-                sf.write(tmp, data.T, sample_rate, format=fmt, subtype=subtype)
-            else:
-                codec, fmt = _AV_WRITE[ext]
-                write_audio(tmp, data, sample_rate, codec, fmt)
-    except (sf.LibsndfileError, av.error.FFmpegError) as e:
-        raise UserError(f"Could not save audio to {path}: {_short(e)}.") from e
+            write_audio(tmp, data, sample_rate, codec, fmt)
+    except av.error.FFmpegError as e:
+        raise UserError(f"Could not save audio to {path}: {short_error(e)}.") from e
 
 
 def match_loudness(wav: np.ndarray, sample_rate: int, target_lufs: float, peak_dbfs: float = -1.0,

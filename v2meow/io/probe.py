@@ -17,6 +17,8 @@ from fractions import Fraction
 import av
 
 from v2meow.errors import UserError
+from v2meow.io.files import check_file as _check_file
+from v2meow.io.files import short_error as _short
 
 # The video files v2meow looks for in a folder (extraction, tokenizing, evaluation).
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
@@ -62,16 +64,6 @@ class VideoInfo:
     stated_duration: float | None = None  # the duration the header states
 
 
-def _check_file(path: str, what: str = "media") -> None:
-    """Raise :class:`UserError` for a missing, non-regular or empty file."""
-    if not os.path.exists(path):
-        raise UserError(f"The {what} file {path} does not exist.")
-    if not os.path.isfile(path):
-        raise UserError(f"The {what} path {path} is not a regular file.")
-    if os.path.getsize(path) == 0:
-        raise UserError(f"The {what} file {path} is empty.")
-
-
 def open_input(path: str | os.PathLike[str], what: str = "media") -> av.container.InputContainer:
     """Open ``path`` for reading with PyAV, turning every failure into one :class:`UserError` sentence."""
     path = os.fspath(path)
@@ -81,12 +73,6 @@ def open_input(path: str | os.PathLike[str], what: str = "media") -> av.containe
         return av.open(path, mode="r", options={"probesize": "10000000", "analyzeduration": "10000000"})
     except _AV_ERRORS as e:
         raise UserError(f"The file {path} is not a readable {what} file ({_short(e)}).") from None
-
-
-def _short(e: BaseException) -> str:
-    """A short description of a PyAV error, without the file name repeated."""
-    msg = getattr(e, "strerror", None) or str(e) or type(e).__name__
-    return str(msg).rstrip(".")
 
 
 def timeline_origin(container: av.container.InputContainer) -> float:

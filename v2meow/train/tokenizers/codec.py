@@ -336,16 +336,21 @@ class CodecTrainer(_StepTrainer):
 
 def train_codec(data_dir: str | os.PathLike, config_path: str | os.PathLike, run_dir: str | os.PathLike,
                 max_steps: int | None = None, device: str | None = None, progress: bool = True,
-                until: int | None = None) -> dict[str, Any]:
+                until: int | None = None, seconds: float | None = None,
+                init_from: str | os.PathLike | None = None) -> dict[str, Any]:
     """Train (or resume) a SoundStream codec on the audio of ``data_dir``; checkpoints go to ``run_dir``.
 
     ``config_path`` is a YAML file mapping onto :class:`CodecTrainConfig`, or a shipped config folder name
     (``embedded``). ``max_steps`` overrides the config's (and so its learning-rate schedule); ``until`` stops at
-    that step, a bounded chunk of the run, to resume later. Returns the last step's statistics and the run
-    directory.
+    that step, and ``seconds`` after about that much wall time: a bounded chunk of the run, to resume later.
+    ``init_from`` (a codec run or a tokenizer directory) gives a new run its first weights
+    (:meth:`CodecTrainer.init_from`). Returns the last step's statistics and the run directory.
     """
     cfg = _load_train_config(CodecTrainConfig, config_path, "codec.yaml", max_steps)
-    return CodecTrainer(cfg, data_dir, run_dir, device).fit(progress, until=until)
+    trainer = CodecTrainer(cfg, data_dir, run_dir, device)
+    if init_from is not None and not trainer.resume():
+        trainer.init_from(init_from)
+    return trainer.fit(progress, until=until, seconds=seconds)
 
 
 def load_codec_run(run_dir: str | os.PathLike) -> tuple[SoundStream, dict[str, Any]]:

@@ -60,11 +60,14 @@ class AudioCrops:
     """Random fixed-length crops ``[B, T]`` from audio files, drawn by a caller-supplied numpy generator.
 
     Files already at the sample rate and readable by libsndfile are read crop by crop (seeking); any other file
-    is decoded and resampled once and kept in memory. A file is drawn with probability proportional to its
-    length; a near-silent crop is redrawn (a few times) because it teaches a codec nothing.
+    is decoded and resampled once and kept in memory. When all of it fits ``memory_bytes`` (as float32) it is all
+    read into memory once, so a fast accelerator is not kept waiting by a file opened and seeked per crop; the
+    crops are the same either way. A file is drawn with probability proportional to its length; a near-silent
+    crop is redrawn (a few times) because it teaches a codec nothing.
     """
 
-    def __init__(self, files: list[Path], sample_rate: int, silence_rms: float = 1e-3) -> None:
+    def __init__(self, files: list[Path], sample_rate: int, silence_rms: float = 1e-3,
+                 memory_bytes: int = 2 << 30) -> None:
         import soundfile as sf
 
         from v2meow.io.audio import load_audio
@@ -95,6 +98,11 @@ class AudioCrops:
             raise UserError("The training audio files are all empty.")
         lengths = np.asarray(self.frames, dtype=np.float64)
         self.weights = lengths / lengths.sum()
+        if 4 * lengths.sum() <= memory_bytes:
+            for i, path in enumerate(self.paths):
+                if i not in self.memory:
+                    data, _ = sf.read(str(path), dtype="float32", always_2d=True)
+                    self.memory[i] = np.ascontiguousarray(data.mean(axis=1, dtype=np.float32))
 
     @property
     def seconds(self) -> float:
@@ -283,11 +291,13 @@ class _StepTrainer:
     def _result(self, last: dict[str, Any]) -> dict[str, Any]:
         return last
 
-    def fit(self, progress: bool = True, until: int | None = None) -> dict[str, Any]:
+    def fit(self, progress: bool = True, until: int | None = None, seconds: float | None = None) -> dict[str, Any]:
         """Train (resuming from the run's last checkpoint) up to ``max_steps``, or only up to step ``until`` (a
-        bounded chunk of a longer run: the learning-rate schedule stays the one of ``max_steps``)."""
+        bounded chunk of a longer run: the learning-rate schedule stays the one of ``max_steps``), or for about
+        ``seconds`` of wall time, whichever comes first; it stops with a checkpoint."""
         cfg = self.cfg
         end = cfg.max_steps if until is None else min(int(until), cfg.max_steps)
+        deadline = None if seconds is None else time.time() + float(seconds)
         resumed = self.resume()
         bar = None
         if progress:
@@ -319,6 +329,10 @@ class _StepTrainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(**self._postfix(stats))
+            if deadline is not None and time.time() >= deadline and self.step < end:
+                last.update(self.evaluate())
+                self.save()
+                break
         if bar is not None:
             bar.close()
         if latest_checkpoint(self.run_dir) is None:
