@@ -330,7 +330,9 @@ class _StepTrainer:
                 bar.update(1)
                 bar.set_postfix(**self._postfix(stats))
             if deadline is not None and time.time() >= deadline and self.step < end:
-                last.update(self.evaluate())
+                ev = self.evaluate()
+                last.update(ev)
+                self.log({"step": self.step, **ev})
                 self.save()
                 break
         if bar is not None:
