@@ -176,16 +176,18 @@ def test_k_weighting_in_blocks_equals_one_long_filter():
 
 
 def test_flac_and_wav_need_no_pyav(tmp_path):
-    """A machine without PyAV (a GPU box with no package index) still reads and writes FLAC/WAV and trains the
-    codec: PyAV is imported only for what libsndfile cannot read."""
+    """A machine without PyAV, librosa or mir_eval (a GPU box with no package index) still reads and writes
+    FLAC/WAV and trains and exports the codec: PyAV is imported only for what libsndfile cannot read, and for
+    videos."""
     import subprocess
     import sys
 
     code = (
-        "import sys; sys.modules['av'] = None\n"  # any `import av` now fails
+        "import sys\n"
+        "for m in ('av', 'librosa', 'mir_eval'): sys.modules[m] = None\n"  # any import of them now fails
         "import numpy as np\n"
         "from v2meow.io.audio import load_audio, save_audio\n"
-        "import v2meow.train.tokenizers.codec\n"
+        "import v2meow.cli, v2meow.config, v2meow.train.tokenizers, v2meow.train.tokenizers.codec\n"
         f"p = {str(tmp_path / 'a.flac')!r}\n"
         "save_audio(p, np.full(1600, 0.25, np.float32), 16000)\n"
         "print(round(float(load_audio(p, 16000).mean()), 3))\n"

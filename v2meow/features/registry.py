@@ -24,7 +24,20 @@ import numpy as np
 from v2meow.configbase import Config, check
 from v2meow.errors import UserError
 from v2meow.features.base import VisualEncoder
-from v2meow.io.video import iter_frames_shared, probe
+
+
+# PyAV loads when a video is read, not when a config is: training on music alone runs where PyAV is absent.
+def probe(path):
+    from v2meow.io.video import probe as probe_video
+
+    return probe_video(path)
+
+
+def iter_frames_shared(*args, **kwargs):
+    from v2meow.io.video import iter_frames_shared as shared
+
+    return shared(*args, **kwargs)
+
 
 # Modules that define encoders; imported lazily (they may be heavy: pretrained ones import torch).
 # Add new encoder modules here.
