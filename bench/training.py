@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"preset {args.preset} on {device}: anchor matmul {anchor / 1e9:.1f} GFLOP/s "
           f"(batch {args.batch}, crops 10 s / 3 s for stage 3)")
     print(f"{'stage':<10} {'params':>10} {'tokens/s':>10} {'GFLOP/s':>10} {'FLOP/s vs anchor':>17}")
-    for stage in ("semantic", "coarse", "fine"):
+    stages = ("semantic", "coarse") + (("fine",) if cfg.fine.fine_levels > 0 else ())  # no stage 3: none to time
+    for stage in stages:
         tps, flops, params = measure(stage, cfg, args.batch, device, args.steps)
         print(f"{stage:<10} {params / 1e6:>9.2f}M {tps:>10.0f} {flops / 1e9:>10.1f} {flops / anchor:>16.1%}")
 

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from v2meow.config import V2MeowConfig, check_fit, check_loudness, load_preset, preset_names, resolve_streams
 from v2meow.errors import ConfigError, UserError
-from v2meow.features.registry import build_encoder, extract_features
+from v2meow.features.registry import build_encoder, extract_features, probe
 from v2meow.features.tempo import check_tempo, impose_tempo, prompt_tempo
 from v2meow.generation import (
     MAX_GUIDANCE,
@@ -40,7 +40,6 @@ from v2meow.generation import (
     sweep_semantic,
 )
 from v2meow.io.audio import match_loudness
-from v2meow.io.video import probe
 from v2meow.modeldir import (
     ALLOCATION_HEADROOM,
     CONFIG_FILE,
