@@ -95,8 +95,10 @@ def config(variant: str, batch: int, max_steps: int, lr: float):
     from codec_study import config_for
 
     cfg = config_for("decoder_only", max_steps)
+    # fp32: the codec is small enough that a step is launch-bound on a GPU, so bf16 would buy little speed (a CPU
+    # check under bf16 autocast ran and matched fp32's validation distance, 1.307 against 1.312, after ~50 steps)
     changes = dict(VARIANTS[variant], batch_size=batch, lr=lr, eval_every=500, checkpoint_every=1000,
-                   checkpoint_minutes=2.0, log_every=50, threads=2)
+                   checkpoint_minutes=2.0, log_every=50, threads=2, precision="fp32")
     return cfg.replace(**changes)
 
 
