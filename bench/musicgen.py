@@ -32,7 +32,7 @@ import torch
 MUSICGEN_SMALL = dict(layers=24, width=1024, heads=16, ffn=4096, codebooks=4, codebook_size=2048, frame_rate=50.0)
 
 
-def build_paper(seed: int = 0):
+def build_paper(seed: int = 0, device: str = "cpu"):
     """The paper preset's three stages (random weights) and its config, with the visual streams filled in by hand
     (the CLIP and I3D towers need their checkpoints to be built)."""
     from v2meow.config import load_preset
@@ -46,12 +46,14 @@ def build_paper(seed: int = 0):
     cfg.semantic.streams = list(streams)
     cfg.coarse.streams = list(streams)
     torch.manual_seed(seed)
-    stages = SimpleNamespace(semantic=SemanticStage(cfg.semantic).eval(), coarse=CoarseStage(cfg.coarse).eval(),
-                             fine=FineStage(cfg.fine).eval())
+    stages = SimpleNamespace(semantic=SemanticStage(cfg.semantic), coarse=CoarseStage(cfg.coarse),
+                             fine=FineStage(cfg.fine))
+    for stage in vars(stages).values():
+        stage.eval().to(device)
     return cfg, stages
 
 
-def paper_generate(cfg, stages, seconds: float, seed: int = 0) -> dict[str, float]:
+def paper_generate(cfg, stages, seconds: float, seed: int = 0, device: str = "cpu") -> dict[str, float]:
     """Seconds of each stage writing ``seconds`` of acoustic codes from random features and a random joint
     embedding (one window each for stages 1 and 2 up to 10 s; stage 3 in its 3 s windows, as ``generate`` runs it)."""
     from v2meow.generation import prompt_units
@@ -59,22 +61,29 @@ def paper_generate(cfg, stages, seconds: float, seed: int = 0) -> dict[str, floa
     from v2meow.timebase import units_in
 
     g = torch.Generator().manual_seed(seed)
-    feats = {s.name: torch.randn(1, max(1, units_in(seconds, s.rate)), s.dim, generator=g)
+    feats = {s.name: torch.randn(1, max(1, units_in(seconds, s.rate)), s.dim, generator=g).to(device)
              for s in cfg.semantic.streams}
-    joint = torch.randn(1, cfg.semantic.joint_dim, generator=g)
-    gen = make_generator(seed)
+    joint = torch.randn(1, cfg.semantic.joint_dim, generator=g).to(device)
+    gen = make_generator(seed, device)
     out = {}
     t = time.perf_counter()
     sem = stages.semantic.generate(feats, units_in(seconds, cfg.semantic.token_rate), joint=joint, generator=gen)
-    out["semantic"] = time.perf_counter() - t
+    out["semantic"] = _synced(t, device)
     t = time.perf_counter()
     coarse = stages.coarse.generate(sem, units_in(seconds, cfg.coarse.frame_rate), features=feats, generator=gen)
-    out["coarse"] = time.perf_counter() - t
+    out["coarse"] = _synced(t, device)
     t = time.perf_counter()
     stages.fine.generate(coarse, generator=gen, prompt_frames=prompt_units(cfg, cfg.fine.frame_rate, fine=True))
-    out["fine"] = time.perf_counter() - t
+    out["fine"] = _synced(t, device)
     out["total"] = sum(out.values())
     return out
+
+
+def _synced(start: float, device: str) -> float:
+    """Seconds since ``start``, after the device has finished its queued work."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def paper_steps(cfg, seconds: float) -> dict[str, int]:
@@ -122,17 +131,18 @@ def build_musicgen(seed: int = 0, sizes: dict | None = None):
     return model
 
 
-def musicgen_generate(model, seconds: float, seed: int = 0, sizes: dict | None = None) -> tuple[float, torch.Tensor]:
+def musicgen_generate(model, seconds: float, seed: int = 0, sizes: dict | None = None,
+                      device: str = "cpu") -> tuple[float, torch.Tensor]:
     """Seconds of ``generate`` writing ``seconds`` of codes (``frames + codebooks - 1`` delay steps) for a
     12-token random text prompt; returns the codes ``[1, 1, K, frames]`` too."""
     m = sizes or MUSICGEN_SMALL
     frames = int(round(seconds * m["frame_rate"]))
-    ids = torch.randint(0, 128, (1, 12), generator=torch.Generator().manual_seed(seed))
+    ids = torch.randint(0, 128, (1, 12), generator=torch.Generator().manual_seed(seed)).to(device)
     torch.manual_seed(seed)
     t = time.perf_counter()
     codes = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=250,
                            temperature=1.0, max_new_tokens=frames + m["codebooks"] - 1)
-    return time.perf_counter() - t, codes
+    return _synced(t, device), codes
 
 
 def params(module: torch.nn.Module) -> float:
@@ -144,31 +154,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=1.0, help="seconds of audio tokens each side writes")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda on a machine with a GPU (both sides on it)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    dev = args.device
 
     t = time.perf_counter()
-    cfg, stages = build_paper()
-    model = build_musicgen()
+    cfg, stages = build_paper(device=dev)
+    model = build_musicgen().to(dev)
     built = time.perf_counter() - t
     m = MUSICGEN_SMALL
     frames = int(round(args.seconds * m["frame_rate"]))
     best_paper: dict[str, float] = {}
     best_mg = float("inf")
     with torch.inference_mode():
-        paper_generate(cfg, stages, 0.04)  # warm-up: first-call allocations, both sides
-        musicgen_generate(model, 0.04)
+        paper_generate(cfg, stages, 0.04, device=dev)  # warm-up: first-call allocations, both sides
+        musicgen_generate(model, 0.04, device=dev)
         for r in range(args.repeats):
-            took = paper_generate(cfg, stages, args.seconds, seed=r)
+            took = paper_generate(cfg, stages, args.seconds, seed=r, device=dev)
             if not best_paper or took["total"] < best_paper["total"]:
                 best_paper = took
-            mg, codes = musicgen_generate(model, args.seconds, seed=r)
+            mg, codes = musicgen_generate(model, args.seconds, seed=r, device=dev)
             best_mg = min(best_mg, mg)
     assert codes.shape[-2:] == (m["codebooks"], frames), codes.shape
     steps = paper_steps(cfg, args.seconds)
     mg_steps = frames + m["codebooks"] - 1
-    print(f"{args.seconds:g} s of audio tokens, {args.threads} thread(s), random weights, best of {args.repeats}; "
-          f"models built in {built:.0f} s")
+    print(f"{args.seconds:g} s of audio tokens on {dev}, {args.threads} thread(s), random weights, "
+          f"best of {args.repeats}; models built in {built:.0f} s")
     print(f"paper stages: decoders {params(stages.semantic.lm.decoder):.0f} / {params(stages.coarse.lm.decoder):.0f}"
           f" / {params(stages.fine.lm.decoder):.0f} M parameters; MusicGen-small decoder "
           f"{params(model.decoder):.0f} M")
