@@ -36,6 +36,28 @@ def test_rerun_skips_complete_shards_and_machines_partition(tmp_path, video_dir,
     assert again["clips"] == m["clips"]
 
 
+def test_a_folder_that_gains_videos_is_extracted_again_where_its_shards_moved(tmp_path, video_dir,
+                                                                              debug_model_dir):
+    """Shards take videos by sorted order, so a video added in front moves every later one to another shard: the
+    shards made before it must not be kept as they are (each clip once, none lost)."""
+    import shutil
+
+    from media import make_video
+
+    src = tmp_path / "videos"
+    shutil.copytree(video_dir, src)
+    out = tmp_path / "s"
+    before = extract(src, out, debug_model_dir, shard_size=2, progress=False)
+    make_video(src / "a_first.mp4", seconds=2.0, fps=10, size=(48, 32), pattern="flash", audio=True, seed=9)
+    after = extract(src, out, debug_model_dir, shard_size=2, progress=False)
+    keys = [c["key"] for c in after["clips"]]
+    assert len(keys) == len(set(keys)) == len(before["clips"]) + 1
+    (src / "a_first.mp4").unlink()  # and when it goes again, the shard past the new end goes too
+    again = extract(src, out, debug_model_dir, shard_size=2, progress=False)
+    assert sorted(c["key"] for c in again["clips"]) == sorted(c["key"] for c in before["clips"])
+    assert len(again["shards"]) == len(before["shards"])
+
+
 def test_split_is_fixed_by_seed():
     names = [f"v{i}.mp4" for i in range(400)]
     a = [split_of(n, 0, 0.2) for n in names]

@@ -27,6 +27,7 @@ from v2meow.data.shards import (
     ClipRecord,
     as_int_tokens,
     remove_partial_shard,
+    remove_shard,
     shard_complete,
     shard_name,
     write_manifest,
@@ -175,7 +176,7 @@ def _process_shard(args: tuple) -> tuple[int, int, list[str]]:
             skipped.append(f"{rel}: no audio track")
         else:
             records.append(rec)
-    write_shard(out, k, records)
+    write_shard(out, k, records, sources=list(videos))
     return k, len(records), skipped
 
 
@@ -208,9 +209,15 @@ def extract(
     out = Path(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    todo = [k for k in range(plan.num_shards) if k % num_shards == shard_index and not shard_complete(out, k)]
-    for k in todo:  # what a killed run of this machine left half-written
+    todo = [k for k in range(plan.num_shards) if k % num_shards == shard_index and not shard_complete(
+        out, k, plan.shard_videos(k), [clip_key(v) for v in plan.shard_videos(k)])]
+    for k in todo:  # what a killed run of this machine left half-written, or a shard of another video list
         remove_partial_shard(out, k)
+        remove_shard(out, k)
+    for side in out.glob("shard-*.tar.json"):  # shards past the end of a video list that shrank
+        k = int(side.name[len("shard-"):-len(".tar.json")])
+        if k >= plan.num_shards and k % num_shards == shard_index:
+            remove_shard(out, k)
     jobs = [(model_path, str(plan.root), str(out), k, plan.shard_videos(k), seed, val_fraction,
              max(1, (os.cpu_count() or 1) // workers)) for k in todo]
     skipped: list[str] = []

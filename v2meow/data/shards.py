@@ -60,8 +60,10 @@ def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> tarfile.TarInfo:
     return info
 
 
-def write_shard(directory: str | os.PathLike, index: int, records: list[ClipRecord]) -> dict[str, Any]:
-    """Write shard ``index`` atomically with its sidecar; returns the sidecar's content."""
+def write_shard(directory: str | os.PathLike, index: int, records: list[ClipRecord],
+                sources: list[str] | None = None) -> dict[str, Any]:
+    """Write shard ``index`` atomically with its sidecar; returns the sidecar's content. ``sources``: the inputs
+    the shard was made from (its clips, less any skipped), so a rerun can tell whether it still holds them."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     name = shard_name(index)
@@ -87,6 +89,8 @@ def write_shard(directory: str | os.PathLike, index: int, records: list[ClipReco
                 "split": rec.meta.get("split", "train"), "duration": float(rec.meta.get("duration", 0.0)),
             })
         sidecar = {"format": FORMAT, "format_version": FORMAT_VERSION, "shard": name, "clips": clips}
+        if sources is not None:
+            sidecar["sources"] = list(sources)
         side_tmp = root / f".{name}.json.tmp"
         side_tmp.write_text(json.dumps(sidecar, indent=1))
         publish(tmp, root / name)
@@ -109,9 +113,28 @@ def remove_partial_shard(directory: str | os.PathLike, index: int) -> None:
         p.unlink(missing_ok=True)
 
 
-def shard_complete(directory: str | os.PathLike, index: int) -> bool:
+def shard_complete(directory: str | os.PathLike, index: int, sources: list[str] | None = None,
+                   keys: list[str] | None = None) -> bool:
+    """Shard ``index`` is written; with ``sources``, also made from exactly those inputs (a folder that gained or
+    lost inputs moves later ones to other shards: a shard made before then holds the wrong clips). A shard written
+    before sidecars recorded their sources is checked by its clips' ``keys`` instead (each one of these)."""
     root = Path(directory)
-    return (root / shard_name(index)).is_file() and (root / f"{shard_name(index)}.json").is_file()
+    side = root / f"{shard_name(index)}.json"
+    if not ((root / shard_name(index)).is_file() and side.is_file()):
+        return False
+    if sources is None:
+        return True
+    data = json.loads(side.read_text())
+    if "sources" in data:
+        return data["sources"] == list(sources)
+    return keys is not None and {c["key"] for c in data["clips"]} <= set(keys)
+
+
+def remove_shard(directory: str | os.PathLike, index: int) -> None:
+    """Delete shard ``index`` and its sidecar (the sidecar first: a shard without one is not complete)."""
+    root = Path(directory)
+    for p in (root / f"{shard_name(index)}.json", root / shard_name(index)):
+        p.unlink(missing_ok=True)
 
 
 def write_manifest(directory: str | os.PathLike, info: dict[str, Any] | None = None) -> dict[str, Any]:
