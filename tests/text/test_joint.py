@@ -281,6 +281,31 @@ def test_training_resumes_exactly_and_exports(tmp_path):
         load_joint(tmp_path / "nothing")
 
 
+def test_text_side_training_keeps_the_music_space(tmp_path):
+    """``train_parts: text`` from a trained model: the music tower (weights and level statistics) stays exactly as
+    it was, so the music embeddings stage 1 learnt from stay valid; only the text side moves."""
+    pytest.importorskip("librosa")
+    from v2meow.train.joint import load_joint, train_joint
+
+    music = _music(tmp_path / "music")
+    train_joint(music, _train_cfg(tmp_path, 3), tmp_path / "first", progress=False)
+    first, _ = load_joint(tmp_path / "first")
+    cfg = json.loads(_train_cfg(tmp_path, 4).read_text())
+    cfg.update(init_from=str(tmp_path / "first" / "export"), train_parts="text", lr=0.05, val_fraction=0.0)
+    (tmp_path / "text.yaml").write_text(json.dumps(cfg))
+    out = train_joint(music, tmp_path / "text.yaml", tmp_path / "text", progress=False)
+    assert out["step"] == 4
+    second, meta = load_joint(tmp_path / "text")
+    a, b = first.state_dict(), second.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("audio."))
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("text_proj."))
+    assert meta["training"]["train_parts"] == "text"
+    cfg["init_from"] = None
+    (tmp_path / "bad.yaml").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="needs init_from"):
+        train_joint(music, tmp_path / "bad.yaml", tmp_path / "bad", progress=False)
+
+
 def test_retrieval_counts_ranks():
     from v2meow.train.joint import retrieval
 

@@ -17,6 +17,13 @@ EXPORT_DIR = "export"
 @dataclass
 class JointTrainConfig(Config):
     model: JointConfig = field(default_factory=JointConfig)
+    # a trained joint model (a directory, or "embedded") that a new run starts from: its config replaces ``model``
+    # and its level statistics stay (they are part of the space stage 1 reads)
+    init_from: str | None = None
+    # "text": only the text side learns (the projection of the frozen sentence model, and the temperature); the
+    # music tower stays as ``init_from`` has it, so every music embedding, and every stage that conditions on them,
+    # stays valid
+    train_parts: str = "all"
     batch_size: int = 32
     min_crop_seconds: float = 5.0  # crop lengths are drawn per step in [min_crop_seconds, model.crop_seconds]
     caption_keep: float = 0.7  # probability that a caption keeps each optional attribute
@@ -56,6 +63,9 @@ class JointTrainConfig(Config):
         check(self.time_masks >= 0 and self.freq_masks >= 0 and 0 <= self.time_mask_fraction < 1
               and self.freq_mask_bands >= 0, "masking settings out of range.")
         check(0 <= self.val_fraction < 0.5, "val_fraction must be in [0, 0.5).")
+        check(self.train_parts in ("all", "text"), f"train_parts must be 'all' or 'text', got {self.train_parts!r}.")
+        check(self.train_parts == "all" or self.init_from is not None,
+              "train_parts 'text' keeps a trained music tower: it needs init_from.")
 
 
 def load_train_config(spec: str | os.PathLike) -> JointTrainConfig:

@@ -39,7 +39,16 @@ class JointTrainer:
         if cfg.threads and self.device.type == "cpu":
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.model = JointModel(cfg.model).to(self.device)
+        if cfg.init_from is not None:  # a trained model's config and weights (its mel statistics among them)
+            start = JointModel.load(cfg.init_from)
+            cfg = self.cfg = cfg.replace(model=start.cfg.replace(weights=None))
+            self.model = JointModel(cfg.model)
+            self.model.load_state_dict(start.state_dict())
+            self.model.to(self.device)
+        else:
+            self.model = JointModel(cfg.model).to(self.device)
+        if cfg.train_parts == "text":
+            self.model.audio.requires_grad_(False)
         tracks = list_tracks(music_dir)
         val = [e for e in tracks if not e.get("heldout") and is_validation(e, cfg.seed, cfg.val_fraction)]
         val = val if len(val) >= 2 else []  # one track cannot rank anything: it trains instead
@@ -53,14 +62,16 @@ class JointTrainer:
         self.val = MusicSet(music_dir, val, self.model, cache, progress) if val else None
         self.best: dict[str, Any] = {}  # step, validation mean rank and weights of the best step so far
         self.thresholds = Thresholds.fit(self.train.analyses)
-        mean, std = self.train.mel_stats()
-        self.model.audio.mel_mean.copy_(mean.to(self.device))
-        self.model.audio.mel_std.copy_(std.to(self.device))
+        if cfg.init_from is None:
+            mean, std = self.train.mel_stats()
+            self.model.audio.mel_mean.copy_(mean.to(self.device))
+            self.model.audio.mel_std.copy_(std.to(self.device))
         self.batch = min(cfg.batch_size, len(self.train))
         frames = torch.tensor([self.train.frames(i) for i in range(len(self.train))], dtype=torch.float64)
         self.weights = (frames.sqrt() / frames.sqrt().sum()).numpy()  # short labelled tracks are not starved
-        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2]
-        rest = [p for n, p in self.model.named_parameters() if p.dim() < 2]
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in trained if p.dim() >= 2]
+        rest = [p for p in trained if p.dim() < 2]
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                       {"params": rest, "weight_decay": 0.0}], lr=cfg.lr, betas=tuple(cfg.betas))
         self.step = 0
@@ -146,6 +157,8 @@ class JointTrainer:
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, cfg)
         self.model.train()
+        if self.cfg.train_parts == "text":
+            self.model.audio.eval()  # frozen: no dropout either, its embeddings are the ones stage 1 read
         out = self.model.loss(mel, feats, groups)
         self.opt.zero_grad(set_to_none=True)
         ok = bool(torch.isfinite(out["loss"]))
@@ -192,6 +205,7 @@ class JointTrainer:
                               "train_seconds": round(self.train.seconds(), 1), "wall_seconds": wall_seconds,
                               "crop_seconds": [self.cfg.min_crop_seconds, self.cfg.model.crop_seconds],
                               "batch_size": self.batch, "seed": self.cfg.seed,
+                              "init_from": self.cfg.init_from, "train_parts": self.cfg.train_parts,
                               "data": data_summary(self.train.entries)}}
         try:
             return self.model.save(path or self.run_dir / EXPORT_DIR, extra=extra)
