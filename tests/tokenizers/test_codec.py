@@ -383,3 +383,19 @@ def test_the_log_rms_level_ignores_an_empty_top_band_and_follows_gain() -> None:
     assert c.to_dict()["level_estimate"] == "log_rms" and "level_estimate" not in SoundStreamConfig().to_dict()
     with pytest.raises(ConfigError, match="level_estimate"):
         SoundStreamConfig(level_estimate="median")
+
+
+def test_onset_envelope_loss_sees_smeared_attacks_not_levels():
+    """Clicks every 0.25 s over a tone and a little noise: the same music 10 dB quieter scores ~0, the clicks
+    smeared over 25 ms score far more; level-free, attack-sensitive."""
+    from v2meow.tokenizers.codec.losses import OnsetEnvelopeLoss
+
+    sr = 16000
+    t = torch.arange(2 * sr) / sr
+    x = 0.3 * torch.sin(2 * math.pi * 330 * t) + 0.02 * torch.randn(2 * sr, generator=torch.Generator().manual_seed(0))
+    x[:: sr // 4] += 0.6
+    x = x[None]
+    smeared = torch.nn.functional.avg_pool1d(x[None], 401, 1, 200)[0]
+    loss = OnsetEnvelopeLoss(sr)
+    assert float(loss(x, x)) == 0.0
+    assert float(loss(0.3 * x, x)) < 1e-3 * float(loss(smeared, x))

@@ -143,6 +143,13 @@ def test_codec_resume_is_exact_with_the_discriminator(music: Path, tmp_path: Pat
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_the_onset_term_enters_the_loss(music: Path, tmp_path: Path) -> None:
+    plain = CodecTrainer(codec_config(), music, tmp_path / "a").train_step()
+    onset = CodecTrainer(codec_config(onset_weight=5.0), music, tmp_path / "b").train_step()
+    assert "onset" not in plain and onset["onset"] > 0
+    assert math.isclose(onset["loss"] - 5.0 * onset["onset"], plain["loss"], rel_tol=1e-4)  # same batch, same codec
+
+
 def test_a_non_finite_step_is_skipped_and_leaves_no_trace(music: Path, tmp_path: Path) -> None:
     trainer = CodecTrainer(codec_config(), music, tmp_path / "run")
     trainer.train_step()  # codebooks initialised

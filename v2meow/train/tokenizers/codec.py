@@ -21,6 +21,7 @@ from v2meow.tokenizers.codec.discriminator import (
     feature_matching_loss,
     generator_adversarial_loss,
 )
+from v2meow.tokenizers.codec.losses import OnsetEnvelopeLoss
 from v2meow.tokenizers.codec.soundstream import SoundStream, SoundStreamConfig
 from v2meow.train.checkpoint import latest_checkpoint
 from v2meow.train.core import latest_of_kind
@@ -64,6 +65,9 @@ class CodecTrainConfig(Config):
     adv_weight: float = 0.25
     feature_weight: float = 0.5
     disc_crop_seconds: float = 0.0  # the discriminator sees a random sub-crop of this length (0: the whole crop)
+    # L1 between the onset-strength envelopes of the reconstruction and the input (OnsetEnvelopeLoss): keeps the
+    # attacks, and so the beats, where the codes put them (0: off)
+    onset_weight: float = 0.0
     eval_every: int = 250
     eval_crops: int = 8
     eval_seconds: float = 2.0
@@ -89,6 +93,7 @@ class CodecTrainConfig(Config):
                                                 and 0 < self.band_limit_hz[0] <= self.band_limit_hz[1]),
               f"band_limit_hz must be [] or [low, high] Hz with 0 < low <= high, got {list(self.band_limit_hz)}.")
         check(0.0 <= self.band_limit_share <= 1.0, "band_limit_share must be in [0, 1].")
+        check(self.onset_weight >= 0, f"onset_weight must be >= 0, got {self.onset_weight}.")
         check(0 < self.lr <= 1 and 0 < self.disc_lr <= 1, "lr and disc_lr must be in (0, 1].")
         check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1).")
         check(self.warmup_steps >= 0 and self.max_steps >= 1, "warmup_steps must be >= 0 and max_steps >= 1.")
@@ -149,6 +154,7 @@ class CodecTrainer(_StepTrainer):
         cfg = self.cfg
         self.codec = SoundStream(cfg.codec).to(self.device)
         self.disc = MultiScaleSTFTDiscriminator(cfg.discriminator).to(self.device)
+        self.onset_loss = OnsetEnvelopeLoss(cfg.codec.sample_rate).to(self.device)
         kw = dict(betas=tuple(cfg.betas), weight_decay=cfg.weight_decay, foreach=False)
         if cfg.train_parts == "decoder":
             self.codec.encoder.requires_grad_(False)
@@ -253,6 +259,9 @@ class CodecTrainer(_StepTrainer):
                 recon, codes, q_losses = self.codec(wav)
         recon = recon.float()
         loss, parts = self.codec.reconstruction_loss(recon, wav, q_losses)
+        if cfg.onset_weight > 0:
+            parts["onset"] = self.onset_loss(recon, wav)
+            loss = loss + cfg.onset_weight * parts["onset"]
         stats.update({k: v.item() for k, v in parts.items() if k != "codebook"}, levels=float(codes.shape[1]))
         adversarial = cfg.uses_discriminator and self.step >= cfg.disc_start_step
         ok = bool(torch.isfinite(loss))
