@@ -72,6 +72,9 @@ def test_generate_with_no_model_flag_uses_the_shipped_trained_stages(tmp_path):
     fresh = V2Meow.from_preset("embedded", seed=0)
     w, f = model.coarse.state_dict(), fresh.coarse.state_dict()
     assert any(not torch.allclose(w[k].float(), f[k].float(), atol=1e-3) for k in w)
+    # and `from_pretrained("embedded")` in Python is that same shipped model, not the preset's untrained stages
+    named = V2Meow.from_pretrained("embedded").coarse.state_dict()
+    assert all(torch.equal(named[k], w[k]) for k in w)
     video = make_video(tmp_path / "v.mp4", seconds=1.0, fps=10, size=(32, 24), pattern="flash", period=0.5)
     out = tmp_path / "out.wav"
     assert main(["generate", video, "-o", str(out), "--seed", "0", "--candidates", "2", "--quiet"]) == 0

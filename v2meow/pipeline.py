@@ -205,8 +205,16 @@ class V2Meow(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike) -> V2Meow:
-        """Load a model directory (``config.json`` + safetensors), or build a preset by name (random weights)."""
+        """Load a model directory (``config.json`` + safetensors); ``embedded``: the model the package ships (its
+        trained stages, as ``v2meow generate`` uses it); any other preset name builds that preset with random
+        stages (:meth:`from_preset`, which also gives the ``embedded`` preset untrained, as a training base)."""
         path = str(path)
+        if not os.path.exists(path) and path == "embedded":
+            from importlib import resources
+
+            shipped = resources.files("v2meow") / "assets" / "embedded"
+            if (shipped / CONFIG_FILE).is_file():
+                path = str(shipped)
         if not os.path.exists(path) and path in preset_names():
             return cls.from_preset(path)
         root = Path(path)
