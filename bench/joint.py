@@ -43,6 +43,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", help="trained joint model: a run directory, an exported directory, or 'embedded'")
     p.add_argument("--music", default="data_cache/music", help="music folder with sources.json (held-out tracks)")
     p.add_argument("--cache", help="where to cache the held-out analysis (default: a temporary folder)")
+    p.add_argument("--captions-of", help="word captions with this joint model's thresholds (a run, a directory or "
+                   "'embedded'; default: the model's own), so two models are asked the same queries")
     p.add_argument("--v2meow", help="V2Meow model directory or preset for the MCC part (skipped when left out)")
     p.add_argument("--video", action="append", help="video(s) to score for MCC (default: a synthetic 6 s clip)")
     p.add_argument("--prompt", action="append", help=f"prompt(s) for MCC (default: {len(DEFAULT_PROMPTS)} built in)")
@@ -280,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.joint: no music folder at {args.music}; skipping retrieval.")
     else:
         try:
-            print_retrieval(heldout_retrieval(joint, meta, args.music, args.cache))
+            captions = load_joint(args.captions_of)[1] if args.captions_of else meta
+            print_retrieval(heldout_retrieval(joint, {**meta, "thresholds": captions.get("thresholds")}, args.music,
+                                              args.cache))
         except UserError as e:
             print(f"bench.joint: {e}")
     if args.v2meow:
