@@ -56,7 +56,7 @@ def pack(data: Path, out: Path, budget_mb: float, seed: int, python: str) -> dic
     entries = []
     manifest = data / "sources.json"
     if manifest.is_file():
-        entries = [e for e in json.loads(manifest.read_text())["files"]]
+        entries = list(json.loads(manifest.read_text())["files"])
     else:  # a corpus still rendering: each render has its own record beside it
         for part in ("scores", "mit_music"):
             for rec in sorted((data / part).glob("*.json")):

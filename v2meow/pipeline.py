@@ -210,11 +210,9 @@ class V2Meow(nn.Module):
         stages (:meth:`from_preset`, which also gives the ``embedded`` preset untrained, as a training base)."""
         path = str(path)
         if not os.path.exists(path) and path == "embedded":
-            from importlib import resources
+            from v2meow.soundtrack import shipped_model
 
-            shipped = resources.files("v2meow") / "assets" / "embedded"
-            if (shipped / CONFIG_FILE).is_file():
-                path = str(shipped)
+            path = shipped_model() or path
         if not os.path.exists(path) and path in preset_names():
             return cls.from_preset(path)
         root = Path(path)

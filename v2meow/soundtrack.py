@@ -20,16 +20,23 @@ AUDIO_EXTENSIONS = (".wav", ".flac")
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov")
 
 
+def shipped_model() -> str | None:
+    """The directory of the model that ships inside the package (``v2meow/assets/embedded``); None in a build
+    without one."""
+    from importlib import resources
+
+    root = resources.files("v2meow") / "assets" / "embedded"
+    return str(root) if (root / "config.json").is_file() else None
+
+
 def model_path(name: str) -> str:
     """``embedded`` means the model that ships inside the package (``v2meow/assets/embedded``)."""
     if name == "embedded" and not os.path.exists(name):
-        from importlib import resources
-
-        root = resources.files("v2meow") / "assets" / "embedded"
-        if not (root / "config.json").is_file():
+        root = shipped_model()
+        if root is None:
             raise UserError("This v2meow build ships no embedded model yet; pass --model debug (random weights, "
                             "for trying the tool) or --model DIR with a trained model directory.")
-        return str(root)
+        return root
     return name
 
 

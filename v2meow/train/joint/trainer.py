@@ -40,11 +40,8 @@ class JointTrainer:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         if cfg.init_from is not None:  # a trained model's config and weights (its mel statistics among them)
-            start = JointModel.load(cfg.init_from)
-            cfg = self.cfg = cfg.replace(model=start.cfg.replace(weights=None))
-            self.model = JointModel(cfg.model)
-            self.model.load_state_dict(start.state_dict())
-            self.model.to(self.device)
+            self.model = JointModel.load(cfg.init_from).to(self.device)
+            cfg = self.cfg = cfg.replace(model=self.model.cfg.replace(weights=None))
         else:
             self.model = JointModel(cfg.model).to(self.device)
         if cfg.train_parts == "text":

@@ -314,26 +314,24 @@ class _StepTrainer:
             since += 1
             self._check_step()
             last = {"step": self.step, **stats}
+            out_of_time = deadline is not None and time.time() >= deadline
+            closing = self.step in (cfg.max_steps, end) or out_of_time  # the chunk's last step: evaluate and save
             if self.step % cfg.log_every == 0:
                 last["s_per_step"] = (time.time() - t_log) / max(since, 1)
                 t_log, since = time.time(), 0
                 self.log({**last, "elapsed_s": round(self.elapsed, 1), **self._log_extra()})
-            if self.step % cfg.eval_every == 0 or self.step in (cfg.max_steps, end):
+            if self.step % cfg.eval_every == 0 or closing:
                 ev = self.evaluate()
                 last.update(ev)
                 self.log({"step": self.step, **ev})
-            if (self.step % cfg.checkpoint_every == 0 or self.step in (cfg.max_steps, end)
+            if (self.step % cfg.checkpoint_every == 0 or closing
                     or time.time() - t_ckpt >= 60 * cfg.checkpoint_minutes):
                 self.save()
                 t_ckpt = time.time()
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(**self._postfix(stats))
-            if deadline is not None and time.time() >= deadline and self.step < end:
-                ev = self.evaluate()
-                last.update(ev)
-                self.log({"step": self.step, **ev})
-                self.save()
+            if out_of_time:
                 break
         if bar is not None:
             bar.close()
