@@ -55,6 +55,11 @@ VARIANTS = {
                      "tokens do not change), on the whole corpus, at half the learning rate",
                      {"codec": {"level_estimate": "log_rms", "num_levels": 4}, "band_limit_hz": [5000.0, 8000.0],
                       "train_parts": "decoder", "lr": 5e-4, "warmup_steps": 100}),
+    "decoder_onset": ("the same decoder training with the onset-envelope distance weighted 5 (`onset_weight`): the "
+                      "decoder trained on alone lost some of the beats best of N finds, and this term asks it to keep "
+                      "the attacks where the codes put them",
+                      {"codec": {"level_estimate": "log_rms", "num_levels": 4}, "band_limit_hz": [5000.0, 8000.0],
+                       "train_parts": "decoder", "lr": 5e-4, "warmup_steps": 100, "onset_weight": 5.0}),
     "conv_levels": ("SoundStream's sample-rate convolutional encoder and decoder (channels 16) with gain "
                     "augmentation", {"codec": {"body": "conv", "channels": 16, **OLD}}),
 }

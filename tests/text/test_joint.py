@@ -300,6 +300,20 @@ def test_text_side_training_keeps_the_music_space(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a if k.startswith("audio."))
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("text_proj."))
     assert meta["training"]["train_parts"] == "text"
+    # the anchor keeps the text side near where it started: the same run with it moves the captions' embeddings
+    # less, and logs the distance it pays
+    cfg["anchor_weight"] = 50.0
+    (tmp_path / "anchored.yaml").write_text(json.dumps(cfg))
+    train_joint(music, tmp_path / "anchored.yaml", tmp_path / "anchored", progress=False)
+    anchored, _ = load_joint(tmp_path / "anchored")
+    captions = ["calm solo piano", "fast loud brass and drums", "a waltz for strings", "quiet music"]
+    ref = first.embed_text(captions)
+    moved = {name: float((1 - (m.embed_text(captions) * ref).sum(-1)).mean())
+             for name, m in (("free", second), ("anchored", anchored))}
+    assert moved["anchored"] < 0.5 * moved["free"], moved
+    log = [json.loads(x) for x in (tmp_path / "anchored" / "log.jsonl").read_text().splitlines()]
+    assert any("anchor" in r for r in log) and not any("anchor" in r for r in
+                                                     map(json.loads, (tmp_path / "text" / "log.jsonl").open()))
     cfg["init_from"] = None
     (tmp_path / "bad.yaml").write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match="needs init_from"):

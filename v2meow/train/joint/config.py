@@ -24,6 +24,9 @@ class JointTrainConfig(Config):
     # music tower stays as ``init_from`` has it, so every music embedding, and every stage that conditions on them,
     # stays valid
     train_parts: str = "all"
+    # > 0: adds this weight times the mean cosine distance between each caption's joint embedding and the one
+    # ``init_from`` gives it, so a retrained text side learns what is new while it keeps what it already placed
+    anchor_weight: float = 0.0
     batch_size: int = 32
     min_crop_seconds: float = 5.0  # crop lengths are drawn per step in [min_crop_seconds, model.crop_seconds]
     caption_keep: float = 0.7  # probability that a caption keeps each optional attribute
@@ -66,6 +69,9 @@ class JointTrainConfig(Config):
         check(self.train_parts in ("all", "text"), f"train_parts must be 'all' or 'text', got {self.train_parts!r}.")
         check(self.train_parts == "all" or self.init_from is not None,
               "train_parts 'text' keeps a trained music tower: it needs init_from.")
+        check(self.anchor_weight >= 0, f"anchor_weight must be >= 0, got {self.anchor_weight}.")
+        check(self.anchor_weight == 0 or self.init_from is not None,
+              "anchor_weight keeps the text embeddings near those of init_from: it needs init_from.")
 
 
 def load_train_config(spec: str | os.PathLike) -> JointTrainConfig:

@@ -3,6 +3,7 @@ points :func:`train_joint` and :func:`load_joint`."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -46,6 +47,8 @@ class JointTrainer:
             self.model = JointModel(cfg.model).to(self.device)
         if cfg.train_parts == "text":
             self.model.audio.requires_grad_(False)
+        # the text projection as init_from has it, frozen: the anchor's reference (anchor_weight)
+        self.anchor = copy.deepcopy(self.model.text_proj).requires_grad_(False) if cfg.anchor_weight > 0 else None
         tracks = list_tracks(music_dir)
         val = [e for e in tracks if not e.get("heldout") and is_validation(e, cfg.seed, cfg.val_fraction)]
         val = val if len(val) >= 2 else []  # one track cannot rank anything: it trains instead
@@ -157,6 +160,9 @@ class JointTrainer:
         if self.cfg.train_parts == "text":
             self.model.audio.eval()  # frozen: no dropout either, its embeddings are the ones stage 1 read
         out = self.model.loss(mel, feats, groups)
+        if self.anchor is not None:
+            out["anchor"] = anchor_distance(self.model, self.anchor, feats)
+            out["loss"] = out["loss"] + cfg.anchor_weight * out["anchor"]
         self.opt.zero_grad(set_to_none=True)
         ok = bool(torch.isfinite(out["loss"]))
         if ok:
@@ -173,8 +179,11 @@ class JointTrainer:
         self.skipped_in_a_row = 0
         self.opt.step()
         self.step += 1
-        return {"loss": float(out["loss"].detach()), "accuracy": float(out["accuracy"]),
-                "temperature": float(out["temperature"]), "grad_norm": float(gn), "crop_frames": mel.shape[-1]}
+        rec = {"loss": float(out["loss"].detach()), "accuracy": float(out["accuracy"]),
+               "temperature": float(out["temperature"]), "grad_norm": float(gn), "crop_frames": mel.shape[-1]}
+        if "anchor" in out:
+            rec["anchor"] = float(out["anchor"].detach())
+        return rec
 
     def evaluate(self) -> dict[str, Any]:
         return evaluate_retrieval(self.model, self.held, self.thresholds, self.text_cache) if self.held else {}
@@ -228,7 +237,8 @@ class JointTrainer:
                 rec["step_seconds"] = time.time() - t
                 hist.append(rec)
             if self.step % cfg.log_every == 0 and hist:
-                keys = ("loss", "accuracy", "temperature", "grad_norm", "step_seconds")
+                keys = ("loss", "accuracy", "temperature", "grad_norm", "step_seconds") + (
+                    ("anchor",) if self.anchor is not None else ())
                 self.log({"step": self.step, "lr": lr_at(self.step - 1, cfg),
                           **{k: float(np.mean([h[k] for h in hist])) for k in keys}})
                 hist = []
@@ -254,6 +264,14 @@ class JointTrainer:
                 "export": str(export), "heldout": last_eval, "train_tracks": len(self.train),
                 "validation_tracks": len(self.val) if self.val else 0, "train_seconds": self.train.seconds(),
                 "resumed": resumed}
+
+
+def anchor_distance(model: JointModel, anchor: torch.nn.Module, features: Tensor) -> Tensor:
+    """The mean cosine distance between the joint embeddings ``model`` gives sentence ``features`` and those
+    of ``anchor`` (a frozen copy of the text projection it started from)."""
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(anchor(features.to(model.logit_scale.dtype)), dim=-1)
+    return (1.0 - (model.project_text(features) * ref).sum(-1)).mean()
 
 
 def train_joint(music_dir: str | os.PathLike, config_path: str | os.PathLike, run_dir: str | os.PathLike,
