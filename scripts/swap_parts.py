@@ -1,0 +1,76 @@
+"""A model with another joint music-text model or another codec decoder: the stages, tokenizers and everything else
+of ``--model``, the joint model of ``--joint`` (a joint training run or export) and/or the codec of ``--codec`` (a
+tokenizer directory or a codec run). Written whole, in float16, so it can be evaluated and compared with the shipped
+model (``eval_embedded --model OUT``, ``prompt_properties --model OUT``).
+
+    python scripts/swap_parts.py --joint runs/joint_text/run -o runs/joint_text/model
+    python scripts/swap_parts.py --codec runs/codec_decoder/decoder_onset -o runs/codec_decoder/model
+
+With a joint model trained on its text side alone (``train_parts: text``) its music tower is the model's own, so
+every music embedding the stages learnt from is unchanged; with a codec whose decoder alone was trained on
+(``train_parts: decoder``) its encoder and codebooks are the model's own, so every token the stages write decodes
+as before, through the new decoder. The script says whether each holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def swap(part, state: dict, what: str) -> list[str]:
+    """Load ``state`` into ``part`` (same keys and shapes, or exit); returns the top-level names that changed."""
+    import torch
+
+    before = part.state_dict()
+    if before.keys() != state.keys() or any(before[k].shape != state[k].shape for k in before):
+        raise SystemExit(f"{what} does not have this model's shape.")
+    moved = sorted({k.split(".")[0] for k in before if not torch.equal(before[k].float(), state[k].float())})
+    part.load_state_dict(state)
+    return moved
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="embedded")
+    p.add_argument("--joint", help="a joint training run or an exported joint model")
+    p.add_argument("--codec", help="a tokenizer directory or a codec training run")
+    p.add_argument("-o", "--out", required=True)
+    args = p.parse_args(argv)
+    if not (args.joint or args.codec):
+        p.error("give --joint, --codec or both")
+    import torch
+
+    from v2meow.pipeline import V2Meow
+
+    model = V2Meow.from_pretrained(args.model)
+    said = []
+    if args.joint:
+        from v2meow.train.joint import load_joint
+
+        joint, meta = load_joint(args.joint)
+        moved = swap(model.text, joint.state_dict(), args.joint)
+        same = not any(k.startswith("audio") for k in moved)
+        said.append(f"joint model from {args.joint} (trained: {meta.get('training', {}).get('train_parts', 'all')}); "
+                    f"parts that differ: {', '.join(moved) or 'none'}; music tower "
+                    f"{'unchanged: the stages read the same music embeddings' if same else 'CHANGED'}")
+    if args.codec:
+        from bench.codec import load_codec
+
+        codec, _ = load_codec(args.codec)
+        before = model.codec.identity()["codes"]
+        moved = swap(model.codec, codec.state_dict(), args.codec)
+        same = model.codec.identity()["codes"] == before
+        said.append(f"codec from {args.codec}; parts that differ: {', '.join(moved) or 'none'}; encoder and "
+                    f"codebooks {'unchanged: the stages write the same codes' if same else 'CHANGED'}")
+    out = model.save_pretrained(args.out, dtype=torch.float16)
+    print(f"{out}: " + "; ".join(said))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
