@@ -43,3 +43,13 @@ def test_textured_video_decodes_every_frame(tmp_path):
     assert pyav_decode(str(path)) == 12
     info = probe(str(path))
     assert (info.width, info.height) == (64, 36)
+
+
+def test_numpy_decoder_step_computes_what_the_torch_step_does():
+    """bench.numpy_step times a numpy step against the torch one; its timing means something only if both compute
+    the same logits from the shipped stage 2's weights."""
+    pytest.importorskip("threadpoolctl")
+    from bench.numpy_step import compare
+
+    r = compare(steps=6, batch=2, repeats=1)
+    assert r["relative_difference"] < 1e-4 and r["torch_us"] > 0 and r["numpy_us"] > 0
