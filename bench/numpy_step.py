@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import torch
+from scipy.special import erf
 
 
 def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-5) -> np.ndarray:
@@ -27,8 +28,6 @@ def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-5) -
 
 def gelu(x: np.ndarray) -> np.ndarray:
     """The exact (erf) GELU that torch's ``F.gelu`` computes."""
-    from scipy.special import erf
-
     return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
 
 
@@ -51,7 +50,7 @@ class NumpyDecoder:
                 "o": p["self_attn.o.weight"].T.copy(), "cq": p["cross_attn.q.weight"].T.copy(),
                 "co": p["cross_attn.o.weight"].T.copy(), "up": p["ff.up.weight"].T.copy(),
                 "down": p["ff.down.weight"].T.copy(),
-                "ck": ck.float().numpy(), "cv_t": cv.float().numpy(),
+                "ck": ck.float().numpy(), "cv": cv.float().numpy(),
                 "k": np.zeros((batch, self.h, max_len, self.d), np.float32),
                 "v": np.zeros((batch, self.h, max_len, self.d), np.float32),
             })
@@ -77,7 +76,7 @@ class NumpyDecoder:
             q = (y @ p["q"]).reshape(b, h, d)
             x = x + self.attend(q, p["k"][:, :, : pos + 1], p["v"][:, :, : pos + 1], self_bias[None]) @ p["o"]
             q = (layer_norm(x, p["norm_x.weight"], p["norm_x.bias"]) @ p["cq"]).reshape(b, h, d)
-            x = x + self.attend(q, p["ck"], p["cv_t"], cross_bias) @ p["co"]
+            x = x + self.attend(q, p["ck"], p["cv"], cross_bias) @ p["co"]
             y = layer_norm(x, p["norm2.weight"], p["norm2.bias"])
             x = x + gelu(y @ p["up"] + p["ff.up.bias"]) @ p["down"] + p["ff.down.bias"]
         return layer_norm(x, *self.norm) @ self.head
