@@ -8,9 +8,12 @@ import torch
 from v2meow.metrics.sound import (
     band_power_share,
     clipped_fraction,
+    fine_spectrum_db,
+    harmonic_tone,
     msstft_l1,
     octave_band_db,
     octave_bands,
+    partial_share,
     rms_dbfs,
     scale_to_dbfs,
 )
@@ -57,3 +60,31 @@ def test_msstft_l1_is_zero_on_identity_and_grows_with_damage():
     assert 0 < mild < strong
     with pytest.raises(ValueError):
         msstft_l1(x, x[:, :-1])
+
+
+def test_partial_share_tells_a_tone_on_pitch_from_one_moved_onto_a_grid():
+    tone = harmonic_tone(55.0, 3.0, SR)
+    assert float(rms_dbfs(tone)) == pytest.approx(-18.0, abs=1e-3)
+    moved = harmonic_tone(50.0, 3.0, SR)  # what a renderer snapping partials to its 50 Hz frame rate does
+    share = partial_share(torch.stack([tone, moved, 0.2 * tone]), SR, [55.0 * k for k in range(1, 5)])
+    assert share[0] > 0.95 and share[2] > 0.95  # level-free
+    assert share[1] < 0.01
+    half = partial_share(tone + harmonic_tone(57.0, 3.0, SR), SR, [55.0 * k for k in range(1, 5)])
+    assert 0.3 < float(half) < 0.7  # a second tone 2 Hz off, as loud: about half on pitch
+
+
+def test_fine_spectrum_sees_a_small_pitch_error_that_msstft_hardly_does():
+    ref = harmonic_tone(110.0, 3.0, SR)[None]
+    noise = 1e-3 * torch.randn(1, 3 * SR, generator=torch.Generator().manual_seed(0))
+    ref = ref + noise
+    detuned = harmonic_tone(113.0, 3.0, SR)[None] + noise  # half a semitone: within one 2048-point STFT bin
+    assert float(fine_spectrum_db(ref, ref, SR)) == 0.0
+    assert float(fine_spectrum_db(0.3 * ref, ref, SR)) < 1e-3  # a level change is not its business
+    noisier = 0.5 * ref + 3 * noise  # quieter, with a noise floor 10 dB up
+    # MS-STFT ranks the noise floor far worse than half a semitone; the fine spectrum ranks them the other way
+    assert float(msstft_l1(detuned, ref)) < float(msstft_l1(noisier, ref)) / 3
+    far, floor_up = float(fine_spectrum_db(detuned, ref, SR)), float(fine_spectrum_db(noisier, ref, SR))
+    assert far > 3 * floor_up
+    assert 0 < float(fine_spectrum_db(ref + 0.1 * detuned, ref, SR)) < far
+    with pytest.raises(ValueError):
+        fine_spectrum_db(ref, ref[:, :-1], SR)
