@@ -60,6 +60,13 @@ VARIANTS = {
                       "the attacks where the codes put them",
                       {"codec": {"level_estimate": "log_rms", "num_levels": 4}, "band_limit_hz": [5000.0, 8000.0],
                        "train_parts": "decoder", "lr": 5e-4, "warmup_steps": 100, "onset_weight": 5.0}),
+    "decoder_frequency": ("the decoder trained on with the onset term and a frequency head (`phase_head: frequency`):"
+                          " each bin's instantaneous frequency predicted and the phase integrated with the bins "
+                          "locked to their peaks, so steady partials keep their pitch instead of sitting on the "
+                          "bins' 12.5 Hz grid",
+                          {"codec": {"level_estimate": "log_rms", "num_levels": 4, "phase_head": "frequency",
+                                     "freq_weight": 1.0}, "band_limit_hz": [5000.0, 8000.0],
+                           "train_parts": "decoder", "lr": 5e-4, "warmup_steps": 100, "onset_weight": 5.0}),
     "conv_levels": ("SoundStream's sample-rate convolutional encoder and decoder (channels 16) with gain "
                     "augmentation", {"codec": {"body": "conv", "channels": 16, **OLD}}),
 }

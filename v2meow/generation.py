@@ -141,11 +141,11 @@ def decode_chunks(model, codes: Tensor, progress: Callable[[int, int], None] | N
     margin = int(round(g.decode_margin_seconds * rate))
     hop = model.codec.hop_length
     total = codes.shape[-1]
-    pieces = []
+    pieces, carry = [], None
     for a in range(0, total, chunk):
         b = min(total, a + chunk)
         lo, hi = model.codec.aligned_start(a - margin), min(total, b + margin)  # where it codes as whole
-        wav = model.codec.decode(codes[..., lo:hi])
+        wav, carry = model.codec.decode_window(codes[..., lo:hi], lo, a, carry)  # continues the window before
         pieces.append(wav[..., (a - lo) * hop: (b - lo) * hop])
         if progress is not None:
             progress(b, total)

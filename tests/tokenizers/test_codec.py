@@ -399,3 +399,92 @@ def test_onset_envelope_loss_sees_smeared_attacks_not_levels():
     loss = OnsetEnvelopeLoss(sr)
     assert float(loss(x, x)) == 0.0
     assert float(loss(0.3 * x, x)) < 1e-3 * float(loss(smeared, x))
+
+
+def _true_advance(x: torch.Tensor, n_fft: int, hop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A signal's STFT (the codec's frames) and each bin's observed phase turn per frame beyond its own advance."""
+    spec = stft_same(x, n_fft, hop, torch.hann_window(n_fft))
+    k = torch.arange(spec.shape[1])[None, :, None]
+    turn = torch.angle(spec[:, :, 1:] * spec[:, :, :-1].conj()) - 2 * math.pi * hop * k / n_fft
+    turn = torch.remainder(turn + math.pi, 2 * math.pi) - math.pi
+    return spec, torch.cat([turn[:, :, :1], turn], 2)
+
+
+@pytest.mark.parametrize("freq", [55.0, 221.3])
+def test_locked_phase_from_true_frequencies_keeps_a_tone_on_pitch_and_continues_across_calls(freq: float) -> None:
+    from v2meow.metrics.sound import partial_share
+    from v2meow.tokenizers.codec.spectral import across_bins, floored_log_mag, locked_phase
+
+    n_fft, hop, window = 1280, 320, torch.hann_window(1280)
+    x = (0.3 * torch.sin(2 * math.pi * freq * torch.arange(48000) / 16000))[None]
+    spec, deviation = _true_advance(x, n_fft, hop)
+    log_mag = floored_log_mag(spec.abs())
+    per_frame = 2 * math.pi * hop * torch.arange(spec.shape[1])[None, :, None] / n_fft + deviation
+    per_bin = across_bins(log_mag, n_fft, hop)
+    whole = locked_phase(log_mag, per_frame, per_bin)
+    y = istft_same(spec.abs() * whole, n_fft, hop, window)
+    assert float(partial_share(y[:, 16000:], 16000, [freq])) > 0.95
+    bin_centres = locked_phase(log_mag, per_frame - deviation, per_bin)  # no deviation: the bins' grid
+    y0 = istft_same(spec.abs() * bin_centres, n_fft, hop, window)
+    assert float(partial_share(y0[:, 16000:], 16000, [freq])) < 0.5
+    # a second call from frame 60 on, started from the first call's phases there, gives the same phases
+    rest = locked_phase(log_mag[..., 60:], per_frame[..., 60:], per_bin[..., 60:], start=torch.angle(whole[..., 60]))
+    assert torch.allclose(rest, whole[..., 60:], atol=1e-3)
+
+
+def test_frequency_deviation_loss_is_least_at_the_inputs_frequencies() -> None:
+    from v2meow.tokenizers.codec.spectral import frequency_deviation_loss
+
+    x = (0.3 * torch.sin(2 * math.pi * 221.3 * torch.arange(16000) / 16000))[None]
+    spec, deviation = _true_advance(x, 1280, 320)
+    right = float(frequency_deviation_loss(deviation, spec, 1280, 320))
+    grid = float(frequency_deviation_loss(torch.zeros_like(deviation), spec, 1280, 320))
+    assert right < 0.01 and grid > 0.2
+
+
+def test_frequency_head_trains_its_deviation_and_leaves_older_configs_alone() -> None:
+    cfg = SoundStreamConfig.debug("frame").replace(n_fft=1280, phase_advance=True, phase_head="frequency")
+    assert cfg.to_dict()["phase_head"] == "frequency"
+    assert "phase_head" not in SoundStreamConfig.debug("frame").to_dict()  # older codecs' identity unchanged
+    with pytest.raises(ConfigError):
+        SoundStreamConfig.debug("frame").replace(phase_head="frequency")  # needs phase advance
+    torch.manual_seed(0)
+    codec = SoundStream(cfg).train()
+    assert torch.equal(codec.decoder.freq.weight, torch.zeros_like(codec.decoder.freq.weight))
+    wav = tones(0.5, batch=2)
+    opt = torch.optim.Adam(codec.parameters(), lr=1e-2)
+    first = None
+    for _ in range(30):
+        total, parts = codec.loss(wav, n_levels=4)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        first = float(parts["freq"]) if first is None else first
+    assert float(parts["freq"]) < 0.7 * first, (first, float(parts["freq"]))
+    codec.eval()
+    with torch.no_grad():
+        assert codec.decode(codec.encode(wav)).shape == (2, 8000)
+
+
+def test_chunked_decode_continues_the_integrated_phase_across_windows() -> None:
+    from types import SimpleNamespace
+
+    from v2meow.generation import decode_chunks
+
+    torch.manual_seed(0)
+    cfg = SoundStreamConfig.debug("frame").replace(n_fft=1280, phase_advance=True, phase_head="frequency")
+    codec = SoundStream(cfg).eval()
+    nn_init = torch.nn.init
+    nn_init.normal_(codec.decoder.freq.weight, std=0.3)  # deviations that matter, as a trained head's do
+    codes = torch.randint(0, cfg.codebook_size, (2, cfg.num_levels, 200))  # 4 s
+    generation = SimpleNamespace(decode_chunk_seconds=1.0, decode_margin_seconds=0.5)
+    model = SimpleNamespace(codec=codec, cfg=SimpleNamespace(generation=generation, codec=cfg))
+    with torch.no_grad():
+        whole = codec.decode(codes)
+        chunked = decode_chunks(model, codes)
+        fresh = torch.cat([codec.decode(codes[..., max(0, a - 25): a + 75])[..., (a - max(0, a - 25)) * 320:
+                                                                            (a - max(0, a - 25) + 50) * 320]
+                           for a in range(0, 200, 50)], -1)
+    assert chunked.shape == whole.shape
+    assert (chunked - whole).abs().max() < 1e-3 * whole.abs().max()
+    assert (fresh - whole).abs().max() > 0.1 * whole.abs().max()  # windows that start afresh do not join up

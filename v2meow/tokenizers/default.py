@@ -151,11 +151,11 @@ class Tokenizers:
         win = _frames(window_seconds, self.sample_rate, hop)
         ctx = _frames(context_seconds, self.sample_rate, hop)
         t_a = codes.shape[-1]
-        pieces = []
+        pieces, carry = [], None
         for start in range(0, t_a, win):
             a, b = self.codec.aligned_start(start - ctx), min(t_a, start + win + ctx)
-            wav = self.codec.decode(codes[None, :, a:b])[0]
-            pieces.append(wav[(start - a) * hop : (min(t_a, start + win) - a) * hop])
+            wav, carry = self.codec.decode_window(codes[None, :, a:b], a, start, carry)  # continues the window before
+            pieces.append(wav[0, (start - a) * hop : (min(t_a, start + win) - a) * hop])
         return torch.cat(pieces) if pieces else codes.new_zeros(0, dtype=torch.float32)
 
 

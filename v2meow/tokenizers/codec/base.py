@@ -95,6 +95,13 @@ class AcousticCodec(nn.Module, abc.ABC):
     def decode(self, codes: Tensor) -> Tensor:
         """Codes ``[B, n, T_a]`` of the first ``n`` levels → ``wav [B, T_a * hop]``."""
 
+    def decode_window(self, codes: Tensor, first: int, keep_from: int, carry: Any = None) -> tuple[Tensor, Any]:
+        """Decode one window ``codes [B, n, T_a]`` of a longer sequence, starting at its frame ``first``, whose
+        output is kept from frame ``keep_from`` on: (``wav [B, T_a * hop]``, carry for the next window). A codec
+        whose decode carries state from frame to frame (a phase integrated over time) continues it from ``carry``,
+        what the window before returned; this one has none."""
+        return self.decode(codes), None
+
     def check_codes(self, codes: Tensor, identity: dict[str, Any]) -> None:
         """Refuse codes stamped by another codec, or codes that cannot be this codec's.
 

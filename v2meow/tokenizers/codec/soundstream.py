@@ -25,8 +25,12 @@ from v2meow.tokenizers.codec.base import AcousticCodec, config_hash, weights_fin
 from v2meow.tokenizers.codec.losses import MultiScaleMelLoss, MultiScaleSTFTLoss
 from v2meow.tokenizers.codec.rvq import ResidualVQ, RVQConfig
 from v2meow.tokenizers.codec.spectral import (  # noqa: F401  (importable from here as before)
+    across_bins,
+    floored_log_mag,
     frame_level,
+    frequency_deviation_loss,
     istft_same,
+    locked_phase,
     phase_advance,
     phase_from_gradient,
     stft_same,
@@ -36,6 +40,7 @@ __all__ = ["SoundStreamConfig", "SoundStream", "stft_same", "istft_same"]
 
 LEVEL_ESTIMATES = ("mean_log", "log_rms")
 BODIES = ("conv", "frame")
+PHASE_HEADS = ("unit", "frequency")
 
 
 @dataclass
@@ -80,6 +85,16 @@ class SoundStreamConfig(Config):
     # every hop overlap-add into a 50 Hz comb (bench.codec measured 290 times the input's power at 50 Hz);
     # with it the same fallback gives steady tones at the bins' frequencies. Off for codecs trained before.
     phase_advance: bool = False
+    # Phase head (frame body): "unit", each frame's phase as a unit vector (relative to the bin's advance with
+    # phase_advance); a decoder that cannot rotate it from frame to frame renders every steady partial at its bin's
+    # centre, on a grid of sample_rate / n_fft (12.5 Hz: bench.codec's tone table measured no power on the
+    # partials of an A4, and bass notes moved by up to two semitones). "frequency" adds a head that predicts each
+    # bin's instantaneous frequency (its deviation from the bin's advance, radians per hop) and integrates the phase
+    # from frame to frame with every bin locked to its nearest spectral peak; the unit head then only sets the
+    # first frame. Trained by freq_weight times the magnitude-weighted cosine distance between the predicted and the
+    # input's observed phase advance, beside the reconstruction losses.
+    phase_head: str = "unit"
+    freq_weight: float = 1.0
     # quantiser training (see RVQConfig)
     ema: bool = True
     ema_decay: float = 0.99
@@ -106,12 +121,19 @@ class SoundStreamConfig(Config):
         for name in ("level_path", "phase_advance", "frame_mag_weight"):
             if not out[name]:
                 del out[name]
+        if out["phase_head"] == "unit":
+            del out["phase_head"], out["freq_weight"]
         if out["level_estimate"] == "mean_log":
             del out["level_estimate"]
         return out
 
     def validate(self) -> None:
         check(self.body in BODIES, f"SoundStream body must be one of {', '.join(BODIES)}, got {self.body!r}.")
+        check(self.phase_head in PHASE_HEADS,
+              f"SoundStream phase_head must be one of {', '.join(PHASE_HEADS)}, got {self.phase_head!r}.")
+        check(self.phase_head == "unit" or (self.body == "frame" and self.phase_advance),
+              "SoundStream phase_head 'frequency' needs the frame body with phase_advance.")
+        check(self.freq_weight >= 0, f"SoundStream freq_weight must be >= 0, got {self.freq_weight}.")
         check(self.level_estimate in LEVEL_ESTIMATES,
               f"SoundStream level_estimate must be one of {', '.join(LEVEL_ESTIMATES)}, got {self.level_estimate!r}.")
         check(self.sample_rate > 0 and self.frame_rate > 0, "SoundStream sample_rate and frame_rate must be > 0.")
@@ -351,11 +373,26 @@ class _FrameDecoder(nn.Module):
         # peak's frequency (not their own) demands; it starts at zero, so it changes nothing until trained.
         self.cycle = c.n_fft // math.gcd(c.n_fft, c.frame_hop)
         self.clock = nn.Parameter(torch.zeros(self.cycle, c.width)) if c.phase_advance else None
+        # Frequency head: each bin's deviation from its own advance per hop; zero at first (bin-centre advance)
+        self.freq = None
+        if c.phase_head == "frequency":
+            self.freq = nn.Conv1d(c.width, self.bins, 1)
+            nn.init.zeros_(self.freq.weight)
+            nn.init.zeros_(self.freq.bias)
         # A Hann-windowed frame of a full-scale signal has magnitude at most n_fft / 2: never predict more.
         self.max_log_mag = math.log(c.n_fft / 2)
 
     def spectrum(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """Latent ``[B, D, T_a]`` → (magnitude, phase as a complex unit number), each ``[B, F, T_a]``."""
+        mag, phase, _ = self.spectrum_parts(z)
+        return mag, phase
+
+    def spectrum_parts(self, z: Tensor, start: tuple[int, Tensor] | None = None
+                       ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """:meth:`spectrum` and, with the frequency head, each bin's predicted deviation from its own advance per
+        hop ``[B, F, T_a]`` (radians; None without that head). ``start`` (frequency head): ``(j, angles [B, F])``,
+        the phases frame ``j`` continues from (an earlier window's at the same frame); frames before ``j`` are
+        integrated from frame 0 as without it."""
         level = None
         if self.level is not None:  # the level read back along the learnt direction; the network sees the rest
             u = _unit(self.level)
@@ -374,7 +411,20 @@ class _FrameDecoder(nn.Module):
         phase = torch.complex(re / norm, im / norm)
         if self.phase_advance:
             phase = phase * phase_advance(self.bins, phase.shape[2], self.n_fft, self.hop, phase.device)
-        return mag, phase
+        if self.freq is None:
+            return mag, phase, None
+        deviation = math.pi * torch.tanh(self.freq(x).float())
+        k = torch.arange(self.bins, device=x.device, dtype=torch.float32)
+        # The deviation learns from its own loss (freq_weight) only: through a phase integrated over many frames
+        # the reconstruction losses' gradients are large and erratic.
+        per_frame = (2 * math.pi * self.hop / self.n_fft) * k[None, :, None] + deviation.detach()
+        floored = floored_log_mag(mag)
+        per_bin = across_bins(floored, self.n_fft, self.hop)
+        j, angles = start if start is not None else (0, torch.angle(phase[:, :, 0]))
+        parts = [] if j == 0 else [locked_phase(floored[..., :j], per_frame[..., :j], per_bin[..., :j],
+                                                start=torch.angle(phase[:, :, 0]))]
+        parts.append(locked_phase(floored[..., j:], per_frame[..., j:], per_bin[..., j:], start=angles))
+        return mag, torch.cat(parts, -1), deviation
 
     def waveform(self, mag: Tensor, phase: Tensor) -> Tensor:
         """Magnitudes and unit phases ``[B, F, T_a]`` → ``wav [B, T_a * hop]`` (inverse STFT)."""
@@ -459,6 +509,23 @@ class SoundStream(AcousticCodec):
         """Codes ``[B, n, T_a]`` (first ``n <= num_levels`` levels) → ``wav [B, T_a * hop]``."""
         return self.decoder(self.quantizer.decode(codes))
 
+    def decode_window(self, codes: Tensor, first: int, keep_from: int, carry: Any = None) -> tuple[Tensor, Any]:
+        """:meth:`AcousticCodec.decode_window`. With the frequency head the phase is integrated over time, so a
+        window continues the one before: from the first frame that shapes its kept output (``keep_from`` less the
+        frames a window overlaps), its phases start from the earlier window's at that frame. The carry is
+        ``(first, angles [B, F, T_a])``."""
+        if self.config.body != "frame" or self.config.phase_head == "unit":
+            return self.decode(codes), None
+        dec = self.decoder
+        j = max(0, keep_from - first - math.ceil((dec.n_fft - dec.hop) / 2 / dec.hop))
+        start = None
+        if carry is not None and j > 0:
+            c_first, c_angles = carry
+            if 0 <= first + j - c_first < c_angles.shape[-1]:
+                start = (j, c_angles[..., first + j - c_first])
+        mag, phase, _ = dec.spectrum_parts(self.quantizer.decode(codes), start=start)
+        return dec.waveform(mag, phase), (first, torch.angle(phase))
+
     @torch.no_grad()
     def decode_magnitudes(self, codes: Tensor, iters: int = 32, start: str = "learned") -> Tensor:
         """Frame body only: the decoder's magnitudes with a phase found by Griffin-Lim (``iters`` iterations,
@@ -488,15 +555,21 @@ class SoundStream(AcousticCodec):
         padded = self.pad_to_hop(wav)
         latent = self.encoder(padded)  # [B, D, T_a]
         quantized, codes, losses = self.quantizer(latent, n_levels)
-        if self.config.body == "frame" and self.config.frame_mag_weight > 0:
-            dec = self.decoder
-            mag, phase = dec.spectrum(quantized)
-            target = stft_same(padded, dec.n_fft, dec.hop, dec.window).abs()
-            losses = {**losses, "frame_mag": (mag.clamp_min(1e-5).log() - target.clamp_min(1e-5).log()).abs().mean()}
-            recon = dec.waveform(mag, phase)[:, : wav.shape[-1]]
-        else:
-            recon = self.decoder(quantized)[:, : wav.shape[-1]]
-        return recon, codes, losses
+        return self.decode_for_training(quantized, padded, losses)[:, : wav.shape[-1]], codes, losses
+
+    def decode_for_training(self, quantized: Tensor, padded: Tensor, losses: dict[str, Tensor]) -> Tensor:
+        """Decode ``quantized [B, D, T_a]`` for the input ``padded [B, T_a * hop]`` it came from, adding the frame
+        body's own terms to ``losses`` (in place): ``frame_mag`` when weighed, ``freq`` with the frequency head."""
+        if self.config.body != "frame" or (self.config.frame_mag_weight <= 0 and self.config.phase_head == "unit"):
+            return self.decoder(quantized)
+        dec = self.decoder
+        mag, phase, deviation = dec.spectrum_parts(quantized)
+        target = stft_same(padded, dec.n_fft, dec.hop, dec.window)
+        if self.config.frame_mag_weight > 0:
+            losses["frame_mag"] = (mag.clamp_min(1e-5).log() - target.abs().clamp_min(1e-5).log()).abs().mean()
+        if deviation is not None:
+            losses["freq"] = frequency_deviation_loss(deviation, target, dec.n_fft, dec.hop)
+        return dec.waveform(mag, phase)
 
     def loss(self, wav: Tensor, n_levels: int | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """Training objective for ``wav [B, T]``: weighted multi-scale STFT + mel + commitment (+ codebook).
@@ -527,4 +600,7 @@ class SoundStream(AcousticCodec):
         if "frame_mag" in q_losses:
             parts["frame_mag"] = q_losses["frame_mag"]
             total = total + c.frame_mag_weight * parts["frame_mag"]
+        if "freq" in q_losses:
+            parts["freq"] = q_losses["freq"]
+            total = total + c.freq_weight * parts["freq"]
         return total, parts

@@ -1,5 +1,6 @@
 """Spectral helpers of the frame-body codec: STFT and inverse STFT with the codec's framing, the phase advance
-of each bin per hop, phase reconstruction from magnitudes (phase-gradient integration), and a frame's level."""
+of each bin per hop, phase reconstruction from magnitudes (phase-gradient integration) or from predicted
+instantaneous frequencies (the same peak-locked integration), and a frame's level."""
 
 from __future__ import annotations
 
@@ -61,39 +62,75 @@ def phase_from_gradient(mag: Tensor, n_fft: int, hop: int, floor_db: float = -60
     ``-floor_db`` dB below their frame's loudest are floored there and belong to no peak of their own.
     """
     ratio = 0.25645 * n_fft**2
-    b, f, t_a = mag.shape
-    log_mag = mag.float().clamp_min(1e-12).log()
-    floor = log_mag.amax(dim=1, keepdim=True) + floor_db / 20 * math.log(10)
-    log_mag = torch.maximum(log_mag, floor)
+    log_mag = floored_log_mag(mag, floor_db)
     d_bin = torch.gradient(log_mag, dim=1)[0]
-    d_frame = torch.gradient(log_mag, dim=2)[0] if t_a > 1 else torch.zeros_like(log_mag)
-    k = torch.arange(f, device=mag.device)
+    k = torch.arange(mag.shape[1], device=mag.device)
     per_frame = 2 * math.pi * hop * k[None, :, None] / n_fft + (hop * n_fft / ratio) * d_bin  # [B, F, T_a]
-    per_bin = -math.pi - (ratio / (hop * n_fft)) * d_frame
+    return locked_phase(log_mag, per_frame, across_bins(log_mag, n_fft, hop))
+
+
+def floored_log_mag(mag: Tensor, floor_db: float = -60.0) -> Tensor:
+    """Natural-log magnitudes ``[B, F, T_a]`` floored ``-floor_db`` dB below each frame's loudest bin."""
+    log_mag = mag.float().clamp_min(1e-12).log()
+    return torch.maximum(log_mag, log_mag.amax(dim=1, keepdim=True) + floor_db / 20 * math.log(10))
+
+
+def across_bins(log_mag: Tensor, n_fft: int, hop: int) -> Tensor:
+    """Phase-gradient integration's phase change from bin to bin ``[B, F, T_a]`` (Hann window treated as a
+    Gaussian): ``-pi`` plus ``ratio / (hop * n_fft)`` times the log magnitude's slope across frames."""
+    ratio = 0.25645 * n_fft**2
+    d_frame = torch.gradient(log_mag, dim=2)[0] if log_mag.shape[2] > 1 else torch.zeros_like(log_mag)
+    return -math.pi - (ratio / (hop * n_fft)) * d_frame
+
+
+def locked_phase(log_mag: Tensor, per_frame: Tensor, per_bin: Tensor, start: Tensor | None = None) -> Tensor:
+    """Phases ``[B, F, T_a]`` (complex unit numbers) integrated frame by frame with every bin locked to its
+    nearest spectral peak.
+
+    ``log_mag``: floored log magnitudes (:func:`floored_log_mag`); ``per_frame``: each bin's phase turn per frame
+    (radians; the advance from frame ``t - 1`` to ``t`` is the mean of the two frames'); ``per_bin``: the phase
+    change from each bin to the next (radians). Each spectral peak (a local maximum above the floor) carries its
+    phase on from the frame before; the bins around it take theirs from the peak through ``per_bin``, so a
+    partial's bins never drift apart. ``start``: the phases ``[B, F]`` (radians) frame 0's peaks carry, e.g. the
+    same frame's phases from an earlier call that this one continues; default: ``per_bin``'s integral from bin 0.
+    Differentiable in ``per_frame`` and ``start``.
+    """
+    b, f, t_a = log_mag.shape
+    floor = log_mag.amin(dim=1, keepdim=True)
     # across bins: the integral from bin 0 (trapezoids), so bin j's phase is bin p's plus across[j] - across[p]
     across = torch.cat([torch.zeros_like(per_bin[:, :1]), 0.5 * (per_bin[:, 1:] + per_bin[:, :-1]).cumsum(1)], 1)
     # peaks: local maxima above the floor; each bin belongs to its nearest peak
     pad = F.pad(log_mag, (0, 0, 1, 1), value=-math.inf)
-    peak = (log_mag >= pad[:, :-2]) & (log_mag > pad[:, 2:]) & (log_mag > floor)
+    peak = (log_mag >= pad[:, :-2]) & (log_mag > pad[:, 2:]) & (log_mag > floor + 1e-6)
+    k = torch.arange(f, device=log_mag.device)
     idx = k[None, :, None].expand(b, f, t_a)
     big = torch.full_like(idx, 10 * f)
     left = torch.where(peak, idx, -big).cummax(1).values
     right = torch.where(peak, idx, big).flip(1).cummin(1).values.flip(1)
     owner = torch.where((idx - left) <= (right - idx), left, right).clamp(0, f - 1)  # [B, F, T_a]
-    angle = torch.empty(b, f, t_a, dtype=torch.float64, device=mag.device)
-    prev = across[:, :, 0].double()
+    angles = []
+    prev = across[:, :, 0].double() if start is None else start.double()
     for t in range(t_a):
-        if t == 0:
-            carried = prev
-        else:
-            carried = prev + 0.5 * (per_frame[:, :, t - 1] + per_frame[:, :, t]).double()
+        carried = prev if t == 0 else prev + 0.5 * (per_frame[:, :, t - 1] + per_frame[:, :, t]).double()
         own = owner[:, :, t]
-        at_peak = carried.gather(1, own)
-        cur = at_peak + (across[:, :, t] - across[:, :, t].gather(1, own)).double()
-        angle[:, :, t] = cur
+        cur = carried.gather(1, own) + (across[:, :, t] - across[:, :, t].gather(1, own)).double()
+        angles.append(cur)
         prev = torch.remainder(cur, 2 * math.pi)
-    angle = torch.remainder(angle, 2 * math.pi).float()
+    angle = torch.remainder(torch.stack(angles, 2), 2 * math.pi).float()
     return torch.polar(torch.ones_like(angle), angle)
+
+
+def frequency_deviation_loss(deviation: Tensor, spec: Tensor, n_fft: int, hop: int) -> Tensor:
+    """How far predicted instantaneous frequencies are from the input's: ``deviation [B, F, T_a]``, each bin's
+    predicted turn per hop beyond its own advance (radians), against the complex STFT ``spec [B, F, T_a]`` of the
+    input (:func:`stft_same`). Per step from frame ``t - 1`` to ``t``, ``1 - cos`` of the difference between the
+    mean of the two frames' predictions and the observed phase turn beyond the bin's advance, weighted by the
+    geometric mean of the two frames' magnitudes (noise-only bins, whose observed turn is random, weigh little)."""
+    k = torch.arange(spec.shape[1], device=spec.device, dtype=torch.float32)[None, :, None]
+    observed = torch.angle(spec[:, :, 1:] * spec[:, :, :-1].conj()) - (2 * math.pi * hop / n_fft) * k
+    predicted = 0.5 * (deviation[:, :, 1:] + deviation[:, :, :-1])
+    weight = (spec[:, :, 1:].abs() * spec[:, :, :-1].abs()).sqrt().detach()
+    return (weight * (1 - torch.cos(predicted - observed))).sum() / weight.sum().clamp_min(1e-8)
 
 
 def frame_level(mag: Tensor, estimate: str) -> Tensor:

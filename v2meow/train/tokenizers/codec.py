@@ -226,9 +226,10 @@ class CodecTrainer(_StepTrainer):
             padded = codec.pad_to_hop(wav)
             codes = codec.quantizer.encode(codec.encoder(padded), codec.quantizer._training_levels())
             quantized = codec.quantizer.decode(codes)
-        recon = codec.decoder(quantized)[:, : wav.shape[-1]]
-        zero = recon.new_zeros(())
-        return recon, codes, {"commitment": zero, "codebook": zero}
+        zero = padded.new_zeros(())
+        losses = {"commitment": zero, "codebook": zero}
+        recon = codec.decode_for_training(quantized, padded, losses)[:, : wav.shape[-1]]
+        return recon, codes, losses
 
     def _disc_view(self, real: Tensor, fake: Tensor, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
         n = round(self.cfg.disc_crop_seconds * self.cfg.codec.sample_rate)
