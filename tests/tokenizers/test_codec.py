@@ -101,19 +101,25 @@ def test_causal_conv_body_ignores_the_future() -> None:
         assert torch.equal(out[:, :1600], out_later[:, :1600])
 
 
+def train_steps(codec: SoundStream, wav: torch.Tensor, steps: int, lr: float, part: str) -> tuple[float, float]:
+    """``steps`` Adam steps of the codec's whole loss on ``wav`` (all 4 levels): ``part``'s first and last value."""
+    opt = torch.optim.Adam(codec.parameters(), lr=lr)
+    values = []
+    for _ in range(steps):
+        total, parts = codec.loss(wav, n_levels=4)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        values.append(float(parts[part]))
+    return values[0], values[-1]
+
+
 @pytest.mark.parametrize("body", BODIES)
 def test_a_few_steps_lower_the_reconstruction_loss(body: str) -> None:
     torch.manual_seed(0)
     codec = SoundStream(SoundStreamConfig.debug(body)).train()
     wav = tones(0.2, batch=2)
-    opt = torch.optim.Adam(codec.parameters(), lr=3e-3)
-    first = None
-    for _ in range(12):
-        total, parts = codec.loss(wav, n_levels=4)
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-        first = float(parts["stft"]) if first is None else first
+    first, _ = train_steps(codec, wav, 12, 3e-3, "stft")
     codec.eval()
     with torch.no_grad():
         after = float(codec.stft_loss(codec.decode(codec.encode(wav))[:, : wav.shape[1]], wav))
@@ -452,15 +458,8 @@ def test_frequency_head_trains_its_deviation_and_leaves_older_configs_alone() ->
     codec = SoundStream(cfg).train()
     assert torch.equal(codec.decoder.freq.weight, torch.zeros_like(codec.decoder.freq.weight))
     wav = tones(0.5, batch=2)
-    opt = torch.optim.Adam(codec.parameters(), lr=1e-2)
-    first = None
-    for _ in range(30):
-        total, parts = codec.loss(wav, n_levels=4)
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-        first = float(parts["freq"]) if first is None else first
-    assert float(parts["freq"]) < 0.7 * first, (first, float(parts["freq"]))
+    first, last = train_steps(codec, wav, 30, 1e-2, "freq")
+    assert last < 0.7 * first, (first, last)
     codec.eval()
     with torch.no_grad():
         assert codec.decode(codec.encode(wav)).shape == (2, 8000)
