@@ -5,6 +5,10 @@ model (``eval_embedded --model OUT``, ``prompt_properties --model OUT``).
 
     python scripts/swap_parts.py --joint runs/joint_text/run -o runs/joint_text/model
     python scripts/swap_parts.py --codec runs/codec_decoder/decoder_onset -o runs/codec_decoder/model
+    python scripts/swap_parts.py --stage semantic=runs/embedded_next/model -o runs/embedded_next/model_s1
+
+``--stage NAME=MODEL`` takes one stage (``semantic``, ``coarse`` or ``fine``) from another exported model of the same
+preset and tokenizers, to measure one retrained stage beside the shipped others.
 
 With a joint model trained on its text side alone (``train_parts: text``) its music tower is the model's own, so
 every music embedding the stages learnt from is unchanged; with a codec whose decoder alone was trained on
@@ -39,10 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="embedded")
     p.add_argument("--joint", help="a joint training run or an exported joint model")
     p.add_argument("--codec", help="a tokenizer directory or a codec training run")
+    p.add_argument("--stage", action="append", default=[], metavar="NAME=MODEL",
+                   help="take stage NAME (semantic, coarse, fine) from exported model MODEL (repeatable)")
     p.add_argument("-o", "--out", required=True)
     args = p.parse_args(argv)
-    if not (args.joint or args.codec):
-        p.error("give --joint, --codec or both")
+    if not (args.joint or args.codec or args.stage):
+        p.error("give --joint, --codec or --stage")
     import torch
 
     from v2meow.pipeline import V2Meow
@@ -67,6 +73,17 @@ def main(argv: list[str] | None = None) -> int:
         same = model.codec.identity()["codes"] == before
         said.append(f"codec from {args.codec}; parts that differ: {', '.join(moved) or 'none'}; encoder and "
                     f"codebooks {'unchanged: the stages write the same codes' if same else 'CHANGED'}")
+    for spec in args.stage:
+        name, _, other_dir = spec.partition("=")
+        if name not in ("semantic", "coarse", "fine") or not other_dir or getattr(model, name, None) is None:
+            raise SystemExit(f"--stage wants NAME=MODEL with a stage this model has, got {spec!r}.")
+        other = V2Meow.from_pretrained(other_dir)
+        if (other.codec.identity()["codes"], other.semantic_tokenizer.identity()) != \
+                (model.codec.identity()["codes"], model.semantic_tokenizer.identity()):
+            raise SystemExit(f"{other_dir} was trained on other tokenizers than {args.model}.")
+        moved = swap(getattr(model, name), getattr(other, name).state_dict(), f"{name} of {other_dir}")
+        setattr(model.cfg, name, getattr(other.cfg, name))
+        said.append(f"{name} stage from {other_dir}; parts that differ: {', '.join(moved) or 'none'}")
     out = model.save_pretrained(args.out, dtype=torch.float16)
     print(f"{out}: " + "; ".join(said))
     return 0
