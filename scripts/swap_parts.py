@@ -7,8 +7,9 @@ model (``eval_embedded --model OUT``, ``prompt_properties --model OUT``).
     python scripts/swap_parts.py --codec runs/codec_decoder/decoder_onset -o runs/codec_decoder/model
     python scripts/swap_parts.py --stage semantic=runs/embedded_next/model -o runs/embedded_next/model_s1
 
-``--stage NAME=MODEL`` takes one stage (``semantic``, ``coarse`` or ``fine``) from another exported model of the same
-preset and tokenizers, to measure one retrained stage beside the shipped others.
+``--stage NAME=MODEL`` takes one stage's weights (``semantic``, ``coarse`` or ``fine``) from another exported model of
+the same preset and tokenizers, to measure one retrained stage beside the shipped others; the stage's settings
+(sampling, guidance) stay those of ``--model``.
 
 With a joint model trained on its text side alone (``train_parts: text``) its music tower is the model's own, so
 every music embedding the stages learnt from is unchanged; with a codec whose decoder alone was trained on
@@ -81,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         if (other.codec.identity()["codes"], other.semantic_tokenizer.identity()) != \
                 (model.codec.identity()["codes"], model.semantic_tokenizer.identity()):
             raise SystemExit(f"{other_dir} was trained on other tokenizers than {args.model}.")
+        # the weights only: the stage's settings (sampling, guidance) stay --model's
         moved = swap(getattr(model, name), getattr(other, name).state_dict(), f"{name} of {other_dir}")
-        setattr(model.cfg, name, getattr(other.cfg, name))
         said.append(f"{name} stage from {other_dir}; parts that differ: {', '.join(moved) or 'none'}")
     out = model.save_pretrained(args.out, dtype=torch.float16)
     print(f"{out}: " + "; ".join(said))
