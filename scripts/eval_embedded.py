@@ -71,14 +71,14 @@ def prompt_gains(model, vids: list[Path], seconds: float, guidance: float = 1.0,
     return rows
 
 
-def heldout_videos(n: int, out: Path) -> Path:
-    """A folder of links to the first ``n`` held-out synth-data videos (with their sidecars)."""
+def heldout_videos(n: int, out: Path, skip: int = 0) -> Path:
+    """A folder of links to ``n`` held-out synth-data videos (with their sidecars), after the first ``skip``."""
     folder = out / "heldout_videos"
     folder.mkdir(parents=True, exist_ok=True)
     from v2meow.data.extract import heldout_flag
 
     found = [v for v in sorted((ROOT / "data_cache" / "videos").rglob("*.mp4")) if heldout_flag(v) is True]
-    for video in found[:n]:
+    for video in found[skip : skip + n]:
         for src in (video, video.with_suffix(".json")):
             dst = folder / src.name
             if not dst.exists():
@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                         "preset with the shipped tokenizers, so it always matches the shipped vocabularies)")
     p.add_argument("--out", default=str(ROOT / "runs" / "embedded" / "eval"))
     p.add_argument("--videos", type=int, default=16, help="held-out videos scored")
+    p.add_argument("--skip-videos", type=int, default=0,
+                   help="take the held-out videos after the first N: a set no earlier release was chosen on")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--candidates", type=int, default=4,
                    help="evaluate and rhythm: also the trained model's best of N by the video's beats")
@@ -338,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     models = {"trained": model_path(args.model), "untrained": args.untrained or str(untrained_model(out))}
     runs = {k: v for k, v in models.items() if not args.models or k in args.models.split(",")}
-    videos = heldout_videos(args.videos, out)
+    videos = heldout_videos(args.videos, out, args.skip_videos)
 
     if "evaluate" not in skip:
         scored = [] if args.best_only and args.candidates > 1 else [(name, path, 1) for name, path in runs.items()]
