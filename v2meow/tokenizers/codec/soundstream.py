@@ -25,13 +25,11 @@ from v2meow.tokenizers.codec.base import AcousticCodec, config_hash, weights_fin
 from v2meow.tokenizers.codec.losses import MultiScaleMelLoss, MultiScaleSTFTLoss
 from v2meow.tokenizers.codec.rvq import ResidualVQ, RVQConfig
 from v2meow.tokenizers.codec.spectral import (  # noqa: F401  (importable from here as before)
-    across_bins,
-    floored_log_mag,
     frame_level,
     frequency_deviation_loss,
     istft_same,
-    locked_phase,
     phase_advance,
+    phase_from_frequency,
     phase_from_gradient,
     stft_same,
 )
@@ -414,17 +412,9 @@ class _FrameDecoder(nn.Module):
         if self.freq is None:
             return mag, phase, None
         deviation = math.pi * torch.tanh(self.freq(x).float())
-        k = torch.arange(self.bins, device=x.device, dtype=torch.float32)
         # The deviation learns from its own loss (freq_weight) only: through a phase integrated over many frames
         # the reconstruction losses' gradients are large and erratic.
-        per_frame = (2 * math.pi * self.hop / self.n_fft) * k[None, :, None] + deviation.detach()
-        floored = floored_log_mag(mag)
-        per_bin = across_bins(floored, self.n_fft, self.hop)
-        j, angles = start if start is not None else (0, torch.angle(phase[:, :, 0]))
-        parts = [] if j == 0 else [locked_phase(floored[..., :j], per_frame[..., :j], per_bin[..., :j],
-                                                start=torch.angle(phase[:, :, 0]))]
-        parts.append(locked_phase(floored[..., j:], per_frame[..., j:], per_bin[..., j:], start=angles))
-        return mag, torch.cat(parts, -1), deviation
+        return mag, phase_from_frequency(mag, deviation.detach(), phase, self.n_fft, self.hop, start), deviation
 
     def waveform(self, mag: Tensor, phase: Tensor) -> Tensor:
         """Magnitudes and unit phases ``[B, F, T_a]`` → ``wav [B, T_a * hop]`` (inverse STFT)."""

@@ -120,6 +120,24 @@ def locked_phase(log_mag: Tensor, per_frame: Tensor, per_bin: Tensor, start: Ten
     return torch.polar(torch.ones_like(angle), angle)
 
 
+def phase_from_frequency(mag: Tensor, deviation: Tensor, first: Tensor, n_fft: int, hop: int,
+                         start: tuple[int, Tensor] | None = None) -> Tensor:
+    """Phases ``[B, F, T_a]`` for magnitudes ``mag`` from each bin's turn per hop beyond its own advance
+    (``deviation``, radians), peak-locked (:func:`locked_phase`), frame 0's peaks starting from the phases of
+    ``first`` (complex unit numbers ``[B, F, T_a]``; only frame 0 is read). ``start``: ``(j, angles [B, F])``,
+    the phases frame ``j`` continues from instead (an earlier window's at the same frame); frames before ``j``
+    are integrated from frame 0 as without it."""
+    k = torch.arange(mag.shape[1], device=mag.device, dtype=torch.float32)
+    per_frame = (2 * math.pi * hop / n_fft) * k[None, :, None] + deviation
+    floored = floored_log_mag(mag)
+    per_bin = across_bins(floored, n_fft, hop)
+    j, angles = start if start is not None else (0, torch.angle(first[:, :, 0]))
+    parts = [] if j == 0 else [locked_phase(floored[..., :j], per_frame[..., :j], per_bin[..., :j],
+                                            start=torch.angle(first[:, :, 0]))]
+    parts.append(locked_phase(floored[..., j:], per_frame[..., j:], per_bin[..., j:], start=angles))
+    return torch.cat(parts, -1)
+
+
 def frequency_deviation_loss(deviation: Tensor, spec: Tensor, n_fft: int, hop: int) -> Tensor:
     """How far predicted instantaneous frequencies are from the input's: ``deviation [B, F, T_a]``, each bin's
     predicted turn per hop beyond its own advance (radians), against the complex STFT ``spec [B, F, T_a]`` of the
