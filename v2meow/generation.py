@@ -138,18 +138,7 @@ def decode_chunks(model, codes: Tensor, progress: Callable[[int, int], None] | N
     g = model.cfg.generation
     rate = model.cfg.codec.frame_rate
     chunk = max(1, int(round(g.decode_chunk_seconds * rate)))
-    margin = int(round(g.decode_margin_seconds * rate))
-    hop = model.codec.hop_length
-    total = codes.shape[-1]
-    pieces, carry = [], None
-    for a in range(0, total, chunk):
-        b = min(total, a + chunk)
-        lo, hi = model.codec.aligned_start(a - margin), min(total, b + margin)  # where it codes as whole
-        wav, carry = model.codec.decode_window(codes[..., lo:hi], lo, a, carry)  # continues the window before
-        pieces.append(wav[..., (a - lo) * hop: (b - lo) * hop])
-        if progress is not None:
-            progress(b, total)
-    return torch.cat(pieces, -1)
+    return model.codec.decode_windows(codes, chunk, int(round(g.decode_margin_seconds * rate)), progress)
 
 
 def check_start(cfg, start: float, duration: float) -> float:

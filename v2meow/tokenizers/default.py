@@ -148,15 +148,8 @@ class Tokenizers:
     def decode(self, codes: Tensor, window_seconds: float = 30.0, context_seconds: float = 1.0) -> Tensor:
         """Codes ``[n, T_a]`` → ``wav [T_a * hop]``, decoded in windows with context."""
         hop = self.codec.hop_length
-        win = _frames(window_seconds, self.sample_rate, hop)
-        ctx = _frames(context_seconds, self.sample_rate, hop)
-        t_a = codes.shape[-1]
-        pieces, carry = [], None
-        for start in range(0, t_a, win):
-            a, b = self.codec.aligned_start(start - ctx), min(t_a, start + win + ctx)
-            wav, carry = self.codec.decode_window(codes[None, :, a:b], a, start, carry)  # continues the window before
-            pieces.append(wav[0, (start - a) * hop : (min(t_a, start + win) - a) * hop])
-        return torch.cat(pieces) if pieces else codes.new_zeros(0, dtype=torch.float32)
+        win, ctx = _frames(window_seconds, self.sample_rate, hop), _frames(context_seconds, self.sample_rate, hop)
+        return self.codec.decode_windows(codes[None], win, ctx)[0]
 
 
 @torch.no_grad()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -101,6 +102,22 @@ class AcousticCodec(nn.Module, abc.ABC):
         whose decode carries state from frame to frame (a phase integrated over time) continues it from ``carry``,
         what the window before returned; this one has none."""
         return self.decode(codes), None
+
+    def decode_windows(self, codes: Tensor, window: int, context: int,
+                       progress: Callable[[int, int], None] | None = None) -> Tensor:
+        """Codes ``[B, n, T_a]`` → ``wav [B, T_a * hop]`` decoded ``window`` frames at a time, each seeing
+        ``context`` frames on both sides (started on the :attr:`frame_cycle`), so memory stays flat with length;
+        each window continues the one before (:meth:`decode_window`). ``progress(done, total)`` in frames."""
+        hop, total = self.hop_length, codes.shape[-1]
+        pieces, carry = [], None
+        for a in range(0, total, window):
+            b = min(total, a + window)
+            lo, hi = self.aligned_start(a - context), min(total, b + context)  # where it codes as whole
+            wav, carry = self.decode_window(codes[..., lo:hi], lo, a, carry)
+            pieces.append(wav[..., (a - lo) * hop : (b - lo) * hop])
+            if progress is not None:
+                progress(b, total)
+        return torch.cat(pieces, -1) if pieces else codes.new_zeros(*codes.shape[:-2], 0, dtype=torch.float32)
 
     def check_codes(self, codes: Tensor, identity: dict[str, Any]) -> None:
         """Refuse codes stamped by another codec, or codes that cannot be this codec's.
