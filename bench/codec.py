@@ -332,10 +332,11 @@ def tones(codec, pitches=TONES, seconds: float = TONE_SECONDS) -> dict[str, dict
     pitch, with the rows' means: does the decoder keep partials at their own frequencies?"""
     sr = codec.sample_rate
     x = torch.stack([harmonic_tone(f, seconds, sr) for f in pitches])  # [P, T]
-    rows = {f"codec, {codec.num_levels} levels": codec.decode(codec.encode(x))}
+    codes = codec.encode(x)
+    rows = {f"codec, {codec.num_levels} levels": codec.decode(codes)}
     if getattr(codec.config, "body", None) == "frame":
         rows[f"codec, {codec.num_levels} levels, phase-gradient phase"] = codec.decode_magnitudes(
-            codec.encode(x), 0, start="gradient")
+            codes, 0, start="gradient")
         rows["exact STFT magnitude, phase-gradient phase"] = gradient_phase(x, codec.config)
     rows["exact STFT magnitude, random phase"] = random_phase(x)
     rows["input low-passed at 4 kHz"] = lowpass(x, sr)

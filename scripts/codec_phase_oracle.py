@@ -23,14 +23,12 @@ sys.path.insert(0, str(ROOT))
 
 def true_advance(codec, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The input's STFT in the codec's frames and each bin's observed phase turn per frame (radians)."""
-    from v2meow.tokenizers.codec.spectral import stft_same
+    from v2meow.tokenizers.codec.spectral import observed_deviation, stft_same
 
     dec = codec.decoder
     spec = stft_same(wav, dec.n_fft, dec.hop, dec.window)
     k = torch.arange(spec.shape[1])[None, :, None]
-    expected = 2 * math.pi * k * dec.hop / dec.n_fft
-    turn = torch.angle(spec[:, :, 1:] * spec[:, :, :-1].conj()) - expected
-    turn = expected + torch.remainder(turn + math.pi, 2 * math.pi) - math.pi
+    turn = 2 * math.pi * k * dec.hop / dec.n_fft + observed_deviation(spec, dec.n_fft, dec.hop)
     return spec, torch.cat([turn[:, :, :1], turn], 2)
 
 

@@ -138,14 +138,21 @@ def phase_from_frequency(mag: Tensor, deviation: Tensor, first: Tensor, n_fft: i
     return torch.cat(parts, -1)
 
 
+def observed_deviation(spec: Tensor, n_fft: int, hop: int) -> Tensor:
+    """Each bin's observed phase turn from frame ``t - 1`` to ``t`` beyond its own advance, wrapped to
+    [-pi, pi): ``[B, F, T_a - 1]`` for a complex STFT ``spec [B, F, T_a]`` (:func:`stft_same`)."""
+    k = torch.arange(spec.shape[1], device=spec.device, dtype=torch.float32)[None, :, None]
+    turn = torch.angle(spec[:, :, 1:] * spec[:, :, :-1].conj()) - (2 * math.pi * hop / n_fft) * k
+    return torch.remainder(turn + math.pi, 2 * math.pi) - math.pi
+
+
 def frequency_deviation_loss(deviation: Tensor, spec: Tensor, n_fft: int, hop: int) -> Tensor:
     """How far predicted instantaneous frequencies are from the input's: ``deviation [B, F, T_a]``, each bin's
     predicted turn per hop beyond its own advance (radians), against the complex STFT ``spec [B, F, T_a]`` of the
     input (:func:`stft_same`). Per step from frame ``t - 1`` to ``t``, ``1 - cos`` of the difference between the
     mean of the two frames' predictions and the observed phase turn beyond the bin's advance, weighted by the
     geometric mean of the two frames' magnitudes (noise-only bins, whose observed turn is random, weigh little)."""
-    k = torch.arange(spec.shape[1], device=spec.device, dtype=torch.float32)[None, :, None]
-    observed = torch.angle(spec[:, :, 1:] * spec[:, :, :-1].conj()) - (2 * math.pi * hop / n_fft) * k
+    observed = observed_deviation(spec, n_fft, hop)
     predicted = 0.5 * (deviation[:, :, 1:] + deviation[:, :, :-1])
     weight = (spec[:, :, 1:].abs() * spec[:, :, :-1].abs()).sqrt().detach()
     return (weight * (1 - torch.cos(predicted - observed))).sum() / weight.sum().clamp_min(1e-8)
