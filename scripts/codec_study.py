@@ -67,6 +67,17 @@ VARIANTS = {
                           {"codec": {"level_estimate": "log_rms", "num_levels": 4, "phase_head": "frequency",
                                      "freq_weight": 1.0}, "band_limit_hz": [5000.0, 8000.0],
                            "train_parts": "decoder", "lr": 5e-4, "warmup_steps": 100, "onset_weight": 5.0}),
+    "frequency_low": ("the shipped codec with a frequency head below 1 kHz trained alone (`train_parts: frequency`): "
+                      "the codes, the magnitudes and the phase above 1 kHz stay as shipped; the phase below it is "
+                      "integrated from each bin's predicted frequency, so bass notes keep their pitch",
+                      {"codec": {"level_estimate": "log_rms", "num_levels": 4, "phase_head": "frequency",
+                                 "freq_weight": 1.0, "freq_below_hz": 1000.0}, "band_limit_hz": [5000.0, 8000.0],
+                       "train_parts": "frequency", "lr": 2e-3, "warmup_steps": 50}),
+    "frequency_low_mlp": ("the same head with a hidden layer of 512 (kernel 3 over frames, `freq_hidden`)",
+                          {"codec": {"level_estimate": "log_rms", "num_levels": 4, "phase_head": "frequency",
+                                     "freq_weight": 1.0, "freq_below_hz": 1000.0, "freq_hidden": 512},
+                           "band_limit_hz": [5000.0, 8000.0], "train_parts": "frequency", "lr": 1e-3,
+                           "warmup_steps": 50}),
     "conv_levels": ("SoundStream's sample-rate convolutional encoder and decoder (channels 16) with gain "
                     "augmentation", {"codec": {"body": "conv", "channels": 16, **OLD}}),
 }

@@ -13,8 +13,9 @@ the same preset and tokenizers, to measure one retrained stage beside the shippe
 
 With a joint model trained on its text side alone (``train_parts: text``) its music tower is the model's own, so
 every music embedding the stages learnt from is unchanged; with a codec whose decoder alone was trained on
-(``train_parts: decoder``) its encoder and codebooks are the model's own, so every token the stages write decodes
-as before, through the new decoder. The script says whether each holds.
+(``train_parts: decoder``, or ``frequency`` for a frequency head added to it) its encoder and codebooks are the
+model's own, so every token the stages write decodes as before, through the new decoder. The script says whether
+each holds.
 """
 
 from __future__ import annotations
@@ -70,7 +71,14 @@ def main(argv: list[str] | None = None) -> int:
 
         codec, _ = load_codec(args.codec)
         before = model.codec.identity()["codes"]
-        moved = swap(model.codec, codec.state_dict(), args.codec)
+        if codec.config.to_dict() == model.codec.config.to_dict():
+            moved = swap(model.codec, codec.state_dict(), args.codec)
+        else:  # a decoder with another head (a frequency head trained on the same codes): the codec whole
+            mine, theirs = model.codec.state_dict(), codec.state_dict()
+            moved = sorted({k.split(".")[0] for k in theirs if k not in mine or not torch.equal(
+                mine[k].float(), theirs[k].float())})
+            model.codec = codec.to(next(model.codec.parameters()).dtype).eval()
+            model.cfg = model.cfg.replace(codec=model.cfg.codec.replace(soundstream=codec.config))
         same = model.codec.identity()["codes"] == before
         said.append(f"codec from {args.codec}; parts that differ: {', '.join(moved) or 'none'}; encoder and "
                     f"codebooks {'unchanged: the stages write the same codes' if same else 'CHANGED'}")

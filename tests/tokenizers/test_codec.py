@@ -465,16 +465,39 @@ def test_frequency_head_trains_its_deviation_and_leaves_older_configs_alone() ->
         assert codec.decode(codec.encode(wav)).shape == (2, 8000)
 
 
-def test_chunked_decode_continues_the_integrated_phase_across_windows() -> None:
+def test_a_low_band_frequency_head_leaves_the_phase_above_its_cutoff_to_the_unit_head() -> None:
+    unit_cfg = SoundStreamConfig.debug("frame").replace(n_fft=1280, phase_advance=True)
+    cfg = unit_cfg.replace(phase_head="frequency", freq_below_hz=500.0, freq_hidden=16)
+    assert {"freq_below_hz": 500.0, "freq_hidden": 16}.items() <= cfg.to_dict().items()
+    assert "freq_below_hz" not in cfg.replace(freq_below_hz=0.0).to_dict()  # 0: every bin, as codecs before it
+    torch.manual_seed(0)
+    codec = SoundStream(cfg).eval()
+    torch.nn.init.normal_(codec.decoder.freq[-1].weight, std=0.3)
+    unit = SoundStream(unit_cfg).eval()
+    missing = unit.load_state_dict(codec.state_dict(), strict=False).unexpected_keys
+    assert missing and all(k.startswith("decoder.freq.") for k in missing)  # the same codec but for the head
+    z = codec.quantizer.decode(torch.randint(0, cfg.codebook_size, (1, cfg.num_levels, 40)))
+    with torch.no_grad():
+        mag, phase, deviation = codec.decoder.spectrum_parts(z)
+        mag_u, phase_u = unit.decoder.spectrum(z)
+    n = 40  # 500 Hz at 12.5 Hz a bin
+    assert deviation.shape[1] == n and torch.equal(mag, mag_u)
+    assert torch.allclose(phase[:, n:], phase_u[:, n:])
+    assert (phase[:, :n, 1:] - phase_u[:, :n, 1:]).abs().mean() > 0.1
+
+
+@pytest.mark.parametrize("below, hidden", [(0.0, 0), (500.0, 16)])
+def test_chunked_decode_continues_the_integrated_phase_across_windows(below: float, hidden: int) -> None:
     from types import SimpleNamespace
 
     from v2meow.generation import decode_chunks
 
     torch.manual_seed(0)
-    cfg = SoundStreamConfig.debug("frame").replace(n_fft=1280, phase_advance=True, phase_head="frequency")
+    cfg = SoundStreamConfig.debug("frame").replace(n_fft=1280, phase_advance=True, phase_head="frequency",
+                                                   freq_below_hz=below, freq_hidden=hidden)
     codec = SoundStream(cfg).eval()
-    nn_init = torch.nn.init
-    nn_init.normal_(codec.decoder.freq.weight, std=0.3)  # deviations that matter, as a trained head's do
+    last = codec.decoder.freq[-1] if hidden else codec.decoder.freq
+    torch.nn.init.normal_(last.weight, std=0.3)  # deviations that matter, as a trained head's do
     codes = torch.randint(0, cfg.codebook_size, (2, cfg.num_levels, 200))  # 4 s
     generation = SimpleNamespace(decode_chunk_seconds=1.0, decode_margin_seconds=0.5)
     model = SimpleNamespace(codec=codec, cfg=SimpleNamespace(generation=generation, codec=cfg))

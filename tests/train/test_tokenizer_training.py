@@ -471,6 +471,24 @@ def test_decoder_only_training_keeps_every_token_and_changes_the_decoder(music: 
         base.replace(train_parts="encoder").validate()
 
 
+def test_frequency_only_training_changes_the_frequency_head_alone(music: Path, tmp_path: Path) -> None:
+    base = codec_config(max_steps=3)
+    base = base.replace(codec=base.codec.replace(phase_advance=True))
+    CodecTrainer(base, music, tmp_path / "old").fit(progress=False)
+    old, _ = load_codec_run(tmp_path / "old")
+    head = base.codec.replace(phase_head="frequency", freq_below_hz=2000.0)
+    cfg = base.replace(max_steps=4, train_parts="frequency", codec=head)
+    warm = CodecTrainer(cfg, music, tmp_path / "freq")
+    assert warm.init_from(tmp_path / "old") == ["decoder.freq.weight", "decoder.freq.bias"]
+    warm.fit(progress=False)
+    new, _ = load_codec_run(tmp_path / "freq")
+    a, b = old.state_dict(), new.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # everything the codec had, as it was
+    assert b["decoder.freq.weight"].abs().sum() > 0  # the head (zero at first) trained
+    with pytest.raises(UserError, match="frequency"):
+        base.replace(train_parts="frequency").validate()  # a codec without the head has nothing to train
+
+
 def test_random_band_limits_empty_the_top_band_of_a_share_of_the_crops() -> None:
     from v2meow.train.tokenizers.common import random_band_limits
 

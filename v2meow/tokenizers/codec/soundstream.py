@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from v2meow.configbase import Config, check
 from v2meow.tokenizers.codec.base import AcousticCodec, config_hash, weights_fingerprint
+from v2meow.tokenizers.codec.layers import ChannelNorm, ConvNeXtBlock, ResidualUnit, SameConv1d, TrimConvTranspose1d
 from v2meow.tokenizers.codec.losses import MultiScaleMelLoss, MultiScaleSTFTLoss
 from v2meow.tokenizers.codec.rvq import ResidualVQ, RVQConfig
 from v2meow.tokenizers.codec.spectral import (  # noqa: F401  (importable from here as before)
@@ -90,9 +90,13 @@ class SoundStreamConfig(Config):
     # bin's instantaneous frequency (its deviation from the bin's advance, radians per hop) and integrates the phase
     # from frame to frame with every bin locked to its nearest spectral peak; the unit head then only sets the
     # first frame. Trained by freq_weight times the magnitude-weighted cosine distance between the predicted and the
-    # input's observed phase advance, beside the reconstruction losses.
+    # input's observed phase advance, beside the reconstruction losses. freq_below_hz > 0 keeps the integrated phase
+    # (and the head, and its loss) to the bins below that frequency, the unit head's phase above it. freq_hidden > 0
+    # gives the head a hidden layer of that width (kernel 3 over frames) instead of one linear map.
     phase_head: str = "unit"
     freq_weight: float = 1.0
+    freq_below_hz: float = 0.0
+    freq_hidden: int = 0
     # quantiser training (see RVQConfig)
     ema: bool = True
     ema_decay: float = 0.99
@@ -120,7 +124,10 @@ class SoundStreamConfig(Config):
             if not out[name]:
                 del out[name]
         if out["phase_head"] == "unit":
-            del out["phase_head"], out["freq_weight"]
+            del out["phase_head"], out["freq_weight"], out["freq_below_hz"], out["freq_hidden"]
+        for name in ("freq_below_hz", "freq_hidden"):
+            if not out.get(name, 1):
+                del out[name]
         if out["level_estimate"] == "mean_log":
             del out["level_estimate"]
         return out
@@ -131,7 +138,9 @@ class SoundStreamConfig(Config):
               f"SoundStream phase_head must be one of {', '.join(PHASE_HEADS)}, got {self.phase_head!r}.")
         check(self.phase_head == "unit" or (self.body == "frame" and self.phase_advance),
               "SoundStream phase_head 'frequency' needs the frame body with phase_advance.")
-        check(self.freq_weight >= 0, f"SoundStream freq_weight must be >= 0, got {self.freq_weight}.")
+        check(min(self.freq_weight, self.freq_below_hz, self.freq_hidden) >= 0,
+              "SoundStream freq_weight, freq_below_hz and freq_hidden must be >= 0, "
+              f"got {self.freq_weight}, {self.freq_below_hz}, {self.freq_hidden}.")
         check(self.level_estimate in LEVEL_ESTIMATES,
               f"SoundStream level_estimate must be one of {', '.join(LEVEL_ESTIMATES)}, got {self.level_estimate!r}.")
         check(self.sample_rate > 0 and self.frame_rate > 0, "SoundStream sample_rate and frame_rate must be > 0.")
@@ -190,56 +199,7 @@ class SoundStreamConfig(Config):
         )
 
 
-# ---- building blocks ------------------------------------------------------------------------------------
-
-
-class _Conv1d(nn.Conv1d):
-    """Conv1d whose padding makes ``T_out = T / stride`` (``T`` a multiple of the stride); causal pads left only."""
-
-    def __init__(
-        self,
-        cin: int,
-        cout: int,
-        kernel: int,
-        stride: int = 1,
-        dilation: int = 1,
-        causal: bool = False,
-        groups: int = 1,
-    ) -> None:
-        super().__init__(cin, cout, kernel, stride=stride, dilation=dilation, groups=groups)
-        total = dilation * (kernel - 1) - (stride - 1)
-        left = total if causal else total // 2
-        self.pad = (left, total - left)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(F.pad(x, self.pad))
-
-
-class _ConvTranspose1d(nn.ConvTranspose1d):
-    """Kernel ``2 s``, stride ``s``: ``T_out = T * s``, trimming the overhang (all on the right when causal)."""
-
-    def __init__(self, cin: int, cout: int, stride: int, causal: bool) -> None:
-        super().__init__(cin, cout, 2 * stride, stride=stride)
-        left = 0 if causal else stride // 2
-        self.trim = (left, stride - left)
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = super().forward(x)  # [B, C, T*s + s]
-        return y[..., self.trim[0] : y.shape[-1] - self.trim[1]]
-
-
-class _ResidualUnit(nn.Module):
-    def __init__(self, channels: int, dilation: int, kernel: int, causal: bool) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.ELU(),
-            _Conv1d(channels, channels, kernel, dilation=dilation, causal=causal),
-            nn.ELU(),
-            _Conv1d(channels, channels, 1),
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.net(x)
+# ---- the two bodies ----------------------------------------------------------------------------------
 
 
 class _ConvEncoder(nn.Module):
@@ -247,13 +207,13 @@ class _ConvEncoder(nn.Module):
 
     def __init__(self, c: SoundStreamConfig) -> None:
         super().__init__()
-        layers: list[nn.Module] = [_Conv1d(1, c.channels, c.kernel_size, causal=c.causal)]
+        layers: list[nn.Module] = [SameConv1d(1, c.channels, c.kernel_size, causal=c.causal)]
         ch = c.channels
         for s in c.strides:
-            layers += [_ResidualUnit(ch, d, c.kernel_size, c.causal) for d in c.dilations]
-            layers += [nn.ELU(), _Conv1d(ch, 2 * ch, 2 * s, stride=s, causal=c.causal)]
+            layers += [ResidualUnit(ch, d, c.kernel_size, c.causal) for d in c.dilations]
+            layers += [nn.ELU(), SameConv1d(ch, 2 * ch, 2 * s, stride=s, causal=c.causal)]
             ch *= 2
-        layers += [nn.ELU(), _Conv1d(ch, c.latent_dim, 3, causal=c.causal)]
+        layers += [nn.ELU(), SameConv1d(ch, c.latent_dim, 3, causal=c.causal)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, wav: Tensor) -> Tensor:
@@ -266,38 +226,16 @@ class _ConvDecoder(nn.Module):
     def __init__(self, c: SoundStreamConfig) -> None:
         super().__init__()
         ch = c.channels * 2 ** len(c.strides)
-        layers: list[nn.Module] = [_Conv1d(c.latent_dim, ch, c.kernel_size, causal=c.causal)]
+        layers: list[nn.Module] = [SameConv1d(c.latent_dim, ch, c.kernel_size, causal=c.causal)]
         for s in reversed(c.strides):
-            layers += [nn.ELU(), _ConvTranspose1d(ch, ch // 2, s, c.causal)]
+            layers += [nn.ELU(), TrimConvTranspose1d(ch, ch // 2, s, c.causal)]
             ch //= 2
-            layers += [_ResidualUnit(ch, d, c.kernel_size, c.causal) for d in c.dilations]
-        layers += [nn.ELU(), _Conv1d(ch, 1, c.kernel_size, causal=c.causal)]
+            layers += [ResidualUnit(ch, d, c.kernel_size, c.causal) for d in c.dilations]
+        layers += [nn.ELU(), SameConv1d(ch, 1, c.kernel_size, causal=c.causal)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)[:, 0]
-
-
-class _ChannelNorm(nn.LayerNorm):
-    """LayerNorm over the channels of ``[B, C, T]``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.transpose(1, 2)).transpose(1, 2)
-
-
-class _ConvNeXtBlock(nn.Module):
-    """Depthwise conv (time mixing) → LayerNorm → MLP (channel mixing) → layer scale, residual. ``[B, C, T]``."""
-
-    def __init__(self, dim: int, causal: bool, layer_scale: float) -> None:
-        super().__init__()
-        self.dwconv = _Conv1d(dim, dim, 7, causal=causal, groups=dim)
-        self.norm = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
-        self.gamma = nn.Parameter(torch.full((dim,), layer_scale))
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.norm(self.dwconv(x).transpose(1, 2))  # [B, T, C]
-        return x + (self.gamma * self.mlp(y)).transpose(1, 2)
 
 
 def _unit(v: Tensor) -> Tensor:
@@ -320,11 +258,11 @@ class _FrameEncoder(nn.Module):
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
         bins = c.n_fft // 2 + 1
         self.proj = nn.Conv1d(3 * bins, c.width, 1)
-        self.norm_in = _ChannelNorm(c.width)
+        self.norm_in = ChannelNorm(c.width)
         blocks = c.blocks if c.encoder_blocks < 0 else c.encoder_blocks
         scale = 1.0 / max(blocks, 1)
-        self.blocks = nn.Sequential(*(_ConvNeXtBlock(c.width, c.causal, scale) for _ in range(blocks)))
-        self.norm_out = _ChannelNorm(c.width)
+        self.blocks = nn.Sequential(*(ConvNeXtBlock(c.width, c.causal, scale) for _ in range(blocks)))
+        self.norm_out = ChannelNorm(c.width)
         self.out = nn.Conv1d(c.width, c.latent_dim, 1)
         self.level = _level_direction(c) if c.level_path else None
         self.level_estimate = c.level_estimate
@@ -358,11 +296,11 @@ class _FrameDecoder(nn.Module):
         self.n_fft, self.hop = c.n_fft, c.frame_hop
         self.bins = c.n_fft // 2 + 1
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
-        self.proj = _Conv1d(c.latent_dim, c.width, 7, causal=c.causal)
-        self.norm_in = _ChannelNorm(c.width)
+        self.proj = SameConv1d(c.latent_dim, c.width, 7, causal=c.causal)
+        self.norm_in = ChannelNorm(c.width)
         scale = 1.0 / max(c.blocks, 1)
-        self.blocks = nn.Sequential(*(_ConvNeXtBlock(c.width, c.causal, scale) for _ in range(c.blocks)))
-        self.norm_out = _ChannelNorm(c.width)
+        self.blocks = nn.Sequential(*(ConvNeXtBlock(c.width, c.causal, scale) for _ in range(c.blocks)))
+        self.norm_out = ChannelNorm(c.width)
         self.head = nn.Conv1d(c.width, 3 * self.bins, 1)
         self.level = _level_direction(c) if c.level_path else None
         self.phase_advance = c.phase_advance
@@ -374,9 +312,12 @@ class _FrameDecoder(nn.Module):
         # Frequency head: each bin's deviation from its own advance per hop; zero at first (bin-centre advance)
         self.freq = None
         if c.phase_head == "frequency":
-            self.freq = nn.Conv1d(c.width, self.bins, 1)
-            nn.init.zeros_(self.freq.weight)
-            nn.init.zeros_(self.freq.bias)
+            below = math.ceil(c.freq_below_hz * c.n_fft / c.sample_rate) if c.freq_below_hz > 0 else self.bins
+            last = nn.Conv1d(c.freq_hidden or c.width, min(below, self.bins), 1)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+            self.freq = nn.Sequential(SameConv1d(c.width, c.freq_hidden, 3, causal=c.causal), nn.GELU(), last
+                                      ) if c.freq_hidden else last
         # A Hann-windowed frame of a full-scale signal has magnitude at most n_fft / 2: never predict more.
         self.max_log_mag = math.log(c.n_fft / 2)
 
@@ -414,7 +355,10 @@ class _FrameDecoder(nn.Module):
         deviation = math.pi * torch.tanh(self.freq(x).float())
         # The deviation learns from its own loss (freq_weight) only: through a phase integrated over many frames
         # the reconstruction losses' gradients are large and erratic.
-        return mag, phase_from_frequency(mag, deviation.detach(), phase, self.n_fft, self.hop, start), deviation
+        n = deviation.shape[1]  # the bins it covers, from 0 Hz up
+        start = None if start is None else (start[0], start[1][:, :n])
+        low = phase_from_frequency(mag[:, :n], deviation.detach(), phase[:, :n], self.n_fft, self.hop, start)
+        return mag, torch.cat([low, phase[:, n:]], 1), deviation
 
     def waveform(self, mag: Tensor, phase: Tensor) -> Tensor:
         """Magnitudes and unit phases ``[B, F, T_a]`` → ``wav [B, T_a * hop]`` (inverse STFT)."""
@@ -558,7 +502,7 @@ class SoundStream(AcousticCodec):
         if self.config.frame_mag_weight > 0:
             losses["frame_mag"] = (mag.clamp_min(1e-5).log() - target.abs().clamp_min(1e-5).log()).abs().mean()
         if deviation is not None:
-            losses["freq"] = frequency_deviation_loss(deviation, target, dec.n_fft, dec.hop)
+            losses["freq"] = frequency_deviation_loss(deviation, target[:, : deviation.shape[1]], dec.n_fft, dec.hop)
         return dec.waveform(mag, phase)
 
     def loss(self, wav: Tensor, n_levels: int | None = None) -> tuple[Tensor, dict[str, Tensor]]:

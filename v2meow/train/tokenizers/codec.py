@@ -33,7 +33,7 @@ from v2meow.train.tokenizers.common import (
     random_levels,
 )
 
-TRAIN_PARTS = ("all", "decoder")
+TRAIN_PARTS = ("all", "decoder", "frequency")
 
 
 @dataclass
@@ -81,7 +81,8 @@ class CodecTrainConfig(Config):
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     # "all" trains the whole codec; "decoder" keeps the encoder and the codebooks as they are (warm-started from a
     # trained codec) and trains only the decoder: every token the stages learnt from stays the same, so a better
-    # decoder ships without re-extracting or retraining anything
+    # decoder ships without re-extracting or retraining anything; "frequency" trains only the decoder's frequency
+    # head (phase_head: frequency), so everything the codec rendered before stays but the phase where the head reaches
     train_parts: str = "all"
 
     def validate(self) -> None:
@@ -107,6 +108,8 @@ class CodecTrainConfig(Config):
         check(self.checkpoint_minutes > 0 and self.max_skipped_in_a_row >= 1, "checkpoint_minutes must be > 0.")
         check(self.threads >= 0 and self.precision in PRECISIONS, f"threads >= 0, precision one of {PRECISIONS}.")
         check(self.train_parts in TRAIN_PARTS, f"train_parts must be one of {TRAIN_PARTS}, got {self.train_parts!r}.")
+        check(self.train_parts != "frequency" or self.codec.phase_head == "frequency",
+              "train_parts 'frequency' trains the frequency head: it needs codec.phase_head 'frequency'.")
 
     @property
     def uses_discriminator(self) -> bool:
@@ -159,6 +162,9 @@ class CodecTrainer(_StepTrainer):
         if cfg.train_parts == "decoder":
             self.codec.encoder.requires_grad_(False)
             self.codec.quantizer.requires_grad_(False)
+        elif cfg.train_parts == "frequency":  # only the frequency head: the codec's sound stays, save the low band
+            self.codec.requires_grad_(False)
+            self.codec.decoder.freq.requires_grad_(True)
         trained = [p for p in self.codec.parameters() if p.requires_grad]
         self.opt_g = torch.optim.AdamW(trained, lr=cfg.lr, **kw)
         self.opt_d = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, **kw)
@@ -254,7 +260,7 @@ class CodecTrainer(_StepTrainer):
         before = {k: v.clone() for k, v in self.codec.quantizer.named_buffers()}
         stats: dict[str, float] = {}
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            if cfg.train_parts == "decoder":
+            if cfg.train_parts != "all":
                 recon, codes, q_losses = self._decode_frozen_codes(wav)
             else:
                 recon, codes, q_losses = self.codec(wav)
