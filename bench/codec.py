@@ -240,10 +240,15 @@ class Scores:
         }
 
     def paired(self, a: str, b: str) -> dict[str, float]:
-        """Mean and standard error over crops of the per-crop MS-STFT differences ``a - b`` (same crops)."""
-        d = (self.cat(a, "stft") - self.cat(b, "stft")).double()
-        se = float(d.std() / math.sqrt(len(d))) if len(d) > 1 else 0.0
-        return {"stft": float(d.mean()), "stft_se": se, "wins": float((d < 0).double().mean())}
+        """Mean and standard error over crops of the per-crop MS-STFT and fine-spectrum differences ``a - b`` (same
+        crops), and the share of crops where ``a`` is closer in MS-STFT."""
+        out: dict[str, float] = {}
+        for key in ("stft", "fine_db"):
+            d = (self.cat(a, key) - self.cat(b, key)).double()
+            out.update({key: float(d.mean()), f"{key}_se": float(d.std() / math.sqrt(len(d))) if len(d) > 1 else 0.0})
+            if key == "stft":
+                out["wins"] = float((d < 0).double().mean())
+        return out
 
 
 def band_limited(ref: Tensor, sr: int) -> dict[str, Tensor]:
@@ -256,8 +261,9 @@ def band_limited(ref: Tensor, sr: int) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32) -> dict:
-    """Every row and the level sweep on crops ``wav [N, T]``."""
+def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32, against=None) -> dict:
+    """Every row and the level sweep on crops ``wav [N, T]``; ``against``: ``(label, codec)``, another codec
+    (all its levels) as one more reference row, so the paired table compares the two crop by crop."""
     sr = codec.sample_rate
     levels = sorted({n for n in (1, 2, 4, info.get("coarse_levels") or 1, codec.num_levels) if n <= codec.num_levels})
     scores = Scores(sr)
@@ -289,6 +295,8 @@ def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32) -> d
         scores.update("input low-passed at 4 kHz", lowpass(ref, sr), ref)
         scores.update("exact STFT magnitude, random phase", random_phase(ref, seed=start), ref)
         scores.update("log-mel (80) + Griffin-Lim (64 it.)", mel_griffin_lim(ref, sr), ref)
+        if against is not None:
+            scores.update(against[0], against[1].decode(against[1].encode(ref)), ref)
         for level in SWEEP_DBFS:
             x = scale_to_dbfs(ref, level).clamp(-1.0, 1.0)
             sweep.update(f"{level:g} dBFS", codec.decode(codec.encode(x)), x)
@@ -350,14 +358,17 @@ def tones(codec, pitches=TONES, seconds: float = TONE_SECONDS) -> dict[str, dict
 
 
 def run(model: str | None, sets: dict[str, tuple[Path, str]], crops: int, seconds: float, batch: int,
-        max_tracks: int = 0) -> dict:
+        max_tracks: int = 0, against: str | None = None) -> dict:
     codec, info = load_codec(model)
     codec.eval()
+    other = None
+    if against is not None:  # "shipped": the shipped tokenizers' codec
+        other = (f"other codec: {against}", load_codec(None if against == "shipped" else against)[0].eval())
     out = {"codec": codec.identity(), "model": info, "params": sum(p.numel() for p in codec.parameters()),
            "seconds": seconds, "bands": octave_bands(codec.sample_rate), "sets": {}, "tones": tones(codec)}
     for label, (folder, split) in sets.items():
         wav, names, has_sources = heldout_crops(folder, codec.sample_rate, crops, seconds, max_tracks, split)
-        res = measure(codec, info, wav, batch)
+        res = measure(codec, info, wav, batch, against=other)
         res.update(crops=wav.shape[0], tracks=len({n.split("@")[0] for n in names}), folder=str(folder),
                    split=split if has_sources else "all (no sources.json)")
         out["sets"][label] = res
@@ -417,7 +428,8 @@ def print_table(res: dict) -> None:
             print(f"| {name:<24} | {r['gain_db']:>+7.2f} | {r['stft']:>7.2f} | {r['hum_ratio']:>7.2f} |")
         print(f"\nPaired, crop by crop: {s['full']} minus each reference (negative = the codec is closer):")
         for ref, d in s["paired"].items():
-            print(f"  vs {ref:<44} MS-STFT {d['stft']:+.2f} ± {d['stft_se']:.2f} (closer on {d['wins']:.0%} of crops)")
+            print(f"  vs {ref:<44} MS-STFT {d['stft']:+.2f} ± {d['stft_se']:.2f} (closer on {d['wins']:.0%} of crops), "
+                  f"fine dB {d['fine_db']:+.2f} ± {d['fine_db_se']:.2f}")
         k = s["checks"]
         print(f"\nchecks: hum {k['hum_ratio']:.2f}x input ({'ok' if k['hum_within_1.25x_input'] else 'over'} 1.25); "
               f"added clipping {_pct(k['added_clipping'])} at the music's level, {_pct(k['sweep_added_clipping'])} "
@@ -442,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tracks", type=int, default=24, help="at most N tracks per set, evenly chosen (0: all)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--against", default=None, help="another codec (a run, a tokenizer directory, or 'shipped') as a "
+                   "reference row: the paired table then says crop by crop which of the two is closer")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     sets = {}
@@ -453,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.codec: no music at {args.data} or {args.source}; run scripts/build_corpus.py --eval-music "
               "first (skipped).")
         return 0
-    res = run(args.model, sets, args.crops, args.seconds, args.batch, args.max_tracks)
+    res = run(args.model, sets, args.crops, args.seconds, args.batch, args.max_tracks, args.against)
     print_table(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))

@@ -1,7 +1,10 @@
-"""Fine power spectra (1 s windows, 1 Hz) of a held-out work's crop and of an A3 tone: the input, the shipped codec
+"""Fine power spectra (1 s windows, 1 Hz) of a held-out work's crop, of an A3 tone and of the low band of a crop
+of the held-out source (the game music, where the shipped codec's 50 Hz excess was): the input, the shipped codec
 and another codec (a run or a tokenizer directory), to see where each puts the partials.
 
     python scripts/codec_pitch_figure.py runs/codec_freq/decoder_frequency -o docs/codec-pitch-spectra.png
+    python scripts/codec_pitch_figure.py runs/codec_lowmlp/frequency_low_mlp --label "low-band frequency head" \
+        -o docs/codec-lowband-spectra.png
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default="frequency head")
     p.add_argument("--data", default=str(ROOT / "data_cache" / "corpus"))
     p.add_argument("--crop", type=int, default=3, help="which held-out crop (one 5 s crop per track, 16 tracks)")
+    p.add_argument("--source", default=str(ROOT / "data_cache" / "music"), help="the held-out source ('' for none)")
+    p.add_argument("--source-crop", type=int, default=0, help="which crop of the source (one per track, 16 tracks)")
     p.add_argument("-o", "--out", default="codec-pitch-spectra.png")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -50,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     panels = [(wav[args.crop][None], 40, 700, f"held-out work {names[args.crop]}", []),
               (harmonic_tone(220.0, 3.0, sr)[None], 150, 950, "A3 tone (220 Hz, 4 partials)",
                [220.0 * k for k in (1, 2, 3, 4)])]
-    fig, ax = plt.subplots(len(panels), 1, figsize=(12, 7))
+    if args.source:
+        game, game_names, _ = heldout_crops(Path(args.source), sr, 1, 5.0, 16, "all")
+        panels.append((game[args.source_crop][None], 25, 300, f"held-out source {game_names[args.source_crop]}", []))
+    fig, ax = plt.subplots(len(panels), 1, figsize=(12, 3.5 * len(panels)))
     for a, (x, lo, hi, title, partials) in zip(ax, panels):
         a.plot(*fine_spectrum(x, lo, hi, sr), "k", lw=1.2, label="input")
         for (name, c), colour in zip(codecs.items(), ("tab:red", "tab:blue")):

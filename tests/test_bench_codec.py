@@ -27,3 +27,17 @@ def test_scores_carry_the_fine_spectrum_column():
     s.update("detuned", torch.stack([harmonic_tone(113.0, 2.0, sr), harmonic_tone(226.0, 2.0, sr)]), ref)
     assert s.summary("same")["fine_db"] == 0.0
     assert s.summary("detuned")["fine_db"] > 1.0
+    d = s.paired("same", "detuned")  # crop by crop, the exact copy is the closer one on both measures
+    assert d["fine_db"] < -1.0 and d["stft"] < 0 and d["wins"] == 1.0
+
+
+def test_against_another_codec_adds_a_row_compared_crop_by_crop():
+    from bench.codec import measure
+
+    torch.manual_seed(0)
+    codec = SoundStream.debug("frame").eval()
+    wav = torch.stack([harmonic_tone(110.0, 1.0, 16000), harmonic_tone(330.0, 1.0, 16000)])
+    res = measure(codec, {}, wav, batch=2, gl_iters=1, against=("other codec: itself", codec))
+    same = res["paired"]["other codec: itself"]  # the same codec against itself: no difference on any crop
+    assert same["stft"] == 0.0 and same["fine_db"] == 0.0 and same["wins"] == 0.0
+    assert res["rows"]["other codec: itself"]["stft"] == res["rows"][res["full"]]["stft"]
