@@ -36,8 +36,8 @@ def test_against_another_codec_adds_a_row_compared_crop_by_crop():
 
     torch.manual_seed(0)
     codec = SoundStream.debug("frame").eval()
-    wav = torch.stack([harmonic_tone(110.0, 1.0, 16000), harmonic_tone(330.0, 1.0, 16000)])
-    res = measure(codec, {}, wav, batch=2, gl_iters=1, against=("other codec: itself", codec))
+    wav = harmonic_tone(110.0, 0.5, 16000)[None]
+    res = measure(codec, {}, wav, batch=1, gl_iters=1, against=("other codec: itself", codec))
     same = res["paired"]["other codec: itself"]  # the same codec against itself: no difference on any crop
     assert same["stft"] == 0.0 and same["fine_db"] == 0.0 and same["wins"] == 0.0
     assert res["rows"]["other codec: itself"]["stft"] == res["rows"][res["full"]]["stft"]
