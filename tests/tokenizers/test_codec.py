@@ -476,6 +476,8 @@ def test_a_low_band_frequency_head_leaves_the_phase_above_its_cutoff_to_the_unit
     unit = SoundStream(unit_cfg).eval()
     missing = unit.load_state_dict(codec.state_dict(), strict=False).unexpected_keys
     assert missing and all(k.startswith("decoder.freq.") for k in missing)  # the same codec but for the head
+    a, b = codec.identity(), unit.identity()
+    assert (a["config_hash"], a["codes"]) == (b["config_hash"], b["codes"])  # codes stamped by either: the same
     z = codec.quantizer.decode(torch.randint(0, cfg.codebook_size, (1, cfg.num_levels, 40)))
     with torch.no_grad():
         mag, phase, deviation = codec.decoder.spectrum_parts(z)

@@ -39,6 +39,7 @@ __all__ = ["SoundStreamConfig", "SoundStream", "stft_same", "istft_same"]
 LEVEL_ESTIMATES = ("mean_log", "log_rms")
 BODIES = ("conv", "frame")
 PHASE_HEADS = ("unit", "frequency")
+HEAD_FIELDS = ("phase_head", "freq_weight", "freq_below_hz", "freq_hidden")  # the decoder's phase head only
 
 
 @dataclass
@@ -427,7 +428,9 @@ class SoundStream(AcousticCodec):
             "hop_length": self.hop_length,
             "num_levels": self.num_levels,
             "codebook_size": self.codebook_size,
-            "config_hash": config_hash(self.config),
+            # the phase head's fields change how the decoder renders the codes, not the codes: codes stamped before
+            # a frequency head was trained on a frozen codec (``train_parts: frequency``) stay this codec's
+            "config_hash": config_hash({k: v for k, v in self.config.to_dict().items() if k not in HEAD_FIELDS}),
             "weights": weights_fingerprint(self),
             # the weights that decide the codes and what each code stands for: a decoder trained on with them
             # frozen (``train_parts: decoder``) reads the same codes, so codes stamped before stay decodable
