@@ -438,6 +438,27 @@ def test_locked_phase_from_true_frequencies_keeps_a_tone_on_pitch_and_continues_
     assert torch.allclose(rest, whole[..., 60:], atol=1e-3)
 
 
+def test_an_attack_restarts_the_integrated_phase_from_the_unit_heads() -> None:
+    from v2meow.tokenizers.codec.spectral import phase_from_frequency
+
+    n_fft, hop = 1280, 320
+    x = 0.3 * torch.sin(2 * math.pi * 221.3 * torch.arange(32000) / 16000)
+    x[16000:] *= 10  # +20 dB at 1 s: an attack at frame 50
+    spec, deviation = _true_advance(x[None], n_fft, hop)
+    g = torch.Generator().manual_seed(0)
+    first = torch.polar(torch.ones(spec.shape), 2 * math.pi * torch.rand(spec.shape, generator=g))
+    carried = phase_from_frequency(spec.abs(), deviation, first, n_fft, hop)
+    reset = phase_from_frequency(spec.abs(), deviation, first, n_fft, hop, reset_db=6.0)
+    peak = int(spec.abs()[0, :, 40].argmax())
+    rise = spec.abs()[0, peak, 1:] / spec.abs()[0, peak, :-1]
+    attack = int(torch.nonzero(rise > 10 ** (6 / 20))[0]) + 1  # the first frame the tone rose 6 dB into
+    assert torch.allclose(reset[0, peak, :attack], carried[0, peak, :attack])  # the tone did not rise before it
+    assert torch.allclose(reset[0, peak, attack], first[0, peak, attack], atol=1e-4)  # restarted from the unit head
+    assert not torch.allclose(carried[0, peak, attack], first[0, peak, attack], atol=1e-2)
+    assert SoundStreamConfig.debug("frame").replace(n_fft=1280, phase_advance=True, phase_head="frequency",
+                                                    freq_reset_db=6.0).to_dict()["freq_reset_db"] == 6.0
+
+
 def test_frequency_deviation_loss_is_least_at_the_inputs_frequencies() -> None:
     from v2meow.tokenizers.codec.spectral import frequency_deviation_loss
 

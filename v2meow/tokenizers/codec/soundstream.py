@@ -39,7 +39,8 @@ __all__ = ["SoundStreamConfig", "SoundStream", "stft_same", "istft_same"]
 LEVEL_ESTIMATES = ("mean_log", "log_rms")
 BODIES = ("conv", "frame")
 PHASE_HEADS = ("unit", "frequency")
-HEAD_FIELDS = ("phase_head", "freq_weight", "freq_below_hz", "freq_hidden")  # the decoder's phase head only
+# the decoder's phase head only (the first two kept by every frequency head, the others only when not 0)
+HEAD_FIELDS = ("phase_head", "freq_weight", "freq_below_hz", "freq_hidden", "freq_reset_db")
 
 
 @dataclass
@@ -93,11 +94,14 @@ class SoundStreamConfig(Config):
     # first frame. Trained by freq_weight times the magnitude-weighted cosine distance between the predicted and the
     # input's observed phase advance, beside the reconstruction losses. freq_below_hz > 0 keeps the integrated phase
     # (and the head, and its loss) to the bins below that frequency, the unit head's phase above it. freq_hidden > 0
-    # gives the head a hidden layer of that width (kernel 3 over frames) instead of one linear map.
+    # gives the head a hidden layer of that width (kernel 3 over frames) instead of one linear map. freq_reset_db > 0:
+    # where a bin's magnitude rises by more than that from one frame to the next (an attack), its phase restarts
+    # from the unit head's instead of carrying on (decoding only; the head's weights do not depend on it).
     phase_head: str = "unit"
     freq_weight: float = 1.0
     freq_below_hz: float = 0.0
     freq_hidden: int = 0
+    freq_reset_db: float = 0.0
     # quantiser training (see RVQConfig)
     ema: bool = True
     ema_decay: float = 0.99
@@ -125,8 +129,9 @@ class SoundStreamConfig(Config):
             if not out[name]:
                 del out[name]
         if out["phase_head"] == "unit":
-            del out["phase_head"], out["freq_weight"], out["freq_below_hz"], out["freq_hidden"]
-        for name in ("freq_below_hz", "freq_hidden"):
+            for name in HEAD_FIELDS:
+                del out[name]
+        for name in HEAD_FIELDS[2:]:
             if not out.get(name, 1):
                 del out[name]
         if out["level_estimate"] == "mean_log":
@@ -139,9 +144,8 @@ class SoundStreamConfig(Config):
               f"SoundStream phase_head must be one of {', '.join(PHASE_HEADS)}, got {self.phase_head!r}.")
         check(self.phase_head == "unit" or (self.body == "frame" and self.phase_advance),
               "SoundStream phase_head 'frequency' needs the frame body with phase_advance.")
-        check(min(self.freq_weight, self.freq_below_hz, self.freq_hidden) >= 0,
-              "SoundStream freq_weight, freq_below_hz and freq_hidden must be >= 0, "
-              f"got {self.freq_weight}, {self.freq_below_hz}, {self.freq_hidden}.")
+        for name in HEAD_FIELDS[1:]:
+            check(getattr(self, name) >= 0, f"SoundStream {name} must be >= 0, got {getattr(self, name)}.")
         check(self.level_estimate in LEVEL_ESTIMATES,
               f"SoundStream level_estimate must be one of {', '.join(LEVEL_ESTIMATES)}, got {self.level_estimate!r}.")
         check(self.sample_rate > 0 and self.frame_rate > 0, "SoundStream sample_rate and frame_rate must be > 0.")
@@ -311,7 +315,7 @@ class _FrameDecoder(nn.Module):
         self.cycle = c.n_fft // math.gcd(c.n_fft, c.frame_hop)
         self.clock = nn.Parameter(torch.zeros(self.cycle, c.width)) if c.phase_advance else None
         # Frequency head: each bin's deviation from its own advance per hop; zero at first (bin-centre advance)
-        self.freq = None
+        self.freq, self.reset_db = None, c.freq_reset_db
         if c.phase_head == "frequency":
             below = math.ceil(c.freq_below_hz * c.n_fft / c.sample_rate) if c.freq_below_hz > 0 else self.bins
             last = nn.Conv1d(c.freq_hidden or c.width, min(below, self.bins), 1)
@@ -358,7 +362,8 @@ class _FrameDecoder(nn.Module):
         # the reconstruction losses' gradients are large and erratic.
         n = deviation.shape[1]  # the bins it covers, from 0 Hz up
         start = None if start is None else (start[0], start[1][:, :n])
-        low = phase_from_frequency(mag[:, :n], deviation.detach(), phase[:, :n], self.n_fft, self.hop, start)
+        low = phase_from_frequency(mag[:, :n], deviation.detach(), phase[:, :n], self.n_fft, self.hop, start,
+                                   reset_db=self.reset_db)
         return mag, torch.cat([low, phase[:, n:]], 1), deviation
 
     def waveform(self, mag: Tensor, phase: Tensor) -> Tensor:

@@ -83,7 +83,8 @@ def across_bins(log_mag: Tensor, n_fft: int, hop: int) -> Tensor:
     return -math.pi - (ratio / (hop * n_fft)) * d_frame
 
 
-def locked_phase(log_mag: Tensor, per_frame: Tensor, per_bin: Tensor, start: Tensor | None = None) -> Tensor:
+def locked_phase(log_mag: Tensor, per_frame: Tensor, per_bin: Tensor, start: Tensor | None = None,
+                 reset: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """Phases ``[B, F, T_a]`` (complex unit numbers) integrated frame by frame with every bin locked to its
     nearest spectral peak.
 
@@ -93,7 +94,8 @@ def locked_phase(log_mag: Tensor, per_frame: Tensor, per_bin: Tensor, start: Ten
     phase on from the frame before; the bins around it take theirs from the peak through ``per_bin``, so a
     partial's bins never drift apart. ``start``: the phases ``[B, F]`` (radians) frame 0's peaks carry, e.g. the
     same frame's phases from an earlier call that this one continues; default: ``per_bin``'s integral from bin 0.
-    Differentiable in ``per_frame`` and ``start``.
+    ``reset``: ``(where [B, F, T_a] bool, angles [B, F, T_a])``: where set, a bin's phase starts afresh from
+    ``angles`` instead of carrying on (a note's attack). Differentiable in ``per_frame`` and ``start``.
     """
     b, f, t_a = log_mag.shape
     floor = log_mag.amin(dim=1, keepdim=True)
@@ -112,6 +114,8 @@ def locked_phase(log_mag: Tensor, per_frame: Tensor, per_bin: Tensor, start: Ten
     prev = across[:, :, 0].double() if start is None else start.double()
     for t in range(t_a):
         carried = prev if t == 0 else prev + 0.5 * (per_frame[:, :, t - 1] + per_frame[:, :, t]).double()
+        if reset is not None:
+            carried = torch.where(reset[0][:, :, t], reset[1][:, :, t].double(), carried)
         own = owner[:, :, t]
         cur = carried.gather(1, own) + (across[:, :, t] - across[:, :, t].gather(1, own)).double()
         angles.append(cur)
@@ -121,20 +125,29 @@ def locked_phase(log_mag: Tensor, per_frame: Tensor, per_bin: Tensor, start: Ten
 
 
 def phase_from_frequency(mag: Tensor, deviation: Tensor, first: Tensor, n_fft: int, hop: int,
-                         start: tuple[int, Tensor] | None = None) -> Tensor:
+                         start: tuple[int, Tensor] | None = None, reset_db: float = 0.0) -> Tensor:
     """Phases ``[B, F, T_a]`` for magnitudes ``mag`` from each bin's turn per hop beyond its own advance
     (``deviation``, radians), peak-locked (:func:`locked_phase`), frame 0's peaks starting from the phases of
-    ``first`` (complex unit numbers ``[B, F, T_a]``; only frame 0 is read). ``start``: ``(j, angles [B, F])``,
-    the phases frame ``j`` continues from instead (an earlier window's at the same frame); frames before ``j``
-    are integrated from frame 0 as without it."""
+    ``first`` (complex unit numbers ``[B, F, T_a]``). ``start``: ``(j, angles [B, F])``, the phases frame ``j``
+    continues from instead (an earlier window's at the same frame); frames before ``j`` are integrated from frame 0
+    as without it. ``reset_db`` > 0: where a bin's magnitude rises by more than that from one frame to the next
+    (an attack), its phase starts afresh from ``first``'s at that frame."""
     k = torch.arange(mag.shape[1], device=mag.device, dtype=torch.float32)
     per_frame = (2 * math.pi * hop / n_fft) * k[None, :, None] + deviation
     floored = floored_log_mag(mag)
     per_bin = across_bins(floored, n_fft, hop)
+    reset = None
+    if reset_db > 0:
+        rise = floored[..., 1:] - floored[..., :-1] > reset_db / 20 * math.log(10)
+        reset = (F.pad(rise, (1, 0), value=False), torch.angle(first))
     j, angles = start if start is not None else (0, torch.angle(first[:, :, 0]))
-    parts = [] if j == 0 else [locked_phase(floored[..., :j], per_frame[..., :j], per_bin[..., :j],
-                                            start=torch.angle(first[:, :, 0]))]
-    parts.append(locked_phase(floored[..., j:], per_frame[..., j:], per_bin[..., j:], start=angles))
+
+    def part(s: slice, begin: Tensor) -> Tensor:
+        return locked_phase(floored[..., s], per_frame[..., s], per_bin[..., s], start=begin,
+                            reset=None if reset is None else (reset[0][..., s], reset[1][..., s]))
+
+    parts = [] if j == 0 else [part(slice(0, j), torch.angle(first[:, :, 0]))]
+    parts.append(part(slice(j, None), angles))
     return torch.cat(parts, -1)
 
 
