@@ -238,3 +238,27 @@ def test_windows_keep_the_phase_cycle_of_a_phase_advance_codec(tokenizers: Token
     assert (windowed - whole).abs().max() < 1e-3 * whole.abs().max()
     again = tok.acoustic_codes(wav, window_seconds=0.5, context_seconds=0.3)
     assert (again == codes).float().mean() > 0.9
+
+
+def test_codec_decoding_script_keeps_the_codes_and_cuts_the_head(tokenizers: Tokenizers, tmp_path: Path) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "codec_decoding.py"
+    spec = importlib.util.spec_from_file_location("codec_decoding", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = tokenizers.codec.config.replace(phase_advance=True, phase_head="frequency", freq_below_hz=2000.0,
+                                          freq_hidden=8)
+    codec = SoundStream(cfg)
+    codec.load_state_dict(tokenizers.codec.state_dict(), strict=False)  # the same codec, and a new head
+    torch.nn.init.normal_(codec.decoder.freq[-1].weight, std=0.1)
+    codec = canonical_codec(codec)
+    src = save_tokenizers(codec, tokenizers.semantic, tmp_path / "src", coarse_levels=2)
+    assert module.main([str(src), "-o", str(tmp_path / "out"), "--below-hz", "1000", "--reset-db", "6"]) == 0
+    a, b = load_tokenizers(src).codec, load_tokenizers(tmp_path / "out").codec
+    assert b.config.freq_below_hz == 1000.0 and b.config.freq_reset_db == 6.0
+    assert b.decoder.freq[-1].weight.shape[0] == 40  # 1000 Hz at 25 Hz a bin (n_fft 640)
+    assert torch.equal(b.decoder.freq[-1].weight, a.decoder.freq[-1].weight[:40])
+    assert (a.identity()["codes"], a.identity()["config_hash"]) == (b.identity()["codes"], b.identity()["config_hash"])
+    with pytest.raises(SystemExit):  # a head reaches no higher than it was trained for
+        module.main([str(src), "-o", str(tmp_path / "bad"), "--below-hz", "4000"])
