@@ -31,6 +31,10 @@ Pitch: a column ``fine dB``, the distance of level-normalised 1 Hz-resolution sp
 (v2meow.metrics.sound.fine_spectrum_db), and a table of steady harmonic tones (E1 to A5, 3 s each, -18 dBFS): the
 share of the output's power within 1.5 Hz of the tone's partials. A decoder that puts partials on a grid (its STFT
 bins, multiples of its frame rate) scores well on MS-STFT, whose bins are 8-60 Hz wide, and fails here.
+
+Rhythm: a column ``beat F``, per crop the F-measure (±70 ms) of the beats the evaluation's tracker
+(v2meow.metrics.beats.track_beats, librosa) finds in the output against those it finds in the input. The gate's
+beat measures go through that tracker, and a decoder that changes what it hears changes them.
 """
 
 from __future__ import annotations
@@ -195,10 +199,22 @@ def _random_fine_name(coarse: int, levels: int) -> str:
 class Scores:
     """Per-crop measures of each reconstruction against its input, batch by batch."""
 
-    def __init__(self, sample_rate: int) -> None:
+    def __init__(self, sample_rate: int, beats: bool = False) -> None:
         self.sr = sample_rate
         self.mel = MultiScaleMelLoss(sample_rate)
         self.rows: dict[str, dict[str, list[Tensor]]] = {}
+        self.beats = beats  # also the beat tracker's agreement with itself on the input (column "beat F")
+        self._ref: Tensor | None = None
+        self._ref_beats: list[np.ndarray] = []
+
+    def beat_f(self, est: Tensor, ref: Tensor) -> Tensor:
+        """Per crop, the F-measure (±70 ms) of the beats ``librosa`` tracks in ``est`` against those it tracks in
+        ``ref``: how much of the music's pulse, as the evaluation's beat tracker hears it, a reconstruction keeps."""
+        from v2meow.metrics.beats import beat_f_measure, track_beats
+
+        if ref is not self._ref:  # the input's beats once per batch, for every row scored against it
+            self._ref, self._ref_beats = ref, [track_beats(r.numpy(), self.sr) for r in ref]
+        return torch.tensor([beat_f_measure(b, track_beats(e.numpy(), self.sr)) for e, b in zip(est, self._ref_beats)])
 
     def update(self, name: str, est: Tensor, ref: Tensor) -> None:
         est = est[:, : ref.shape[-1]].float()
@@ -214,6 +230,8 @@ class Scores:
             "clip_out": clipped_fraction(est),
             "clip_in": clipped_fraction(ref),
         }
+        if self.beats:
+            m["beat_f"] = self.beat_f(est, ref)
         row = self.rows.setdefault(name, {})
         for k, v in m.items():
             row.setdefault(k, []).append(v.float())
@@ -237,13 +255,16 @@ class Scores:
             "gain_db": float(c["gain"].mean()),
             "clipped_out": float(c["clip_out"].mean()),
             "clipped_in": float(c["clip_in"].mean()),
+            **({"beat_f": float(c["beat_f"].mean())} if "beat_f" in c else {}),
         }
 
     def paired(self, a: str, b: str) -> dict[str, float]:
         """Mean and standard error over crops of the per-crop MS-STFT and fine-spectrum differences ``a - b`` (same
         crops), and the share of crops where ``a`` is closer in MS-STFT."""
         out: dict[str, float] = {}
-        for key in ("stft", "fine_db"):
+        for key in ("stft", "fine_db", "beat_f"):
+            if key not in self.rows[a]:
+                continue
             d = (self.cat(a, key) - self.cat(b, key)).double()
             out.update({key: float(d.mean()), f"{key}_se": float(d.std() / math.sqrt(len(d))) if len(d) > 1 else 0.0})
             if key == "stft":
@@ -266,7 +287,7 @@ def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32, agai
     (all its levels) as one more reference row, so the paired table compares the two crop by crop."""
     sr = codec.sample_rate
     levels = sorted({n for n in (1, 2, 4, info.get("coarse_levels") or 1, codec.num_levels) if n <= codec.num_levels})
-    scores = Scores(sr)
+    scores = Scores(sr, beats=True)
     sweep = Scores(sr)
     band = Scores(sr)
     speed: dict[int, float] = {}
@@ -401,14 +422,16 @@ def print_table(res: dict) -> None:
         print(f"\n### {label}: {s['crops']} crops of {res['seconds']:g} s from {s['tracks']} tracks "
               f"({s['folder']}, {s['split']}); same crops in every row\n")
         header = (f"| {'reconstruction':<44} | {'kbit/s':>6} | {'MS-STFT ↓':>9} | {'mel ↓':>6} | {'fine dB ↓':>9} "
-                  f"| {'band err dB':>11} | {'hum ×in':>7} | {'gain dB':>7} | {'clipped':>7} | {'× real time':>11} |")
+                  f"| {'beat F ↑':>8} | {'band err dB':>11} | {'hum ×in':>7} | {'gain dB':>7} | {'clipped':>7} "
+                  f"| {'× real time':>11} |")
         print(header)
         print("|" + "|".join("-" * len(col) for col in header.split("|")[1:-1]) + "|")
         for name, r in s["rows"].items():
             kbps = f"{r['kbps']:.1f}" if "kbps" in r else "—"
             rt = f"{r['x_realtime']:.0f}" if "x_realtime" in r else "—"
             print(f"| {name:<44} | {kbps:>6} | {r['stft']:>9.2f} | {r['mel']:>6.3f} | {r['fine_db']:>9.2f} "
-                  f"| {r['band_err_db']:>11.2f} | {r['hum_ratio']:>7.2f} | {r['gain_db']:>+7.2f} "
+                  f"| {r.get('beat_f', float('nan')):>8.3f} | {r['band_err_db']:>11.2f} | {r['hum_ratio']:>7.2f} "
+                  f"| {r['gain_db']:>+7.2f} "
                   f"| {_pct(r['clipped_out']):>7} | {rt:>11} |")
         full = s["rows"][s["full"]]
         print(f"\ninput: {_pct(full['hum_in'])} of its power at 45-55 Hz, {_pct(full['clipped_in'])} of samples at "
@@ -429,7 +452,8 @@ def print_table(res: dict) -> None:
         print(f"\nPaired, crop by crop: {s['full']} minus each reference (negative = the codec is closer):")
         for ref, d in s["paired"].items():
             print(f"  vs {ref:<44} MS-STFT {d['stft']:+.2f} ± {d['stft_se']:.2f} (closer on {d['wins']:.0%} of crops), "
-                  f"fine dB {d['fine_db']:+.2f} ± {d['fine_db_se']:.2f}")
+                  f"fine dB {d['fine_db']:+.2f} ± {d['fine_db_se']:.2f}"
+                  + (f", beat F {d['beat_f']:+.3f} ± {d['beat_f_se']:.3f}" if "beat_f" in d else ""))
         k = s["checks"]
         print(f"\nchecks: hum {k['hum_ratio']:.2f}x input ({'ok' if k['hum_within_1.25x_input'] else 'over'} 1.25); "
               f"added clipping {_pct(k['added_clipping'])} at the music's level, {_pct(k['sweep_added_clipping'])} "

@@ -41,3 +41,27 @@ def test_against_another_codec_adds_a_row_compared_crop_by_crop():
     same = res["paired"]["other codec: itself"]  # the same codec against itself: no difference on any crop
     assert same["stft"] == 0.0 and same["fine_db"] == 0.0 and same["wins"] == 0.0
     assert res["rows"]["other codec: itself"]["stft"] == res["rows"][res["full"]]["stft"]
+
+
+def test_beat_column_is_the_trackers_agreement_with_itself_on_the_input():
+    from v2meow.metrics.beats import beat_f_measure, track_beats
+
+    sr = 16000
+    g = torch.Generator().manual_seed(0)
+    clicks = 0.01 * torch.randn(2, 6 * sr, generator=g)  # (in silence the tracker finds nothing)
+    for k in range(12):  # 120 BPM
+        i = int((0.25 + 0.5 * k) * sr)
+        clicks[:, i : i + 160] = torch.hann_window(160)
+    other = clicks + 0.02 * torch.randn(2, 6 * sr, generator=g)
+    s = Scores(sr, beats=True)
+    s.update("same", clicks.clone(), clicks)
+    s.update("other", other, clicks)
+    s.update("the other as input", clicks.clone(), other)  # a new input: its own beats, not the cached ones
+    want = [beat_f_measure(track_beats(c.numpy(), sr), track_beats(o.numpy(), sr)) for c, o in zip(clicks, other)]
+    assert s.summary("same")["beat_f"] == 1.0
+    assert abs(s.summary("other")["beat_f"] - sum(want) / 2) < 1e-6 and s.summary("other")["beat_f"] < 0.9
+    assert s.summary("the other as input")["beat_f"] < 0.9
+    assert abs(s.paired("other", "same")["beat_f"] - (sum(want) / 2 - 1.0)) < 1e-6
+    plain = Scores(sr)  # off by default: the level sweep and the band check skip it
+    plain.update("same", clicks.clone(), clicks)
+    assert "beat_f" not in plain.summary("same") and "beat_f" not in plain.paired("same", "same")
