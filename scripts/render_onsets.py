@@ -10,17 +10,23 @@ folders of one model's tokens rendered by two decoders (``--candidates 1``: the 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
-SR, HOP, LOW_HZ = 22050, 512, 300.0
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LOW_HZ = 300.0
 
 
 def flux(y: np.ndarray) -> np.ndarray:
     import librosa
 
-    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR, hop_length=HOP))
+    from v2meow.metrics.beats import BEAT_SAMPLE_RATE, HOP_LENGTH
+
+    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=BEAT_SAMPLE_RATE, hop_length=HOP_LENGTH))
     return np.maximum(0.0, np.diff(mel, axis=1))  # [128, T - 1]
 
 
@@ -28,20 +34,23 @@ def main(argv: list[str] | None = None) -> int:
     import librosa
     import soundfile as sf
 
+    from v2meow.metrics.beats import BEAT_SAMPLE_RATE, HOP_LENGTH, to_beat_audio
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("first")
     p.add_argument("second")
     args = p.parse_args(argv)
     names = sorted(f.name for f in Path(args.first).glob("*.wav"))
-    low = librosa.mel_frequencies(128, fmax=SR / 2) < LOW_HZ
+    low = librosa.mel_frequencies(128, fmax=BEAT_SAMPLE_RATE / 2) < LOW_HZ
     rows = []
     for name in names:
         ys = []
-        for folder in (args.first, args.second):
-            y, sr = sf.read(Path(folder) / name, dtype="float32")
-            ys.append(librosa.resample(y if y.ndim == 1 else y.mean(1), orig_sr=sr, target_sr=SR))
+        for folder in (args.first, args.second):  # as the evaluation's beat tracker reads it
+            y, sr = sf.read(Path(folder) / name, dtype="float32", always_2d=True)
+            ys.append(to_beat_audio(y.T, sr))
         fa, fb = flux(ys[0]), flux(ys[1])
-        tempo = [float(np.atleast_1d(librosa.beat.beat_track(y=y, sr=SR, hop_length=HOP)[0])[0]) for y in ys]
+        tempo = [float(np.atleast_1d(librosa.beat.beat_track(y=y, sr=BEAT_SAMPLE_RATE, hop_length=HOP_LENGTH)[0])[0])
+                 for y in ys]
         rows.append([fa[low].mean(), fb[low].mean(), fa[~low].mean(), fb[~low].mean(),
                      np.corrcoef(fa[low].mean(0), fb[low].mean(0))[0, 1], np.corrcoef(fa.mean(0), fb.mean(0))[0, 1],
                      abs(tempo[0] - tempo[1]) < 1.0])

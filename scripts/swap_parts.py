@@ -28,14 +28,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def swap(part, state: dict, what: str) -> list[str]:
-    """Load ``state`` into ``part`` (same keys and shapes, or exit); returns the top-level names that changed."""
+def changed(before: dict, after: dict) -> list[str]:
+    """The top-level names of ``after``'s tensors that ``before`` lacks or holds with other values."""
     import torch
 
+    return sorted({k.split(".")[0] for k in after if k not in before or not torch.equal(before[k].float(),
+                                                                                        after[k].float())})
+
+
+def swap(part, state: dict, what: str) -> list[str]:
+    """Load ``state`` into ``part`` (same keys and shapes, or exit); returns the top-level names that changed."""
     before = part.state_dict()
     if before.keys() != state.keys() or any(before[k].shape != state[k].shape for k in before):
         raise SystemExit(f"{what} does not have this model's shape.")
-    moved = sorted({k.split(".")[0] for k in before if not torch.equal(before[k].float(), state[k].float())})
+    moved = changed(before, state)
     part.load_state_dict(state)
     return moved
 
@@ -74,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if codec.config.to_dict() == model.codec.config.to_dict():
             moved = swap(model.codec, codec.state_dict(), args.codec)
         else:  # a decoder with another head (a frequency head trained on the same codes): the codec whole
-            mine, theirs = model.codec.state_dict(), codec.state_dict()
-            moved = sorted({k.split(".")[0] for k in theirs if k not in mine or not torch.equal(
-                mine[k].float(), theirs[k].float())})
+            moved = changed(model.codec.state_dict(), codec.state_dict())
             model.codec = codec.to(next(model.codec.parameters()).dtype).eval()
             model.cfg = model.cfg.replace(codec=model.cfg.codec.replace(soundstream=codec.config))
         same = model.codec.identity()["codes"] == before
