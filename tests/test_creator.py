@@ -78,6 +78,27 @@ def test_candidates_are_scored_and_the_best_kept(model, video):
     assert alone.scores == [] and alone.chosen == 0  # one candidate: nothing to score
 
 
+def test_best_of_n_needs_no_scipy(video):
+    """Scoring candidates imports neither scipy.signal (its peak picking is numpy's) nor, through the metrics
+    package, the scipy that FAD and KLD use: importing scipy costs about a second of every generation."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['scipy'] = None\n"  # any import of scipy now fails
+        "from v2meow.pipeline import V2Meow\n"
+        "from v2meow.metrics.alignment import video_beats\n"
+        f"print(video_beats({video!r}, 3.0).source)\n"
+        f"track = V2Meow.from_preset('debug', seed=0).generate({video!r}, seconds=2.0, seed=5, candidates=2)\n"
+        "print(len(track.scores))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["motion", "2"]  # the motion peaks were picked: no clock beats in 3 s of flashes
+
+
 def test_prompt_adds_the_joint_similarity_when_the_tower_hears_music(model, video, monkeypatch):
     """The debug model's hash tower has no audio side: a stand-in audio tower is asked for the music's joint
     embedding, and its cosine with the prompt's joins the beat score."""

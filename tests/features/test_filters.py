@@ -28,3 +28,34 @@ def test_filters_refuse_bad_arguments():
         gaussian_smooth(np.zeros(4), 0.0)
     with pytest.raises(ValueError):
         running_max(np.zeros((2, 2)), 3)
+
+
+def _quantised(rng, n, levels):
+    return np.round(rng.normal(size=n) * levels) / levels  # coarse values: flat tops and ties
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("distance", [1, 2, 3, 7])
+def test_find_peaks_is_scipys(seed, distance):
+    from scipy.signal import find_peaks as scipy_find_peaks
+
+    from v2meow.features.filters import find_peaks
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 120))
+    for x in (rng.normal(size=n), _quantised(rng, n, 2), np.maximum(rng.normal(size=n), 0.0)):
+        height = float(np.quantile(x, 0.4)) if x.size else None
+        for h in (None, height):
+            got = find_peaks(x, height=h, distance=distance)
+            want, _ = scipy_find_peaks(x, height=h, distance=distance)
+            assert np.array_equal(got, want), (x, h, distance)
+
+
+def test_find_peaks_takes_a_flat_top_once_at_its_middle():
+    from v2meow.features.filters import find_peaks
+
+    assert find_peaks(np.array([0, 1, 3, 3, 3, 3, 1, 0.0])).tolist() == [3]
+    assert find_peaks(np.array([2, 1, 2.0])).tolist() == []  # the ends never count
+    assert find_peaks(np.array([0, 5, 0, 4, 0, 3, 0.0]), distance=3).tolist() == [1, 5]
+    with pytest.raises(ValueError):
+        find_peaks(np.zeros((2, 2)))

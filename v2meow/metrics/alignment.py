@@ -62,8 +62,7 @@ class CandidateScore:
 def video_beats(video: str, duration: float, start: float = 0.0, curve: bool = True) -> VideoBeats:
     """The visual beats and motion curve of ``[start, start + duration)`` of ``video`` (times from ``start``).
     With ``curve`` False and a sidecar, the video is not decoded and the curve is empty."""
-    from scipy.signal import find_peaks
-
+    from v2meow.features.filters import find_peaks
     from v2meow.features.registry import EncoderConfig, build_encoder, extract_features
 
     side = _sidecar_beats(video)
@@ -87,7 +86,7 @@ def video_beats(video: str, duration: float, start: float = 0.0, curve: bool = T
         return VideoBeats(clock, energy, novelty, MOTION_RATE, "beat clock")
     if novelty.size == 0 or novelty.max() <= 0:
         return VideoBeats(np.zeros(0), energy, novelty, MOTION_RATE, "motion")
-    peaks, _ = find_peaks(novelty, height=0.3 * novelty.max(), distance=2)
+    peaks = find_peaks(novelty, height=0.3 * novelty.max(), distance=2)
     return VideoBeats(peaks / MOTION_RATE, energy, novelty, MOTION_RATE, "motion")
 
 
