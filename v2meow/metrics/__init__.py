@@ -11,60 +11,32 @@ embedders, classifiers, joint models) are named, swappable backends whose names 
 - :mod:`.report`: tables like the paper's, and a JSON report
 """
 
-from v2meow.metrics.base import Metric, mean_std
-from v2meow.metrics.beats import (
-    TABLE2_SEGMENT_SECONDS,
-    BeatAlignment,
-    BeatFMeasure,
-    beat_counts,
-    beat_scores,
-    detect_onsets,
-    f1_from_means,
-    onset_bins,
-    segment_clip,
-    track_beats,
-)
-from v2meow.metrics.fad import AudioEmbedder, FrechetAudioDistance, embed_audio, fad_inf_fit, frechet_distance
-from v2meow.metrics.kld import AudioClassifier, ClassKLDivergence, chunk_probabilities, kl_divergence, split_chunks
-from v2meow.metrics.mcc import JointCosine, JointEmbedder, cosine_similarity, crop_seconds
-from v2meow.metrics.report import BASELINES, PAPER_COLUMNS, Column, Report, format_table
-from v2meow.metrics.vggish import VGGish, VGGishEmbedder, fad_examples, log_mel_spectrogram, vggish_examples
+# Each name is imported from its module when first used, so that importing one metric (the candidate score of
+# every best-of-N generation imports v2meow.metrics.alignment) does not import scipy for FAD and KLD.
+_MODULES = {
+    "base": ("Metric", "mean_std"),
+    "beats": ("TABLE2_SEGMENT_SECONDS", "BeatAlignment", "BeatFMeasure", "beat_counts", "beat_scores", "detect_onsets",
+              "f1_from_means", "onset_bins", "segment_clip", "track_beats"),
+    "fad": ("AudioEmbedder", "FrechetAudioDistance", "embed_audio", "fad_inf_fit", "frechet_distance"),
+    "kld": ("AudioClassifier", "ClassKLDivergence", "chunk_probabilities", "kl_divergence", "split_chunks"),
+    "mcc": ("JointCosine", "JointEmbedder", "cosine_similarity", "crop_seconds"),
+    "report": ("BASELINES", "PAPER_COLUMNS", "Column", "Report", "format_table"),
+    "vggish": ("VGGish", "VGGishEmbedder", "fad_examples", "log_mel_spectrogram", "vggish_examples"),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = list(_WHERE)
 
-__all__ = [
-    "Metric",
-    "mean_std",
-    "FrechetAudioDistance",
-    "AudioEmbedder",
-    "embed_audio",
-    "frechet_distance",
-    "fad_inf_fit",
-    "VGGish",
-    "VGGishEmbedder",
-    "log_mel_spectrogram",
-    "vggish_examples",
-    "fad_examples",
-    "ClassKLDivergence",
-    "AudioClassifier",
-    "kl_divergence",
-    "split_chunks",
-    "chunk_probabilities",
-    "JointCosine",
-    "JointEmbedder",
-    "cosine_similarity",
-    "crop_seconds",
-    "BeatAlignment",
-    "BeatFMeasure",
-    "detect_onsets",
-    "onset_bins",
-    "beat_counts",
-    "beat_scores",
-    "f1_from_means",
-    "segment_clip",
-    "track_beats",
-    "TABLE2_SEGMENT_SECONDS",
-    "Report",
-    "Column",
-    "format_table",
-    "PAPER_COLUMNS",
-    "BASELINES",
-]
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
