@@ -275,5 +275,6 @@ class _TimeMasks:
         if self.rows is None or pos >= self.start + self.rows.shape[2]:
             self.start = pos
             q = self.lm.query_positions(pos, min(self.CHUNK, self.total - pos), self.prefix_len, self.device)
-            self.rows = self.lm.decoder.cross_time_mask(q, self.cache.memory_pos, self.cache.self_bias.dtype)
+            rows = self.lm.decoder.cross_time_mask(q, self.cache.memory_pos, self.cache.self_bias.dtype)
+            self.rows = rows.contiguous()  # the bias table's [B, H, Lq, S] is a view of [B, Lq, S, H]
         return self.rows[:, :, pos - self.start: pos - self.start + 1]
