@@ -78,13 +78,6 @@ VARIANTS = {
                                      "freq_weight": 1.0, "freq_below_hz": 1000.0, "freq_hidden": 512},
                            "band_limit_hz": [5000.0, 8000.0], "train_parts": "frequency", "lr": 1e-3,
                            "warmup_steps": 50}),
-    "frequency_low_onset": ("the hidden-layer head trained with the onset-envelope distance weighted 5 beside the "
-                            "reconstruction losses: the head alone cost beats through the stages, and this term asks "
-                            "its integrated bass to keep the attacks where the shipped decoder puts them",
-                            {"codec": {"level_estimate": "log_rms", "num_levels": 4, "phase_head": "frequency",
-                                       "freq_weight": 1.0, "freq_below_hz": 1000.0, "freq_hidden": 512},
-                             "band_limit_hz": [5000.0, 8000.0], "train_parts": "frequency", "lr": 1e-3,
-                             "warmup_steps": 50, "onset_weight": 5.0}),
     "conv_levels": ("SoundStream's sample-rate convolutional encoder and decoder (channels 16) with gain "
                     "augmentation", {"codec": {"body": "conv", "channels": 16, **OLD}}),
 }
