@@ -12,18 +12,17 @@ from pathlib import Path
 import numpy as np
 
 
-def main(argv: list[str]) -> int:
+def clip_beats(videos_dir: str | Path, folders: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per folder, each clip's beat F against its own video's beats and against the other videos' ``(own, other)``."""
     import soundfile as sf
 
     from v2meow.metrics.beats import beat_f_own_and_others, track_beats
     from v2meow.metrics.evaluate import visual_beats
 
-    videos = sorted(Path(argv[0]).glob("*.mp4"))
+    videos = sorted(Path(videos_dir).glob("*.mp4"))
     beats = [visual_beats(str(v), 10.0)[0] for v in videos]
-    print("| system | matched | other videos | gap ± s.e. | clips with gap > 0 |")
-    print("|---|---|---|---|---|")
-    gaps = []
-    for folder in argv[1:]:
+    out = {}
+    for folder in folders:
         wavs = sorted((Path(folder) / "audio").glob("*.wav"))
         assert len(wavs) == len(videos), (folder, len(wavs), len(videos))
         m, o = [], []
@@ -33,7 +32,16 @@ def main(argv: list[str]) -> int:
                                                [b for j, b in enumerate(beats) if j != i])
             m.append(own)
             o.append(other)
-        d = np.array(m) - np.array(o)
+        out[folder] = (np.array(m), np.array(o))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    print("| system | matched | other videos | gap ± s.e. | clips with gap > 0 |")
+    print("|---|---|---|---|---|")
+    gaps = []
+    for folder, (m, o) in clip_beats(argv[0], argv[1:]).items():
+        d = m - o
         gaps.append(d)
         print(f"| {Path(folder).name} | {np.mean(m):.3f} | {np.mean(o):.3f} | {d.mean():+.3f} ± "
               f"{d.std(ddof=1) / np.sqrt(len(d)):.3f} | {np.mean(d > 0):.0%} |")

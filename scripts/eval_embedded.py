@@ -316,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--candidates", type=int, default=4,
                    help="evaluate and rhythm: also the trained model's best of N by the video's beats")
+    p.add_argument("--bbb-seeds", type=int, default=4,
+                   help="soundtracks for Big Buck Bunny (seeds 0..N-1); 32 make its beat F comparable between releases")
     p.add_argument("--skip", default="",
                    help="comma-separated parts to skip: evaluate,rhythm,bbb,oracle,sanity,prompts,speed")
     p.add_argument("--models", default="", help="comma-separated: trained,untrained (default both; results merge)")
@@ -399,13 +401,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in runs.items():
             model = V2Meow.from_pretrained(path)
             fs, descs = [], []
-            for seed in range(4):
+            for seed in range(args.bbb_seeds):
                 wav = model.generate(bbb, seed=seed).wav
                 f = BeatFMeasure()
                 f.update(wav, vb, model.sample_rate)
                 fs.append(f.compute()["beat_f"])
                 descs.append(descriptors(wav, model.sample_rate))
-            results["bbb"][name] = {"beat_f": float(np.mean(fs)), **mean_desc(descs)}
+            results["bbb"][name] = {"beat_f": float(np.mean(fs)), "beat_f_seeds": fs, **mean_desc(descs)}
         (out / "results.json").write_text(json.dumps(results, indent=1))
 
     if "oracle" not in skip:

@@ -21,7 +21,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--joint", default="embedded", help="the joint model both are scored with (default: the shipped)")
     p.add_argument("--seconds", type=float, default=10.0)
     args = p.parse_args(argv)
+    print("| system | KLD ↓ | MCC ↑ |")
+    print("|---|---|---|")
+    rows = clip_joint(args.videos, args.folders, args.joint, args.seconds)
+    for folder, (kld, mcc) in rows.items():
+        print(f"| {Path(folder).parent.name}/{Path(folder).name} | {np.mean(kld):.3f} | {np.mean(mcc):.3f} |")
+    first = rows[args.folders[0]]
+    for folder in args.folders[1:]:
+        dk, dm = rows[folder][0] - first[0], rows[folder][1] - first[1]
+        se = np.sqrt(len(dk))
+        print(f"{folder} minus {args.folders[0]}: KLD {dk.mean():+.3f} ± {dk.std(ddof=1) / se:.3f} "
+              f"(lower on {np.mean(dk < 0):.0%} of clips), MCC {dm.mean():+.3f} ± {dm.std(ddof=1) / se:.3f} "
+              f"(higher on {np.mean(dm > 0):.0%})")
+    return 0
 
+
+def clip_joint(videos_dir: str | Path, folders: list[str], joint_name: str = "embedded",
+               seconds: float = 10.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per folder, each clip's KLD and MCC against its video's music ``(kld, mcc)``, scored with one joint model."""
     import soundfile as sf
 
     from v2meow.io.audio import load_audio
@@ -30,16 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     from v2meow.metrics.mcc import JointCosine
     from v2meow.train.joint import load_joint
 
-    joint = load_joint(args.joint)[0].eval()
+    joint = load_joint(joint_name)[0].eval()
     embedder, tagger = JointModelEmbedder(joint), ZeroShotTagger(joint)
-    videos = sorted(Path(args.videos).glob("*.mp4"))
+    videos = sorted(Path(videos_dir).glob("*.mp4"))
     sr = 16000
-    refs = [load_audio(str(v), sample_rate=sr, duration=args.seconds) for v in videos]
+    refs = [load_audio(str(v), sample_rate=sr, duration=seconds) for v in videos]
     ref_emb = [JointCosine(embedder).embed_clip(r, sr) for r in refs]
     rows = {}
-    print("| system | KLD ↓ | MCC ↑ |")
-    print("|---|---|---|")
-    for folder in args.folders:
+    for folder in folders:
         wavs = sorted((Path(folder) / "audio").glob("*.wav"))
         assert len(wavs) == len(videos), (folder, len(wavs), len(videos))
         kld, mcc = [], []
@@ -53,15 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             c.update(c.embed_clip(wav, rate)[None], r_emb[None])
             mcc.append(float(c.scores()[0]))
         rows[folder] = (np.array(kld), np.array(mcc))
-        print(f"| {Path(folder).parent.name}/{Path(folder).name} | {np.mean(kld):.3f} | {np.mean(mcc):.3f} |")
-    first = rows[args.folders[0]]
-    for folder in args.folders[1:]:
-        dk, dm = rows[folder][0] - first[0], rows[folder][1] - first[1]
-        se = np.sqrt(len(dk))
-        print(f"{folder} minus {args.folders[0]}: KLD {dk.mean():+.3f} ± {dk.std(ddof=1) / se:.3f} "
-              f"(lower on {np.mean(dk < 0):.0%} of clips), MCC {dm.mean():+.3f} ± {dm.std(ddof=1) / se:.3f} "
-              f"(higher on {np.mean(dm > 0):.0%})")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":

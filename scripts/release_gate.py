@@ -1,0 +1,121 @@
+"""The release rule, applied: a candidate model against the committed one on every gate measure, from the folders
+`scripts/eval_embedded.py` wrote for each (the same held-out videos and seeds), with a verdict per measure.
+
+A measure is **better** when the candidate's mean is better; **within noise** when it is worse by less than one
+standard error of the paired (clip by clip, seed by seed) difference; **worse** otherwise. FAD (one number per set,
+no pairs) and tempo accuracy (whole clips) must not be worse at all. A candidate passes when no measure is worse
+and at least one is better by more than two standard errors, or FAD is better: what it was made to improve, it
+must improve beyond noise, and nothing may get measurably worse.
+
+    python scripts/eval_embedded.py --model BASE --models trained --videos 240 --out B --best-only \\
+        --skip rhythm,bbb,oracle,sanity,prompts,speed
+    python scripts/eval_embedded.py --model BASE --models trained --videos 6 --out B_extra --best-only \\
+        --skip evaluate,oracle,sanity,speed --bbb-seeds 32
+    # the same for the candidate into C and C_extra, then:
+    python scripts/release_gate.py B C --extra B_extra C_extra
+
+Exits 0 when the candidate passes, 1 when it does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+KEY = "evaluate_trained_best4"
+
+
+def _se(d: np.ndarray) -> float:
+    return float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+
+
+def paired_row(name: str, base: np.ndarray, cand: np.ndarray, higher: bool) -> dict:
+    """A measure with one value per clip (or seed) for both: the paired difference, signed so that > 0 is better."""
+    d = (cand - base) * (1 if higher else -1)
+    se = _se(d)
+    m = float(d.mean())
+    verdict = "better" if m > 0 else ("within noise" if m >= -se else "worse")
+    return {"measure": name, "base": float(base.mean()), "candidate": float(cand.mean()),
+            "paired": f"{float((cand - base).mean()):+.4f} ± {se:.4f}", "verdict": verdict,
+            "clear": m > 2 * se}
+
+
+def whole_row(name: str, base: float, cand: float, higher: bool, noise: float = 0.0) -> dict:
+    """A measure with one value per set: worse by more than ``noise`` fails."""
+    d = (cand - base) * (1 if higher else -1)
+    verdict = "better" if d > 0 else ("equal" if d == 0 else ("within noise" if d >= -noise else "worse"))
+    return {"measure": name, "base": base, "candidate": cand, "paired": "", "verdict": verdict, "clear": False}
+
+
+def gate(base: Path, cand: Path, extra: tuple[Path, Path] | None, joint: str) -> list[dict]:
+    from beat_gap import clip_beats
+    from paired_joint import clip_joint
+
+    rb = json.loads((base / "results.json").read_text())[KEY]["v2meow"]
+    rc = json.loads((cand / "results.json").read_text())[KEY]["v2meow"]
+    rows = [whole_row("FAD, semantic encoder ↓", rb["fad"], rc["fad"], higher=False),
+            whole_row("FAD, codec encoder ↓", rb["fad_codec"], rc["fad_codec"], higher=False)]
+    rows[0]["clear"] = rows[0]["verdict"] == "better"
+    videos = base / "heldout_videos"
+    folders = [str(base / KEY), str(cand / KEY)]
+    kld_mcc = clip_joint(videos, folders, joint)
+    (kb, mb), (kc, mc) = (kld_mcc[f] for f in folders)
+    rows.append(paired_row("KLD ↓", kb, kc, higher=False))
+    rows.append(paired_row("MCC ↑", mb, mc, higher=True))
+    beats = clip_beats(videos, folders)
+    (ob, xb), (oc, xc) = (beats[f] for f in folders)
+    rows.append(paired_row("beat F, own video ↑", ob, oc, higher=True))
+    rows.append(paired_row("beat F, own minus other videos' ↑", ob - xb, oc - xc, higher=True))
+    if extra is not None:
+        eb, ec = (json.loads((e / "results.json").read_text()) for e in extra)
+        name = next(iter(eb["rhythm"]))
+        cb, cc = eb["rhythm"][name]["clips"], ec["rhythm"][name]["clips"]
+        gap = lambda clips: np.array([c["f_matched"] - c["f_mismatched"] for c in clips])  # noqa: E731
+        rows.append(paired_row("periodic-motion videos: beat F gap ↑", gap(cb), gap(cc), higher=True))
+        rows.append(whole_row("periodic-motion videos: tempo acc1 ↑", eb["rhythm"][name]["acc1"],
+                              ec["rhythm"][name]["acc1"], higher=True))
+        sb, sc = eb["bbb"]["trained"], ec["bbb"]["trained"]
+        if "beat_f_seeds" in sb and "beat_f_seeds" in sc:
+            rows.append(paired_row(f"Big Buck Bunny beat F, {len(sb['beat_f_seeds'])} seeds ↑",
+                                   np.array(sb["beat_f_seeds"]), np.array(sc["beat_f_seeds"]), higher=True))
+        else:
+            rows.append(whole_row("Big Buck Bunny beat F ↑ (no per-seed values)", sb["beat_f"], sc["beat_f"], True))
+        for prompt, pb in eb["prompts"]["trained"].items():
+            pc = ec["prompts"]["trained"][prompt]
+            noise = float(np.hypot(pb["gain_se"], pc["gain_se"]))
+            rows.append(whole_row(f"prompt gain: {prompt} ↑", pb["paired_gain"], pc["paired_gain"], True, noise))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("base", help="the committed model's eval_embedded folder (the held-out videos part)")
+    p.add_argument("candidate", help="the candidate's, on the same videos")
+    p.add_argument("--extra", nargs=2, metavar=("BASE", "CANDIDATE"),
+                   help="the folders of the rhythm, Big Buck Bunny and prompt parts")
+    p.add_argument("--joint", default="embedded", help="the joint model KLD and MCC are scored with")
+    p.add_argument("--json", default=None, help="also write the rows here")
+    args = p.parse_args(argv)
+    rows = gate(Path(args.base), Path(args.candidate), None if args.extra is None else
+                (Path(args.extra[0]), Path(args.extra[1])), args.joint)
+    print("| measure | committed | candidate | paired difference | verdict |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['measure']} | {r['base']:.4f} | {r['candidate']:.4f} | {r['paired']} | {r['verdict']} |")
+    passes = all(r["verdict"] != "worse" for r in rows) and any(r["clear"] for r in rows)
+    print(f"\n{'PASSES' if passes else 'DOES NOT PASS'}: no measure worse beyond its noise: "
+          f"{all(r['verdict'] != 'worse' for r in rows)}; one better beyond noise: {any(r['clear'] for r in rows)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "passes": passes}, indent=1))
+    return 0 if passes else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
