@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from decoder_beats import render
 
     from bench.codec import load_codec
-    from decoder_beats import render
     from v2meow.pipeline import V2Meow
 
     model = V2Meow.from_pretrained("embedded")
