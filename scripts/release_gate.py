@@ -3,9 +3,10 @@
 
 A measure is **better** when the candidate's mean is better; **within noise** when it is worse by less than one
 standard error of the paired (clip by clip, seed by seed) difference; **worse** otherwise. FAD (one number per set,
-no pairs) and tempo accuracy (whole clips) must not be worse at all. A candidate passes when no measure is worse
-and at least one is better by more than two standard errors, or FAD is better: what it was made to improve, it
-must improve beyond noise, and nothing may get measurably worse.
+no pairs) and tempo accuracy (whole clips) must not be worse at all. A candidate passes when no measure is worse,
+at least one is better by more than two standard errors, or FAD is better, and the paired measures do not lean
+worse together (the mean of their differences in standard errors is not below 0): what it was made to improve, it
+must improve beyond noise, and nothing may get measurably worse, alone or as a group of small losses.
 
     python scripts/eval_embedded.py --model BASE --models trained --videos 240 --out B --best-only \\
         --skip rhythm,bbb,oracle,sanity,prompts,speed
@@ -44,7 +45,7 @@ def paired_row(name: str, base: np.ndarray, cand: np.ndarray, higher: bool) -> d
     verdict = "better" if m > 0 else ("within noise" if m >= -se else "worse")
     return {"measure": name, "base": float(base.mean()), "candidate": float(cand.mean()),
             "paired": f"{float((cand - base).mean()):+.4f} ± {se:.4f}", "verdict": verdict,
-            "clear": m > 2 * se}
+            "clear": m > 2 * se, "z": m / se if se > 0 else 0.0}
 
 
 def whole_row(name: str, base: float, cand: float, higher: bool, noise: float = 0.0) -> dict:
@@ -109,11 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['measure']} | {r['base']:.4f} | {r['candidate']:.4f} | {r['paired']} | {r['verdict']} |")
-    passes = all(r["verdict"] != "worse" for r in rows) and any(r["clear"] for r in rows)
-    print(f"\n{'PASSES' if passes else 'DOES NOT PASS'}: no measure worse beyond its noise: "
-          f"{all(r['verdict'] != 'worse' for r in rows)}; one better beyond noise: {any(r['clear'] for r in rows)}")
+    none_worse = all(r["verdict"] != "worse" for r in rows)
+    clear = any(r["clear"] for r in rows)
+    lean = float(np.mean([r["z"] for r in rows if "z" in r]))
+    passes = none_worse and clear and lean >= 0
+    print(f"\n{'PASSES' if passes else 'DOES NOT PASS'}: no measure worse beyond its noise: {none_worse}; "
+          f"one better beyond noise: {clear}; paired measures' mean difference {lean:+.2f} standard errors "
+          f"({'not below 0' if lean >= 0 else 'leaning worse'})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "passes": passes}, indent=1))
+        Path(args.json).write_text(json.dumps({"rows": rows, "lean": lean, "passes": passes}, indent=1))
     return 0 if passes else 1
 
 
