@@ -143,7 +143,8 @@ def load(name: str):
     return V2Meow.from_pretrained(model_path(name))
 
 
-def score_model(model, videos: list[dict], seconds: float, seeds: int, candidates: int = 1) -> dict:
+def score_model(model, videos: list[dict], seconds: float, seeds: int, candidates: int = 1,
+                lock_tempo: bool | None = None) -> dict:
     import mir_eval
 
     from v2meow.metrics.beats import F_MEASURE_WINDOW, track_beats
@@ -153,7 +154,8 @@ def score_model(model, videos: list[dict], seconds: float, seeds: int, candidate
     t0 = time.time()
     for v in videos:
         for s in range(seeds):
-            track = model.generate(v["video"], seconds=seconds, seed=s * candidates, candidates=candidates)
+            track = model.generate(v["video"], seconds=seconds, seed=s * candidates, candidates=candidates,
+                                   lock_tempo=lock_tempo)
             beats = track_beats(track.wav, track.sample_rate)
             est = tempo_of(beats)
             if v["kind"] == "still":
@@ -205,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", type=int, default=1,
                    help="generate N per clip and keep the one whose onsets best meet the visual beats the picture "
                         "shows (generate --candidates; the true beats stay hidden from it)")
+    p.add_argument("--lock-tempo", action=argparse.BooleanOptionalAction, default=None,
+                   help="lock the music onto a picture's steady pulse, or not (default: each model's own setting)")
     p.add_argument("--json", default=None, help="write every figure (and each clip's) here")
     args = p.parse_args(argv)
     import torch
@@ -220,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: not scored ({e})", file=sys.stderr)
             continue
         label = name if args.candidates == 1 else f"{name}, best of {args.candidates}"
-        results[label] = score_model(model, videos, args.seconds, args.seeds, args.candidates)
+        results[label] = score_model(model, videos, args.seconds, args.seeds, args.candidates, args.lock_tempo)
     print(f"{sum(v['kind'] != 'still' for v in videos)} periodic-motion videos ({', '.join(KINDS)} at "
           f"{', '.join(str(int(t)) for t in TEMPI)} BPM) and 2 still ones; {args.seconds:g} s each, "
           f"{args.seeds} seed(s); beats by librosa, F-measure ±70 ms (mir_eval)")

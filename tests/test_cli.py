@@ -78,6 +78,19 @@ def test_bad_options_exit_2(video, tmp_path, extra, capsys):
     assert not out.exists()
 
 
+def test_lock_tempo_reaches_generate(video, tmp_path, monkeypatch):
+    from v2meow import pipeline
+
+    seen = []
+    generate = pipeline.V2Meow.generate
+    monkeypatch.setattr(pipeline.V2Meow, "generate",
+                        lambda self, *a, **kw: seen.append(kw["lock_tempo"]) or generate(self, *a, **kw))
+    for flag in ([], ["--lock-tempo"], ["--no-lock-tempo"]):
+        out = tmp_path / f"{len(seen)}.wav"
+        assert main(["generate", video, "-o", str(out), "--model", "debug", "--seconds", "0.5", "--quiet", *flag]) == 0
+    assert seen == [None, True, False]  # None: the model's own setting
+
+
 def test_bad_output_extension(video, tmp_path):
     assert main(["generate", video, "-o", str(tmp_path / "x.txt"), "--model", "debug"]) == 2
 

@@ -351,3 +351,29 @@ def test_a_named_tempo_sets_the_rhythm_the_stages_read(model, video):
     assert scored.visual.source == "tempo" and np.allclose(np.diff(scored.visual.times), 0.4)
     with pytest.raises(UserError, match="--tempo must be between"):
         model.generate(video, tempo=1000.0, **kw)
+
+
+def test_a_picture_on_a_steady_pulse_locks_the_tempo(tmp_path):
+    """With ``lock_tempo`` a picture that flashes on a steady pulse has the stages read that pulse, its tempo
+    reported; off, or on a picture with no pulse, generation is what it was."""
+    from v2meow.config import load_preset
+    from v2meow.features.registry import EncoderConfig
+
+    cfg = load_preset("debug")
+    cfg = cfg.replace(encoders=[*cfg.encoders, EncoderConfig(name="beat", rate=10.0)])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        m = V2Meow(cfg).eval()
+    pulsing = make_video(tmp_path / "flash.mp4", seconds=6.0, fps=24, size=(64, 48), pattern="flash", period=0.5)
+    still = make_video(tmp_path / "still.mp4", seconds=6.0, fps=24, size=(64, 48), pattern="static")
+    kw = dict(seconds=6.0, seed=1, loudness=0, candidates=2)
+    locked = m.generate(pulsing, lock_tempo=True, **kw)
+    assert locked.tempo_source == "steady pulse" and locked.tempo == pytest.approx(120.0, rel=0.08)
+    assert locked.visual.source == "steady pulse" and np.allclose(np.diff(locked.visual.times), 60 / locked.tempo)
+    free = m.generate(pulsing, lock_tempo=False, **kw)
+    assert free.tempo is None and free.tempo_source is None and free.visual.source != "steady pulse"
+    assert not torch.equal(locked.semantic, free.semantic)
+    assert m.generate(pulsing, lock_tempo=True, tempo=90.0, **kw).tempo_source == "tempo"  # a named tempo wins
+    assert not cfg.generation.lock_tempo and m.generate(pulsing, **kw).tempo is None  # the config's default: off
+    a, b = m.generate(still, lock_tempo=True, **kw), m.generate(still, lock_tempo=False, **kw)
+    assert a.tempo is None and np.array_equal(a.wav, b.wav) and torch.equal(a.acoustic, b.acoustic)

@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the music's tempo, 30-300 BPM: the stages read a steady pulse at that tempo instead of the "
                         "picture's own rhythm (default: the tempo --prompt names, as in \"... at 120 BPM\", else "
                         "the picture's)")
+    g.add_argument("--lock-tempo", action=argparse.BooleanOptionalAction, default=None,
+                   help="where the picture moves on one steady pulse from start to end (a bouncing ball, a dancer's "
+                        "steps), lock the music's tempo onto it as --tempo would (default: the model's; the "
+                        "embedded model locks)")
     g.add_argument("--plot", action="store_true",
                    help="also write OUTPUT's stem + .png: the music's spectrogram with its onsets and beats above "
                         "the video's motion curve and visual beats, titled with the alignment score")
@@ -242,7 +246,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         track = write_soundtrack(model, args.video, args.output, prompt=args.prompt, seconds=args.seconds,
                                  seed=args.seed, guidance=args.guidance, start=args.start,
                                  candidates=args.candidates, loudness=args.loudness, limit_db=args.limit,
-                                 plot_path=plot_path, tempo=args.tempo,
+                                 plot_path=plot_path, tempo=args.tempo, lock_tempo=args.lock_tempo,
                                  progress=bar)
     finally:
         bar.close()
@@ -251,6 +255,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     note = (f"; {args.video} is damaged and only its first {info.duration:.2f} s of {info.stated_duration:.2f} s "
             "could be read" if info.damaged else "")
     where = f" from {track.start:g} s" if track.start > 0 else ""
+    if track.tempo_source == "steady pulse" and not args.quiet:
+        print(f"the picture moves on a steady pulse: the music's tempo is locked to it, {track.tempo:.0f} BPM "
+              "(--no-lock-tempo lets it go)", file=sys.stderr)
     pic = f" and {plot_path}" if plot_path is not None else ""
     print(f"wrote {args.output}{pic} ({track.seconds:.2f} s of music{where}{note})", file=sys.stderr)
     return 0

@@ -122,6 +122,11 @@ class GenerationConfig(Config):
     # Classifier-free guidance on a text prompt (stage 1 contrasts the prompted logits with the unprompted ones;
     # 1 = off; `generate --guidance` overrides it). A trained model sets its own, chosen by measurement.
     prompt_guidance: float = 1.0
+    # Where the picture moves on one steady pulse over the whole clip (its beat clock: a bouncing ball, a dancer's
+    # steps), the stages read that pulse as they read a named tempo (v2meow.features.tempo.steady_pulse), and
+    # best of N scores against it. No effect with a named tempo, or on a picture without such a pulse; `generate
+    # --no-lock-tempo` turns it off. A trained model sets its own, chosen by measurement.
+    lock_tempo: bool = False
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")

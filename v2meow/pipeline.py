@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from v2meow.config import V2MeowConfig, check_fit, check_loudness, load_preset, preset_names, resolve_streams
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import build_encoder, extract_features, probe
-from v2meow.features.tempo import check_tempo, impose_tempo, prompt_tempo
+from v2meow.features.tempo import check_tempo, impose_tempo, prompt_tempo, steady_pulse
 from v2meow.generation import (
     MAX_GUIDANCE,
     SECONDS_SLACK,
@@ -90,7 +90,9 @@ class Soundtrack:
 
     It scores ``[start, start + seconds)`` of the video. ``seed`` is the seed that makes it again alone;
     with best-of-N, ``scores`` holds every candidate's score (:class:`v2meow.metrics.alignment.CandidateScore`)
-    in candidate order, ``chosen`` the kept one's index, and ``visual`` the video's beats they were scored by."""
+    in candidate order, ``chosen`` the kept one's index, and ``visual`` the video's beats they were scored by.
+    ``tempo`` is the steady pulse (BPM) the stages read instead of the picture's own rhythm, and ``tempo_source``
+    where it came from: ``"tempo"`` (named) or ``"steady pulse"`` (locked to the picture's); both None otherwise."""
 
     wav: np.ndarray
     sample_rate: int
@@ -101,6 +103,8 @@ class Soundtrack:
     chosen: int = 0
     scores: list[CandidateScore] = field(default_factory=list)
     visual: VideoBeats | None = None
+    tempo: float | None = None
+    tempo_source: str | None = None
 
     @property
     def seconds(self) -> float:
@@ -284,6 +288,7 @@ class V2Meow(nn.Module):
         loudness: float | None = None,
         limit_db: float | None = None,
         tempo: float | None = None,
+        lock_tempo: bool | None = None,
     ) -> Soundtrack:
         """A soundtrack for ``seconds`` of ``video`` from ``start`` (default: all of it from the start).
 
@@ -309,7 +314,10 @@ class V2Meow(nn.Module):
 
         ``tempo`` (BPM; default: the tempo the prompt names, "... at 120 BPM", else none) sets the rhythm the
         stages read to a steady pulse at that tempo, phased to the picture's own motion peaks
-        (:mod:`v2meow.features.tempo`); best of N then scores candidates against that pulse's beats.
+        (:mod:`v2meow.features.tempo`); best of N then scores candidates against that pulse's beats. With no tempo
+        named and ``lock_tempo`` (default ``generation.lock_tempo``), a picture that moves on one steady pulse over
+        the whole stretch (:func:`~v2meow.features.tempo.steady_pulse`) has that pulse, its tempo and phase, set
+        the same way.
         """
         info = probe(str(video))
         tempo = check_tempo(tempo) if tempo is not None else prompt_tempo(prompt)
@@ -332,9 +340,13 @@ class V2Meow(nn.Module):
         if on_features is not None:
             on_features(0, 1)
         feats = extract_features(str(video), self.encoders, start=start, duration=seconds)
-        pulse = None
+        pulse, pulse_source, phase = None, "tempo", None
+        if tempo is None and "beat" in feats and (self.cfg.generation.lock_tempo if lock_tempo is None else lock_tempo):
+            rate = next(e.rate for e in self.encoders if e.name == "beat")
+            tempo, phase = steady_pulse(feats["beat"], rate, seconds) or (None, None)
+            pulse_source = "steady pulse"
         if tempo is not None:
-            feats, pulse = impose_tempo(feats, self.encoders, tempo, seconds)
+            feats, pulse = impose_tempo(feats, self.encoders, tempo, seconds, phase)
         feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
         if on_features is not None:
             on_features(1, 1)
@@ -355,14 +367,14 @@ class V2Meow(nn.Module):
             from v2meow.metrics.alignment import best_candidate, score_candidates, video_beats
 
             visual = video_beats(str(video), seconds, start)
-            if pulse is not None:
-                visual = replace(visual, times=pulse, source="tempo")
+            if pulse is not None and (pulse_source == "tempo" or visual.source != "sidecar"):
+                visual = replace(visual, times=pulse, source=pulse_source)  # a sidecar's beats outrank a locked pulse
             tower = self.text if joint is not None and isinstance(self.text, AudioTextTower) else None
             scores = score_candidates(list(wavs), self.sample_rate, seeds, visual, tower, joint)
             chosen = best_candidate(scores)
         return Soundtrack(wav=wavs[chosen], sample_rate=self.sample_rate, semantic=semantic[chosen],
                           acoustic=codes[chosen], start=start, seed=seeds[chosen], chosen=chosen, scores=scores,
-                          visual=visual)
+                          visual=visual, tempo=tempo, tempo_source=pulse_source if tempo is not None else None)
 
     def decode(self, codes: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
         """Codec decode of ``codes [B, N_q, T_a]`` -> ``[B, T_a * hop]`` (:func:`v2meow.generation.decode_chunks`)."""

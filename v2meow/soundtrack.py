@@ -87,6 +87,7 @@ def write_soundtrack(
     plot_path: str | None = None,
     progress: ProgressCallback | None = None,
     tempo: float | None = None,
+    lock_tempo: bool | None = None,
 ) -> Soundtrack:
     """Generate a soundtrack for ``video`` and write ``output`` (and ``plot_path``); returns the kept soundtrack.
 
@@ -95,7 +96,8 @@ def write_soundtrack(
     ext = check_output(output)
     track = model.generate(video, prompt=prompt, seconds=seconds, seed=seed, guidance=guidance, progress=progress,
                            start=start, candidates=candidates, score=True if plot_path else None,
-                           loudness=loudness, limit_db=limit_db, tempo=tempo)
+                           loudness=loudness, limit_db=limit_db, tempo=tempo,
+                           lock_tempo=lock_tempo)
     picture = None
     if plot_path is not None:
         from v2meow.metrics.alignment import render_plot

@@ -1,4 +1,5 @@
-"""A named tempo: parsed from the prompt, turned into the rhythm streams of a picture pulsing at that tempo."""
+"""A named tempo: parsed from the prompt, turned into the rhythm streams of a picture pulsing at that tempo; and
+the steady pulse of a picture that moves on one, read off its beat clock."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from v2meow.features.registry import EncoderConfig, build_encoder
 from v2meow.features.tempo import (
     MAX_BPM,
     MIN_BPM,
+    STEADY_TOLERANCE,
     check_tempo,
     clock_phase,
     impose_tempo,
     prompt_tempo,
     pulse_features,
+    steady_pulse,
     tempo_beats,
 )
 
@@ -84,3 +87,33 @@ def test_imposing_a_tempo_keeps_what_the_picture_shows():
     assert not np.allclose(out["motion"], feats["motion"]) and not np.allclose(out["beat"], feats["beat"])
     assert np.allclose(np.diff(beats), 0.6) and 0.0 <= beats[0] < 0.6
     assert mir_eval.beat.f_measure(beats, clock_beats(out["beat"], 10.0)) > 0.9
+
+
+def _circular_gap(a: float, b: float, period: float) -> float:
+    d = (a - b) % period
+    return min(d, period - d)
+
+
+@pytest.mark.parametrize("bpm, phase", [(96.0, 0.25), (150.0, 0.05), (72.0, 0.7)])
+def test_a_picture_on_a_steady_pulse_gives_its_tempo_and_phase(bpm, phase):
+    feats = pulse_features(_encoders(), bpm, 10.0, phase=phase)
+    found = steady_pulse(feats["beat"], 10.0, 10.0)
+    assert found is not None
+    tempo, at = found
+    assert tempo == pytest.approx(bpm, rel=STEADY_TOLERANCE)
+    assert _circular_gap(at, phase, 60.0 / bpm) < 0.05  # the clock ticks within a frame or two of the flash
+    out, beats = impose_tempo(feats, _encoders(), tempo, 10.0, at)  # the phase given is the phase used
+    assert beats[0] == pytest.approx(at % (60.0 / tempo))
+
+
+def test_no_steady_pulse_in_a_still_picture_a_changing_one_or_a_short_one():
+    encs = _encoders()
+    assert steady_pulse(np.zeros((100, 4), np.float32), 10.0, 10.0) is None  # nothing moves
+    slow = pulse_features(encs, 80.0, 5.0, phase=0.2)["beat"]
+    fast = pulse_features(encs, 140.0, 5.0, phase=0.2)["beat"]
+    assert steady_pulse(np.concatenate([slow, fast]), 10.0, 10.0) is None  # the tempo changes halfway
+    assert steady_pulse(np.concatenate([fast, fast]), 10.0, 10.0) is not None  # the same pulse twice is steady
+    # the pulse only in the first 4 s of 10: the rest of the picture does not move on it
+    short = pulse_features(encs, 120.0, 4.0, phase=0.1)["beat"]
+    assert steady_pulse(np.concatenate([short, np.zeros((60, 4), np.float32)]), 10.0, 10.0) is None
+    assert steady_pulse(short, 10.0, 4.0) is not None

@@ -8,6 +8,10 @@ tempo: the kind of picture the stages follow best (bench.rhythm). What the pictu
 is kept, and so is the phase of its own strongest moments: the pulse's beats land where the picture's motion
 peaks best fit the named tempo. Replacing only the periodicity and the clock, and keeping the picture's own
 motion energy, moved the music's tempo far less (docs/embedded-model.md, "A tempo you name").
+
+The same pulse serves a picture that already moves on one: where the ``beat`` encoder's clock ticks on a steady
+tempo from the start of the clip to its end (a bouncing ball, a dancer's steps, a metronome), :func:`steady_pulse`
+reads that tempo and phase, and generation can lock the music onto it (``generation.lock_tempo``).
 """
 
 from __future__ import annotations
@@ -18,11 +22,18 @@ import re
 import numpy as np
 
 from v2meow.errors import UserError
+from v2meow.features.beat import clock_beats
 from v2meow.features.motion import _LAG_MAX, _LAG_MIN, _MAX_FPS
 
 MIN_BPM = 60.0 / _LAG_MAX  # 30: the motion encoder's longest period
 MAX_BPM = 60.0 / _LAG_MIN  # 300: its shortest
 RHYTHM_ENCODERS = ("motion", "beat")
+# A clip "moves on a steady pulse" when its clock's beats span this share of it, at least this share of their
+# intervals lie within STEADY_TOLERANCE of their median, and there are at least STEADY_MIN_BEATS of them.
+STEADY_COVER = 0.85
+STEADY_AGREEMENT = 0.9
+STEADY_TOLERANCE = 0.08  # the tempo accuracy window (acc1) of bench.rhythm
+STEADY_MIN_BEATS = 4
 _BPM = re.compile(r"(\d+(?:\.\d+)?)\s*(?:bpm|beats per minute)\b", re.IGNORECASE)
 
 
@@ -48,6 +59,28 @@ def prompt_tempo(prompt: str | None) -> float | None:
     if not MIN_BPM <= bpm <= MAX_BPM:
         raise UserError(f"the prompt names {bpm:g} BPM, but a tempo must be between {MIN_BPM:g} and {MAX_BPM:g} BPM.")
     return bpm
+
+
+def steady_pulse(beat: np.ndarray, rate: float, duration: float) -> tuple[float, float] | None:
+    """``(bpm, phase)`` of a picture that moves on one steady pulse over all of its ``duration`` seconds, read off
+    its ``beat`` features (``[T, 4]`` at ``rate``; :func:`v2meow.features.beat.clock_beats`), else None: the clock
+    must tick through most of the clip (:data:`STEADY_COVER`), nearly always at the same interval
+    (:data:`STEADY_AGREEMENT` of them within :data:`STEADY_TOLERANCE` of the median), inside the range a tempo may
+    take. ``phase`` (s, in ``[0, 60 / bpm)``) places the pulse's first beat: the circular mean of the clock's
+    beats. A still picture, one that moves without a pulse, or one whose pulse changes gives None."""
+    clock = clock_beats(np.asarray(beat), rate)
+    if len(clock) < STEADY_MIN_BEATS or duration <= 0:
+        return None
+    gaps = np.diff(clock)
+    period = float(np.median(gaps))
+    if period <= 0 or not MIN_BPM <= 60.0 / period <= MAX_BPM:
+        return None
+    if np.mean(np.abs(gaps / period - 1.0) <= STEADY_TOLERANCE) < STEADY_AGREEMENT:
+        return None
+    if (clock[-1] - clock[0] + period) < STEADY_COVER * duration:
+        return None
+    angle = np.angle(np.mean(np.exp(2j * np.pi * clock / period)))
+    return 60.0 / period, float((angle / (2 * np.pi) * period) % period)
 
 
 def clock_phase(novelty: np.ndarray, rate: float, bpm: float) -> float:
@@ -98,16 +131,18 @@ def pulse_features(encoders: list, bpm: float, duration: float, phase: float = 0
 
 
 def impose_tempo(feats: dict[str, np.ndarray], encoders: list, bpm: float,
-                 duration: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                 duration: float, phase: float | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """``feats`` (encoder name -> ``[T, D]``, as :func:`extract_features` gives them for ``encoders``) with the
     rhythm streams (``motion`` and ``beat``) replaced by those of a picture flashing on a steady ``bpm`` pulse
-    (:func:`pulse_features`), phased so that its beats best meet the picture's own motion peaks; returns them
-    (a new dict, the inputs untouched) and the pulse's beat times. Other streams (``appearance``) are kept."""
+    (:func:`pulse_features`) whose first beat is at ``phase`` (default: where its beats best meet the picture's
+    own motion peaks, :func:`clock_phase`); returns them (a new dict, the inputs untouched) and the pulse's beat
+    times. Other streams (``appearance``) are kept."""
     bpm = check_tempo(bpm)
     rates = {e.name: e.rate for e in encoders}
-    phase = 0.0
-    if "beat" in feats and len(feats["beat"]):
-        phase = clock_phase(np.expm1(feats["beat"][:, 3]), rates["beat"], bpm)
+    if phase is None:
+        phase = 0.0
+        if "beat" in feats and len(feats["beat"]):
+            phase = clock_phase(np.expm1(feats["beat"][:, 3]), rates["beat"], bpm)
     out = dict(feats)
     for name, f in pulse_features(encoders, bpm, duration, phase).items():
         if name in feats:

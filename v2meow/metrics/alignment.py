@@ -43,7 +43,7 @@ class VideoBeats:
     energy: np.ndarray  # [T] motion energy (frame difference + flash strength), at ``rate``
     novelty: np.ndarray  # [T] its weighted rise, whose peaks are the beats when there is no sidecar
     rate: float
-    source: str  # "sidecar", "beat clock", "motion" or "tempo" (a named tempo's pulse)
+    source: str  # "sidecar", "beat clock", "motion", "tempo" (a named tempo's pulse) or "steady pulse" (a locked one)
 
 
 @dataclass
