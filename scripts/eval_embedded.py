@@ -248,7 +248,8 @@ def markdown(results: dict) -> str:
         out.append("")
     if "bbb" in results:
         b = results["bbb"]
-        out += [f"Big Buck Bunny ({b['visual_beats']} visual beats from {b['source']}), 4 seeds:", "",
+        seeds = len(next((b[n]["beat_f_seeds"] for n in ("trained", "untrained") if n in b), []))
+        out += [f"Big Buck Bunny ({b['visual_beats']} visual beats from {b['source']}), {seeds} seeds:", "",
                 "| model | beat F | tonal clarity | pulse clarity | flatness |", "|---|---|---|---|---|"]
         for name in [n for n in ("trained", "untrained") if n in b]:
             r = b[name]

@@ -1,0 +1,96 @@
+"""Locking the music onto a picture's steady pulse, measured: the shipped model with and without it.
+
+    python scripts/lock_tempo.py --seeds 6 --json runs/lock/ab.json          # bench.rhythm's videos, best of 4
+    python scripts/lock_tempo.py --firing data_cache/videos/scores/*.mp4      # which videos it fires on
+
+The A/B scores bench.rhythm's periodic-motion and still videos with ``lock_tempo`` off and on, the same seeds, and
+reports each side's table, the paired difference of the beat F gap (own video's beats minus the others') clip by
+clip, and beat F and tempo accuracy per kind of motion. ``--firing`` lists, for each video, the steady pulse
+(:func:`v2meow.features.tempo.steady_pulse`) found in its first ``--seconds`` and, where a sidecar holds the
+music's beats (synth-data videos), their tempo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def paired(off: dict, on: dict) -> str:
+    a, b = off["clips"], on["clips"]
+    d = np.array([(y["f_matched"] - y["f_mismatched"]) - (x["f_matched"] - x["f_mismatched"]) for x, y in zip(a, b)])
+    lines = [f"paired beat F gap, on - off: {d.mean():+.3f} ± {d.std(ddof=1) / math.sqrt(len(d)):.3f} "
+             f"({len(d)} clips: {(d > 0).sum()} better, {(d < 0).sum()} worse)", "",
+             "| kind | beat F off | beat F on | tempo acc1 off | tempo acc1 on |", "|---|---|---|---|---|"]
+    for kind in ("pulse", "bounce", "figure"):
+        i = [j for j, c in enumerate(a) if c["kind"] == kind]
+        f_off, f_on = (np.mean([side[j]["f_matched"] for j in i]) for side in (a, b))
+        acc_off, acc_on = (100 * np.mean([side[j]["acc1"] for j in i]) for side in (a, b))
+        lines.append(f"| {kind} | {f_off:.3f} | {f_on:.3f} | {acc_off:.0f} % | {acc_on:.0f} % |")
+    return "\n".join(lines)
+
+
+def firing(videos: list[str], seconds: float) -> None:
+    from v2meow.features.registry import extract_features
+    from v2meow.features.tempo import steady_pulse
+    from v2meow.io.video import probe
+    from v2meow.pipeline import V2Meow
+
+    model = V2Meow.from_pretrained("embedded")
+    rate = next(e.rate for e in model.encoders if e.name == "beat")
+    fired = 0
+    for v in videos:
+        length = min(seconds, probe(v).duration)
+        found = steady_pulse(extract_features(v, model.encoders, 0.0, length)["beat"], rate, length)
+        music = ""
+        side = Path(v).with_suffix(".json")
+        if side.is_file():
+            meta = json.loads(side.read_text())
+            beats = np.asarray(meta.get("beats", meta.get("analysis", {}).get("beats")) or [])
+            beats = beats[beats < length]
+            music = f"; the music's beats: {60 / np.median(np.diff(beats)):.0f} BPM" if len(beats) > 2 else ""
+        fired += found is not None
+        print(f"{Path(v).name}: {f'steady pulse at {found[0]:.0f} BPM' if found else 'no steady pulse'}{music}")
+    print(f"a steady pulse in {fired} of {len(videos)} videos")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--candidates", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", default=None, help="write both sides' figures (and each clip's) here")
+    p.add_argument("--firing", nargs="+", default=None, metavar="VIDEO", help="only list where a steady pulse is")
+    args = p.parse_args(argv)
+    if args.firing:
+        firing(args.firing, args.seconds)
+        return 0
+    import torch
+
+    from bench.rhythm import make_videos, score_model, table
+    from v2meow.pipeline import V2Meow
+
+    torch.set_num_threads(args.threads)
+    model = V2Meow.from_pretrained("embedded")
+    videos = make_videos(args.seconds + 2.0)
+    res = {f"lock {side}": score_model(model, videos, args.seconds, args.seeds, args.candidates, lock_tempo=lock)
+           for side, lock in (("off", False), ("on", True))}
+    print(table(res))
+    print()
+    print(paired(res["lock off"], res["lock on"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
