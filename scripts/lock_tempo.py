@@ -2,12 +2,15 @@
 
     python scripts/lock_tempo.py --seeds 6 --json runs/lock/ab.json          # bench.rhythm's videos, best of 4
     python scripts/lock_tempo.py --firing data_cache/videos/scores/*.mp4      # which videos it fires on
+    python scripts/lock_tempo.py --videos V1.mp4 V2.mp4 ... --agreement 0.75 --seeds 4   # synth-data videos
 
 The A/B scores bench.rhythm's periodic-motion and still videos with ``lock_tempo`` off and on, the same seeds, and
 reports each side's table, the paired difference of the beat F gap (own video's beats minus the others') clip by
 clip, and beat F and tempo accuracy per kind of motion. ``--firing`` lists, for each video, the steady pulse
 (:func:`v2meow.features.tempo.steady_pulse`) found in its first ``--seconds`` and, where a sidecar holds the
-music's beats (synth-data videos), their tempo.
+music's beats (synth-data videos), their tempo. ``--videos`` runs the A/B on synth-data videos instead, scored
+against the music's beats in each one's sidecar (and, as chance, the other videos'), with the steady-pulse test's
+agreement set to ``--agreement``.
 """
 
 from __future__ import annotations
@@ -62,6 +65,35 @@ def firing(videos: list[str], seconds: float) -> None:
     print(f"a steady pulse in {fired} of {len(videos)} videos")
 
 
+def sidecar_ab(videos: list[str], seeds: int, candidates: int, seconds: float) -> list[dict]:
+    import mir_eval
+
+    from v2meow.metrics.beats import F_MEASURE_WINDOW, track_beats
+    from v2meow.pipeline import V2Meow
+
+    def music_beats(v: str) -> np.ndarray:
+        b = np.asarray(json.loads(Path(v).with_suffix(".json").read_text())["analysis"]["beats"] or [], float)
+        return b[b < seconds]
+
+    model = V2Meow.from_pretrained("embedded")
+    rows = []
+    for v in videos:
+        ref, others = music_beats(v), [music_beats(o) for o in videos if o != v]
+        for s in range(seeds):
+            row = {"video": Path(v).name, "seed": s * candidates}
+            for lock in (False, True):
+                track = model.generate(v, seconds=seconds, seed=s * candidates, candidates=candidates, lock_tempo=lock)
+                beats = track_beats(track.wav, track.sample_rate)
+                f = [mir_eval.beat.f_measure(r, beats, f_measure_threshold=F_MEASURE_WINDOW) for r in [ref, *others]]
+                row["on" if lock else "off"] = {"f": f[0], "gap": f[0] - float(np.mean(f[1:])), "tempo": track.tempo}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    d = np.array([r["on"]["gap"] - r["off"]["gap"] for r in rows])
+    print(f"paired beat F gap, on - off: {d.mean():+.3f} ± {d.std(ddof=1) / math.sqrt(len(d)):.3f} ({len(d)} pairs, "
+          f"{int((d != 0).sum())} changed)")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -70,16 +102,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None, help="write both sides' figures (and each clip's) here")
     p.add_argument("--firing", nargs="+", default=None, metavar="VIDEO", help="only list where a steady pulse is")
+    p.add_argument("--videos", nargs="+", default=None, metavar="VIDEO",
+                   help="synth-data videos: the A/B against their music's beats instead of bench.rhythm's videos")
+    p.add_argument("--agreement", type=float, default=None, help="the steady-pulse test's STEADY_AGREEMENT")
     args = p.parse_args(argv)
     if args.firing:
         firing(args.firing, args.seconds)
         return 0
     import torch
 
+    import v2meow.features.tempo as tempo
+
+    if args.agreement is not None:
+        tempo.STEADY_AGREEMENT = args.agreement
+    torch.set_num_threads(args.threads)
+    if args.videos:
+        rows = sidecar_ab(args.videos, args.seeds, args.candidates, args.seconds)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+        return 0
+
     from bench.rhythm import make_videos, score_model, table
     from v2meow.pipeline import V2Meow
 
-    torch.set_num_threads(args.threads)
     model = V2Meow.from_pretrained("embedded")
     videos = make_videos(args.seconds + 2.0)
     res = {f"lock {side}": score_model(model, videos, args.seconds, args.seeds, args.candidates, lock_tempo=lock)
