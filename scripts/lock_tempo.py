@@ -3,6 +3,7 @@
     python scripts/lock_tempo.py --seeds 6 --json runs/lock/ab.json          # bench.rhythm's videos, best of 4
     python scripts/lock_tempo.py --firing data_cache/videos/scores/*.mp4      # which videos it fires on
     python scripts/lock_tempo.py --videos V1.mp4 V2.mp4 ... --agreement 0.75 --seeds 4   # synth-data videos
+    python scripts/lock_tempo.py --mixed --seeds 3 --stretch-seconds 6   # 30 s videos whose motion changes
 
 The A/B scores bench.rhythm's periodic-motion and still videos with ``lock_tempo`` off and on, the same seeds, and
 reports each side's table, the paired difference of the beat F gap (own video's beats minus the others') clip by
@@ -10,7 +11,10 @@ clip, and beat F and tempo accuracy per kind of motion. ``--firing`` lists, for 
 (:func:`v2meow.features.tempo.steady_pulse`) found in its first ``--seconds`` and, where a sidecar holds the
 music's beats (synth-data videos), their tempo. ``--videos`` runs the A/B on synth-data videos instead, scored
 against the music's beats in each one's sidecar (and, as chance, the other videos'), with the steady-pulse test's
-agreement set to ``--agreement``.
+agreement set to ``--agreement``. ``--mixed`` writes 30 s videos that change what moves and at which tempo (a still
+stretch, bench.rhythm's kinds at two tempi; ``data_cache/bench_rhythm/mixed_*.mp4``) and scores each moving
+stretch's music on its own: beats tracked in that stretch, beat F against its true beats and, as chance, against a
+pulse at another stretch's tempo, and tempo accuracy.
 """
 
 from __future__ import annotations
@@ -25,6 +29,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+STRETCH_SECONDS = 0.0  # --stretch-seconds: generation.lock_stretch_seconds of the model every A/B loads
+
+
+def shipped_model():
+    from v2meow.pipeline import V2Meow
+
+    model = V2Meow.from_pretrained("embedded")
+    model.cfg.generation.lock_stretch_seconds = STRETCH_SECONDS
+    return model
 
 
 def paired(off: dict, on: dict) -> str:
@@ -69,13 +84,12 @@ def sidecar_ab(videos: list[str], seeds: int, candidates: int, seconds: float) -
     import mir_eval
 
     from v2meow.metrics.beats import F_MEASURE_WINDOW, track_beats
-    from v2meow.pipeline import V2Meow
 
     def music_beats(v: str) -> np.ndarray:
         b = np.asarray(json.loads(Path(v).with_suffix(".json").read_text())["analysis"]["beats"] or [], float)
         return b[b < seconds]
 
-    model = V2Meow.from_pretrained("embedded")
+    model = shipped_model()
     rows = []
     for v in videos:
         ref, others = music_beats(v), [music_beats(o) for o in videos if o != v]
@@ -94,6 +108,81 @@ def sidecar_ab(videos: list[str], seeds: int, candidates: int, seconds: float) -
     return rows
 
 
+MIXED = (  # (kind, bpm, seconds) per stretch; "still": nothing moves
+    (("still", 0, 8.0), ("bounce", 100.0, 11.0), ("figure", 140.0, 11.0)),
+    (("figure", 90.0, 11.0), ("still", 0, 8.0), ("pulse", 120.0, 11.0)),
+    (("bounce", 130.0, 11.0), ("bounce", 85.0, 11.0), ("still", 0, 8.0)),
+    (("pulse", 110.0, 10.0), ("figure", 75.0, 10.0), ("bounce", 150.0, 10.0)),
+)
+
+
+def make_mixed(index: int) -> tuple[str, list[dict]]:
+    """The ``index``-th mixed video (written once) and its stretches with their true beats."""
+    from bench.rhythm import CACHE, FPS, SIZE, _frame
+    from v2meow.io.mux import write_video
+
+    stretches, t0 = [], 0.0
+    for kind, bpm, seconds in MIXED[index]:
+        phase = 0.13 * (len(stretches) + 1)
+        beats = np.arange(t0 + phase, t0 + seconds, 60.0 / bpm) if bpm else np.zeros(0)
+        stretches.append({"kind": kind, "bpm": bpm, "start": t0, "end": t0 + seconds, "phase": phase, "beats": beats})
+        t0 += seconds
+    path = CACHE / f"mixed_{index}.mp4"
+    if not path.exists():
+        def frames():
+            for i in range(int(round(t0 * FPS))):
+                t = i / FPS
+                st = next(s for s in stretches if s["start"] <= t < s["end"]) if t < t0 else stretches[-1]
+                if st["kind"] == "still":
+                    yield _frame("bounce", st["phase"], 100.0, st["phase"], SIZE)
+                else:
+                    yield _frame(st["kind"], t - st["start"], st["bpm"], st["phase"], SIZE)
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part.mp4")
+        write_video(str(tmp), frames(), SIZE, FPS, np.zeros((1, int(t0 * 16000)), np.float32), 16000, crf=23)
+        tmp.replace(path)
+    return str(path), stretches
+
+
+def mixed_ab(seeds: int, candidates: int) -> list[dict]:
+    import mir_eval
+
+    from bench.rhythm import tempo_hits, tempo_of
+    from v2meow.metrics.beats import F_MEASURE_WINDOW, track_beats
+
+    model = shipped_model()
+    rows = []
+    for index in range(len(MIXED)):
+        video, stretches = make_mixed(index)
+        moving = [s for s in stretches if s["bpm"]]
+        for seed in range(seeds):
+            for lock in (False, True):
+                track = model.generate(video, seed=seed * candidates, candidates=candidates, lock_tempo=lock)
+                sr = track.sample_rate
+                for st in moving:
+                    a, b = round(st["start"] * sr), round(st["end"] * sr)
+                    beats = track_beats(track.wav[a:b], sr) + st["start"]
+                    other = next(o for o in moving if o is not st) if len(moving) > 1 else None
+                    chance_bpm = other["bpm"] if other else st["bpm"] * 1.3
+                    chance = np.arange(st["start"] + 0.21, st["end"], 60.0 / chance_bpm)
+                    f = mir_eval.beat.f_measure(st["beats"], beats, f_measure_threshold=F_MEASURE_WINDOW)
+                    fx = mir_eval.beat.f_measure(chance, beats, f_measure_threshold=F_MEASURE_WINDOW)
+                    est = tempo_of(beats)
+                    rows.append({"video": index, "seed": seed, "lock": lock, "kind": st["kind"], "bpm": st["bpm"],
+                                 "f": f, "gap": f - fx, "tempo": est, "acc1": tempo_hits(est, st["bpm"])[0],
+                                 "pulses": [[p.start, p.end, p.bpm] for p in track.pulses]})
+            print(json.dumps(rows[-1]), flush=True)
+    off = [r for r in rows if not r["lock"]]
+    on = [r for r in rows if r["lock"]]
+    d = np.array([y["gap"] - x["gap"] for x, y in zip(off, on)])
+    for name, side in (("off", off), ("on", on)):
+        f, gap, acc = (np.mean([r[k] for r in side]) for k in ("f", "gap", "acc1"))
+        print(f"lock {name}: beat F {f:.3f}, gap {gap:+.3f}, tempo acc1 {100 * acc:.0f} % ({len(side)} stretches)")
+    print(f"paired gap, on - off: {d.mean():+.3f} ± {d.std(ddof=1) / math.sqrt(len(d)):.3f}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -105,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", nargs="+", default=None, metavar="VIDEO",
                    help="synth-data videos: the A/B against their music's beats instead of bench.rhythm's videos")
     p.add_argument("--agreement", type=float, default=None, help="the steady-pulse test's STEADY_AGREEMENT")
+    p.add_argument("--mixed", action="store_true", help="30 s videos whose motion changes, each stretch scored")
+    p.add_argument("--stretch-seconds", type=float, default=0.0,
+                   help="generation.lock_stretch_seconds for the lock-on side (0, as shipped: the whole clip only)")
     args = p.parse_args(argv)
     if args.firing:
         firing(args.firing, args.seconds)
@@ -115,17 +207,19 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.agreement is not None:
         tempo.STEADY_AGREEMENT = args.agreement
+    global STRETCH_SECONDS
+    STRETCH_SECONDS = args.stretch_seconds
     torch.set_num_threads(args.threads)
-    if args.videos:
-        rows = sidecar_ab(args.videos, args.seeds, args.candidates, args.seconds)
+    if args.videos or args.mixed:
+        rows = mixed_ab(args.seeds, args.candidates) if args.mixed else \
+            sidecar_ab(args.videos, args.seeds, args.candidates, args.seconds)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1))
         return 0
 
     from bench.rhythm import make_videos, score_model, table
-    from v2meow.pipeline import V2Meow
 
-    model = V2Meow.from_pretrained("embedded")
+    model = shipped_model()
     videos = make_videos(args.seconds + 2.0)
     res = {f"lock {side}": score_model(model, videos, args.seconds, args.seeds, args.candidates, lock_tempo=lock)
            for side, lock in (("off", False), ("on", True))}

@@ -255,8 +255,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     note = (f"; {args.video} is damaged and only its first {info.duration:.2f} s of {info.stated_duration:.2f} s "
             "could be read" if info.damaged else "")
     where = f" from {track.start:g} s" if track.start > 0 else ""
-    if track.tempo_source == "steady pulse" and not args.quiet:
-        print(f"the picture moves on a steady pulse: the music's tempo is locked to it, {track.tempo:.0f} BPM "
+    if track.pulses and not args.quiet:
+        t0 = track.start
+        at = "" if track.tempo is not None else " " + ", ".join(
+            f"from {t0 + p.start:.1f} s to {t0 + p.end:.1f} s ({p.bpm:.0f} BPM)" for p in track.pulses)
+        bpm = f", {track.tempo:.0f} BPM" if track.tempo is not None else ""
+        print(f"the picture moves on a steady pulse{at}: the music's tempo is locked to it{bpm} "
               "(--no-lock-tempo lets it go)", file=sys.stderr)
     pic = f" and {plot_path}" if plot_path is not None else ""
     print(f"wrote {args.output}{pic} ({track.seconds:.2f} s of music{where}{note})", file=sys.stderr)

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from v2meow.config import V2MeowConfig, check_fit, check_loudness, load_preset, preset_names, resolve_streams
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import build_encoder, extract_features, probe
-from v2meow.features.tempo import check_tempo, impose_tempo, prompt_tempo, steady_pulse
+from v2meow.features.tempo import Pulse, check_tempo, impose_pulses, impose_tempo, prompt_tempo, steady_pulses
 from v2meow.generation import (
     MAX_GUIDANCE,
     SECONDS_SLACK,
@@ -91,8 +91,9 @@ class Soundtrack:
     It scores ``[start, start + seconds)`` of the video. ``seed`` is the seed that makes it again alone;
     with best-of-N, ``scores`` holds every candidate's score (:class:`v2meow.metrics.alignment.CandidateScore`)
     in candidate order, ``chosen`` the kept one's index, and ``visual`` the video's beats they were scored by.
-    ``tempo`` is the steady pulse (BPM) the stages read instead of the picture's own rhythm, and ``tempo_source``
-    where it came from: ``"tempo"`` (named) or ``"steady pulse"`` (locked to the picture's); both None otherwise."""
+    ``tempo`` is the steady pulse (BPM) the stages read over the whole stretch instead of the picture's own rhythm,
+    ``tempo_source`` where a pulse came from: ``"tempo"`` (named) or ``"steady pulse"`` (locked to the picture's;
+    ``pulses`` then lists the stretches locked, :class:`v2meow.features.tempo.Pulse`); None otherwise."""
 
     wav: np.ndarray
     sample_rate: int
@@ -105,6 +106,7 @@ class Soundtrack:
     visual: VideoBeats | None = None
     tempo: float | None = None
     tempo_source: str | None = None
+    pulses: list[Pulse] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -316,8 +318,9 @@ class V2Meow(nn.Module):
         stages read to a steady pulse at that tempo, phased to the picture's own motion peaks
         (:mod:`v2meow.features.tempo`); best of N then scores candidates against that pulse's beats. With no tempo
         named and ``lock_tempo`` (default ``generation.lock_tempo``), a picture that moves on one steady pulse over
-        the whole stretch (:func:`~v2meow.features.tempo.steady_pulse`) has that pulse, its tempo and phase, set
-        the same way.
+        the whole stretch (or, with ``generation.lock_stretch_seconds``, for at least that long;
+        :func:`~v2meow.features.tempo.steady_pulses`) has that pulse, its tempo and phase, set the same way over the
+        stretch it holds.
         """
         info = probe(str(video))
         tempo = check_tempo(tempo) if tempo is not None else prompt_tempo(prompt)
@@ -340,13 +343,17 @@ class V2Meow(nn.Module):
         if on_features is not None:
             on_features(0, 1)
         feats = extract_features(str(video), self.encoders, start=start, duration=seconds)
-        pulse, pulse_source, phase = None, "tempo", None
-        if tempo is None and "beat" in feats and (self.cfg.generation.lock_tempo if lock_tempo is None else lock_tempo):
-            rate = next(e.rate for e in self.encoders if e.name == "beat")
-            tempo, phase = steady_pulse(feats["beat"], rate, seconds) or (None, None)
-            pulse_source = "steady pulse"
+        pulse, pulse_source, locked = None, "tempo", []
         if tempo is not None:
-            feats, pulse = impose_tempo(feats, self.encoders, tempo, seconds, phase)
+            feats, pulse = impose_tempo(feats, self.encoders, tempo, seconds)
+        elif "beat" in feats and (self.cfg.generation.lock_tempo if lock_tempo is None else lock_tempo):
+            rate = next(e.rate for e in self.encoders if e.name == "beat")
+            locked = steady_pulses(feats["beat"], rate, seconds, self.cfg.generation.lock_stretch_seconds)
+            if locked:
+                feats, pulse = impose_pulses(feats, self.encoders, locked)
+                pulse_source = "steady pulse"
+                if len(locked) == 1 and locked[0].start == 0.0 and locked[0].end == seconds:
+                    tempo = locked[0].bpm
         feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
         if on_features is not None:
             on_features(1, 1)
@@ -368,13 +375,16 @@ class V2Meow(nn.Module):
 
             visual = video_beats(str(video), seconds, start)
             if pulse is not None and (pulse_source == "tempo" or visual.source != "sidecar"):
-                visual = replace(visual, times=pulse, source=pulse_source)  # a sidecar's beats outrank a locked pulse
+                # a locked stretch's pulse replaces the picture's beats there (a sidecar's beats outrank it)
+                outside = [t for t in visual.times if not any(p.start <= t < p.end for p in locked)] if locked else []
+                visual = replace(visual, times=np.sort(np.concatenate([outside, pulse])), source=pulse_source)
             tower = self.text if joint is not None and isinstance(self.text, AudioTextTower) else None
             scores = score_candidates(list(wavs), self.sample_rate, seeds, visual, tower, joint)
             chosen = best_candidate(scores)
         return Soundtrack(wav=wavs[chosen], sample_rate=self.sample_rate, semantic=semantic[chosen],
                           acoustic=codes[chosen], start=start, seed=seeds[chosen], chosen=chosen, scores=scores,
-                          visual=visual, tempo=tempo, tempo_source=pulse_source if tempo is not None else None)
+                          visual=visual, tempo=tempo, tempo_source=pulse_source if pulse is not None else None,
+                          pulses=locked)
 
     def decode(self, codes: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
         """Codec decode of ``codes [B, N_q, T_a]`` -> ``[B, T_a * hop]`` (:func:`v2meow.generation.decode_chunks`)."""

@@ -13,13 +13,16 @@ from v2meow.features.registry import EncoderConfig, build_encoder
 from v2meow.features.tempo import (
     MAX_BPM,
     MIN_BPM,
+    STEADY_MIN_SECONDS,
     STEADY_TOLERANCE,
     check_tempo,
     clock_phase,
+    impose_pulses,
     impose_tempo,
     prompt_tempo,
     pulse_features,
     steady_pulse,
+    steady_pulses,
     tempo_beats,
 )
 
@@ -117,3 +120,39 @@ def test_no_steady_pulse_in_a_still_picture_a_changing_one_or_a_short_one():
     short = pulse_features(encs, 120.0, 4.0, phase=0.1)["beat"]
     assert steady_pulse(np.concatenate([short, np.zeros((60, 4), np.float32)]), 10.0, 10.0) is None
     assert steady_pulse(short, 10.0, 4.0) is not None
+
+
+def test_each_steady_stretch_of_a_changing_picture_is_locked_on_its_own():
+    encs = _encoders()
+    still = np.zeros((60, 4), np.float32)
+    slow = pulse_features(encs, 90.0, 8.0, phase=0.3)["beat"]
+    fast = pulse_features(encs, 140.0, 8.0, phase=0.1)["beat"]
+    beat = np.concatenate([still, slow, fast])  # 6 s still, 8 s at 90 BPM, 8 s at 140 BPM
+    assert steady_pulse(beat, 10.0, 22.0) is None  # not one pulse over the whole clip
+    assert steady_pulses(beat, 10.0, 22.0, min_seconds=0) == []  # stretches off: the whole clip or nothing
+    pulses = steady_pulses(beat, 10.0, 22.0)
+    assert [round(p.bpm / 10) for p in pulses] == [9, 14]
+    first, second = pulses
+    assert 5.0 <= first.start < 7.0 and first.end <= second.start and second.end == 22.0
+    assert _circular_gap(first.phase, 6.3, first.period) < 0.05  # phased on each stretch's own beats
+    assert _circular_gap(second.phase, 14.1, second.period) < 0.05
+    feats = {"motion": np.random.default_rng(0).normal(size=(132, 38)).astype(np.float32), "beat": beat}
+    out, beats = impose_pulses(feats, encs, pulses)
+    a = int(first.start * 6.0)
+    assert np.array_equal(out["motion"][:a], feats["motion"][:a])  # the still part is left as the picture shows it
+    assert not np.allclose(out["motion"][a + 6 :], feats["motion"][a + 6 :])
+    assert np.all([any(p.start <= t < p.end for p in pulses) for t in beats])
+    assert np.allclose(np.diff(first.beats()), first.period)
+    # a steady stretch shorter than STEADY_MIN_SECONDS is left alone
+    short = np.concatenate([still, pulse_features(encs, 120.0, STEADY_MIN_SECONDS - 2, phase=0.2)["beat"], still])
+    assert steady_pulses(short, 10.0, len(short) / 10.0) == []
+
+
+def test_a_pulse_over_the_whole_clip_is_imposed_as_a_named_tempo_is():
+    encs = _encoders()
+    feats = pulse_features(encs, 100.0, 10.0, phase=0.2)
+    pulses = steady_pulses(feats["beat"], 10.0, 10.0)
+    assert len(pulses) == 1 and (pulses[0].start, pulses[0].end) == (0.0, 10.0)
+    a, beats_a = impose_pulses(feats, encs, pulses)
+    b, beats_b = impose_tempo(feats, encs, pulses[0].bpm, 10.0, pulses[0].phase)
+    assert all(np.array_equal(a[k], b[k]) for k in a) and np.allclose(beats_a, beats_b)

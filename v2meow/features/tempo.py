@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,6 +35,8 @@ STEADY_COVER = 0.85
 STEADY_AGREEMENT = 0.9
 STEADY_TOLERANCE = 0.08  # the tempo accuracy window (acc1) of bench.rhythm
 STEADY_MIN_BEATS = 4
+# Where the whole clip does not pass, a stretch of it this long whose clock ticks steadily can be locked on its own
+STEADY_MIN_SECONDS = 6.0
 _BPM = re.compile(r"(\d+(?:\.\d+)?)\s*(?:bpm|beats per minute)\b", re.IGNORECASE)
 
 
@@ -81,6 +84,58 @@ def steady_pulse(beat: np.ndarray, rate: float, duration: float) -> tuple[float,
         return None
     angle = np.angle(np.mean(np.exp(2j * np.pi * clock / period)))
     return 60.0 / period, float((angle / (2 * np.pi) * period) % period)
+
+
+@dataclass(frozen=True)
+class Pulse:
+    """A steady pulse over ``[start, end)`` (s from the clip's start) at ``bpm``, one of whose beats falls at
+    ``phase`` (s from the clip's start, anywhere in the pulse's period grid)."""
+
+    start: float
+    end: float
+    bpm: float
+    phase: float
+
+    @property
+    def period(self) -> float:
+        return 60.0 / self.bpm
+
+    def beats(self) -> np.ndarray:
+        first = self.start + (self.phase - self.start) % self.period
+        return np.arange(first, self.end, self.period)
+
+
+def steady_pulses(beat: np.ndarray, rate: float, duration: float,
+                  min_seconds: float = STEADY_MIN_SECONDS) -> list[Pulse]:
+    """The steady pulses of a picture's ``beat`` features (``[T, 4]`` at ``rate``) over ``duration`` seconds: the
+    whole clip as one :class:`Pulse` where :func:`steady_pulse` finds one; else (with ``min_seconds`` > 0) each
+    stretch of at least ``min_seconds`` (and :data:`STEADY_MIN_BEATS` beats) over which every interval of the clock
+    lies within :data:`STEADY_TOLERANCE` of the stretch's median, each from half a period before its first beat to
+    half a period after its last, phased on its own beats; else none."""
+    whole = steady_pulse(beat, rate, duration)
+    if whole is not None:
+        return [Pulse(0.0, float(duration), *whole)]
+    if min_seconds <= 0:
+        return []
+    clock = clock_beats(np.asarray(beat), rate)
+    out: list[Pulse] = []
+    i = 0
+    while i + STEADY_MIN_BEATS <= len(clock):
+        j = i + 1  # the run is clock[i..j]: grow it while every interval stays near the run's median
+        while j + 1 < len(clock):
+            gaps = np.diff(clock[i : j + 2])
+            if np.any(np.abs(gaps / np.median(gaps) - 1.0) > STEADY_TOLERANCE):
+                break
+            j += 1
+        run = clock[i : j + 1]
+        period = float(np.median(np.diff(run)))
+        start = max(0.0, run[0] - period / 2, out[-1].end if out else 0.0)
+        end = min(float(duration), run[-1] + period / 2)
+        if len(run) >= STEADY_MIN_BEATS and end - start >= min_seconds and MIN_BPM <= 60.0 / period <= MAX_BPM:
+            angle = np.angle(np.mean(np.exp(2j * np.pi * run / period)))
+            out.append(Pulse(float(start), float(end), 60.0 / period, float((angle / (2 * np.pi) * period) % period)))
+        i = max(j, i + 1)
+    return out
 
 
 def clock_phase(novelty: np.ndarray, rate: float, bpm: float) -> float:
@@ -148,3 +203,24 @@ def impose_tempo(feats: dict[str, np.ndarray], encoders: list, bpm: float,
         if name in feats:
             out[name] = f[: len(feats[name])]
     return out, tempo_beats(bpm, duration, phase)
+
+
+def impose_pulses(feats: dict[str, np.ndarray], encoders: list,
+                  pulses: list[Pulse]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``feats`` with the rhythm streams replaced, over each of ``pulses``' stretches, by those of a picture flashing
+    on that pulse (:func:`pulse_features`), and kept elsewhere; returns them (a new dict, the inputs untouched) and
+    the pulses' beat times. A pulse over the whole clip gives what :func:`impose_tempo` gives at its phase."""
+    rates = {e.name: e.rate for e in encoders}
+    out = dict(feats)
+    for pulse in pulses:
+        local = (pulse.phase - pulse.start) % pulse.period
+        for name, f in pulse_features(encoders, pulse.bpm, pulse.end - pulse.start, local).items():
+            if name not in feats:
+                continue
+            first = int(round(pulse.start * rates[name]))
+            n = max(0, min(len(f), len(feats[name]) - first))
+            if out[name] is feats[name]:
+                out[name] = feats[name].copy()
+            out[name][first : first + n] = f[:n]
+    beats = [p.beats() for p in pulses]
+    return out, np.concatenate(beats) if beats else np.zeros(0)
