@@ -317,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--candidates", type=int, default=4,
                    help="evaluate and rhythm: also the trained model's best of N by the video's beats")
+    p.add_argument("--rhythm-seeds", type=int, default=3,
+                   help="seeds per periodic-motion video (bench.rhythm); 1 left the gate's rhythm rows within +-0.12")
     p.add_argument("--bbb-seeds", type=int, default=4,
                    help="soundtracks for Big Buck Bunny (seeds 0..N-1); 32 make its beat F comparable between releases")
     p.add_argument("--skip", default="",
@@ -385,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.candidates > 1:  # generate --candidates N: the best of N by the visual beats
             scored += [(f"{name}, best of {args.candidates}", path, args.candidates) for name, path in runs.items()]
         for name, path, n in scored:
-            r = score_model(V2Meow.from_pretrained(path), vids, args.seconds, seeds=1, candidates=n)
+            r = score_model(V2Meow.from_pretrained(path), vids, args.seconds, seeds=args.rhythm_seeds, candidates=n)
             results["rhythm"][name] = {k: v for k, v in r.items() if k != "clips"}
             results["rhythm"][name]["clips"] = r["clips"]
         (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -78,8 +78,12 @@ def gate(base: Path, cand: Path, extra: tuple[Path, Path] | None, joint: str) ->
         eb, ec = (json.loads((e / "results.json").read_text()) for e in extra)
         name = next(iter(eb["rhythm"]))
         cb, cc = eb["rhythm"][name]["clips"], ec["rhythm"][name]["clips"]
+        if [(c["video"], c["seed"]) for c in cb] != [(c["video"], c["seed"]) for c in cc]:
+            raise SystemExit("The two rhythm parts scored other videos or seeds (eval_embedded.py --rhythm-seeds): "
+                             "run both the same way.")
         gap = lambda clips: np.array([c["f_matched"] - c["f_mismatched"] for c in clips])  # noqa: E731
-        rows.append(paired_row("periodic-motion videos: beat F gap ↑", gap(cb), gap(cc), higher=True))
+        rows.append(paired_row(f"periodic-motion videos ({len(cb)} clips): beat F gap ↑", gap(cb), gap(cc),
+                               higher=True))
         rows.append(whole_row("periodic-motion videos: tempo acc1 ↑", eb["rhythm"][name]["acc1"],
                               ec["rhythm"][name]["acc1"], higher=True))
         sb, sc = eb["bbb"]["trained"], ec["bbb"]["trained"]
