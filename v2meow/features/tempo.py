@@ -210,17 +210,20 @@ def impose_pulses(feats: dict[str, np.ndarray], encoders: list,
     """``feats`` with the rhythm streams replaced, over each of ``pulses``' stretches, by those of a picture flashing
     on that pulse (:func:`pulse_features`), and kept elsewhere; returns them (a new dict, the inputs untouched) and
     the pulses' beat times. A pulse over the whole clip gives what :func:`impose_tempo` gives at its phase."""
-    rates = {e.name: e.rate for e in encoders}
     out = dict(feats)
     for pulse in pulses:
-        local = (pulse.phase - pulse.start) % pulse.period
-        for name, f in pulse_features(encoders, pulse.bpm, pulse.end - pulse.start, local).items():
-            if name not in feats:
+        for enc in encoders:
+            if enc.name not in feats or enc.name not in RHYTHM_ENCODERS:
                 continue
-            first = int(round(pulse.start * rates[name]))
-            n = max(0, min(len(f), len(feats[name]) - first))
-            if out[name] is feats[name]:
-                out[name] = feats[name].copy()
-            out[name][first : first + n] = f[:n]
+            # rendered from the first of this stream's windows that the stretch touches, so that its frames fall on
+            # the stream's own window grid and the pulse's beats stay where they are in the clip
+            first = int(math.floor(pulse.start * enc.rate + 1e-9))
+            origin = first / enc.rate
+            local = (pulse.phase - origin) % pulse.period
+            f = pulse_features([enc], pulse.bpm, pulse.end - origin, local)[enc.name]
+            n = max(0, min(len(f), len(feats[enc.name]) - first))
+            if out[enc.name] is feats[enc.name]:
+                out[enc.name] = feats[enc.name].copy()
+            out[enc.name][first : first + n] = f[:n]
     beats = [p.beats() for p in pulses]
     return out, np.concatenate(beats) if beats else np.zeros(0)
