@@ -15,6 +15,7 @@ from v2meow.features.tempo import (
     MIN_BPM,
     STEADY_MIN_SECONDS,
     STEADY_TOLERANCE,
+    Pulse,
     check_tempo,
     clock_phase,
     impose_pulses,
@@ -156,3 +157,16 @@ def test_a_pulse_over_the_whole_clip_is_imposed_as_a_named_tempo_is():
     a, beats_a = impose_pulses(feats, encs, pulses)
     b, beats_b = impose_tempo(feats, encs, pulses[0].bpm, 10.0, pulses[0].phase)
     assert all(np.array_equal(a[k], b[k]) for k in a) and np.allclose(beats_a, beats_b)
+
+
+def test_a_stretch_that_starts_between_windows_keeps_its_beats_in_place():
+    encs = _encoders()
+    feats = {"motion": np.zeros((120, 38), np.float32), "beat": np.zeros((200, 4), np.float32)}
+    pulse = Pulse(6.34, 17.0, 100.0, 6.5)  # 6.34 s lies between the beat stream's windows (0.1 s) and motion's
+    out, beats = impose_pulses(feats, encs, [pulse])
+    assert np.allclose(beats, pulse.beats()) and beats[0] == pytest.approx(6.5)
+    clock = clock_beats(out["beat"], 10.0)
+    inner = beats[(beats > 8.0) & (beats < 16.0)]
+    assert len(inner) >= 12
+    assert np.max([np.min(np.abs(clock - b)) for b in inner]) < 0.025  # the clock ticks on the pulse's own beats
+    assert not out["beat"][:63].any() and not out["motion"][:38].any()  # before the stretch: as it was
