@@ -4,6 +4,7 @@
     python scripts/lock_tempo.py --firing data_cache/videos/scores/*.mp4      # which videos it fires on
     python scripts/lock_tempo.py --videos V1.mp4 V2.mp4 ... --agreement 0.75 --seeds 4   # synth-data videos
     python scripts/lock_tempo.py --mixed --seeds 3 --stretch-seconds 6   # 30 s videos whose motion changes
+    python scripts/lock_tempo.py --mixed test --seeds 4 --stretch-seconds 6   # the set that decides stretches
 
 The A/B scores bench.rhythm's periodic-motion and still videos with ``lock_tempo`` off and on, the same seeds, and
 reports each side's table, the paired difference of the beat F gap (own video's beats minus the others') clip by
@@ -114,15 +115,23 @@ MIXED = (  # (kind, bpm, seconds) per stretch; "still": nothing moves
     (("bounce", 130.0, 11.0), ("bounce", 85.0, 11.0), ("still", 0, 8.0)),
     (("pulse", 110.0, 10.0), ("figure", 75.0, 10.0), ("bounce", 150.0, 10.0)),
 )
+# a second set, written after the first had been used to develop the stretch lock: the test that decides it
+MIXED_TEST = (
+    (("figure", 100.0, 12.0), ("bounce", 120.0, 10.0), ("still", 0, 8.0)),
+    (("still", 0, 6.0), ("pulse", 95.0, 12.0), ("bounce", 140.0, 12.0)),
+    (("bounce", 70.0, 10.0), ("figure", 110.0, 10.0), ("pulse", 135.0, 10.0)),
+    (("figure", 125.0, 15.0), ("still", 0, 5.0), ("figure", 85.0, 10.0)),
+)
 
 
 def make_mixed(index: int) -> tuple[str, list[dict]]:
-    """The ``index``-th mixed video (written once) and its stretches with their true beats."""
+    """The ``index``-th mixed video (written once; 0-3 the first set, 4-7 the test set) and its stretches with
+    their true beats."""
     from bench.rhythm import CACHE, FPS, SIZE, _frame
     from v2meow.io.mux import write_video
 
     stretches, t0 = [], 0.0
-    for kind, bpm, seconds in MIXED[index]:
+    for kind, bpm, seconds in (MIXED + MIXED_TEST)[index]:
         phase = 0.13 * (len(stretches) + 1)
         beats = np.arange(t0 + phase, t0 + seconds, 60.0 / bpm) if bpm else np.zeros(0)
         stretches.append({"kind": kind, "bpm": bpm, "start": t0, "end": t0 + seconds, "phase": phase, "beats": beats})
@@ -145,7 +154,7 @@ def make_mixed(index: int) -> tuple[str, list[dict]]:
     return str(path), stretches
 
 
-def mixed_ab(seeds: int, candidates: int) -> list[dict]:
+def mixed_ab(seeds: int, candidates: int, indices: range) -> list[dict]:
     import mir_eval
 
     from bench.rhythm import tempo_hits, tempo_of
@@ -153,7 +162,7 @@ def mixed_ab(seeds: int, candidates: int) -> list[dict]:
 
     model = shipped_model()
     rows = []
-    for index in range(len(MIXED)):
+    for index in indices:
         video, stretches = make_mixed(index)
         moving = [s for s in stretches if s["bpm"]]
         for seed in range(seeds):
@@ -194,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--videos", nargs="+", default=None, metavar="VIDEO",
                    help="synth-data videos: the A/B against their music's beats instead of bench.rhythm's videos")
     p.add_argument("--agreement", type=float, default=None, help="the steady-pulse test's STEADY_AGREEMENT")
-    p.add_argument("--mixed", action="store_true", help="30 s videos whose motion changes, each stretch scored")
+    p.add_argument("--mixed", nargs="?", const="first", choices=("first", "test"), default=None,
+                   help="30 s videos whose motion changes, each stretch scored: the first set (0-3) or the test set")
     p.add_argument("--stretch-seconds", type=float, default=0.0,
                    help="generation.lock_stretch_seconds for the lock-on side (0, as shipped: the whole clip only)")
     args = p.parse_args(argv)
@@ -211,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     STRETCH_SECONDS = args.stretch_seconds
     torch.set_num_threads(args.threads)
     if args.videos or args.mixed:
-        rows = mixed_ab(args.seeds, args.candidates) if args.mixed else \
+        sets = {"first": range(len(MIXED)), "test": range(len(MIXED), len(MIXED) + len(MIXED_TEST))}
+        rows = mixed_ab(args.seeds, args.candidates, sets[args.mixed]) if args.mixed else \
             sidecar_ab(args.videos, args.seeds, args.candidates, args.seconds)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1))
