@@ -56,6 +56,8 @@ def test_handler_writes_the_scored_video_and_reports_progress(scorer, video):
     seed = int(message.split("seed ")[1].split(",")[0])
     again = scorer(video, None, 1.0, 0, seed, 1.0, 1)
     assert again.message.startswith(f"1.0 s of music for my clip!.mp4, seed {seed}.")
+    named = scorer(video, "calm strings at 96 BPM", 1.0, 0, seed, 1.0, 1)  # the status line names the tempo set
+    assert named.message == f"1.0 s of music for my clip!.mp4, seed {seed}, at 96 BPM."
 
 
 @pytest.mark.parametrize("case, expected", [

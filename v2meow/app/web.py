@@ -127,7 +127,10 @@ class WebScorer:
         where = f" from {track.start:g} s" if track.start > 0 else ""
         kept = (f", the best of {len(track.scores)} (beat alignment {track.scores[track.chosen].beat:.2f})"
                 if len(track.scores) > 1 else "")
-        return Result(str(out), f"{track.seconds:.1f} s of music{where} for {name}, seed {track.seed}{kept}.")
+        pulse = "" if track.tempo is None else (
+            f", its tempo locked to the picture's steady pulse ({track.tempo:.0f} BPM)"
+            if track.tempo_source == "steady pulse" else f", at {track.tempo:.0f} BPM")
+        return Result(str(out), f"{track.seconds:.1f} s of music{where} for {name}, seed {track.seed}{kept}{pulse}.")
 
     def _options(self, prompt, seconds, start, seed, guidance, candidates) -> dict[str, Any]:
         prompt = (prompt or "").strip() or None
