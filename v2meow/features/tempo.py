@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -71,7 +72,17 @@ def steady_pulse(beat: np.ndarray, rate: float, duration: float) -> tuple[float,
     (:data:`STEADY_AGREEMENT` of them within :data:`STEADY_TOLERANCE` of the median), inside the range a tempo may
     take. ``phase`` (s, in ``[0, 60 / bpm)``) places the pulse's first beat: the circular mean of the clock's
     beats. A still picture, one that moves without a pulse, or one whose pulse changes gives None."""
-    clock = clock_beats(np.asarray(beat), rate)
+    return _whole_pulse(clock_beats(np.asarray(beat), rate), duration)
+
+
+def _beats_phase(beats: np.ndarray, period: float) -> float:
+    """The circular mean of ``beats`` (s) on a grid of ``period``: where in ``[0, period)`` they fall."""
+    angle = np.angle(np.mean(np.exp(2j * np.pi * beats / period)))
+    return float((angle / (2 * np.pi) * period) % period)
+
+
+def _whole_pulse(clock: np.ndarray, duration: float) -> tuple[float, float] | None:
+    """:func:`steady_pulse` on the clock's beat times."""
     if len(clock) < STEADY_MIN_BEATS or duration <= 0:
         return None
     gaps = np.diff(clock)
@@ -82,8 +93,7 @@ def steady_pulse(beat: np.ndarray, rate: float, duration: float) -> tuple[float,
         return None
     if (clock[-1] - clock[0] + period) < STEADY_COVER * duration:
         return None
-    angle = np.angle(np.mean(np.exp(2j * np.pi * clock / period)))
-    return 60.0 / period, float((angle / (2 * np.pi) * period) % period)
+    return 60.0 / period, _beats_phase(clock, period)
 
 
 @dataclass(frozen=True)
@@ -112,12 +122,12 @@ def steady_pulses(beat: np.ndarray, rate: float, duration: float,
     stretch of at least ``min_seconds`` (and :data:`STEADY_MIN_BEATS` beats) over which every interval of the clock
     lies within :data:`STEADY_TOLERANCE` of the stretch's median, each from half a period before its first beat to
     half a period after its last, phased on its own beats; else none."""
-    whole = steady_pulse(beat, rate, duration)
+    clock = clock_beats(np.asarray(beat), rate)
+    whole = _whole_pulse(clock, duration)
     if whole is not None:
         return [Pulse(0.0, float(duration), *whole)]
     if min_seconds <= 0:
         return []
-    clock = clock_beats(np.asarray(beat), rate)
     out: list[Pulse] = []
     i = 0
     while i + STEADY_MIN_BEATS <= len(clock):
@@ -132,8 +142,7 @@ def steady_pulses(beat: np.ndarray, rate: float, duration: float,
         start = max(0.0, run[0] - period / 2, out[-1].end if out else 0.0)
         end = min(float(duration), run[-1] + period / 2)
         if len(run) >= STEADY_MIN_BEATS and end - start >= min_seconds and MIN_BPM <= 60.0 / period <= MAX_BPM:
-            angle = np.angle(np.mean(np.exp(2j * np.pi * run / period)))
-            out.append(Pulse(float(start), float(end), 60.0 / period, float((angle / (2 * np.pi) * period) % period)))
+            out.append(Pulse(float(start), float(end), 60.0 / period, _beats_phase(run, period)))
         i = max(j, i + 1)
     return out
 
@@ -154,8 +163,7 @@ def clock_phase(novelty: np.ndarray, rate: float, bpm: float) -> float:
 
 def tempo_beats(bpm: float, duration: float, phase: float = 0.0) -> np.ndarray:
     """Beat times (s) of a steady ``bpm`` pulse over ``[0, duration)`` whose first beat is at ``phase``."""
-    period = 60.0 / bpm
-    return np.arange(phase % period, duration, period)
+    return Pulse(0.0, duration, bpm, phase).beats()
 
 
 def _flash(t: float, beats_phase: float, period: float, size: tuple[int, int]) -> np.ndarray:
@@ -193,16 +201,12 @@ def impose_tempo(feats: dict[str, np.ndarray], encoders: list, bpm: float,
     own motion peaks, :func:`clock_phase`); returns them (a new dict, the inputs untouched) and the pulse's beat
     times. Other streams (``appearance``) are kept."""
     bpm = check_tempo(bpm)
-    rates = {e.name: e.rate for e in encoders}
     if phase is None:
         phase = 0.0
         if "beat" in feats and len(feats["beat"]):
-            phase = clock_phase(np.expm1(feats["beat"][:, 3]), rates["beat"], bpm)
-    out = dict(feats)
-    for name, f in pulse_features(encoders, bpm, duration, phase).items():
-        if name in feats:
-            out[name] = f[: len(feats[name])]
-    return out, tempo_beats(bpm, duration, phase)
+            rate = next(e.rate for e in encoders if e.name == "beat")
+            phase = clock_phase(np.expm1(feats["beat"][:, 3]), rate, bpm)
+    return impose_pulses(feats, encoders, [Pulse(0.0, float(duration), bpm, phase)])
 
 
 def impose_pulses(feats: dict[str, np.ndarray], encoders: list,
@@ -212,18 +216,23 @@ def impose_pulses(feats: dict[str, np.ndarray], encoders: list,
     the pulses' beat times. A pulse over the whole clip gives what :func:`impose_tempo` gives at its phase."""
     out = dict(feats)
     for pulse in pulses:
+        # each stream's pulse is rendered from the first of its windows that the stretch touches, so that its frames
+        # fall on the stream's own window grid and the pulse's beats stay where they are in the clip; streams whose
+        # grids meet there (all of them, for a stretch from the start) share one render
+        by_origin: dict[Fraction, list] = {}
         for enc in encoders:
-            if enc.name not in feats or enc.name not in RHYTHM_ENCODERS:
-                continue
-            # rendered from the first of this stream's windows that the stretch touches, so that its frames fall on
-            # the stream's own window grid and the pulse's beats stay where they are in the clip
-            first = int(math.floor(pulse.start * enc.rate + 1e-9))
-            origin = first / enc.rate
-            local = (pulse.phase - origin) % pulse.period
-            f = pulse_features([enc], pulse.bpm, pulse.end - origin, local)[enc.name]
-            n = max(0, min(len(f), len(feats[enc.name]) - first))
-            if out[enc.name] is feats[enc.name]:
-                out[enc.name] = feats[enc.name].copy()
-            out[enc.name][first : first + n] = f[:n]
+            if enc.name in feats and enc.name in RHYTHM_ENCODERS:
+                first = int(math.floor(pulse.start * enc.rate + 1e-9))
+                by_origin.setdefault(Fraction(first) / Fraction(enc.rate), []).append((enc, first))
+        for group in by_origin.values():
+            origin = group[0][1] / group[0][0].rate
+            rendered = pulse_features([enc for enc, _ in group], pulse.bpm, pulse.end - origin,
+                                      (pulse.phase - origin) % pulse.period)
+            for enc, first in group:
+                f = rendered[enc.name]
+                n = max(0, min(len(f), len(feats[enc.name]) - first))
+                if out[enc.name] is feats[enc.name]:
+                    out[enc.name] = feats[enc.name].copy()
+                out[enc.name][first : first + n] = f[:n]
     beats = [p.beats() for p in pulses]
     return out, np.concatenate(beats) if beats else np.zeros(0)
