@@ -32,15 +32,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-STRETCH_SECONDS = 0.0  # --stretch-seconds: generation.lock_stretch_seconds of the model every A/B loads
-
-
-def shipped_model():
+def shipped_model(stretch_seconds: float = 0.0):
+    """The shipped model, with ``generation.lock_stretch_seconds`` set for the lock-on side (--stretch-seconds)."""
     from v2meow.pipeline import V2Meow
 
     model = V2Meow.from_pretrained("embedded")
-    model.cfg.generation.lock_stretch_seconds = STRETCH_SECONDS
+    model.cfg.generation.lock_stretch_seconds = stretch_seconds
     return model
+
+
+def music_beats(video: str, seconds: float) -> np.ndarray:
+    """The beats in a video's sidecar (a synth-data video's music) before ``seconds``; none without one."""
+    from v2meow.metrics.alignment import _sidecar_beats
+
+    beats = _sidecar_beats(video)
+    return np.zeros(0) if beats is None else beats[beats < seconds]
 
 
 def paired(off: dict, on: dict) -> str:
@@ -61,39 +67,28 @@ def firing(videos: list[str], seconds: float) -> None:
     from v2meow.features.registry import extract_features
     from v2meow.features.tempo import steady_pulse
     from v2meow.io.video import probe
-    from v2meow.pipeline import V2Meow
 
-    model = V2Meow.from_pretrained("embedded")
+    model = shipped_model()
     rate = next(e.rate for e in model.encoders if e.name == "beat")
     fired = 0
     for v in videos:
         length = min(seconds, probe(v).duration)
         found = steady_pulse(extract_features(v, model.encoders, 0.0, length)["beat"], rate, length)
-        music = ""
-        side = Path(v).with_suffix(".json")
-        if side.is_file():
-            meta = json.loads(side.read_text())
-            beats = np.asarray(meta.get("beats", meta.get("analysis", {}).get("beats")) or [])
-            beats = beats[beats < length]
-            music = f"; the music's beats: {60 / np.median(np.diff(beats)):.0f} BPM" if len(beats) > 2 else ""
+        beats = music_beats(v, length)
+        music = f"; the music's beats: {60 / np.median(np.diff(beats)):.0f} BPM" if len(beats) > 2 else ""
         fired += found is not None
         print(f"{Path(v).name}: {f'steady pulse at {found[0]:.0f} BPM' if found else 'no steady pulse'}{music}")
     print(f"a steady pulse in {fired} of {len(videos)} videos")
 
 
-def sidecar_ab(videos: list[str], seeds: int, candidates: int, seconds: float) -> list[dict]:
+def sidecar_ab(model, videos: list[str], seeds: int, candidates: int, seconds: float) -> list[dict]:
     import mir_eval
 
     from v2meow.metrics.beats import F_MEASURE_WINDOW, track_beats
 
-    def music_beats(v: str) -> np.ndarray:
-        b = np.asarray(json.loads(Path(v).with_suffix(".json").read_text())["analysis"]["beats"] or [], float)
-        return b[b < seconds]
-
-    model = shipped_model()
     rows = []
     for v in videos:
-        ref, others = music_beats(v), [music_beats(o) for o in videos if o != v]
+        ref, others = music_beats(v, seconds), [music_beats(o, seconds) for o in videos if o != v]
         for s in range(seeds):
             row = {"video": Path(v).name, "seed": s * candidates}
             for lock in (False, True):
@@ -154,13 +149,12 @@ def make_mixed(index: int) -> tuple[str, list[dict]]:
     return str(path), stretches
 
 
-def mixed_ab(seeds: int, candidates: int, indices: range) -> list[dict]:
+def mixed_ab(model, seeds: int, candidates: int, indices: range) -> list[dict]:
     import mir_eval
 
     from bench.rhythm import tempo_hits, tempo_of
     from v2meow.metrics.beats import F_MEASURE_WINDOW, track_beats
 
-    model = shipped_model()
     rows = []
     for index in indices:
         video, stretches = make_mixed(index)
@@ -217,20 +211,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.agreement is not None:
         tempo.STEADY_AGREEMENT = args.agreement
-    global STRETCH_SECONDS
-    STRETCH_SECONDS = args.stretch_seconds
     torch.set_num_threads(args.threads)
+    model = shipped_model(args.stretch_seconds)
     if args.videos or args.mixed:
         sets = {"first": range(len(MIXED)), "test": range(len(MIXED), len(MIXED) + len(MIXED_TEST))}
-        rows = mixed_ab(args.seeds, args.candidates, sets[args.mixed]) if args.mixed else \
-            sidecar_ab(args.videos, args.seeds, args.candidates, args.seconds)
+        rows = mixed_ab(model, args.seeds, args.candidates, sets[args.mixed]) if args.mixed else \
+            sidecar_ab(model, args.videos, args.seeds, args.candidates, args.seconds)
         if args.json:
             Path(args.json).write_text(json.dumps(rows, indent=1))
         return 0
 
     from bench.rhythm import make_videos, score_model, table
 
-    model = shipped_model()
     videos = make_videos(args.seconds + 2.0)
     res = {f"lock {side}": score_model(model, videos, args.seconds, args.seeds, args.candidates, lock_tempo=lock)
            for side, lock in (("off", False), ("on", True))}
