@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lock-tempo", action=argparse.BooleanOptionalAction, default=None,
                    help="where the picture moves on one steady pulse from start to end (a bouncing ball, a dancer's "
                         "steps), lock the music's tempo onto it as --tempo would (default: the model's; the "
-                        "embedded model locks)")
+                        "embedded model does not: the music follows the beat but grows noisier and quieter)")
     g.add_argument("--plot", action="store_true",
                    help="also write OUTPUT's stem + .png: the music's spectrogram with its onsets and beats above "
                         "the video's motion curve and visual beats, titled with the alignment score")
