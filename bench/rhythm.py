@@ -144,7 +144,9 @@ def load(name: str):
 
 
 def score_model(model, videos: list[dict], seconds: float, seeds: int, candidates: int = 1,
-                lock_tempo: bool | None = None) -> dict:
+                lock_tempo: bool | None = None, sound: bool = False) -> dict:
+    """Beat F (matched and mismatched), tempo accuracy per clip and in all; with ``sound``, each periodic clip's
+    :func:`v2meow.metrics.music.sound_descriptors` too (``clips[i]["sound"]``)."""
     import mir_eval
 
     from v2meow.metrics.beats import F_MEASURE_WINDOW, track_beats
@@ -170,6 +172,10 @@ def score_model(model, videos: list[dict], seconds: float, seeds: int, candidate
             a1, a2 = tempo_hits(est, v["bpm"])
             rows.append({"video": Path(v["video"]).name, "kind": v["kind"], "bpm": v["bpm"], "seed": s, "tempo": est,
                          "f_matched": matched, "f_mismatched": float(np.mean(others)), "acc1": a1, "acc2": a2})
+            if sound:
+                from v2meow.metrics.music import sound_descriptors
+
+                rows[-1]["sound"] = sound_descriptors(track.wav, track.sample_rate)
     seconds_taken = time.time() - t0
     fm = np.array([r["f_matched"] for r in rows])
     fx = np.array([r["f_mismatched"] for r in rows])

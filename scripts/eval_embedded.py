@@ -36,6 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from v2meow.metrics.music import descriptors  # noqa: E402  (re-exported: other scripts import it from here)
+
 PROMPTS = ("calm solo piano, slow and quiet", "fast loud brass and drums")
 
 
@@ -84,24 +86,6 @@ def heldout_videos(n: int, out: Path, skip: int = 0) -> Path:
             if not dst.exists():
                 dst.symlink_to(src)
     return folder
-
-
-def descriptors(wav: np.ndarray, sr: int) -> dict[str, float]:
-    import librosa
-
-    from v2meow.text.captions import key_scores
-
-    y = wav.astype(np.float32)
-    chroma = librosa.feature.chroma_stft(y=y, sr=sr, n_fft=2048, hop_length=512).mean(axis=1)
-    best = float(np.max(key_scores(chroma)))
-    env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=256)
-    env = env - env.mean()
-    ac = np.correlate(env, env, "full")[len(env) - 1:]
-    ac = ac / max(ac[0], 1e-9)
-    fps = sr / 256
-    lags = slice(int(0.25 * fps), int(2.0 * fps))
-    flat = float(np.mean(librosa.feature.spectral_flatness(y=y, n_fft=2048, hop_length=512)))
-    return {"tonal_clarity": float(best), "pulse_clarity": float(ac[lags].max()), "flatness": flat}
 
 
 def fad_sanity(videos: Path, seconds: float) -> dict[str, dict[str, float]]:

@@ -5,6 +5,7 @@
     python scripts/lock_tempo.py --videos V1.mp4 V2.mp4 ... --agreement 0.75 --seeds 4   # synth-data videos
     python scripts/lock_tempo.py --mixed --seeds 3 --stretch-seconds 6   # 30 s videos whose motion changes
     python scripts/lock_tempo.py --mixed test --seeds 4 --stretch-seconds 6   # the set that decides stretches
+    python scripts/lock_tempo.py --seeds 6 --clock-only --sound   # a lock that sets the clock alone; sound descriptors
 
 The A/B scores bench.rhythm's periodic-motion and still videos with ``lock_tempo`` off and on, the same seeds, and
 reports each side's table, the paired difference of the beat F gap (own video's beats minus the others') clip by
@@ -32,13 +33,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def shipped_model(stretch_seconds: float = 0.0):
-    """The shipped model, with ``generation.lock_stretch_seconds`` set for the lock-on side (--stretch-seconds)."""
+def shipped_model(stretch_seconds: float = 0.0, clock_only: bool = False):
+    """The shipped model, with ``generation.lock_stretch_seconds`` set for the lock-on side (--stretch-seconds);
+    with ``clock_only`` (--clock-only) its locks replace only the beat stream's clock (generation imposes pulses
+    through :func:`v2meow.features.tempo.impose_pulses` with ``clock_only``)."""
+    import functools
+
+    import v2meow.pipeline
+    from v2meow.features.tempo import impose_pulses
     from v2meow.pipeline import V2Meow
 
+    if clock_only:
+        v2meow.pipeline.impose_pulses = functools.partial(impose_pulses, clock_only=True)
     model = V2Meow.from_pretrained("embedded")
     model.cfg.generation.lock_stretch_seconds = stretch_seconds
     return model
+
+
+SOUND = ("lufs", "boom_db", "tonal_clarity", "pulse_clarity", "flatness")
+
+
+def sound_table(res: dict) -> str:
+    """Each side's mean sound descriptors per kind of motion (bench.rhythm's clips scored with ``sound``)."""
+    lines = ["| kind | lock | LUFS | 31-62 minus 250-500 Hz (dB) | tonal clarity | pulse clarity | flatness |",
+             "|---|---|---|---|---|---|---|"]
+    for kind in ("bounce", "figure", "pulse"):
+        for side, r in res.items():
+            clips = [c["sound"] for c in r["clips"] if c["kind"] == kind]
+            m = {k: float(np.mean([c[k] for c in clips])) for k in SOUND}
+            lines.append(f"| {kind} | {side} | {m['lufs']:.1f} | {m['boom_db']:+.1f} | {m['tonal_clarity']:.3f} | "
+                         f"{m['pulse_clarity']:.3f} | {m['flatness']:.3f} |")
+    return "\n".join(lines)
 
 
 def music_beats(video: str, seconds: float) -> np.ndarray:
@@ -199,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--agreement", type=float, default=None, help="the steady-pulse test's STEADY_AGREEMENT")
     p.add_argument("--mixed", nargs="?", const="first", choices=("first", "test"), default=None,
                    help="30 s videos whose motion changes, each stretch scored: the first set (0-3) or the test set")
+    p.add_argument("--clock-only", action="store_true",
+                   help="the lock-on side sets only the beat stream's clock (the picture's motion and novelty kept)")
+    p.add_argument("--sound", action="store_true", help="also each side's sound descriptors per kind of motion")
     p.add_argument("--stretch-seconds", type=float, default=0.0,
                    help="generation.lock_stretch_seconds for the lock-on side (0, as shipped: the whole clip only)")
     args = p.parse_args(argv)
@@ -212,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.agreement is not None:
         tempo.STEADY_AGREEMENT = args.agreement
     torch.set_num_threads(args.threads)
-    model = shipped_model(args.stretch_seconds)
+    model = shipped_model(args.stretch_seconds, args.clock_only)
     if args.videos or args.mixed:
         sets = {"first": range(len(MIXED)), "test": range(len(MIXED), len(MIXED) + len(MIXED_TEST))}
         rows = mixed_ab(model, args.seeds, args.candidates, sets[args.mixed]) if args.mixed else \
@@ -224,11 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     from bench.rhythm import make_videos, score_model, table
 
     videos = make_videos(args.seconds + 2.0)
-    res = {f"lock {side}": score_model(model, videos, args.seconds, args.seeds, args.candidates, lock_tempo=lock)
+    res = {f"lock {side}": score_model(model, videos, args.seconds, args.seeds, args.candidates, lock_tempo=lock,
+                                       sound=args.sound)
            for side, lock in (("off", False), ("on", True))}
     print(table(res))
     print()
     print(paired(res["lock off"], res["lock on"]))
+    if args.sound:
+        print()
+        print(sound_table(res))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
     return 0

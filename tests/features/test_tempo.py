@@ -170,3 +170,18 @@ def test_a_stretch_that_starts_between_windows_keeps_its_beats_in_place():
     assert len(inner) >= 12
     assert np.max([np.min(np.abs(clock - b)) for b in inner]) < 0.025  # the clock ticks on the pulse's own beats
     assert not out["beat"][:63].any() and not out["motion"][:38].any()  # before the stretch: as it was
+
+
+def test_a_clock_only_lock_keeps_the_pictures_motion_and_novelty():
+    encs = _encoders()
+    rng = np.random.default_rng(1)
+    shapes = {"motion": (60, 38), "beat": (100, 4)}
+    feats = {name: rng.normal(size=shape).astype(np.float32) for name, shape in shapes.items()}
+    pulse = Pulse(0.0, 10.0, 110.0, 0.25)
+    full, _ = impose_pulses(feats, encs, [pulse])
+    clock, beats = impose_pulses(feats, encs, [pulse], clock_only=True)
+    assert np.array_equal(clock["motion"], feats["motion"])  # the picture's own motion stays
+    assert np.array_equal(clock["beat"][:, 3], feats["beat"][:, 3])  # and its novelty
+    assert np.array_equal(clock["beat"][:, :3], full["beat"][:, :3])  # the clock is the pulse's
+    assert not np.array_equal(full["motion"], feats["motion"])
+    assert np.allclose(beats, pulse.beats())

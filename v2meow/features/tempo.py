@@ -30,6 +30,7 @@ from v2meow.features.motion import _LAG_MAX, _LAG_MIN, _MAX_FPS
 MIN_BPM = 60.0 / _LAG_MAX  # 30: the motion encoder's longest period
 MAX_BPM = 60.0 / _LAG_MIN  # 300: its shortest
 RHYTHM_ENCODERS = ("motion", "beat")
+CLOCK_COLUMNS = 3  # the beat stream's cos, sin (the clock) and strength; its fourth column is the picture's novelty
 # A clip "moves on a steady pulse" when its clock's beats span this share of it, at least this share of their
 # intervals lie within STEADY_TOLERANCE of their median, and there are at least STEADY_MIN_BEATS of them.
 STEADY_COVER = 0.85
@@ -209,19 +210,23 @@ def impose_tempo(feats: dict[str, np.ndarray], encoders: list, bpm: float,
     return impose_pulses(feats, encoders, [Pulse(0.0, float(duration), bpm, phase)])
 
 
-def impose_pulses(feats: dict[str, np.ndarray], encoders: list,
-                  pulses: list[Pulse]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def impose_pulses(feats: dict[str, np.ndarray], encoders: list, pulses: list[Pulse],
+                  clock_only: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """``feats`` with the rhythm streams replaced, over each of ``pulses``' stretches, by those of a picture flashing
     on that pulse (:func:`pulse_features`), and kept elsewhere; returns them (a new dict, the inputs untouched) and
-    the pulses' beat times. A pulse over the whole clip gives what :func:`impose_tempo` gives at its phase."""
+    the pulses' beat times. A pulse over the whole clip gives what :func:`impose_tempo` gives at its phase.
+    ``clock_only`` replaces only the ``beat`` stream's clock and strength (its first :data:`CLOCK_COLUMNS`
+    columns): the picture's own motion and novelty stay."""
     out = dict(feats)
+    names = ("beat",) if clock_only else RHYTHM_ENCODERS
+    cols = slice(0, CLOCK_COLUMNS) if clock_only else slice(None)
     for pulse in pulses:
         # each stream's pulse is rendered from the first of its windows that the stretch touches, so that its frames
         # fall on the stream's own window grid and the pulse's beats stay where they are in the clip; streams whose
         # grids meet there (all of them, for a stretch from the start) share one render
         by_origin: dict[Fraction, list] = {}
         for enc in encoders:
-            if enc.name in feats and enc.name in RHYTHM_ENCODERS:
+            if enc.name in feats and enc.name in names:
                 first = int(math.floor(pulse.start * enc.rate + 1e-9))
                 by_origin.setdefault(Fraction(first) / Fraction(enc.rate), []).append((enc, first))
         for group in by_origin.values():
@@ -233,6 +238,6 @@ def impose_pulses(feats: dict[str, np.ndarray], encoders: list,
                 n = max(0, min(len(f), len(feats[enc.name]) - first))
                 if out[enc.name] is feats[enc.name]:
                     out[enc.name] = feats[enc.name].copy()
-                out[enc.name][first : first + n] = f[:n]
+                out[enc.name][first : first + n, cols] = f[:n, cols]
     beats = [p.beats() for p in pulses]
     return out, np.concatenate(beats) if beats else np.zeros(0)
