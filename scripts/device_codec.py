@@ -92,13 +92,17 @@ def pack(data: Path, out: Path, budget_mb: float, seed: int, python: str) -> dic
     (corpus / "sources.json").write_text(json.dumps({
         "format": "v2meow-music-sources/1", "sample_rate": 16000, "seconds": round(seconds, 1), "heldout_seconds": 0,
         "licences": sorted({e["licence"] for e in chosen}), "files": chosen}, indent=1))
-    whl = out / "whl"
-    whl.mkdir(exist_ok=True)
+    download_wheels(out / "whl", python)
+    return {"files": len(chosen), "hours": round(seconds / 3600, 2), "mb": round(size / 1e6, 1)}
+
+
+def download_wheels(whl: Path, python: str) -> None:
+    """:data:`WHEELS` for the device's Python (3.12, x86-64) into ``whl``, unless they are there."""
+    whl.mkdir(parents=True, exist_ok=True)
     if not any(whl.glob("soundfile-*.whl")):
         cmd = [python, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
                "--implementation", "cp", "-d", str(whl)] + [a for p in PLATFORMS for a in ("--platform", p)] + WHEELS
         subprocess.run(cmd, check=True)
-    return {"files": len(chosen), "hours": round(seconds / 3600, 2), "mb": round(size / 1e6, 1)}
 
 
 def config(variant: str, batch: int, max_steps: int, lr: float):

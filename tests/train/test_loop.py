@@ -245,3 +245,38 @@ def test_e2e_script_trains_from_shards_alone(shard_dir, tmp_path):
     assert after["val_loss"] > 0 and "val_loss_shuffled" in after
     assert (work / "run_semantic_nojoint" / "checkpoints" / "latest").is_file()
     assert not (work / "trained_nojoint").exists()  # nothing exported or generated
+
+
+def test_the_device_stages_script_packs_trains_and_unpacks(shard_dir, debug_model_dir, tmp_path):
+    # the GPU call's script, run on the CPU: slimmed, compressed shards in; the stage's weights and a summary out;
+    # here a model directory made from them
+    import importlib.util
+    from pathlib import Path
+
+    from v2meow.config import load_preset
+    from v2meow.data.shards import ShardReader
+    from v2meow.pipeline import V2Meow
+
+    spec = importlib.util.spec_from_file_location(
+        "device_stages", Path(__file__).resolve().parents[2] / "scripts" / "device_stages.py")
+    ds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ds)
+    levels = load_preset("debug").coarse.levels
+    info = ds.pack(Path(shard_dir), tmp_path / "pack", budget_mb=50.0, seed=0, levels=levels, wheels=False)
+    assert info["shards"] == info["of"] and info["hours"]["validation"] > 0
+    shards = ds.unpack_shards(tmp_path / "pack", tmp_path / "unpacked")
+    before, after = ShardReader(shard_dir), ShardReader(shards)
+    assert [c["key"] for c in after.clips] == [c["key"] for c in before.clips]
+    rec = after[0]
+    assert rec.tensors["acoustic"].shape[0] == levels and rec.features.keys() == before[0].features.keys()
+    ds.GPU["coarse"] = {**ds.GPU["coarse"], "crop": 0.0}
+    out = tmp_path / "out"
+    summary = ds.run(tmp_path / "pack", out, minutes=0.1, device="cpu", init=debug_model_dir, stages=["coarse"],
+                     batch={"coarse": 2}, probe=2, max_steps=3)
+    assert summary["stages"]["coarse"]["steps"] == 3 and summary["stages"]["coarse"]["evals"]
+    assert (out / "coarse.safetensors").is_file() and not (out / "work").exists()
+    model_dir = ds.unpack(out, tmp_path / "model", Path(debug_model_dir))
+    base, trained = V2Meow.from_pretrained(debug_model_dir), V2Meow.from_pretrained(str(model_dir))
+    changed = any(not torch.equal(a.half(), b.half()) for a, b in zip(base.coarse.state_dict().values(),
+                                                                    trained.coarse.state_dict().values()))
+    assert changed

@@ -400,7 +400,7 @@ class Trainer:
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc=f"train {self.stage_name}", unit="step")
         last: dict[str, float] = {}
-        t0, tokens = time.time(), 0
+        t0, tokens, step0 = time.time(), 0, self.step
         while self.step < cfg.max_steps:
             batches = [next(loader) for _ in range(cfg.grad_accum)]
             stats = self.train_step(batches)
@@ -409,7 +409,8 @@ class Trainer:
             if self.step % cfg.log_every == 0:
                 dt = max(time.time() - t0, 1e-9)
                 last["tokens_per_s"] = tokens * self.world / dt
-                t0, tokens = time.time(), 0
+                last["s_per_step"] = dt / max(1, self.step - step0)
+                t0, tokens, step0 = time.time(), 0, self.step
                 self.log(last)
             out_of_time = self._past(deadline)
             if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps or out_of_time:
