@@ -10,7 +10,7 @@ a seeded random order until its budget; the validation split's shards come first
     python scripts/train_embedded.py prepare                 # here: the shards (data_cache/shards_embedded)
     python scripts/device_stages.py pack                     # here: .pack_stages/ (~30 MB)
     # the device call (run tool), carrying .pack_stages:
-    #   bash scripts/device_stages.sh                        # writes $OUT/{semantic,coarse}.safetensors, summary
+    #   bash scripts/device_stages.sh                        # $OUT/{semantic,coarse}_step-N.safetensors, summary
     python scripts/device_stages.py unpack FILES_AT -o runs/device_stages/model   # here: a model directory
     python scripts/release_gate.py ...                       # against the shipped model, as any candidate
 
@@ -39,6 +39,7 @@ SHIPPED = ROOT / "v2meow" / "assets" / "embedded"
 STAGES = ("semantic", "coarse")
 # Per stage on the GPU: batch, crop (s; 0 = the stage's window), peak learning rate. The CPU runs used 16 / 8 at
 # 1e-3 from scratch (scripts/train_embedded.py); these continue from the shipped weights, so the peak is lower.
+KEEP = 3  # checkpoints of each stage brought back (two stages: 6 files and the summary, of the 8 a call returns)
 GPU = {"semantic": {"batch": 64, "crop": 0.0, "lr": 5e-4}, "coarse": {"batch": 64, "crop": 4.0, "lr": 5e-4}}
 
 
@@ -119,7 +120,8 @@ def write_config(stage: str, steps: int, batch: int, path: Path, probe: bool = F
     g = GPU[stage]
     cfg = TrainConfig(batch_size=batch, lr=g["lr"], warmup_steps=min(200, max(1, steps // 10)), max_steps=steps,
                       eval_every=max(1, steps // 4) if not probe else steps, eval_batches=8,
-                      checkpoint_every=max(1, steps // 4), log_every=max(1, min(50, steps // 3)), seed=0,
+                      checkpoint_every=max(1, steps // 4), keep_checkpoints=KEEP, log_every=max(1, min(50, steps // 3)),
+                      seed=0,
                       num_workers=0 if probe else 4, crop_seconds=g["crop"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg.to_dict()))
@@ -153,7 +155,7 @@ def run(pack_dir: Path, out: Path, minutes: float, device: str, init: str, stage
     import torch
     from safetensors.torch import save_file
 
-    from v2meow.train.checkpoint import latest_checkpoint, load_checkpoint
+    from v2meow.train.checkpoint import load_checkpoint
 
     t0 = time.time()
     work = out / "work"
@@ -171,7 +173,7 @@ def run(pack_dir: Path, out: Path, minutes: float, device: str, init: str, stage
     print(f"timing: {rate} s/step; {left:.0f} s left: {steps} steps", file=sys.stderr, flush=True)
     procs = {}
     for s in stages:
-        cfg = write_config(s, steps[s], batch[s], out / f"{s}.yaml")
+        cfg = write_config(s, steps[s], batch[s], work / f"{s}.yaml")
         procs[s] = launch(s, shards, cfg, work / s, left / 60, device, init)
     for p in procs.values():
         p.wait()
@@ -179,25 +181,28 @@ def run(pack_dir: Path, out: Path, minutes: float, device: str, init: str, stage
     if device.startswith("cuda"):
         summary["gpu"] = torch.cuda.get_device_name(0)
     for s in stages:
-        ck_path = latest_checkpoint(work / s)
         rows = log_rows(work / s)
         evals = [{k: v for k, v in r.items() if k.startswith("val") or k == "step"} for r in rows
                  if any(k.startswith("val") for k in r)]
+        kept = sorted(p for p in (work / s / "checkpoints").glob("step-*") if (p / "state.json").is_file())
+        kept = kept[-KEEP:]
         summary["stages"][s] = {"s_per_step": rate[s], "schedule_steps": steps[s], "batch": batch[s],
-                                "steps": rows[-1].get("step") if rows else 0, "evals": evals}
-        if ck_path is None:
-            continue
-        ck = load_checkpoint(ck_path, weights_only=True)
-        save_file({k: v.half().contiguous() for k, v in ck["model"].items()}, str(out / f"{s}.safetensors"))
-        shutil.copyfile(work / s / "run.json", out / f"{s}.run.json")
+                                "steps": rows[-1].get("step") if rows else 0, "evals": evals,
+                                "train_config": json.loads((work / s / "run.json").read_text())["train_config"],
+                                "weights": [f"{s}_{p.name}.safetensors" for p in kept]}
+        for p in kept:  # a few checkpoints, so that one can be chosen here by what it generates, not by its loss
+            ck = load_checkpoint(p, weights_only=True)
+            half = {k: v.half().contiguous() for k, v in ck["model"].items()}
+            save_file(half, str(out / f"{s}_{p.name}.safetensors"))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     shutil.rmtree(work)
     print(json.dumps(summary, indent=1))
     return summary
 
 
-def unpack(files: Path, out: Path, base: Path) -> Path:
-    """A model directory: ``base`` with the stages' weights a device call brought back (``files``)."""
+def unpack(files: Path, out: Path, base: Path, steps: dict[str, int] | None = None) -> Path:
+    """A model directory: ``base`` with the stages' weights a device call brought back (``files``): each stage's
+    last checkpoint, or the one at ``steps[stage]``."""
     import torch
     from safetensors.torch import load_file
 
@@ -206,8 +211,13 @@ def unpack(files: Path, out: Path, base: Path) -> Path:
 
     model = V2Meow.from_pretrained(str(base))
     for s in STAGES:
-        path = files / f"{s}.safetensors"
-        if path.is_file():
+        found = sorted(files.glob(f"{s}_step-*.safetensors"))
+        if steps and s in steps:
+            found = [p for p in found if p.name == f"{s}_step-{steps[s]:08d}.safetensors"]
+            if not found:
+                raise SystemExit(f"{files} holds no {s} weights of step {steps[s]}.")
+        if found:
+            path = found[-1]
             load_state(getattr(model, s), {k: v.float() for k, v in load_file(str(path)).items()}, path)
     return model.save_pretrained(out, dtype=torch.float16)
 
@@ -237,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("files")
     u.add_argument("-o", "--out", required=True)
     u.add_argument("--base", default=str(SHIPPED))
+    u.add_argument("--step", nargs="+", default=[], metavar="STAGE=N",
+                   help="a stage's checkpoint at step N (default: each stage's last)")
     args = p.parse_args(argv)
     if args.cmd == "pack":
         print(json.dumps(pack(Path(args.shards), Path(args.out), args.budget_mb, args.seed, args.levels)))
@@ -244,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         run(Path(args.pack), Path(args.out), args.minutes, args.device, args.init_from, args.stages,
             dict(zip(STAGES, args.batch)), args.probe_steps, args.max_steps)
     else:
-        print(unpack(Path(args.files), Path(args.out), Path(args.base)))
+        steps = {k: int(v) for k, v in (a.split("=", 1) for a in args.step)}
+        print(unpack(Path(args.files), Path(args.out), Path(args.base), steps))
     return 0
 
 
