@@ -9,7 +9,9 @@ model (``eval_embedded --model OUT``, ``prompt_properties --model OUT``).
 
 ``--stage NAME=MODEL`` takes one stage's weights (``semantic``, ``coarse`` or ``fine``) from another exported model of
 the same preset and tokenizers, to measure one retrained stage beside the shipped others; the stage's settings
-(sampling, guidance) stay those of ``--model``.
+(sampling, guidance) stay those of ``--model``. With ``--blend A`` the stage's weights are ``(1 - A)`` times
+``--model``'s plus ``A`` times the other's (a stage trained on from ``--model``'s lies on a line from it: part of
+the way along keeps some of what the training bought and less of its drift).
 
 With a joint model trained on its text side alone (``train_parts: text``) its music tower is the model's own, so
 every music embedding the stages learnt from is unchanged; with a codec whose decoder alone was trained on
@@ -53,8 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--codec", help="a tokenizer directory or a codec training run")
     p.add_argument("--stage", action="append", default=[], metavar="NAME=MODEL",
                    help="take stage NAME (semantic, coarse, fine) from exported model MODEL (repeatable)")
+    p.add_argument("--blend", type=float, default=1.0,
+                   help="with --stage: how far from --model's weights towards the other's (0..1; 1: the other's)")
     p.add_argument("-o", "--out", required=True)
     args = p.parse_args(argv)
+    if not 0.0 <= args.blend <= 1.0:
+        p.error("--blend must be in [0, 1]")
     if not (args.joint or args.codec or args.stage):
         p.error("give --joint, --codec or --stage")
     import torch
@@ -95,8 +101,13 @@ def main(argv: list[str] | None = None) -> int:
                 (model.codec.identity()["codes"], model.semantic_tokenizer.identity()):
             raise SystemExit(f"{other_dir} was trained on other tokenizers than {args.model}.")
         # the weights only: the stage's settings (sampling, guidance) stay --model's
-        moved = swap(getattr(model, name), getattr(other, name).state_dict(), f"{name} of {other_dir}")
-        said.append(f"{name} stage from {other_dir}; parts that differ: {', '.join(moved) or 'none'}")
+        mine, theirs = getattr(model, name).state_dict(), getattr(other, name).state_dict()
+        if args.blend < 1.0 and mine.keys() == theirs.keys():
+            theirs = {k: torch.lerp(mine[k].float(), theirs[k].float(), args.blend).to(mine[k].dtype)
+                      if mine[k].is_floating_point() else theirs[k] for k in mine}
+        moved = swap(getattr(model, name), theirs, f"{name} of {other_dir}")
+        said.append(f"{name} stage from {other_dir}{f' (blend {args.blend:g})' if args.blend < 1 else ''}; "
+                    f"parts that differ: {', '.join(moved) or 'none'}")
     out = model.save_pretrained(args.out, dtype=torch.float16)
     print(f"{out}: " + "; ".join(said))
     return 0
