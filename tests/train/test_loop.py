@@ -281,3 +281,29 @@ def test_the_device_stages_script_packs_trains_and_unpacks(shard_dir, debug_mode
     changed = any(not torch.equal(a.half(), b.half()) for a, b in zip(base.coarse.state_dict().values(),
                                                                     trained.coarse.state_dict().values()))
     assert changed
+
+
+def test_swap_parts_blends_a_stage_between_two_models(debug_model_dir, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from v2meow.pipeline import V2Meow
+
+    spec = importlib.util.spec_from_file_location(
+        "swap_parts", Path(__file__).resolve().parents[2] / "scripts" / "swap_parts.py")
+    sp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sp)
+    base = V2Meow.from_pretrained(debug_model_dir)
+    with torch.no_grad():
+        for p in base.coarse.parameters():
+            p.add_(torch.randn_like(p))  # a coarse stage "trained on": same tokenizers, other weights
+    other = base.save_pretrained(tmp_path / "other")
+    assert sp.main(["--model", debug_model_dir, "--stage", f"coarse={other}", "--blend", "0.25",
+                    "-o", str(tmp_path / "blend")]) == 0
+    a, b = V2Meow.from_pretrained(debug_model_dir), V2Meow.from_pretrained(str(other))
+    mixed = V2Meow.from_pretrained(str(tmp_path / "blend"))
+    for k, v in mixed.coarse.state_dict().items():
+        want = 0.75 * a.coarse.state_dict()[k].float() + 0.25 * b.coarse.state_dict()[k].float()
+        assert torch.allclose(v.float(), want, atol=2e-3 * (1 + want.abs().max()))  # saved in float16
+    kept = zip(a.semantic.state_dict().values(), mixed.semantic.state_dict().values())
+    assert all(torch.equal(x.half(), y.half()) for x, y in kept)
