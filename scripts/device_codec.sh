@@ -6,12 +6,5 @@ set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .pack/whl/*.whl
 export PYTHONPATH=/tmp/site
 nvidia-smi -L || true
-for args in "--preset paper --batch 8" "--preset paper --batch 32" "--preset embedded --batch 64"; do
-  # shellcheck disable=SC2086
-  timeout 40 python3 -m bench.training $args --device cuda --steps 5 >> "$OUT/bench_training.txt" 2>&1 \
-    || echo "bench.training $args: stopped (exit $?)" >> "$OUT/bench_training.txt"
-done
-# the paper preset against MusicGen-small's decoder (random weights, transformers' architecture), both on the GPU
-timeout 90 python3 -m bench.musicgen --seconds 2 --repeats 2 --device cuda > "$OUT/bench_musicgen.txt" 2>&1 \
-  || echo "bench.musicgen: stopped (exit $?)" >> "$OUT/bench_musicgen.txt"
+bash scripts/device_bench.sh
 python3 scripts/device_codec.py run --out "$OUT" --minutes "${MINUTES:-5.5}" "$@"

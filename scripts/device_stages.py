@@ -149,7 +149,7 @@ def s_per_step(run: Path) -> float:
 
 
 def run(pack_dir: Path, out: Path, minutes: float, device: str, init: str, stages: list[str],
-        batch: dict[str, int], probe: int, max_steps: int | None = None) -> dict:
+        batch: dict[str, int], probe: int, max_steps: int | None = None, keep: int = KEEP) -> dict:
     """Unpack, time each stage for ``probe`` steps (side by side, as they will run), size each schedule to the
     minutes left, train both at once, and write each stage's last weights (fp16) and a summary into ``out``."""
     import torch
@@ -185,7 +185,7 @@ def run(pack_dir: Path, out: Path, minutes: float, device: str, init: str, stage
         evals = [{k: v for k, v in r.items() if k.startswith("val") or k == "step"} for r in rows
                  if any(k.startswith("val") for k in r)]
         kept = sorted(p for p in (work / s / "checkpoints").glob("step-*") if (p / "state.json").is_file())
-        kept = kept[-KEEP:]
+        kept = kept[-keep:]
         summary["stages"][s] = {"s_per_step": rate[s], "schedule_steps": steps[s], "batch": batch[s],
                                 "steps": rows[-1].get("step") if rows else 0, "evals": evals,
                                 "train_config": json.loads((work / s / "run.json").read_text())["train_config"],
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                    metavar=("SEMANTIC", "COARSE"))
     r.add_argument("--probe-steps", type=int, default=30, help="steps of the timing run")
     r.add_argument("--max-steps", type=int, default=None, help="at most this many steps per stage")
+    r.add_argument("--keep", type=int, default=KEEP, help="checkpoints of each stage brought back (at most KEEP)")
     u = sub.add_parser("unpack", help="here: a model directory from what a run brought back")
     u.add_argument("files")
     u.add_argument("-o", "--out", required=True)
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(pack(Path(args.shards), Path(args.out), args.budget_mb, args.seed, args.levels)))
     elif args.cmd == "run":
         run(Path(args.pack), Path(args.out), args.minutes, args.device, args.init_from, args.stages,
-            dict(zip(STAGES, args.batch)), args.probe_steps, args.max_steps)
+            dict(zip(STAGES, args.batch)), args.probe_steps, args.max_steps, min(args.keep, KEEP))
     else:
         steps = {k: int(v) for k, v in (a.split("=", 1) for a in args.step)}
         print(unpack(Path(args.files), Path(args.out), Path(args.base), steps))
