@@ -77,10 +77,8 @@ def pack(shards: Path, out: Path, budget_mb: float, seed: int, levels: int, whee
         records = [slim(r, levels) for r in iter_shard(shards / name)]
         write_shard(tmp, index, records)
         blob = lzma.compress((tmp / name).read_bytes(), preset=6)
-        if size + len(blob) > budget_mb * 1e6:
-            (tmp / name).unlink()
-            (tmp / f"{name}.json").unlink()
-            continue
+        if size + len(blob) > budget_mb * 1e6:  # shards are alike in size: the next would not fit either
+            break
         (out / "xz" / f"{name}.xz").write_bytes(blob)
         shutil.move(str(tmp / f"{name}.json"), out / "xz" / f"{name}.json")
         (tmp / name).unlink()
