@@ -118,9 +118,9 @@ def write_config(stage: str, steps: int, batch: int, path: Path, probe: bool = F
     g = GPU[stage]
     cfg = TrainConfig(batch_size=batch, lr=g["lr"], warmup_steps=min(200, max(1, steps // 10)), max_steps=steps,
                       eval_every=max(1, steps // 4) if not probe else steps, eval_batches=8,
-                      checkpoint_every=max(1, steps // 4), keep_checkpoints=KEEP, log_every=max(1, min(50, steps // 3)),
-                      seed=0,
-                      num_workers=0 if probe else 4, crop_seconds=g["crop"])
+                      checkpoint_every=max(1, steps // 4), keep_checkpoints=KEEP,
+                      log_every=max(1, min(50, steps // 3)), seed=0, num_workers=0 if probe else 4,
+                      crop_seconds=g["crop"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg.to_dict()))
     return path
@@ -140,17 +140,13 @@ def log_rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def s_per_step(run: Path) -> float:
-    """Seconds per step of a timing run: its last logged interval (the first holds the start-up)."""
-    rates = [r["s_per_step"] for r in log_rows(run) if "s_per_step" in r]
-    return float(rates[-1]) if rates else float("inf")
-
-
 def run(pack_dir: Path, out: Path, minutes: float, device: str, init: str, stages: list[str],
         batch: dict[str, int], probe: int, max_steps: int | None = None, keep: int = KEEP) -> dict:
     """Unpack, time each stage for ``probe`` steps (side by side, as they will run), size each schedule to the
-    minutes left, train both at once, and write each stage's last weights (fp16) and a summary into ``out``."""
+    minutes left, train both at once, and write each stage's last ``keep`` checkpoints (fp16) and a summary into
+    ``out``."""
     import torch
+    from device_codec import s_per_step  # the last logged interval's seconds per step (the first holds start-up)
     from safetensors.torch import save_file
 
     from v2meow.train.checkpoint import load_checkpoint
