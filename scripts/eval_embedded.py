@@ -299,6 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-videos", type=int, default=0,
                    help="take the held-out videos after the first N: a set no earlier release was chosen on")
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="evaluate: the first seed (video i's soundtrack uses SEED + 1000 i); another seed measures "
+                        "how far the same model's scores move between draws")
     p.add_argument("--candidates", type=int, default=4,
                    help="evaluate and rhythm: also the trained model's best of N by the video's beats")
     p.add_argument("--rhythm-seeds", type=int, default=3,
@@ -338,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, path, n in scored:
             t0 = time.time()
             rep = evaluate(path, str(videos), str(out / f"evaluate_{name}"),
-                           EvalOptions(seconds=args.seconds, segments=(2.0, 6.0, 10.0), candidates=n, joint=args.joint),
+                           EvalOptions(seconds=args.seconds, segments=(2.0, 6.0, 10.0), candidates=n, joint=args.joint,
+                                       seed=args.seed),
                            progress=False)
             results[f"evaluate_{name}"] = {r["name"]: {k: v for k, v in r.items() if not isinstance(v, (list, dict))}
                                            for r in rep.rows}
