@@ -143,7 +143,7 @@ def train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     s = STAGES[args.stage]
     steps = args.steps or s["steps"]
-    cfg = TrainConfig(batch_size=s["batch"], lr=s["lr"], warmup_steps=min(200, steps // 10), max_steps=steps,
+    cfg = TrainConfig(batch_size=s["batch"], lr=args.lr or s["lr"], warmup_steps=min(200, steps // 10), max_steps=steps,
                       eval_every=250, eval_batches=16, checkpoint_every=250, log_every=25, seed=0,
                       crop_seconds=s["crop"])
     model = str(layout_base(args.layout)) if args.layout is not None else None
@@ -211,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("stage", choices=list(STAGES))
     tr.add_argument("--minutes", type=float, default=30.0)
     tr.add_argument("--steps", type=int, default=None, help="steps of the whole schedule (default: the stage's)")
+    tr.add_argument("--lr", type=float, default=None,
+                    help="peak learning rate (default: the stage's); a run trained on from a model may want less")
     tr.add_argument("--threads", type=int, default=1)
     tr.add_argument("--quiet", action="store_true")
     tr.add_argument("--init-from", default=None,
