@@ -233,3 +233,11 @@ def test_a_model_directory_sets_its_own_number_of_candidates(tmp_path, video):
     cfg_file.write_text(json.dumps(doc))
     with pytest.raises(ConfigError, match="candidates"):
         V2Meow.from_pretrained(str(path))
+
+
+def test_the_noise_penalty_reaches_the_pick(video):
+    m = V2Meow.from_preset("debug", seed=0)
+    m.cfg.generation.noise_penalty = 2.0
+    track = m.generate(video, seconds=1.0, seed=0, candidates=2)
+    assert all(s.noise is not None and np.isclose(s.total, s.beat - 2.0 * s.noise) for s in track.scores)
+    assert track.chosen == best_candidate(track.scores)

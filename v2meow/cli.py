@@ -272,6 +272,8 @@ def _print_candidates(track, quiet: bool) -> None:
     if not quiet:
         for c in track.scores:
             text = f" + text {c.text:.3f}" if c.text is not None else ""
+            if c.noise is not None:  # the penalty times its noise score
+                text += f" - noise {c.beat + (c.text or 0.0) - c.total:.3f}"
             print(f"candidate {c.index} (seed {c.seed}): beat alignment {c.beat:.3f}{text} = score {c.total:.3f}",
                   file=sys.stderr)
     kept = track.scores[track.chosen]

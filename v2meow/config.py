@@ -131,6 +131,11 @@ class GenerationConfig(Config):
     # whole does not (0: the whole stretch scored or nothing). Off in the shipped model: on 30 s videos whose motion
     # changes it raised tempo accuracy from 44 % to 78 %, beat F's gap by +0.074 +- 0.060 (docs/embedded-model.md).
     lock_stretch_seconds: float = 0.0
+    # Best of N also weighs how noisy each candidate is: its total loses this many times its noise score (the
+    # energy-weighted spectral flatness, v2meow.metrics.alignment.noise_score). By beats alone the pick favours
+    # noise bursts, whose onsets meet more beats. 0: beats (and the prompt) alone. A trained model sets its own,
+    # chosen by measurement.
+    noise_penalty: float = 0.0
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")
@@ -143,6 +148,7 @@ class GenerationConfig(Config):
               f"prompt_guidance must be in (0, {MAX_GUIDANCE:g}], got {self.prompt_guidance}.")
         check(limit_ok(self.limit_db), f"limit_db must be in {list(LIMIT_DB_RANGE)} dB, got {self.limit_db}.")
         check(self.lock_stretch_seconds >= 0, f"lock_stretch_seconds must be >= 0, got {self.lock_stretch_seconds}.")
+        check(self.noise_penalty >= 0, f"noise_penalty must be >= 0, got {self.noise_penalty}.")
         check(loudness_ok(self.loudness_lufs),
               f"loudness_lufs must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 (off), got {self.loudness_lufs}.")
 

@@ -379,7 +379,8 @@ class V2Meow(nn.Module):
                 outside = [t for t in visual.times if not any(p.start <= t < p.end for p in locked)] if locked else []
                 visual = replace(visual, times=np.sort(np.concatenate([outside, pulse])), source=pulse_source)
             tower = self.text if joint is not None and isinstance(self.text, AudioTextTower) else None
-            scores = score_candidates(list(wavs), self.sample_rate, seeds, visual, tower, joint)
+            scores = score_candidates(list(wavs), self.sample_rate, seeds, visual, tower, joint,
+                                      noise_penalty=self.cfg.generation.noise_penalty)
             chosen = best_candidate(scores)
         return Soundtrack(wav=wavs[chosen], sample_rate=self.sample_rate, semantic=semantic[chosen],
                           acoustic=codes[chosen], start=start, seed=seeds[chosen], chosen=chosen, scores=scores,

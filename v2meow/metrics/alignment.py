@@ -48,7 +48,7 @@ class VideoBeats:
 
 @dataclass
 class CandidateScore:
-    """One candidate soundtrack's fit: ``total = beat + (text or 0)``."""
+    """One candidate soundtrack's fit: ``total = beat + (text or 0) - noise_penalty * (noise or 0)``."""
 
     index: int
     seed: int
@@ -57,6 +57,7 @@ class CandidateScore:
     total: float
     onsets: np.ndarray  # [K] seconds
     beats: np.ndarray | None = None  # [K] seconds (librosa's beat tracker), tracked when a plot needs them
+    noise: float | None = None  # noise_score, where the pick weighs it (generation.noise_penalty)
 
 
 def video_beats(video: str, duration: float, start: float = 0.0, curve: bool = True) -> VideoBeats:
@@ -119,9 +120,25 @@ def text_score(tower, wav: np.ndarray, sample_rate: int, prompt_embedding: torch
     return float(cosine_similarity(a, prompt_embedding.reshape(1, -1).double().numpy())[0])
 
 
+def noise_score(wav: np.ndarray, sample_rate: int, n_fft: int = 2048, hop: int = 512) -> float:
+    """How much of ``wav [N]``'s sound is broadband noise: the spectral flatness of each frame (the geometric over
+    the arithmetic mean of its power spectrum, in [0, 1]) averaged with the frames' energies as weights, so that
+    silence (flat at the floor) does not count. Tonal music scores under 0.02, noise bursts 0.1 and more."""
+    y = np.asarray(wav, dtype=np.float64).reshape(-1)
+    if y.size < n_fft:
+        y = np.pad(y, (0, n_fft - y.size))
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop] * np.hanning(n_fft)
+    power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2 + 1e-12
+    flat = np.exp(np.log(power).mean(-1)) / power.mean(-1)
+    energy = power.sum(-1)
+    return float((flat * energy).sum() / energy.sum())
+
+
 def score_candidates(wavs: list[np.ndarray], sample_rate: int, seeds: list[int], visual: VideoBeats,
-                     tower=None, prompt_embedding: torch.Tensor | None = None) -> list[CandidateScore]:
-    """Score each candidate soundtrack ``[N]`` against the video's beats (and the prompt, given a tower)."""
+                     tower=None, prompt_embedding: torch.Tensor | None = None,
+                     noise_penalty: float = 0.0) -> list[CandidateScore]:
+    """Score each candidate soundtrack ``[N]`` against the video's beats (and the prompt, given a tower); with
+    ``noise_penalty`` the total loses that many times the candidate's :func:`noise_score`."""
     out = []
     for i, (wav, seed) in enumerate(zip(wavs, seeds)):
         onsets = detect_onsets(wav, sample_rate)
@@ -129,7 +146,9 @@ def score_candidates(wavs: list[np.ndarray], sample_rate: int, seeds: list[int],
         text = None
         if tower is not None and prompt_embedding is not None:
             text = text_score(tower, wav, sample_rate, prompt_embedding)
-        out.append(CandidateScore(i, int(seed), beat, text, beat + (text or 0.0), onsets))
+        noise = noise_score(wav, sample_rate) if noise_penalty else None
+        total = beat + (text or 0.0) - noise_penalty * (noise or 0.0)
+        out.append(CandidateScore(i, int(seed), beat, text, total, onsets, noise=noise))
     return out
 
 
