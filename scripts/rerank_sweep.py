@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--penalties", default="0,1,2,4")
     p.add_argument("--boot", type=int, default=500)
+    p.add_argument("--measure", choices=["energy", "frames"], default="energy",
+                   help="the noise weighed: noise_score (frames weighted by energy, as generate weighs it) or the "
+                        "plain mean spectral flatness of the frames (its picks go to OUT/frames)")
     args = p.parse_args(argv)
     from beat_gap import clip_beats
     from eval_embedded import heldout_videos
@@ -84,9 +87,20 @@ def main(argv: list[str] | None = None) -> int:
     from paired_joint import clip_joint
 
     out = Path(args.out)
+    cands = out / "candidates"
     folder = heldout_videos(args.videos, out, args.skip_videos)
     videos = sorted(folder.glob("*.mp4"))
     scores = generate_candidates(args.model, videos, out)
+    if args.measure == "frames":  # the plain mean over frames (librosa's spectral_flatness, as descriptors reads it)
+        import librosa
+
+        from v2meow.io.audio import load_audio
+
+        for rows in scores:
+            for r in rows:
+                y = load_audio(str(cands / r["file"]), sample_rate=16000)
+                r["noise"] = float(np.mean(librosa.feature.spectral_flatness(y=y, n_fft=2048, hop_length=512)))
+        out = out / "frames"
     penalties = [float(x) for x in args.penalties.split(",")]
     folders = []
     for pen in penalties:
@@ -95,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, (video, c) in enumerate(zip(videos, picks(scores, pen))):
             link = f / f"{i:04d}_{video.stem}.wav"
             link.unlink(missing_ok=True)
-            link.symlink_to((out / "candidates" / scores[i][c]["file"]).resolve())
+            link.symlink_to((cands / scores[i][c]["file"]).resolve())
         folders.append(str(f.parent))
     emb = clip_embeddings(folder, folders)
     fads = {b: paired_bootstrap(emb[b]["real"], [emb[b][f] for f in folders], args.boot) for b in emb}
