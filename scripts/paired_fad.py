@@ -30,16 +30,16 @@ def clip_embeddings(videos_dir: str | Path, folders: list[str], backends: tuple[
     from v2meow.metrics.fad import embed_audio
 
     videos = sorted(Path(videos_dir).glob("*.mp4"))
+    sr = 16000
+    sets = {"real": [load_audio(str(v), sample_rate=sr, duration=seconds) for v in videos]}
+    for folder in folders:
+        wavs = sorted((Path(folder) / "audio").glob("*.wav"))
+        if len(wavs) != len(videos):
+            raise SystemExit(f"{folder} holds {len(wavs)} soundtracks for {len(videos)} videos: not the same set.")
+        sets[folder] = [load_audio(str(w), sample_rate=sr) for w in wavs]
     out: dict[str, dict[str, list[np.ndarray]]] = {}
     for backend in backends:
         emb = _fad_embedder(backend, EvalOptions())
-        sr = 16000
-        sets = {"real": [load_audio(str(v), sample_rate=sr, duration=seconds) for v in videos]}
-        for folder in folders:
-            wavs = sorted((Path(folder) / "audio").glob("*.wav"))
-            if len(wavs) != len(videos):
-                raise SystemExit(f"{folder} holds {len(wavs)} soundtracks for {len(videos)} videos: not the same set.")
-            sets[folder] = [load_audio(str(w), sample_rate=sr) for w in wavs]
         out[backend] = {k: [embed_audio(emb, w, sr) for w in ws] for k, ws in sets.items()}
     return out
 
@@ -48,9 +48,10 @@ class _Sums:
     """Each clip's count, Σx and Σxxᵀ, so that any multiset of clips gives its Gaussian at once."""
 
     def __init__(self, clips: list[np.ndarray]) -> None:
+        clips = [np.asarray(c, dtype=np.float64) for c in clips]
         self.n = np.array([len(c) for c in clips], dtype=np.float64)
-        self.s = np.stack([c.astype(np.float64).sum(0) for c in clips])
-        self.o = np.stack([c.astype(np.float64).T @ c.astype(np.float64) for c in clips])
+        self.s = np.stack([c.sum(0) for c in clips])
+        self.o = np.stack([c.T @ c for c in clips])
 
     def gaussian(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from v2meow.metrics.fad import gaussian_from_sums

@@ -56,13 +56,12 @@ def whole_row(name: str, base: float, cand: float, higher: bool, noise: float = 
     return {"measure": name, "base": base, "candidate": cand, "paired": "", "verdict": verdict, "clear": False}
 
 
-def fad_row(name: str, base: float, cand: float, videos: Path, folders: list[str], backend: str,
+def fad_row(name: str, base: float, cand: float, emb: dict[str, list[np.ndarray]], folders: list[str],
             boot: int = 500) -> dict:
     """FAD as evaluate reported it, with the standard error of the difference from a paired bootstrap over the
-    videos (scripts/paired_fad.py); signed so that > 0 is better."""
-    from paired_fad import clip_embeddings, paired_bootstrap
+    videos (scripts/paired_fad.py) on one encoder's clip embeddings ``emb``; signed so that > 0 is better."""
+    from paired_fad import paired_bootstrap
 
-    emb = clip_embeddings(videos, folders, (backend,))[backend]
     _, draws = paired_bootstrap(emb["real"], [emb[f] for f in folders], boot)
     se = float((draws[:, 1] - draws[:, 0]).std(ddof=1))
     m = base - cand
@@ -73,14 +72,15 @@ def fad_row(name: str, base: float, cand: float, videos: Path, folders: list[str
 
 def gate(base: Path, cand: Path, extra: tuple[Path, Path] | None, joint: str) -> list[dict]:
     from beat_gap import clip_beats
-    from paired_fad import BACKENDS
+    from paired_fad import BACKENDS, clip_embeddings
     from paired_joint import clip_joint
 
     rb = json.loads((base / "results.json").read_text())[KEY]["v2meow"]
     rc = json.loads((cand / "results.json").read_text())[KEY]["v2meow"]
     videos = base / "heldout_videos"
     folders = [str(base / KEY), str(cand / KEY)]
-    rows = [fad_row(f"FAD, {backend} encoder ↓", rb[col], rc[col], videos, folders, backend)
+    emb = clip_embeddings(videos, folders, tuple(BACKENDS))  # the soundtracks read once for both encoders
+    rows = [fad_row(f"FAD, {backend} encoder ↓", rb[col], rc[col], emb[backend], folders)
             for backend, col in BACKENDS.items()]
     kld_mcc = clip_joint(videos, folders, joint)
     (kb, mb), (kc, mc) = (kld_mcc[f] for f in folders)
