@@ -33,18 +33,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def shipped_model(stretch_seconds: float = 0.0, clock_only: bool = False):
+def shipped_model(stretch_seconds: float = 0.0, clock_only: bool = False, mix: float = 1.0):
     """The shipped model, with ``generation.lock_stretch_seconds`` set for the lock-on side (--stretch-seconds);
     with ``clock_only`` (--clock-only) its locks replace only the beat stream's clock (generation imposes pulses
-    through :func:`v2meow.features.tempo.impose_pulses` with ``clock_only``)."""
+    through :func:`v2meow.features.tempo.impose_pulses` with ``clock_only``); ``mix`` below 1 (--mix) blends the
+    pulse's streams with the picture's own at that weight."""
     import functools
 
     import v2meow.pipeline
     from v2meow.features.tempo import impose_pulses
     from v2meow.pipeline import V2Meow
 
-    if clock_only:
-        v2meow.pipeline.impose_pulses = functools.partial(impose_pulses, clock_only=True)
+    if clock_only or mix != 1.0:
+        v2meow.pipeline.impose_pulses = functools.partial(impose_pulses, clock_only=clock_only, mix=mix)
     model = V2Meow.from_pretrained("embedded")
     model.cfg.generation.lock_stretch_seconds = stretch_seconds
     return model
@@ -226,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="30 s videos whose motion changes, each stretch scored: the first set (0-3) or the test set")
     p.add_argument("--clock-only", action="store_true",
                    help="the lock-on side sets only the beat stream's clock (the picture's motion and novelty kept)")
+    p.add_argument("--mix", type=float, default=1.0,
+                   help="the lock-on side writes this weight of the pulse's streams and the rest of the picture's own")
     p.add_argument("--sound", action="store_true", help="also each side's sound descriptors per kind of motion")
     p.add_argument("--stretch-seconds", type=float, default=0.0,
                    help="generation.lock_stretch_seconds for the lock-on side (0, as shipped: the whole clip only)")
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.agreement is not None:
         tempo.STEADY_AGREEMENT = args.agreement
     torch.set_num_threads(args.threads)
-    model = shipped_model(args.stretch_seconds, args.clock_only)
+    model = shipped_model(args.stretch_seconds, args.clock_only, args.mix)
     if args.videos or args.mixed:
         sets = {"first": range(len(MIXED)), "test": range(len(MIXED), len(MIXED) + len(MIXED_TEST))}
         rows = mixed_ab(model, args.seeds, args.candidates, sets[args.mixed]) if args.mixed else \

@@ -185,3 +185,20 @@ def test_a_clock_only_lock_keeps_the_pictures_motion_and_novelty():
     assert np.array_equal(clock["beat"][:, :3], full["beat"][:, :3])  # the clock is the pulse's
     assert not np.array_equal(full["motion"], feats["motion"])
     assert np.allclose(beats, pulse.beats())
+
+
+def test_a_mixed_lock_blends_the_pulse_with_the_picture_inside_the_stretch_only():
+    encs = _encoders()
+    rng = np.random.default_rng(2)
+    feats = {"motion": rng.normal(size=(120, 38)).astype(np.float32),
+             "beat": rng.normal(size=(200, 4)).astype(np.float32)}
+    pulse = Pulse(5.0, 20.0, 96.0, 5.2)
+    full, _ = impose_pulses(feats, encs, [pulse])
+    half, beats = impose_pulses(feats, encs, [pulse], mix=0.25)
+    for name in feats:
+        assert np.allclose(half[name], 0.25 * full[name] + 0.75 * feats[name], atol=1e-6)
+        assert not np.array_equal(half[name], feats[name])
+    assert np.array_equal(half["beat"][:50], feats["beat"][:50])  # outside the stretch the picture's own rows
+    assert np.allclose(beats, pulse.beats())
+    with pytest.raises(ValueError):
+        impose_pulses(feats, encs, [pulse], mix=0.0)

@@ -211,12 +211,15 @@ def impose_tempo(feats: dict[str, np.ndarray], encoders: list, bpm: float,
 
 
 def impose_pulses(feats: dict[str, np.ndarray], encoders: list, pulses: list[Pulse],
-                  clock_only: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                  clock_only: bool = False, mix: float = 1.0) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """``feats`` with the rhythm streams replaced, over each of ``pulses``' stretches, by those of a picture flashing
     on that pulse (:func:`pulse_features`), and kept elsewhere; returns them (a new dict, the inputs untouched) and
     the pulses' beat times. A pulse over the whole clip gives what :func:`impose_tempo` gives at its phase.
     ``clock_only`` replaces only the ``beat`` stream's clock and strength (its first :data:`CLOCK_COLUMNS`
-    columns): the picture's own motion and novelty stay."""
+    columns): the picture's own motion and novelty stay. ``mix`` below 1 writes ``mix`` times the pulse's rows plus
+    ``1 - mix`` times the picture's own instead of the pulse's alone."""
+    if not 0.0 < mix <= 1.0:
+        raise ValueError(f"mix must be in (0, 1], got {mix}")
     out = dict(feats)
     names = ("beat",) if clock_only else RHYTHM_ENCODERS
     cols = slice(0, CLOCK_COLUMNS) if clock_only else slice(None)
@@ -238,6 +241,9 @@ def impose_pulses(feats: dict[str, np.ndarray], encoders: list, pulses: list[Pul
                 n = max(0, min(len(f), len(feats[enc.name]) - first))
                 if out[enc.name] is feats[enc.name]:
                     out[enc.name] = feats[enc.name].copy()
-                out[enc.name][first : first + n, cols] = f[:n, cols]
+                rows = f[:n, cols]
+                if mix != 1.0:
+                    rows = mix * rows + (1.0 - mix) * feats[enc.name][first : first + n, cols]
+                out[enc.name][first : first + n, cols] = rows
     beats = [p.beats() for p in pulses]
     return out, np.concatenate(beats) if beats else np.zeros(0)
