@@ -57,6 +57,19 @@ def timed_generate(model, video: str, seconds: float, candidates: int = 1) -> di
     return out
 
 
+def load_model():
+    """The shipped embedded model when the package has it, else the preset with random stages of its size;
+    returns ``(model, what it is)``."""
+    from importlib import resources
+
+    from v2meow.pipeline import V2Meow
+
+    shipped = resources.files("v2meow") / "assets" / "embedded"
+    if (shipped / "config.json").is_file():
+        return V2Meow.from_pretrained(str(shipped)), "shipped embedded model"
+    return V2Meow.from_preset("embedded", seed=0), "embedded preset, random stages"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=10.0)
@@ -64,18 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from importlib import resources
-
     from bench.rhythm import make_video
-    from v2meow.pipeline import V2Meow
     from v2meow.timebase import units_in
 
-    shipped = resources.files("v2meow") / "assets" / "embedded"
     t = time.perf_counter()
-    if (shipped / "config.json").is_file():
-        model, what = V2Meow.from_pretrained(str(shipped)), "shipped embedded model"
-    else:
-        model, what = V2Meow.from_preset("embedded", seed=0), "embedded preset, random stages"
+    model, what = load_model()
     load = time.perf_counter() - t
     bw = copy_bandwidth()
     with tempfile.TemporaryDirectory() as tmp:
