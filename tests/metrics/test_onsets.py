@@ -51,3 +51,22 @@ def test_onsets_are_librosas(name, y, mode):
 
 def test_silence_has_no_onsets():
     assert onset_times(np.zeros(SR, dtype=np.float32), SR, HOP_LENGTH, 3, ONSET_WAIT, ONSET_DELTA).size == 0
+
+
+@pytest.mark.parametrize("bpm", [70.0, 120.0, 150.0])
+def test_the_envelope_tempo_is_librosas(bpm):
+    import librosa
+
+    from v2meow.metrics.onsets import envelope_tempo, onset_envelope
+
+    rng = np.random.default_rng(int(bpm))
+    t = np.arange(8 * SR) / SR
+    clicks = np.zeros_like(t)
+    clicks[(np.arange(0.13, 8, 60.0 / bpm) * SR).astype(int)] = 1.0
+    y = (0.2 * np.sin(2 * np.pi * 330 * t) + clicks + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    env = onset_envelope(y, SR, HOP_LENGTH)
+    ours = envelope_tempo(env, SR, HOP_LENGTH)
+    theirs = float(librosa.feature.tempo(onset_envelope=env, sr=SR, hop_length=HOP_LENGTH)[0])
+    assert ours == pytest.approx(theirs, rel=1e-9)
+    assert abs(ours - bpm) <= 0.04 * bpm  # and it is the clicks' tempo
+    assert envelope_tempo(np.zeros(0), SR, HOP_LENGTH) is None

@@ -68,3 +68,31 @@ def onset_times(y: np.ndarray, sr: int, hop_length: int, window: int, wait: int,
         return np.zeros(0)
     idx = peak_pick(env, window, window, window, window, delta, wait)
     return idx * hop_length / float(sr)
+
+
+def envelope_tempo(env: np.ndarray, sr: int, hop_length: int, start_bpm: float = 120.0, std_octaves: float = 1.0,
+                   max_bpm: float = 320.0, ac_seconds: float = 8.0) -> float | None:
+    """The global tempo (BPM) of onset envelope ``env`` as ``librosa.feature.tempo`` estimates it: the mean of an
+    autocorrelation tempogram (``ac_seconds`` Hann windows, centred with linear ramps, each window's autocorrelation
+    scaled to a peak of 1), weighted by a log-normal prior around ``start_bpm`` (``std_octaves`` wide), its
+    strongest lag under ``max_bpm``. None when the envelope is empty."""
+    env = np.asarray(env, dtype=np.float64).reshape(-1)
+    if env.size == 0:
+        return None
+    win = max(1, int(ac_seconds * sr / hop_length))
+    half = win // 2
+    padded = np.pad(env, (half, win - half - 1 + (win % 2 == 0)), mode="linear_ramp", end_values=0.0)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, win)[: env.size]  # [T, win], one per envelope frame
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(win) / win)  # periodic Hann
+    n_fft = 1 << int(np.ceil(np.log2(2 * win - 1)))
+    spec = np.fft.rfft(frames * window, n=n_fft, axis=-1)
+    ac = np.fft.irfft(np.abs(spec) ** 2, n=n_fft, axis=-1)[:, :win]
+    peak = np.abs(ac).max(axis=-1, keepdims=True)
+    ac = np.divide(ac, peak, out=np.zeros_like(ac), where=peak > np.finfo(np.float64).tiny)
+    tg = ac.mean(axis=0)
+    lags = np.arange(win, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        bpms = 60.0 * sr / (hop_length * lags)
+        logprior = -0.5 * ((np.log2(bpms) - np.log2(start_bpm)) / std_octaves) ** 2
+    logprior[bpms >= max_bpm] = -np.inf
+    return float(bpms[int(np.argmax(np.log1p(1e6 * tg) + logprior))])
