@@ -50,7 +50,8 @@ def clip_rows(model, videos: list[dict], seconds: float, seeds: int, candidates:
                     beats = track_beats(wav, track.sample_rate)
                     est = tempo_of(beats)
                     f = mir_eval.beat.f_measure(ref, beats, f_measure_threshold=F_MEASURE_WINDOW)
-                    env = onset_envelope(to_beat_audio(wav, track.sample_rate), BEAT_SAMPLE_RATE, HOP_LENGTH)
+                    env = onset_envelope(to_beat_audio(wav, track.sample_rate), BEAT_SAMPLE_RATE, HOP_LENGTH,
+                                         median=True)
                     cands.append({"tempo": est, "acc1": tempo_hits(est, v["bpm"])[0], "score": sc.total, "f": float(f),
                                   "numpy_tempo": envelope_tempo(env, BEAT_SAMPLE_RATE, HOP_LENGTH)})
                 rows.append({"video": Path(v["video"]).name, "kind": v["kind"], "seed": s, "chosen": track.chosen,

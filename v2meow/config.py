@@ -136,6 +136,11 @@ class GenerationConfig(Config):
     # Measured on the shipped model (docs/embedded-model.md, "Best of 4 against noise"): penalties of 0.5-8 made
     # the picks less noisy and did not improve FAD, KLD or MCC on either 48-video set, so it ships at 0.
     noise_penalty: float = 0.0
+    # Best of N prefers the picture's tempo: where the visual beats tick on one pulse (the beat clock, a named or
+    # locked tempo), it keeps the best-scored candidate whose tempo (v2meow.metrics.alignment.music_tempo) lies
+    # within 8 % of the pulse's, and the best-scored of all when none does. Off in the shipped model until it has
+    # been through the release gate (docs/embedded-model.md, "One of the four candidates ...").
+    tempo_pick: bool = False
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")

@@ -371,7 +371,14 @@ class V2Meow(nn.Module):
             wavs = np.stack([match_loudness(w, self.sample_rate, loudness, limit_db=limit_db) for w in wavs])
         scores, chosen, visual = [], 0, None
         if score if score is not None else len(seeds) > 1:
-            from v2meow.metrics.alignment import best_candidate, score_candidates, video_beats
+            from v2meow.metrics.alignment import (
+                PULSE_SOURCES,
+                best_candidate,
+                music_tempo,
+                pick_at_tempo,
+                score_candidates,
+                video_beats,
+            )
 
             visual = video_beats(str(video), seconds, start)
             if pulse is not None and (pulse_source == "tempo" or visual.source != "sidecar"):
@@ -382,6 +389,8 @@ class V2Meow(nn.Module):
             scores = score_candidates(list(wavs), self.sample_rate, seeds, visual, tower, joint,
                                       noise_penalty=self.cfg.generation.noise_penalty)
             chosen = best_candidate(scores)
+            if self.cfg.generation.tempo_pick and visual.source in PULSE_SOURCES:
+                chosen = pick_at_tempo(scores, [music_tempo(w, self.sample_rate) for w in wavs], visual)
         return Soundtrack(wav=wavs[chosen], sample_rate=self.sample_rate, semantic=semantic[chosen],
                           acoustic=codes[chosen], start=start, seed=seeds[chosen], chosen=chosen, scores=scores,
                           visual=visual, tempo=tempo, tempo_source=pulse_source if pulse is not None else None,

@@ -68,5 +68,9 @@ def test_the_envelope_tempo_is_librosas(bpm):
     ours = envelope_tempo(env, SR, HOP_LENGTH)
     theirs = float(librosa.feature.tempo(onset_envelope=env, sr=SR, hop_length=HOP_LENGTH)[0])
     assert ours == pytest.approx(theirs, rel=1e-9)
+    # the median over bands is the envelope beat_track reads (its default onset strength, aggregate=np.median)
+    med = onset_envelope(y, SR, HOP_LENGTH, median=True)
+    ref = librosa.onset.onset_strength(y=y, sr=SR, hop_length=HOP_LENGTH, aggregate=np.median)
+    np.testing.assert_allclose(med, ref, atol=1e-4 * float(ref.max()))
     assert abs(ours - bpm) <= 0.04 * bpm  # and it is the clicks' tempo
     assert envelope_tempo(np.zeros(0), SR, HOP_LENGTH) is None

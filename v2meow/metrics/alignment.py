@@ -157,6 +157,37 @@ def best_candidate(scores: list[CandidateScore]) -> int:
     return max(range(len(scores)), key=lambda i: (scores[i].total, -i))
 
 
+PULSE_SOURCES = ("beat clock", "tempo", "steady pulse")  # visual beats that tick on one pulse
+
+
+def music_tempo(wav: np.ndarray, sample_rate: int) -> float | None:
+    """The tempo (BPM) ``librosa.beat.beat_track`` would start from, in numpy: the global tempo of the median-over-bands
+    onset envelope (:func:`v2meow.metrics.onsets.envelope_tempo`); None for silence."""
+    from v2meow.metrics.beats import BEAT_SAMPLE_RATE, HOP_LENGTH, to_beat_audio
+    from v2meow.metrics.onsets import envelope_tempo, onset_envelope
+
+    y = to_beat_audio(wav, sample_rate)
+    if y.size == 0 or not np.any(y):
+        return None
+    return envelope_tempo(onset_envelope(y, BEAT_SAMPLE_RATE, HOP_LENGTH, median=True), BEAT_SAMPLE_RATE, HOP_LENGTH)
+
+
+def pick_at_tempo(scores: list[CandidateScore], tempos: list[float | None], visual: VideoBeats,
+                  tolerance: float = 0.08) -> int:
+    """Best of N that prefers the picture's tempo: where the visual beats tick on one pulse (the beat clock, a named
+    tempo or a locked pulse), the best total among the candidates whose tempo lies within ``tolerance`` of the
+    pulse's (60 / the median interval of the visual beats); :func:`best_candidate` when none does or there is no
+    pulse."""
+    default = best_candidate(scores)
+    if visual.source not in PULSE_SOURCES or len(visual.times) < 3:
+        return default
+    pulse = 60.0 / float(np.median(np.diff(np.sort(visual.times))))
+    near = [i for i, t in enumerate(tempos) if t is not None and abs(t - pulse) <= tolerance * pulse]
+    if not near:
+        return default
+    return max(near, key=lambda i: (scores[i].total, -i))
+
+
 def render_plot(wav: np.ndarray, sample_rate: int, score: CandidateScore, visual: VideoBeats, start: float = 0.0,
                 title: str = "") -> bytes:
     """A PNG: the music's spectrogram with its onsets and beats, above the video's motion curve and visual

@@ -18,8 +18,9 @@ N_FFT = 2048
 N_MELS = 128
 
 
-def onset_envelope(y: np.ndarray, sr: int, hop_length: int) -> np.ndarray:
-    """The spectral-flux onset strength ``[frames]`` (float32) of mono float32 ``y``."""
+def onset_envelope(y: np.ndarray, sr: int, hop_length: int, median: bool = False) -> np.ndarray:
+    """The spectral-flux onset strength ``[frames]`` (float32) of mono float32 ``y``: the mean over mel bands, or with
+    ``median`` their median (what ``librosa.beat.beat_track`` reads its tempo from)."""
     y = np.asarray(y, dtype=np.float32)
     pad = N_FFT // 2
     yp = np.pad(y, (pad, pad))
@@ -31,7 +32,8 @@ def onset_envelope(y: np.ndarray, sr: int, hop_length: int) -> np.ndarray:
     mel = np.einsum("tf,mf->mt", power, mel_filterbank(sr, N_FFT, N_MELS), optimize=True)  # [M, T]
     db = 10.0 * np.log10(np.maximum(1e-10, mel))
     db = np.maximum(db, db.max() - 80.0)
-    flux = np.maximum(0.0, db[:, 1:] - db[:, :-1]).mean(axis=0)
+    rise = np.maximum(0.0, db[:, 1:] - db[:, :-1])
+    flux = np.median(rise, axis=0) if median else rise.mean(axis=0)
     env = np.pad(flux, (1 + N_FFT // (2 * hop_length), 0))[: db.shape[1]]
     return env.astype(np.float32)
 
