@@ -1,9 +1,9 @@
 """scripts/paired_fad.py: FAD per set from clip sums, and the paired bootstrap of a difference."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
+from script_module import load_script
 
 from v2meow.metrics.fad import FrechetAudioDistance
 
@@ -11,10 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("paired_fad", ROOT / "scripts" / "paired_fad.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("paired_fad")
 
 
 def _clips(rng, n, shift=0.0, dim=6):

@@ -1,16 +1,10 @@
 """scripts/tempo_candidates.py: the pick that prefers candidates at the picture clock's tempo."""
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from script_module import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("tempo_candidates", ROOT / "scripts" / "tempo_candidates.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("tempo_candidates")
 
 
 def _row(clock, cands, chosen):
