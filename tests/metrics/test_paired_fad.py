@@ -1,13 +1,10 @@
 """scripts/paired_fad.py: FAD per set from clip sums, and the paired bootstrap of a difference."""
 
-from pathlib import Path
 
 import numpy as np
 from script_module import load_script
 
 from v2meow.metrics.fad import FrechetAudioDistance
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
