@@ -138,8 +138,8 @@ class GenerationConfig(Config):
     noise_penalty: float = 0.0
     # Best of N prefers the picture's tempo: where the visual beats tick on one pulse (the beat clock, a named or
     # locked tempo), it keeps the best-scored candidate whose tempo (v2meow.metrics.alignment.music_tempo) lies
-    # within 8 % of the pulse's, and the best-scored of all when none does. Off in the shipped model until it has
-    # been through the release gate (docs/embedded-model.md, "One of the four candidates ...").
+    # within 8 % of the pulse's, and the best-scored of all when none does. On in the shipped model since 2026-12-06:
+    # tempo acc1 53 -> 75 % on the gate's periodic-motion clips, nothing else worse (docs/embedded-model.md).
     tempo_pick: bool = False
 
     def validate(self) -> None:
