@@ -277,7 +277,10 @@ def _print_candidates(track, quiet: bool) -> None:
             print(f"candidate {c.index} (seed {c.seed}): beat alignment {c.beat:.3f}{text} = score {c.total:.3f}",
                   file=sys.stderr)
     kept = track.scores[track.chosen]
-    print(f"kept candidate {kept.index} (seed {kept.seed}, score {kept.total:.3f}); --seed {kept.seed} "
+    why = ""
+    if kept.tempo is not None and kept.total < max(c.total for c in track.scores):
+        why = f", its tempo {kept.tempo:.0f} BPM on the picture's pulse"  # tempo_pick kept it over a higher score
+    print(f"kept candidate {kept.index} (seed {kept.seed}, score {kept.total:.3f}{why}); --seed {kept.seed} "
           "--candidates 1 makes it alone", file=sys.stderr)
 
 

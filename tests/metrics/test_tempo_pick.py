@@ -57,3 +57,16 @@ def test_generate_keeps_the_candidate_at_the_named_tempo(tmp_path, monkeypatch):
     assert [s.total for s in picked.scores] == [s.total for s in plain.scores]  # the same candidates, scored alike
     np.testing.assert_allclose(picked.wav, model.generate(video, **{**kw, "seed": picked.seed, "candidates": 1}).wav,
                                atol=1e-5)
+
+
+def test_the_command_line_says_why_a_lower_score_was_kept(capsys):
+    from types import SimpleNamespace
+
+    from v2meow.cli import _print_candidates
+
+    scores = [CandidateScore(i, 10 + i, t, None, t, np.zeros(0), tempo=bpm)
+              for i, (t, bpm) in enumerate([(0.5, 150.0), (0.3, 99.0)])]
+    _print_candidates(SimpleNamespace(scores=scores, chosen=1), quiet=True)
+    assert "kept candidate 1 (seed 11, score 0.300, its tempo 99 BPM on the picture's pulse)" in capsys.readouterr().err
+    _print_candidates(SimpleNamespace(scores=scores, chosen=0), quiet=True)
+    assert "kept candidate 0 (seed 10, score 0.500);" in capsys.readouterr().err

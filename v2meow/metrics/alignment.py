@@ -58,6 +58,7 @@ class CandidateScore:
     onsets: np.ndarray  # [K] seconds
     beats: np.ndarray | None = None  # [K] seconds (librosa's beat tracker), tracked when a plot needs them
     noise: float | None = None  # noise_score, where the pick weighs it (generation.noise_penalty)
+    tempo: float | None = None  # BPM (music_tempo), where the pick prefers the picture's pulse (generation.tempo_pick)
 
 
 def video_beats(video: str, duration: float, start: float = 0.0, curve: bool = True) -> VideoBeats:
