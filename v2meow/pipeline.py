@@ -391,7 +391,7 @@ class V2Meow(nn.Module):
             chosen = best_candidate(scores)
             if self.cfg.generation.tempo_pick and visual.source in PULSE_SOURCES:
                 scores = [replace(c, tempo=music_tempo(w, self.sample_rate)) for c, w in zip(scores, wavs)]
-                chosen = pick_at_tempo(scores, [c.tempo for c in scores], visual)
+                chosen = pick_at_tempo(scores, visual)
         return Soundtrack(wav=wavs[chosen], sample_rate=self.sample_rate, semantic=semantic[chosen],
                           acoustic=codes[chosen], start=start, seed=seeds[chosen], chosen=chosen, scores=scores,
                           visual=visual, tempo=tempo, tempo_source=pulse_source if pulse is not None else None,

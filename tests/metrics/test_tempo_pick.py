@@ -11,8 +11,8 @@ from v2meow.pipeline import V2Meow
 SR = 16000
 
 
-def _scores(totals):
-    return [CandidateScore(i, i, t, None, t, np.zeros(0)) for i, t in enumerate(totals)]
+def _scores(totals, tempos):
+    return [CandidateScore(i, i, t, None, t, np.zeros(0), tempo=bpm) for i, (t, bpm) in enumerate(zip(totals, tempos))]
 
 
 def _beats(bpm, source):
@@ -20,13 +20,12 @@ def _beats(bpm, source):
 
 
 def test_the_best_candidate_at_the_pulses_tempo_is_kept():
-    scores = _scores([0.9, 0.4, 0.6, 0.5])
-    tempos = [150.0, 101.0, 97.0, None]
-    assert pick_at_tempo(scores, tempos, _beats(100.0, "beat clock")) == 2  # 1 and 2 are near 100; 2 scores higher
-    assert pick_at_tempo(scores, tempos, _beats(100.0, "tempo")) == 2
-    assert pick_at_tempo(scores, tempos, _beats(100.0, "motion")) == 0  # no pulse: the plain best
-    assert pick_at_tempo(scores, tempos, _beats(130.0, "beat clock")) == 0  # none near 130: the plain best
-    assert pick_at_tempo(scores, tempos, _beats(100.0, "beat clock"), tolerance=0.02) == 1  # only 101 is that near
+    scores = _scores([0.9, 0.4, 0.6, 0.5], [150.0, 101.0, 97.0, None])
+    assert pick_at_tempo(scores, _beats(100.0, "beat clock")) == 2  # 1 and 2 are near 100; 2 scores higher
+    assert pick_at_tempo(scores, _beats(100.0, "tempo")) == 2
+    assert pick_at_tempo(scores, _beats(100.0, "motion")) == 0  # no pulse: the plain best
+    assert pick_at_tempo(scores, _beats(130.0, "beat clock")) == 0  # none near 130: the plain best
+    assert pick_at_tempo(scores, _beats(100.0, "beat clock"), tolerance=0.02) == 1  # only 101 is that near
 
 
 def test_the_music_tempo_is_its_clicks_tempo_and_none_for_silence():

@@ -173,17 +173,16 @@ def music_tempo(wav: np.ndarray, sample_rate: int) -> float | None:
     return envelope_tempo(onset_envelope(y, BEAT_SAMPLE_RATE, HOP_LENGTH, median=True), BEAT_SAMPLE_RATE, HOP_LENGTH)
 
 
-def pick_at_tempo(scores: list[CandidateScore], tempos: list[float | None], visual: VideoBeats,
-                  tolerance: float = 0.08) -> int:
+def pick_at_tempo(scores: list[CandidateScore], visual: VideoBeats, tolerance: float = 0.08) -> int:
     """Best of N that prefers the picture's tempo: where the visual beats tick on one pulse (the beat clock, a named
-    tempo or a locked pulse), the best total among the candidates whose tempo lies within ``tolerance`` of the
+    tempo or a locked pulse), the best total among the candidates whose ``tempo`` lies within ``tolerance`` of the
     pulse's (60 / the median interval of the visual beats); :func:`best_candidate` when none does or there is no
     pulse."""
     default = best_candidate(scores)
     if visual.source not in PULSE_SOURCES or len(visual.times) < 3:
         return default
     pulse = 60.0 / float(np.median(np.diff(np.sort(visual.times))))
-    near = [i for i, t in enumerate(tempos) if t is not None and abs(t - pulse) <= tolerance * pulse]
+    near = [i for i, c in enumerate(scores) if c.tempo is not None and abs(c.tempo - pulse) <= tolerance * pulse]
     if not near:
         return default
     return max(near, key=lambda i: (scores[i].total, -i))
