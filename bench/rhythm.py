@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from v2meow.metrics.beats import beats_tempo as tempo_of  # the music's tempo from its tracked beats
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "data_cache" / "bench_rhythm"
 KINDS = ("pulse", "bounce", "figure")
@@ -117,12 +119,6 @@ def make_videos(seconds: float) -> list[dict]:
         p = make_video(CACHE / f"still_{i}.mp4", "still", bpm, 0.3, seconds)
         out.append({"video": str(p), "kind": "still", "bpm": None, "beats": []})
     return out
-
-
-def tempo_of(beats: np.ndarray) -> float | None:
-    if len(beats) < 3:
-        return None
-    return float(60.0 / np.median(np.diff(beats)))
 
 
 def tempo_hits(est: float | None, bpm: float) -> tuple[bool, bool]:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from v2meow.errors import UserError
-from v2meow.metrics.beats import BeatFMeasure, detect_onsets, track_beats
+from v2meow.metrics.beats import BeatFMeasure, beats_tempo, detect_onsets, track_beats
 from v2meow.metrics.mcc import cosine_similarity
 
 MOTION_RATE = 10.0  # Hz: the motion curve's rate
@@ -179,9 +179,9 @@ def pick_at_tempo(scores: list[CandidateScore], visual: VideoBeats, tolerance: f
     pulse's (60 / the median interval of the visual beats); :func:`best_candidate` when none does or there is no
     pulse."""
     default = best_candidate(scores)
-    if visual.source not in PULSE_SOURCES or len(visual.times) < 3:
+    pulse = beats_tempo(np.sort(visual.times)) if visual.source in PULSE_SOURCES else None
+    if pulse is None:
         return default
-    pulse = 60.0 / float(np.median(np.diff(np.sort(visual.times))))
     near = [i for i, c in enumerate(scores) if c.tempo is not None and abs(c.tempo - pulse) <= tolerance * pulse]
     if not near:
         return default

@@ -221,6 +221,13 @@ def track_beats(wav: np.ndarray, sample_rate: int = BEAT_SAMPLE_RATE) -> np.ndar
     return np.asarray(beats, dtype=np.float64)
 
 
+def beats_tempo(beats: np.ndarray) -> float | None:
+    """The tempo (BPM) of sorted beat times: 60 / their median interval; None with fewer than three beats."""
+    if len(beats) < 3:
+        return None
+    return float(60.0 / np.median(np.diff(beats)))
+
+
 def _beat_times(times: Any, what: str) -> np.ndarray:
     t = np.asarray(times, dtype=np.float64).reshape(-1)
     if not np.isfinite(t).all() or (t < 0).any():
