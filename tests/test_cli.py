@@ -78,16 +78,18 @@ def test_bad_options_exit_2(video, tmp_path, extra, capsys):
     assert not out.exists()
 
 
-def test_lock_tempo_reaches_generate(video, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["lock_tempo", "fit_pulse"])
+def test_tempo_switches_reach_generate(name, video, tmp_path, monkeypatch):
     from v2meow import pipeline
 
     seen = []
     generate = pipeline.V2Meow.generate
     monkeypatch.setattr(pipeline.V2Meow, "generate",
-                        lambda self, *a, **kw: seen.append(kw["lock_tempo"]) or generate(self, *a, **kw))
-    for flag in ([], ["--lock-tempo"], ["--no-lock-tempo"]):
+                        lambda self, *a, **kw: seen.append(kw[name]) or generate(self, *a, **kw))
+    flag = "--" + name.replace("_", "-")
+    for extra in ([], [flag], ["--no-" + flag[2:]]):
         out = tmp_path / f"{len(seen)}.wav"
-        assert main(["generate", video, "-o", str(out), "--model", "debug", "--seconds", "0.5", "--quiet", *flag]) == 0
+        assert main(["generate", video, "-o", str(out), "--model", "debug", "--seconds", "0.5", "--quiet", *extra]) == 0
     assert seen == [None, True, False]  # None: the model's own setting
 
 

@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the picture moves on one steady pulse from start to end (a bouncing ball, a dancer's "
                         "steps), lock the music's tempo onto it as --tempo would (default: the model's; the "
                         "embedded model does not: the music follows the beat but grows noisier and quieter)")
+    g.add_argument("--fit-pulse", action=argparse.BooleanOptionalAction, default=None,
+                   help="where the picture moves on one steady pulse from start to end (or --tempo names one), "
+                        "time-warp the music's beats onto it, the pitch kept, when its tempo is near (default: the "
+                        "model's; the embedded model does, within 15 %%)")
     g.add_argument("--plot", action="store_true",
                    help="also write OUTPUT's stem + .png: the music's spectrogram with its onsets and beats above "
                         "the video's motion curve and visual beats, titled with the alignment score")
@@ -247,7 +251,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
                                  seed=args.seed, guidance=args.guidance, start=args.start,
                                  candidates=args.candidates, loudness=args.loudness, limit_db=args.limit,
                                  plot_path=plot_path, tempo=args.tempo, lock_tempo=args.lock_tempo,
-                                 progress=bar)
+                                 fit_pulse=args.fit_pulse, progress=bar)
     finally:
         bar.close()
     if len(track.scores) > 1:
@@ -262,6 +266,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         bpm = f", {track.tempo:.0f} BPM" if track.tempo is not None else ""
         print(f"the picture moves on a steady pulse{at}: the music's tempo is locked to it{bpm} "
               "(--no-lock-tempo lets it go)", file=sys.stderr)
+    if track.fit is not None and not args.quiet:
+        f = track.fit
+        print(f"the picture moves on a steady pulse: the music's beats are warped onto it ({f.tempo:.0f} -> "
+              f"{f.tempo * f.rate:.0f} BPM, {f.beats} beats; --no-fit-pulse leaves them as made)", file=sys.stderr)
     pic = f" and {plot_path}" if plot_path is not None else ""
     print(f"wrote {args.output}{pic} ({track.seconds:.2f} s of music{where}{note})", file=sys.stderr)
     return 0

@@ -141,6 +141,11 @@ class GenerationConfig(Config):
     # within 8 % of the pulse's, and the best-scored of all when none does. On in the shipped model since 2026-12-06:
     # tempo acc1 53 -> 75 % on the gate's periodic-motion clips, nothing else worse (docs/embedded-model.md).
     tempo_pick: bool = False
+    # Where the picture moves on one steady pulse over the whole clip (or a tempo is named or locked), each candidate
+    # whose tempo lies within this fraction of the pulse's is time-stretched onto it (the pitch kept) and started
+    # where its onsets meet the pulse's beats (v2meow.metrics.alignment.fit_to_pulse); the stages then make that
+    # much more music, plus one beat, to stretch and shift within. 0: off.
+    fit_pulse: float = 0.0
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")
@@ -153,6 +158,7 @@ class GenerationConfig(Config):
               f"prompt_guidance must be in (0, {MAX_GUIDANCE:g}], got {self.prompt_guidance}.")
         check(limit_ok(self.limit_db), f"limit_db must be in {list(LIMIT_DB_RANGE)} dB, got {self.limit_db}.")
         check(self.lock_stretch_seconds >= 0, f"lock_stretch_seconds must be >= 0, got {self.lock_stretch_seconds}.")
+        check(0 <= self.fit_pulse <= 0.5, f"fit_pulse must be in [0, 0.5], got {self.fit_pulse}.")
         check(self.noise_penalty >= 0, f"noise_penalty must be >= 0, got {self.noise_penalty}.")
         check(loudness_ok(self.loudness_lufs),
               f"loudness_lufs must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 (off), got {self.loudness_lufs}.")

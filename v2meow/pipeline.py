@@ -26,7 +26,16 @@ from torch import Tensor, nn
 from v2meow.config import V2MeowConfig, check_fit, check_loudness, load_preset, preset_names, resolve_streams
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import build_encoder, extract_features, probe
-from v2meow.features.tempo import Pulse, check_tempo, impose_pulses, impose_tempo, prompt_tempo, steady_pulses
+from v2meow.features.tempo import (
+    Pulse,
+    check_tempo,
+    impose_pulses,
+    impose_tempo,
+    prompt_tempo,
+    steady_pulse,
+    steady_pulses,
+    tempo_beats,
+)
 from v2meow.generation import (
     MAX_GUIDANCE,
     SECONDS_SLACK,
@@ -66,7 +75,9 @@ from v2meow.tokenizers.semantic import SemanticEncoder, SemanticTokenizer, kmean
 from v2meow.tokenizers.ssl import build_ssl_encoder
 
 if TYPE_CHECKING:
-    from v2meow.metrics.alignment import CandidateScore, VideoBeats
+    from v2meow.metrics.alignment import CandidateScore, PulseFit, VideoBeats
+
+FIT_PULSE = 0.15  # generate(fit_pulse=True)'s largest stretch where the model's config sets none
 
 # The model directory format (v2meow.modeldir), the fit checks (v2meow.config) and the windowing
 # (v2meow.generation) lived here before; their names are still importable from here.
@@ -93,7 +104,9 @@ class Soundtrack:
     in candidate order, ``chosen`` the kept one's index, and ``visual`` the video's beats they were scored by.
     ``tempo`` is the steady pulse (BPM) the stages read over the whole stretch instead of the picture's own rhythm,
     ``tempo_source`` where a pulse came from: ``"tempo"`` (named) or ``"steady pulse"`` (locked to the picture's;
-    ``pulses`` then lists the stretches locked, :class:`v2meow.features.tempo.Pulse`); None otherwise."""
+    ``pulses`` then lists the stretches locked, :class:`v2meow.features.tempo.Pulse`); None otherwise. ``fit`` says
+    how ``wav`` was stretched onto the picture's steady pulse (``generation.fit_pulse``), None where it was not: the
+    tokens are then those of the music before the stretch."""
 
     wav: np.ndarray
     sample_rate: int
@@ -107,6 +120,7 @@ class Soundtrack:
     tempo: float | None = None
     tempo_source: str | None = None
     pulses: list[Pulse] = field(default_factory=list)
+    fit: PulseFit | None = None
 
     @property
     def seconds(self) -> float:
@@ -291,6 +305,7 @@ class V2Meow(nn.Module):
         limit_db: float | None = None,
         tempo: float | None = None,
         lock_tempo: bool | None = None,
+        fit_pulse: bool | None = None,
     ) -> Soundtrack:
         """A soundtrack for ``seconds`` of ``video`` from ``start`` (default: all of it from the start).
 
@@ -321,6 +336,12 @@ class V2Meow(nn.Module):
         the whole stretch (or, with ``generation.lock_stretch_seconds``, for at least that long;
         :func:`~v2meow.features.tempo.steady_pulses`) has that pulse, its tempo and phase, set the same way over the
         stretch it holds.
+
+        With ``fit_pulse`` (default: on where ``generation.fit_pulse`` > 0), where the picture moves on one steady
+        pulse over the whole stretch (or a tempo is named or locked), each candidate whose tempo lies within
+        ``generation.fit_pulse`` (:data:`FIT_PULSE`, where the model sets none) of the pulse's has its beats
+        time-warped onto the pulse's, the pitch kept (:func:`v2meow.metrics.alignment.fit_to_pulse`); the stages
+        make that much more music, and a beat, to warp within.
         """
         info = probe(str(video))
         tempo = check_tempo(tempo) if tempo is not None else prompt_tempo(prompt)
@@ -354,19 +375,35 @@ class V2Meow(nn.Module):
                 pulse_source = "steady pulse"
                 if len(locked) == 1 and locked[0].start == 0.0 and locked[0].end == seconds:
                     tempo = locked[0].bpm
+        stretch = self.cfg.generation.fit_pulse if fit_pulse is None else \
+            (self.cfg.generation.fit_pulse or FIT_PULSE) if fit_pulse else 0.0
+        fit_beats = self._fit_beats(feats, seconds, pulse if tempo is not None else None) if stretch > 0 else None
+        made = seconds  # with a pulse to fit, a margin to stretch and shift within (features hold their last row)
+        if fit_beats is not None:
+            from v2meow.metrics.beats import beats_tempo
+
+            made = (seconds + 60.0 / beats_tempo(fit_beats)) * (1.0 + stretch)
         feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
         if on_features is not None:
             on_features(1, 1)
 
-        semantic = sweep_semantic(self, feats_t, seconds, joint, guidance, gens, report("semantic"))
-        coarse = sweep_coarse(self, feats_t, semantic, seconds, gens, report("coarse"))
+        semantic = sweep_semantic(self, feats_t, made, joint, guidance, gens, report("semantic"))
+        coarse = sweep_coarse(self, feats_t, semantic, made, gens, report("coarse"))
         codes = coarse
         if self.fine is not None:
             fine = self.fine.generate(coarse, generator=gens, progress=report("fine"),
                                       prompt_frames=prompt_units(self.cfg, self.cfg.fine.frame_rate, fine=True))
             codes = join_levels(coarse, fine)
         n = int(round(seconds * self.sample_rate))
-        wavs = self.decode(codes, report("decode"))[:, :n].float().clamp(-1.0, 1.0).cpu().numpy()
+        wavs = self.decode(codes, report("decode"))[:, : int(round(made * self.sample_rate))].float()
+        wavs = wavs.clamp(-1.0, 1.0).cpu().numpy()
+        fits: list[PulseFit | None] = [None] * len(seeds)
+        if fit_beats is not None:
+            from v2meow.metrics.alignment import fit_to_pulse
+
+            fitted = [fit_to_pulse(w, self.sample_rate, fit_beats, n, stretch) for w in wavs]
+            fits = [f[1] for f in fitted]
+            wavs = np.stack([f[0] for f in fitted])
         if loudness != 0:
             wavs = np.stack([match_loudness(w, self.sample_rate, loudness, limit_db=limit_db) for w in wavs])
         scores, chosen, visual = [], 0, None
@@ -395,7 +432,19 @@ class V2Meow(nn.Module):
         return Soundtrack(wav=wavs[chosen], sample_rate=self.sample_rate, semantic=semantic[chosen],
                           acoustic=codes[chosen], start=start, seed=seeds[chosen], chosen=chosen, scores=scores,
                           visual=visual, tempo=tempo, tempo_source=pulse_source if pulse is not None else None,
-                          pulses=locked)
+                          pulses=locked, fit=fits[chosen])
+
+    def _fit_beats(self, feats: dict[str, np.ndarray], seconds: float, pulse: np.ndarray | None) -> np.ndarray | None:
+        """The beats of the steady pulse the soundtrack is warped onto (``generation.fit_pulse``): a named or
+        locked tempo's (``pulse``), else the picture's own where it moves on one steady pulse over all of it
+        (:func:`v2meow.features.tempo.steady_pulse`); None when there is none."""
+        if pulse is not None:
+            return np.asarray(pulse, dtype=float)
+        if "beat" not in feats:
+            return None
+        rate = next(e.rate for e in self.encoders if e.name == "beat")
+        found = steady_pulse(feats["beat"], rate, seconds)
+        return None if found is None else tempo_beats(found[0], seconds, found[1])
 
     def decode(self, codes: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
         """Codec decode of ``codes [B, N_q, T_a]`` -> ``[B, T_a * hop]`` (:func:`v2meow.generation.decode_chunks`)."""

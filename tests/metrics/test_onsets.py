@@ -74,3 +74,27 @@ def test_the_envelope_tempo_is_librosas(bpm):
     np.testing.assert_allclose(med, ref, atol=1e-4 * float(ref.max()))
     assert abs(ours - bpm) <= 0.04 * bpm  # and it is the clicks' tempo
     assert envelope_tempo(np.zeros(0), SR, HOP_LENGTH) is None
+
+
+def test_track_pulse_places_beats_where_librosas_tracker_does():
+    import librosa
+    import mir_eval
+
+    from v2meow.metrics.onsets import envelope_tempo, onset_envelope, track_pulse
+
+    rng = np.random.default_rng(3)
+    t = np.arange(8 * SR) / SR
+    y = 0.05 * np.sin(2 * np.pi * 330 * t)
+    beats = np.arange(0.21, 7.5, 60.0 / 104)
+    for k, b in enumerate(beats):  # a kick on every beat, a softer one between every other pair
+        for at, gain in ((b, 1.0), (b + 30.0 / 104, 0.3 if k % 2 else 0.0)):
+            i = int(at * SR)
+            y[i : i + 600] += gain * rng.normal(0, 0.4, 600) * np.exp(-np.arange(600) / 120.0)
+    y = y.astype(np.float32)
+    env = onset_envelope(y, SR, HOP_LENGTH, median=True)
+    bpm = envelope_tempo(env, SR, HOP_LENGTH)
+    mine = track_pulse(env, 60.0 / bpm * SR / HOP_LENGTH) * HOP_LENGTH / SR
+    _, theirs = librosa.beat.beat_track(y=y, sr=SR, hop_length=HOP_LENGTH, units="time")
+    assert mir_eval.beat.f_measure(theirs, mine) >= 0.9
+    assert mir_eval.beat.f_measure(beats, mine, f_measure_threshold=0.07) >= 0.9
+    assert track_pulse(np.zeros(100), 20.0).size == 0

@@ -188,6 +188,69 @@ def pick_at_tempo(scores: list[CandidateScore], visual: VideoBeats, tolerance: f
     return max(near, key=lambda i: (scores[i].total, -i))
 
 
+@dataclass
+class PulseFit:
+    """How :func:`fit_to_pulse` put a soundtrack on the picture's pulse."""
+
+    tempo: float  # BPM the music was made at (music_tempo of its first ``samples``)
+    rate: float  # it plays this many times as fast now, on the whole (the pulse's tempo over its own)
+    shift: float  # seconds of the music as made that come before the output's start
+    beats: int  # how many of its beats were moved onto the pulse's
+
+
+def fit_to_pulse(wav: np.ndarray, sample_rate: int, beats: np.ndarray, samples: int,
+                 max_stretch: float) -> tuple[np.ndarray, PulseFit | None]:
+    """``samples`` of ``wav [N]`` with its beats moved onto those of the steady pulse ``beats`` (s), and how;
+    ``wav``'s first ``samples`` as they are (and None) where its tempo (:func:`music_tempo` of those) lies more
+    than ``max_stretch`` off the pulse's, or where too few of its beats are found.
+
+    Its beats are tracked at its own tempo (:func:`v2meow.metrics.onsets.track_pulse` on the envelope a beat
+    tracker reads), the first one that can land on the pulse's first beat (with enough music before it to fill the
+    start) is paired with it and each next beat with the next, and the music is time-warped through those pairs
+    (:func:`v2meow.io.stretch.time_warp`, the pitch kept), no stretch between two beats more than ``max_stretch``
+    off 1 (a beat the music hurries or drags beyond that lands off the pulse by the rest). ``N`` should reach
+    ``(samples + one period) * (1 + max_stretch)``: the warp holds the last frame where the music runs out."""
+    from v2meow.io.stretch import time_warp
+    from v2meow.metrics.beats import BEAT_SAMPLE_RATE, HOP_LENGTH, to_beat_audio
+    from v2meow.metrics.onsets import envelope_tempo, onset_envelope, track_pulse
+
+    seconds = samples / sample_rate
+    as_made = wav[:samples].astype(np.float32, copy=True), None
+    grid = np.sort(np.asarray(beats, dtype=float))
+    pulse = beats_tempo(grid)
+    y = to_beat_audio(wav, sample_rate)
+    if pulse is None or not np.any(y):
+        return as_made
+    frame_rate = BEAT_SAMPLE_RATE / HOP_LENGTH
+    env = onset_envelope(y, BEAT_SAMPLE_RATE, HOP_LENGTH, median=True)
+    tempo = envelope_tempo(env[: int(np.ceil(seconds * frame_rate)) + 1], BEAT_SAMPLE_RATE, HOP_LENGTH)
+    if tempo is None or abs(pulse / tempo - 1.0) > max_stretch:
+        return as_made
+    own = track_pulse(env, 60.0 / tempo * frame_rate) / frame_rate  # its beats, s of the music as made
+    rate, period = pulse / tempo, 60.0 / pulse
+    first = grid[grid >= 0][0] % period  # the pulse's beats over the output, one period past its end
+    targets = np.arange(first, seconds + period, period)
+    start = np.flatnonzero(own - targets[0] * rate >= 0)  # music enough before a beat to fill the output's start
+    if start.size == 0:
+        return as_made
+    own = own[start[0] :][: targets.size]
+    if own.size < 2:
+        return as_made
+    targets = targets[: own.size]
+    lo, hi = 1.0 - max_stretch, 1.0 + max_stretch
+    src = [own[0]]
+    for k in range(1, own.size):  # each interval's rate held within the bound; what it cannot take carries on
+        src.append(src[-1] + np.clip((own[k] - src[-1]) / period, lo, hi) * period)
+    shift = float(own[0] - targets[0] * rate)
+    if targets[0] > 0:  # the output's start, read at the overall rate before the first beat
+        targets, src = np.concatenate([[0.0], targets]), [shift, *src]
+    out = time_warp(wav, targets, np.asarray(src), samples, sample_rate)
+    if shift > 0:
+        fade = min(out.size, int(0.01 * sample_rate))
+        out[:fade] *= np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
+    return out, PulseFit(float(tempo), float(rate), shift, int(own.size))
+
+
 def render_plot(wav: np.ndarray, sample_rate: int, score: CandidateScore, visual: VideoBeats, start: float = 0.0,
                 title: str = "") -> bytes:
     """A PNG: the music's spectrogram with its onsets and beats, above the video's motion curve and visual

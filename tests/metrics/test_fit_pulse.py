@@ -1,0 +1,91 @@
+"""Putting a soundtrack on the picture's steady pulse (v2meow.metrics.alignment.fit_to_pulse, generation.fit_pulse)."""
+
+import numpy as np
+import pytest
+from media import make_video
+
+import v2meow.metrics.alignment as alignment
+from v2meow.metrics.alignment import fit_to_pulse
+from v2meow.pipeline import FIT_PULSE, V2Meow
+
+SR = 16000
+
+
+def _music(bpm, seconds, phase):
+    """Noise clicks on a ``bpm`` beat from ``phase`` over a quiet tone."""
+    t = np.arange(int(seconds * SR)) / SR
+    x = 0.05 * np.sin(2 * np.pi * 330 * t)
+    rng = np.random.default_rng(1)
+    for b in np.arange(phase, seconds - 0.05, 60.0 / bpm):
+        i = int(b * SR)
+        x[i : i + 320] += rng.normal(0, 0.5, 320) * np.exp(-np.arange(320) / 60.0)
+    return x.astype(np.float32)
+
+
+def _click_times(y):
+    e = np.convolve(y.astype(float) ** 2, np.ones(32), "same")
+    above = e > 0.1 * e.max()
+    starts = np.flatnonzero(above[1:] & ~above[:-1]) + 1
+    return np.asarray([s for k, s in enumerate(starts) if k == 0 or s - starts[k - 1] > SR // 10]) / SR
+
+
+@pytest.mark.parametrize("music_bpm", [92.0, 110.0])
+def test_music_near_the_pulse_has_its_beats_moved_onto_the_pulses(music_bpm):
+    seconds, pulse_bpm = 6.0, 100.0
+    beats = np.arange(0.37, seconds, 60.0 / pulse_bpm)
+    wav = _music(music_bpm, (seconds + 0.6) * 1.15, phase=0.05)
+    before = _click_times(wav[: int(seconds * SR)])
+    assert np.max([np.min(np.abs(before - b)) for b in beats]) > 0.1  # as made, the clicks drift off the pulse
+    out, fit = fit_to_pulse(wav, SR, beats, int(seconds * SR), max_stretch=0.15)
+    assert out.shape == (int(seconds * SR),) and out.dtype == np.float32
+    assert fit is not None and fit.rate == pytest.approx(pulse_bpm / music_bpm, abs=0.03)
+    assert fit.beats >= len(beats) - 1 and 0.0 <= fit.shift < 0.7
+    clicks = _click_times(out)
+    assert np.max([np.min(np.abs(clicks - b)) for b in beats]) < 0.03  # every beat of the pulse has a click
+    assert len(clicks) == len(beats)  # and no click lies off it
+
+
+def test_music_too_far_from_the_pulse_or_silent_is_left_as_it_is():
+    beats = np.arange(0.2, 6.0, 0.6)  # 100 BPM
+    wav = _music(150.0, 8.0, phase=0.1)
+    out, fit = fit_to_pulse(wav, SR, beats, 6 * SR, max_stretch=0.1)
+    assert fit is None and np.array_equal(out, wav[: 6 * SR])
+    out, fit = fit_to_pulse(wav, SR, beats, 6 * SR, max_stretch=0.5)  # 150 is within half of 100
+    assert fit is not None and fit.rate == pytest.approx(100.0 / 150.0, abs=0.03)
+    silent, fit = fit_to_pulse(np.zeros(8 * SR, np.float32), SR, beats, 6 * SR, max_stretch=0.1)
+    assert fit is None and silent.size == 6 * SR
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_generate_makes_a_margin_and_fits_every_candidate(tmp_path, monkeypatch):
+    model = V2Meow.from_preset("debug", seed=0)
+    video = make_video(tmp_path / "clip.mp4", seconds=3.0, fps=10, size=(64, 48), pattern="flash", period=1.0)
+    kw = dict(seconds=2.0, seed=3, candidates=2, tempo=120.0)
+    plain = model.generate(video, **kw)
+    assert plain.fit is None
+    calls = []
+
+    def fake_fit(wav, sr, beats, samples, max_stretch):
+        calls.append((wav.size, np.asarray(beats), samples, max_stretch))
+        return wav[-samples:].copy(), alignment.PulseFit(120.0, 1.0, (wav.size - samples) / sr, len(beats))
+
+    monkeypatch.setattr(alignment, "fit_to_pulse", fake_fit)
+    model.cfg.generation.fit_pulse = 0.1
+    try:
+        fitted = model.generate(video, **kw)
+    finally:
+        model.cfg.generation.fit_pulse = 0.0
+    made = (2.0 + 0.5) * 1.1  # a beat at 120 BPM more, and a tenth
+    assert [c[0] for c in calls] == [round(made * model.sample_rate)] * 2  # each candidate, made with the margin
+    assert all(c[2] == plain.wav.size and c[3] == 0.1 for c in calls)
+    np.testing.assert_allclose(np.diff(calls[0][1]), 0.5)  # the named tempo's beats
+    assert fitted.wav.shape == plain.wav.shape and fitted.fit.shift == pytest.approx(made - 2.0, abs=1e-3)
+    assert fitted.acoustic.shape[-1] > plain.acoustic.shape[-1]  # the tokens of the music as made, margin and all
+    calls.clear()
+    model.cfg.generation.fit_pulse = 0.1
+    try:
+        assert model.generate(video, fit_pulse=False, **kw).fit is None and not calls  # turned off
+    finally:
+        model.cfg.generation.fit_pulse = 0.0
+    model.generate(video, fit_pulse=True, **kw)  # asked for where the config sets none: FIT_PULSE
+    assert [c[3] for c in calls] == [FIT_PULSE] * 2
