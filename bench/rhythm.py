@@ -140,8 +140,9 @@ def load(name: str):
 
 
 def score_model(model, videos: list[dict], seconds: float, seeds: int, candidates: int = 1,
-                lock_tempo: bool | None = None, sound: bool = False) -> dict:
-    """Beat F (matched and mismatched), tempo accuracy per clip and in all; with ``sound``, each periodic clip's
+                lock_tempo: bool | None = None, sound: bool = False, first_seed: int = 0) -> dict:
+    """Beat F (matched and mismatched), tempo accuracy per clip and in all, over ``seeds`` draws per video (draw
+    ``s`` from ``first_seed`` on: seed ``s * candidates``); with ``sound``, each periodic clip's
     :func:`v2meow.metrics.music.sound_descriptors` too (``clips[i]["sound"]``)."""
     import mir_eval
 
@@ -151,7 +152,7 @@ def score_model(model, videos: list[dict], seconds: float, seeds: int, candidate
     rows, still = [], []
     t0 = time.time()
     for v in videos:
-        for s in range(seeds):
+        for s in range(first_seed, first_seed + seeds):
             track = model.generate(v["video"], seconds=seconds, seed=s * candidates, candidates=candidates,
                                    lock_tempo=lock_tempo)
             beats = track_beats(track.wav, track.sample_rate)

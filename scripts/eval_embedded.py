@@ -174,7 +174,9 @@ def mean_desc(items: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([d[k] for d in items])) for k in items[0]}
 
 
-def spectrogram_png(rows: list[tuple[str, np.ndarray]], sr: int, path: Path) -> None:
+def spectrogram_png(rows: list[tuple[str, np.ndarray]], sr: int, path: Path,
+                    lines: list[np.ndarray] | None = None) -> None:
+    """Mel spectrograms of ``rows`` (title, wav) one above the other; ``lines[i]`` (s) ticked on row ``i``."""
     import librosa
     import matplotlib
 
@@ -182,10 +184,12 @@ def spectrogram_png(rows: list[tuple[str, np.ndarray]], sr: int, path: Path) -> 
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)), sharex=True)
-    for ax, (name, wav) in zip(axes, rows):
+    for i, (ax, (name, wav)) in enumerate(zip(axes, rows)):
         mel = librosa.feature.melspectrogram(y=wav.astype(np.float32), sr=sr, n_fft=1024, hop_length=160, n_mels=80)
         ax.imshow(librosa.power_to_db(mel, ref=1.0, top_db=80), origin="lower", aspect="auto",
                   extent=(0, len(wav) / sr, 0, 80), cmap="magma")
+        if lines is not None:
+            ax.vlines(lines[i], 72, 80, colors="cyan", linewidth=1.2)
         ax.set_ylabel("mel bin")
         ax.set_title(name, fontsize=9)
     axes[-1].set_xlabel("seconds")
