@@ -51,7 +51,7 @@ STAGES = {
 # Sampling written into the exported model, chosen by measurement on held-out videos (docs/embedded-model.md):
 # stage 1's temperature; stage 2's temperature, top-k and video guidance; best of N by the visual beats.
 SAMPLING = {"semantic_temperature": 0.8, "coarse_temperature": 0.95, "coarse_top_k": 0, "video_guidance": 1.0,
-            "candidates": 4, "prompt_guidance": 2.0, "tempo_pick": True}
+            "candidates": 4, "prompt_guidance": 2.0, "tempo_pick": True, "fit_pulse": 0.15}
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -178,6 +178,7 @@ def with_sampling(model):
     c.generation.candidates = SAMPLING["candidates"]
     c.generation.prompt_guidance = SAMPLING["prompt_guidance"]
     c.generation.tempo_pick = SAMPLING["tempo_pick"]
+    c.generation.fit_pulse = SAMPLING["fit_pulse"]
     return model
 
 

@@ -69,6 +69,7 @@ def test_generate_with_no_model_flag_uses_the_shipped_trained_stages(tmp_path):
     model = V2Meow.from_pretrained(str(root))
     assert model.cfg.generation.candidates == 4  # best of 4 by the visual beats: chosen on held-out videos
     assert not model.cfg.generation.lock_tempo  # locking is asked for: it costs tonality and level (docs)
+    assert model.cfg.generation.fit_pulse == 0.15  # beats warped onto a steady pulse: through the gate (docs)
     # trained, not the preset's initialisation: the stages' weights differ from a freshly built preset's
     fresh = V2Meow.from_preset("embedded", seed=0)
     w, f = model.coarse.state_dict(), fresh.coarse.state_dict()
