@@ -14,7 +14,6 @@ video): the stretch never sees motion the clip does not have.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -122,9 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         real_music(args.real, args.seconds, [0.87, 0.93, 1.07, 1.13])
         return 0
     import torch
-    from lock_tempo import paired, shipped_model, sound_table
+    from lock_tempo import report, shipped_model
 
-    from bench.rhythm import make_videos, score_model, table
+    from bench.rhythm import make_videos, score_model
 
     torch.set_num_threads(args.threads)
     model = shipped_model()
@@ -137,15 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         model.cfg.generation.fit_pulse = fit
         res[f"fit {side}"] = score_model(model, videos, args.seconds, args.seeds, args.candidates, sound=args.sound,
                                             first_seed=args.first_seed)
-    print(table(res))
-    print()
-    print(paired(res["fit off"], res["fit on"]))
-    if args.sound:
-        print()
-        print(sound_table(res))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=1))
+    report(res, args.sound, args.json)
     return 0
 
 

@@ -252,21 +252,31 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps(rows, indent=1))
         return 0
 
-    from bench.rhythm import make_videos, score_model, table
+    from bench.rhythm import make_videos, score_model
 
     videos = make_videos(args.seconds + 2.0)
     res = {f"lock {side}": score_model(model, videos, args.seconds, args.seeds, args.candidates, lock_tempo=lock,
                                        sound=args.sound)
            for side, lock in (("off", False), ("on", True))}
+    report(res, args.sound, args.json)
+    return 0
+
+
+def report(res: dict, sound: bool, json_path: str | None) -> None:
+    """The two sides' bench.rhythm tables (``res``: off side first), their paired difference, with ``sound`` their
+    sound descriptors; and all of it written to ``json_path`` when given."""
+    from bench.rhythm import table
+
+    off, on = res.values()
     print(table(res))
     print()
-    print(paired(res["lock off"], res["lock on"]))
-    if args.sound:
+    print(paired(off, on))
+    if sound:
         print()
         print(sound_table(res))
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=1))
-    return 0
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

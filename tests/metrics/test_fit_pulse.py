@@ -89,3 +89,24 @@ def test_generate_makes_a_margin_and_fits_every_candidate(tmp_path, monkeypatch)
         model.cfg.generation.fit_pulse = 0.0
     model.generate(video, fit_pulse=True, **kw)  # asked for where the config sets none: FIT_PULSE
     assert [c[3] for c in calls] == [FIT_PULSE] * 2
+
+
+def test_the_ab_report_pairs_the_two_sides_clip_by_clip(tmp_path, capsys):
+    import json
+
+    from script_module import load_script
+
+    def side(fs, tempo_hits):
+        clips = [{"video": f"{k}_100.mp4", "kind": k, "f_matched": f, "f_mismatched": 0.2, "acc1": a,
+                  "sound": {"lufs": -18.0, "boom_db": -20.0, "tonal_clarity": 0.7, "pulse_clarity": 0.2,
+                            "flatness": 0.01}}
+                 for k, f, a in zip(("pulse", "bounce", "figure"), fs, tempo_hits)]
+        return {"f_matched": sum(fs) / 3, "f_mismatched": 0.2, "gap": sum(fs) / 3 - 0.2, "gap_se": 0.1,
+                "gap_positive": 1.0, "acc1": sum(tempo_hits) / 3, "acc2": 1.0, "still_beats": [], "clips": clips}
+
+    res = {"fit off": side([0.5, 0.3, 0.4], [1, 0, 0]), "fit on": side([0.9, 0.7, 0.4], [1, 1, 0])}
+    load_script("lock_tempo").report(res, sound=True, json_path=str(tmp_path / "ab" / "ab.json"))
+    out = capsys.readouterr().out
+    assert "paired beat F gap, on - off: +0.267" in out and "(3 clips: 2 better, 0 worse)" in out
+    assert "| bounce | 0.300 | 0.700 | 0 % | 100 % |" in out and "| figure | fit on |" in out
+    assert json.loads((tmp_path / "ab" / "ab.json").read_text()) == res
