@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from v2meow.io.stretch import time_stretch
+from v2meow.io.stretch import time_stretch, time_warp
 
 SR = 16000
 
@@ -67,3 +67,22 @@ def test_rate_one_is_the_input_and_a_bad_rate_is_refused():
     assert time_stretch(np.zeros(0, np.float32), 1.2).size == 0
     with pytest.raises(ValueError):
         time_stretch(x, 0.0)
+
+
+def test_blocks_change_nothing(monkeypatch):
+    import v2meow.io.stretch as stretch
+
+    x = _clicks(97.0, 3.0) + (0.1 * np.sin(2 * np.pi * 220 * np.arange(3 * SR) / SR)).astype(np.float32)
+    whole = time_warp(x, [0.0, 1.0, 2.5], [0.2, 1.1, 2.4], 2 * SR, SR)
+    monkeypatch.setattr(stretch, "BLOCK", 12)  # a few frames at a time: the phases and attacks carry across
+    np.testing.assert_array_equal(time_warp(x, [0.0, 1.0, 2.5], [0.2, 1.1, 2.4], 2 * SR, SR), whole)
+    monkeypatch.setattr(stretch, "BLOCK", 7)  # a block that is not a whole number of windows
+    np.testing.assert_array_equal(time_warp(x, [0.0, 1.0, 2.5], [0.2, 1.1, 2.4], 2 * SR, SR), whole)
+
+
+def test_a_warp_puts_each_anchor_where_it_is_asked():
+    x = _clicks(60.0, 5.0, phase=0.5)  # clicks at 0.5, 1.5, 2.5, 3.5, 4.5 s
+    y = time_warp(x, [0.3, 1.2, 2.4, 3.3], [0.5, 1.5, 2.5, 3.5], 4 * SR, SR)
+    np.testing.assert_allclose(_click_times(y)[:4], [0.3, 1.2, 2.4, 3.3], atol=0.012)
+    with pytest.raises(ValueError):
+        time_warp(x, [0.0, 0.0], [0.0, 1.0], SR, SR)

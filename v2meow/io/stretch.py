@@ -23,6 +23,7 @@ import numpy as np
 N_FFT = 1024
 HOP = 256
 RESET_DB = 6.0
+BLOCK = 1024  # output frames the vocoder computes at a time (16 s at the default hop and 16 kHz)
 
 
 def _window(n_fft: int) -> np.ndarray:
@@ -86,47 +87,55 @@ def time_warp(wav: np.ndarray, out_times: np.ndarray, in_times: np.ndarray, samp
 
 def _vocode(y: np.ndarray, pos: np.ndarray, n_out: int, n_fft: int, hop: int, reset_db: float) -> np.ndarray:
     """The phase vocoder: output frame ``t`` (at ``t * hop``) reads the analysis spectrum at fractional frame
-    ``pos[t]`` (non-decreasing); ``n_out`` samples."""
+    ``pos[t]`` (non-decreasing); ``n_out`` samples. It runs in blocks of :data:`BLOCK` output frames, each computing
+    only the analysis frames it reads, so memory stays flat with length."""
     window = _window(n_fft)
     pad = n_fft // 2
+    step = n_fft // hop  # frames this far apart do not overlap
     yp = np.pad(y, (pad, pad + n_fft + hop))
     frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop]
-    spec = np.fft.rfft(frames * window, axis=-1)  # [T, F]
-    mag, phase = np.abs(spec), np.angle(spec)
-    n_frames = spec.shape[0]
-    bins = np.arange(spec.shape[1])
-    expected = 2.0 * np.pi * hop * bins / n_fft  # a bin's phase advance over one hop at its centre frequency
-    advance = expected + _wrap(np.diff(phase, axis=0) - expected)  # [T - 1, F]: each bin's measured advance
-    energy_db = 10.0 * np.log10(np.sum(mag**2, axis=-1) + 1e-12)
-    attack = np.concatenate([[False], np.diff(energy_db) >= reset_db])
-
-    out_frames = pos.size
+    n_frames = frames.shape[0]
+    expected = 2.0 * np.pi * hop * np.arange(n_fft // 2 + 1) / n_fft  # each bin's phase advance over one hop
     pos = np.minimum(pos, n_frames - 2)
     a = pos.astype(int)
-    w = (pos - a)[:, None]
-    mags = (1.0 - w) * mag[a] + w * mag[a + 1]  # [T_out, F]
-    owner = _peak_owners(mags)
-    rows = np.arange(out_frames)[:, None]
-    relative = phase[a] - phase[a][rows, owner]  # each bin's analysis phase from its peak's
-    crossed = np.concatenate([[0], np.cumsum(attack)])  # attacks among analysis frames 0..k-1
-    fresh = np.zeros(out_frames, dtype=bool)
-    fresh[1:] = crossed[a[1:] + 1] > crossed[a[:-1] + 1]  # an attack since the last output frame's analysis frame
-    phases = np.empty((out_frames, spec.shape[1]))
-    acc = phase[0].copy()
-    for t in range(out_frames):
-        acc = phase[a[t]].copy() if fresh[t] else acc[owner[t]] + relative[t]
-        phases[t] = acc
-        acc = acc + advance[a[t]]
-    # overlap-add, normalised by the summed squared window: frames a whole window apart do not overlap
-    chunks = np.fft.irfft(mags * np.exp(1j * phases), n=n_fft, axis=-1) * window
-    step = n_fft // hop
+    w = pos - a
+    out_frames = pos.size
     length = hop * (out_frames - 1) + n_fft
     buf = np.zeros(length + n_fft)
     norm = np.zeros(length + n_fft)
-    for j in range(step):
-        block = chunks[j::step].reshape(-1)
-        buf[j * hop : j * hop + block.size] += block
-        norm[j * hop : j * hop + block.size] += np.tile(window**2, len(chunks[j::step]))
+    energy_db = np.zeros(n_frames)  # each analysis frame's, filled as the blocks read them
+    acc = np.angle(np.fft.rfft(frames[0] * window))
+    for t0 in range(0, out_frames, BLOCK):
+        t1 = min(out_frames, t0 + BLOCK)
+        lo = a[t0 - 1] if t0 else a[0]  # from the last block's last frame on: the attack test looks back to it
+        hi = a[t1 - 1] + 2
+        spec = np.fft.rfft(frames[lo:hi] * window, axis=-1)
+        mag, phase = np.abs(spec), np.angle(spec)
+        energy_db[lo:hi] = 10.0 * np.log10(np.sum(mag**2, axis=-1) + 1e-12)
+        k = a[t0:t1] - lo
+        m = w[t0:t1, None]
+        mags = (1.0 - m) * mag[k] + m * mag[k + 1]
+        owner = _peak_owners(mags)
+        relative = phase[k] - phase[k][np.arange(t1 - t0)[:, None], owner]  # each bin's phase from its peak's
+        advance = expected + _wrap(phase[k + 1] - phase[k] - expected)  # each bin's measured advance
+        # an attack (reset_db more energy than the frame before) since the previous output frame's analysis frame
+        attack = np.concatenate([[False], np.diff(energy_db[lo:hi]) >= reset_db])
+        crossed = np.concatenate([[0], np.cumsum(attack)])
+        before = np.concatenate([[a[t0 - 1] - lo if t0 else -1], k[:-1]])
+        fresh = crossed[k + 1] > crossed[before + 1]
+        if t0 == 0:
+            fresh[0] = False
+        phases = np.empty_like(mags)
+        for i in range(t1 - t0):
+            acc = phase[k[i]].copy() if fresh[i] else acc[owner[i]] + relative[i]
+            phases[i] = acc
+            acc = acc + advance[i]
+        chunks = np.fft.irfft(mags * np.exp(1j * phases), n=n_fft, axis=-1) * window
+        for j in range(min(step, t1 - t0)):  # overlap-add, frames a whole window apart laid end to end
+            at = (t0 + j) * hop
+            part = chunks[j::step]
+            buf[at : at + part.size] += part.reshape(-1)
+            norm[at : at + part.size] += np.tile(window**2, part.shape[0])
     buf /= np.maximum(norm, 1e-3)
     out_wav = buf[pad : pad + n_out]
     return np.pad(out_wav, (0, n_out - out_wav.size)).astype(np.float32)
