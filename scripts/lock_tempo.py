@@ -93,6 +93,7 @@ def firing(videos: list[str], seconds: float) -> None:
     from v2meow.features.registry import extract_features
     from v2meow.features.tempo import steady_pulse
     from v2meow.io.video import probe
+    from v2meow.metrics.beats import beats_tempo
 
     model = shipped_model()
     rate = next(e.rate for e in model.encoders if e.name == "beat")
@@ -101,7 +102,8 @@ def firing(videos: list[str], seconds: float) -> None:
         length = min(seconds, probe(v).duration)
         found = steady_pulse(extract_features(v, model.encoders, 0.0, length)["beat"], rate, length)
         beats = music_beats(v, length)
-        music = f"; the music's beats: {60 / np.median(np.diff(beats)):.0f} BPM" if len(beats) > 2 else ""
+        bpm = beats_tempo(beats)
+        music = f"; the music's beats: {bpm:.0f} BPM" if bpm is not None else ""
         fired += found is not None
         print(f"{Path(v).name}: {f'steady pulse at {found[0]:.0f} BPM' if found else 'no steady pulse'}{music}")
     print(f"a steady pulse in {fired} of {len(videos)} videos")

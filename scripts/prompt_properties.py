@@ -29,10 +29,11 @@ def properties(wav: np.ndarray, sr: int) -> dict[str, float]:
     import librosa
 
     from v2meow.io.loudness import integrated_loudness
-    from v2meow.metrics.beats import detect_onsets, track_beats
+    from v2meow.metrics.beats import beats_tempo, detect_onsets, track_beats
 
     beats = track_beats(wav, sr)
-    tempo = 60.0 / float(np.median(np.diff(beats))) if len(beats) > 2 else float("nan")
+    tempo = beats_tempo(beats)
+    tempo = float("nan") if tempo is None else tempo
     seconds = len(wav) / sr
     centroid = float(np.mean(librosa.feature.spectral_centroid(y=wav.astype(np.float32), sr=sr)))
     return {"loudness_lufs": float(integrated_loudness(wav, sr)), "tempo_bpm": tempo,

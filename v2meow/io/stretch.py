@@ -121,10 +121,8 @@ def _vocode(y: np.ndarray, pos: np.ndarray, n_out: int, n_fft: int, hop: int, re
         # an attack (reset_db more energy than the frame before) since the previous output frame's analysis frame
         attack = np.concatenate([[False], np.diff(energy_db[lo:hi]) >= reset_db])
         crossed = np.concatenate([[0], np.cumsum(attack)])
-        before = np.concatenate([[a[t0 - 1] - lo if t0 else -1], k[:-1]])
+        before = np.concatenate([[a[t0 - 1] - lo if t0 else k[0]], k[:-1]])  # the first frame: none before it
         fresh = crossed[k + 1] > crossed[before + 1]
-        if t0 == 0:
-            fresh[0] = False
         phases = np.empty_like(mags)
         for i in range(t1 - t0):
             acc = phase[k[i]].copy() if fresh[i] else acc[owner[i]] + relative[i]

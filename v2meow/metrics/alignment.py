@@ -161,16 +161,26 @@ def best_candidate(scores: list[CandidateScore]) -> int:
 PULSE_SOURCES = ("beat clock", "tempo", "steady pulse")  # visual beats that tick on one pulse
 
 
-def music_tempo(wav: np.ndarray, sample_rate: int) -> float | None:
-    """The tempo (BPM) ``librosa.beat.beat_track`` would start from, in numpy: the global tempo of the median-over-bands
-    onset envelope (:func:`v2meow.metrics.onsets.envelope_tempo`); None for silence."""
+def _tracker_envelope(wav: np.ndarray, sample_rate: int) -> np.ndarray | None:
+    """The onset envelope ``librosa.beat.beat_track`` reads (median over mel bands, at the beat tracker's rate and
+    hop); None for silence."""
     from v2meow.metrics.beats import BEAT_SAMPLE_RATE, HOP_LENGTH, to_beat_audio
-    from v2meow.metrics.onsets import envelope_tempo, onset_envelope
+    from v2meow.metrics.onsets import onset_envelope
 
     y = to_beat_audio(wav, sample_rate)
     if y.size == 0 or not np.any(y):
         return None
-    return envelope_tempo(onset_envelope(y, BEAT_SAMPLE_RATE, HOP_LENGTH, median=True), BEAT_SAMPLE_RATE, HOP_LENGTH)
+    return onset_envelope(y, BEAT_SAMPLE_RATE, HOP_LENGTH, median=True)
+
+
+def music_tempo(wav: np.ndarray, sample_rate: int) -> float | None:
+    """The tempo (BPM) ``librosa.beat.beat_track`` would start from, in numpy: the global tempo of the median-over-bands
+    onset envelope (:func:`v2meow.metrics.onsets.envelope_tempo`); None for silence."""
+    from v2meow.metrics.beats import BEAT_SAMPLE_RATE, HOP_LENGTH
+    from v2meow.metrics.onsets import envelope_tempo
+
+    env = _tracker_envelope(wav, sample_rate)
+    return None if env is None else envelope_tempo(env, BEAT_SAMPLE_RATE, HOP_LENGTH)
 
 
 def pick_at_tempo(scores: list[CandidateScore], visual: VideoBeats, tolerance: float = 0.08) -> int:
@@ -211,18 +221,17 @@ def fit_to_pulse(wav: np.ndarray, sample_rate: int, beats: np.ndarray, samples: 
     off 1 (a beat the music hurries or drags beyond that lands off the pulse by the rest). ``N`` should reach
     ``(samples + one period) * (1 + max_stretch)``: the warp holds the last frame where the music runs out."""
     from v2meow.io.stretch import time_warp
-    from v2meow.metrics.beats import BEAT_SAMPLE_RATE, HOP_LENGTH, to_beat_audio
-    from v2meow.metrics.onsets import envelope_tempo, onset_envelope, track_pulse
+    from v2meow.metrics.beats import BEAT_SAMPLE_RATE, HOP_LENGTH
+    from v2meow.metrics.onsets import envelope_tempo, track_pulse
 
     seconds = samples / sample_rate
     as_made = wav[:samples].astype(np.float32, copy=True), None
     grid = np.sort(np.asarray(beats, dtype=float))
     pulse = beats_tempo(grid)
-    y = to_beat_audio(wav, sample_rate)
-    if pulse is None or not np.any(y):
+    env = _tracker_envelope(wav, sample_rate) if pulse is not None else None
+    if env is None:
         return as_made
     frame_rate = BEAT_SAMPLE_RATE / HOP_LENGTH
-    env = onset_envelope(y, BEAT_SAMPLE_RATE, HOP_LENGTH, median=True)
     tempo = envelope_tempo(env[: int(np.ceil(seconds * frame_rate)) + 1], BEAT_SAMPLE_RATE, HOP_LENGTH)
     if tempo is None or abs(pulse / tempo - 1.0) > max_stretch:
         return as_made
