@@ -239,6 +239,22 @@ def test_long_video_is_scored_in_windows(tmp_path):
     assert finals["semantic"] == (83, 83) and finals["coarse"] == (330, 330)
 
 
+def test_a_fits_margin_past_the_video_sweeps_windows_on_its_last_features(tmp_path):
+    """A pulse fit makes more music than the clip (here 1.6 s past a 3 s clip, 1 s windows): the windows wholly
+    past the picture read its last features held, as the window the clip ends in does."""
+    from v2meow.generation import window_features
+
+    m, video = one_second_windows(tmp_path, 3.0)
+    m.cfg.generation.fit_pulse = 0.5
+    track = m.generate(video, seconds=3.0, seed=0, tempo=120.0, loudness=0)
+    assert track.seconds == pytest.approx(3.0) and track.acoustic.shape[-1] > 3.0 * 50
+    motion = [e for e in m.encoders if e.name == "motion"]
+    n = round(motion[0].rate)  # 1 s of features
+    feats = {"motion": torch.arange(2.0 * n).reshape(n, 2)}
+    past = window_features(motion, feats, ["motion"], 2.0, 3.0)["motion"]
+    assert past.shape == (1, n, 2) and torch.equal(past[0], feats["motion"][-1:].expand(n, 2))
+
+
 def test_a_delay_layout_stage_2_continues_across_windows(tmp_path):
     m, video = one_second_windows(tmp_path, 2.3, layout="delay")
     calls = []

@@ -75,8 +75,8 @@ def window_features(encoders: list, feats: dict[str, Tensor], names: list[str], 
             a = index_at(t0, e.rate)
             b = max(a + 1, units_in(t1, e.rate))
             rows = feats[e.name][a:b]
-            if rows.shape[0] < b - a:  # the last window may run past the features by a rounding step
-                pad = rows[-1:].expand(b - a - rows.shape[0], -1)
+            if rows.shape[0] < b - a:  # past the features' end (a rounding step, or a fit's margin): the last held
+                pad = feats[e.name][-1:].expand(b - a - rows.shape[0], -1)
                 rows = torch.cat([rows, pad])
             out[e.name] = rows[None]
     return out
