@@ -9,11 +9,19 @@ others') clip by clip, beat F and tempo accuracy per kind of motion, and with ``
 descriptors per kind (:func:`v2meow.metrics.music.sound_descriptors`). bench.rhythm's videos run two seconds past
 the ten scored, and the stages' margin beyond the clip reads the picture's last frame held (as at the end of any
 video): the stretch never sees motion the clip does not have.
+
+    python scripts/fit_pulse.py --mixed [test] --seeds 3 --stretch-seconds 6 --json runs/range/mixed.json
+    python scripts/fit_pulse.py --videos V.mp4 ... --seeds 4 --stretch-seconds 6
+
+Steady stretches (``generation.fit_stretch_seconds``): the shipped fit (whole clips only) against the same with each
+steady stretch of a picture whose pulse changes fitted, on scripts/lock_tempo.py's 30 s mixed videos (each moving
+stretch's music scored on its own) or on synth-data videos (scored against their music's beats).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -38,7 +46,7 @@ def figure(model, videos: list[dict], clips: list[str], seconds: float, candidat
             model.cfg.generation.fit_pulse = amount
             track = model.generate(v["video"], seconds=seconds, seed=int(seed), candidates=candidates)
             d = sound_descriptors(track.wav, track.sample_rate)
-            how = "" if track.fit is None else f", {track.fit.tempo:.0f} -> {track.fit.tempo * track.fit.rate:.0f} BPM"
+            how = "".join(f", {f.tempo:.0f} -> {f.tempo * f.rate:.0f} BPM" for f in track.fits)
             rows.append((f"{stem} seed {seed}, fit {side}{how}: tonal {d['tonal_clarity']:.2f}, pulse "
                          f"{d['pulse_clarity']:.2f}, flatness {d['flatness']:.3f}, {d['lufs']:.1f} LUFS", track.wav))
             marks.append(np.asarray(v["beats"]))
@@ -113,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figure", default=None, metavar="PNG",
                    help="only draw the kept soundtrack off and on for each CLIP (bench.rhythm stem:seed), the true "
                         "beats marked")
+    p.add_argument("--mixed", nargs="?", const="first", choices=("first", "test"), default=None,
+                   help="30 s videos whose motion changes (scripts/lock_tempo.py's), each stretch scored: the shipped "
+                        "fit against the same with steady stretches fitted (--stretch-seconds)")
+    p.add_argument("--videos", nargs="+", default=None, metavar="VIDEO",
+                   help="synth-data videos: that A/B against their music's beats")
+    p.add_argument("--stretch-seconds", type=float, default=6.0,
+                   help="generation.fit_stretch_seconds on the stretches' side of --mixed / --videos")
     p.add_argument("clips", nargs="*", default=[], metavar="CLIP")
     p.add_argument("--real", type=int, default=0, metavar="N",
                    help="only measure the stretch itself on N held-out real soundtracks (descriptors, round trip)")
@@ -121,12 +136,24 @@ def main(argv: list[str] | None = None) -> int:
         real_music(args.real, args.seconds, [0.87, 0.93, 1.07, 1.13])
         return 0
     import torch
-    from lock_tempo import report, shipped_model
+    from lock_tempo import MIXED, MIXED_TEST, mixed_ab, report, shipped_model, sidecar_ab
 
     from bench.rhythm import make_videos, score_model
 
     torch.set_num_threads(args.threads)
     model = shipped_model()
+    if args.mixed or args.videos:  # the shipped fit (whole clips) against the same with steady stretches fitted
+
+        def stretches(m, on: bool) -> dict:
+            m.cfg.generation.fit_stretch_seconds = args.stretch_seconds if on else 0.0
+            return {}
+
+        sets = {"first": range(len(MIXED)), "test": range(len(MIXED), len(MIXED) + len(MIXED_TEST))}
+        rows = mixed_ab(model, args.seeds, args.candidates, sets[args.mixed], stretches) if args.mixed else \
+            sidecar_ab(model, args.videos, args.seeds, args.candidates, args.seconds, stretches)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+        return 0
     videos = make_videos(args.seconds + 2.0)
     if args.figure:
         figure(model, videos, args.clips, args.seconds, args.candidates, args.fit, Path(args.figure))

@@ -109,7 +109,15 @@ def firing(videos: list[str], seconds: float) -> None:
     print(f"a steady pulse in {fired} of {len(videos)} videos")
 
 
-def sidecar_ab(model, videos: list[str], seeds: int, candidates: int, seconds: float) -> list[dict]:
+def lock_toggle(model, on: bool) -> dict:
+    """What ``generate`` takes for the lock's off and on sides: the A/Bs' default ``toggle``."""
+    return {"lock_tempo": on}
+
+
+def sidecar_ab(model, videos: list[str], seeds: int, candidates: int, seconds: float,
+               toggle=lock_toggle) -> list[dict]:
+    """Each video's soundtracks with ``toggle(model, on)`` off and on (it sets the model and returns ``generate``'s
+    keywords), beat F against the video's music's beats, and the gap over other videos' music's."""
     import mir_eval
 
     from v2meow.metrics.beats import F_MEASURE_WINDOW, track_beats
@@ -119,11 +127,13 @@ def sidecar_ab(model, videos: list[str], seeds: int, candidates: int, seconds: f
         ref, others = music_beats(v, seconds), [music_beats(o, seconds) for o in videos if o != v]
         for s in range(seeds):
             row = {"video": Path(v).name, "seed": s * candidates}
-            for lock in (False, True):
-                track = model.generate(v, seconds=seconds, seed=s * candidates, candidates=candidates, lock_tempo=lock)
+            for on in (False, True):
+                track = model.generate(v, seconds=seconds, seed=s * candidates, candidates=candidates,
+                                       **toggle(model, on))
                 beats = track_beats(track.wav, track.sample_rate)
                 f = [mir_eval.beat.f_measure(r, beats, f_measure_threshold=F_MEASURE_WINDOW) for r in [ref, *others]]
-                row["on" if lock else "off"] = {"f": f[0], "gap": f[0] - float(np.mean(f[1:])), "tempo": track.tempo}
+                row["on" if on else "off"] = {"f": f[0], "gap": f[0] - float(np.mean(f[1:])), "tempo": track.tempo,
+                                              "fits": [[x.start, x.end, x.tempo, x.rate] for x in track.fits]}
             print(json.dumps(row), flush=True)
             rows.append(row)
     d = np.array([r["on"]["gap"] - r["off"]["gap"] for r in rows])
@@ -177,19 +187,22 @@ def make_mixed(index: int) -> tuple[str, list[dict]]:
     return str(path), stretches
 
 
-def mixed_ab(model, seeds: int, candidates: int, indices: range) -> list[dict]:
+def mixed_ab(model, seeds: int, candidates: int, indices: range, toggle=lock_toggle) -> list[dict]:
+    """The mixed videos' soundtracks with ``toggle(model, on)`` off and on (as :func:`sidecar_ab`), each moving
+    stretch's music tracked on its own and scored against that stretch's beats and a pulse at another tempo."""
     import mir_eval
 
     from bench.rhythm import tempo_hits, tempo_of
     from v2meow.metrics.beats import F_MEASURE_WINDOW, track_beats
+    from v2meow.metrics.music import sound_descriptors
 
     rows = []
     for index in indices:
         video, stretches = make_mixed(index)
         moving = [s for s in stretches if s["bpm"]]
         for seed in range(seeds):
-            for lock in (False, True):
-                track = model.generate(video, seed=seed * candidates, candidates=candidates, lock_tempo=lock)
+            for on in (False, True):
+                track = model.generate(video, seed=seed * candidates, candidates=candidates, **toggle(model, on))
                 sr = track.sample_rate
                 for st in moving:
                     a, b = round(st["start"] * sr), round(st["end"] * sr)
@@ -200,16 +213,20 @@ def mixed_ab(model, seeds: int, candidates: int, indices: range) -> list[dict]:
                     f = mir_eval.beat.f_measure(st["beats"], beats, f_measure_threshold=F_MEASURE_WINDOW)
                     fx = mir_eval.beat.f_measure(chance, beats, f_measure_threshold=F_MEASURE_WINDOW)
                     est = tempo_of(beats)
-                    rows.append({"video": index, "seed": seed, "lock": lock, "kind": st["kind"], "bpm": st["bpm"],
+                    sound = sound_descriptors(track.wav[a:b], sr)
+                    rows.append({"video": index, "seed": seed, "on": on, "kind": st["kind"], "bpm": st["bpm"],
                                  "f": f, "gap": f - fx, "tempo": est, "acc1": tempo_hits(est, st["bpm"])[0],
-                                 "pulses": [[p.start, p.end, p.bpm] for p in track.pulses]})
+                                 "pulses": [[p.start, p.end, p.bpm] for p in track.pulses],
+                                 "fits": [[x.start, x.end, x.tempo, x.rate] for x in track.fits],
+                                 "sound": {k: sound[k] for k in SOUND}})
             print(json.dumps(rows[-1]), flush=True)
-    off = [r for r in rows if not r["lock"]]
-    on = [r for r in rows if r["lock"]]
+    off = [r for r in rows if not r["on"]]
+    on = [r for r in rows if r["on"]]
     d = np.array([y["gap"] - x["gap"] for x, y in zip(off, on)])
     for name, side in (("off", off), ("on", on)):
         f, gap, acc = (np.mean([r[k] for r in side]) for k in ("f", "gap", "acc1"))
-        print(f"lock {name}: beat F {f:.3f}, gap {gap:+.3f}, tempo acc1 {100 * acc:.0f} % ({len(side)} stretches)")
+        print(f"{name}: beat F {f:.3f}, gap {gap:+.3f}, tempo acc1 {100 * acc:.0f} % ({len(side)} stretches); " +
+              ", ".join(f"{k} {np.mean([r['sound'][k] for r in side]):.3f}" for k in SOUND))
     print(f"paired gap, on - off: {d.mean():+.3f} ± {d.std(ddof=1) / math.sqrt(len(d)):.3f}")
     return rows
 

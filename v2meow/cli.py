@@ -266,10 +266,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
         bpm = f", {track.tempo:.0f} BPM" if track.tempo is not None else ""
         print(f"the picture moves on a steady pulse{at}: the music's tempo is locked to it{bpm} "
               "(--no-lock-tempo lets it go)", file=sys.stderr)
-    if track.fit is not None and not args.quiet:
-        f = track.fit
-        print(f"the picture moves on a steady pulse: the music's beats are warped onto it ({f.tempo:.0f} -> "
-              f"{f.tempo * f.rate:.0f} BPM, {f.beats} beats; --no-fit-pulse leaves them as made)", file=sys.stderr)
+    if track.fits and not args.quiet:
+        first, t0 = track.fits[0], track.start
+        whole = len(track.fits) == 1 and first.start == 0 and first.end >= track.seconds
+        how = "; ".join(("" if whole else f"from {t0 + f.start:.1f} s to {t0 + f.end:.1f} s, ") +
+                        f"{f.tempo:.0f} -> {f.tempo * f.rate:.0f} BPM, {f.beats} beats" for f in track.fits)
+        print(f"the picture moves on a steady pulse: the music's beats are warped onto it ({how}; --no-fit-pulse "
+              "leaves them as made)", file=sys.stderr)
     pic = f" and {plot_path}" if plot_path is not None else ""
     print(f"wrote {args.output}{pic} ({track.seconds:.2f} s of music{where}{note})", file=sys.stderr)
     return 0

@@ -147,6 +147,9 @@ class GenerationConfig(Config):
     # stages then make that much more music, plus one beat, to warp within. 0: off. On in the shipped model since
     # 2026-12-06 at 0.15: periodic-motion clips' beat F 0.48 -> 0.82, tempo acc1 72 -> 94 % (docs/embedded-model.md).
     fit_pulse: float = 0.0
+    # With fit_pulse, also fit each stretch of at least this many seconds whose clock ticks steadily, where the whole
+    # clip does not (v2meow.features.tempo.steady_pulses); between them the music plays as made. 0: the whole only.
+    fit_stretch_seconds: float = 0.0
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")
@@ -160,6 +163,7 @@ class GenerationConfig(Config):
         check(limit_ok(self.limit_db), f"limit_db must be in {list(LIMIT_DB_RANGE)} dB, got {self.limit_db}.")
         check(self.lock_stretch_seconds >= 0, f"lock_stretch_seconds must be >= 0, got {self.lock_stretch_seconds}.")
         check(0 <= self.fit_pulse <= 0.5, f"fit_pulse must be in [0, 0.5], got {self.fit_pulse}.")
+        check(self.fit_stretch_seconds >= 0, f"fit_stretch_seconds must be >= 0, got {self.fit_stretch_seconds}.")
         check(self.noise_penalty >= 0, f"noise_penalty must be >= 0, got {self.noise_penalty}.")
         check(loudness_ok(self.loudness_lufs),
               f"loudness_lufs must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 (off), got {self.loudness_lufs}.")

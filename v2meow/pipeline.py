@@ -32,7 +32,6 @@ from v2meow.features.tempo import (
     impose_pulses,
     impose_tempo,
     prompt_tempo,
-    steady_pulse,
     steady_pulses,
     tempo_beats,
 )
@@ -105,8 +104,9 @@ class Soundtrack:
     ``tempo`` is the steady pulse (BPM) the stages read over the whole stretch instead of the picture's own rhythm,
     ``tempo_source`` where a pulse came from: ``"tempo"`` (named) or ``"steady pulse"`` (locked to the picture's;
     ``pulses`` then lists the stretches locked, :class:`v2meow.features.tempo.Pulse`); None otherwise. ``fit`` says
-    how ``wav`` was stretched onto the picture's steady pulse (``generation.fit_pulse``), None where it was not: the
-    tokens are then those of the music before the stretch."""
+    how ``wav`` was stretched onto the picture's steady pulse (``generation.fit_pulse``): one
+    :class:`v2meow.metrics.alignment.PulseFit` per stretch fitted, none where it was not; the tokens are those of the
+    music before the stretch."""
 
     wav: np.ndarray
     sample_rate: int
@@ -120,7 +120,7 @@ class Soundtrack:
     tempo: float | None = None
     tempo_source: str | None = None
     pulses: list[Pulse] = field(default_factory=list)
-    fit: PulseFit | None = None
+    fits: list[PulseFit] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:
@@ -338,10 +338,11 @@ class V2Meow(nn.Module):
         stretch it holds.
 
         With ``fit_pulse`` (default: on where ``generation.fit_pulse`` > 0), where the picture moves on one steady
-        pulse over the whole stretch (or a tempo is named or locked), each candidate whose tempo lies within
-        ``generation.fit_pulse`` (:data:`FIT_PULSE`, where the model sets none) of the pulse's has its beats
-        time-warped onto the pulse's, the pitch kept (:func:`v2meow.metrics.alignment.fit_to_pulse`); the stages
-        make that much more music, and a beat, to warp within.
+        pulse over the whole stretch (or, with ``generation.fit_stretch_seconds``, for at least that long; or a tempo
+        is named or locked), each candidate whose tempo there lies within ``generation.fit_pulse`` (:data:`FIT_PULSE`,
+        where the model sets none) of the pulse's has its beats time-warped onto the pulse's, the pitch kept
+        (:func:`v2meow.metrics.alignment.fit_to_pulses`); the stages make that much more music, and a beat, to warp
+        within.
         """
         info = probe(str(video))
         tempo = check_tempo(tempo) if tempo is not None else prompt_tempo(prompt)
@@ -377,12 +378,10 @@ class V2Meow(nn.Module):
                     tempo = locked[0].bpm
         stretch = self.cfg.generation.fit_pulse if fit_pulse is None else \
             (self.cfg.generation.fit_pulse or FIT_PULSE) if fit_pulse else 0.0
-        fit_beats = self._fit_beats(feats, seconds, pulse if tempo is not None else None) if stretch > 0 else None
+        fit_on = self._fit_pulses(feats, seconds, pulse if tempo is not None else None, locked) if stretch > 0 else []
         made = seconds  # with a pulse to fit, a margin to stretch and shift within (features hold their last row)
-        if fit_beats is not None:
-            from v2meow.metrics.beats import beats_tempo
-
-            made = (seconds + 60.0 / beats_tempo(fit_beats)) * (1.0 + stretch)
+        if fit_on:
+            made = (seconds + max(p.period for p in fit_on)) * (1.0 + stretch)
         feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
         if on_features is not None:
             on_features(1, 1)
@@ -397,11 +396,11 @@ class V2Meow(nn.Module):
         n = int(round(seconds * self.sample_rate))
         wavs = self.decode(codes, report("decode"))[:, : int(round(made * self.sample_rate))].float()
         wavs = wavs.clamp(-1.0, 1.0).cpu().numpy()
-        fits: list[PulseFit | None] = [None] * len(seeds)
-        if fit_beats is not None:
-            from v2meow.metrics.alignment import fit_to_pulse
+        fits: list[list[PulseFit]] = [[] for _ in seeds]
+        if fit_on:
+            from v2meow.metrics.alignment import fit_to_pulses
 
-            fitted = [fit_to_pulse(w, self.sample_rate, fit_beats, n, stretch) for w in wavs]
+            fitted = [fit_to_pulses(w, self.sample_rate, fit_on, n, stretch) for w in wavs]
             fits = [f[1] for f in fitted]
             wavs = np.stack([f[0] for f in fitted])
         if loudness != 0:
@@ -432,19 +431,29 @@ class V2Meow(nn.Module):
         return Soundtrack(wav=wavs[chosen], sample_rate=self.sample_rate, semantic=semantic[chosen],
                           acoustic=codes[chosen], start=start, seed=seeds[chosen], chosen=chosen, scores=scores,
                           visual=visual, tempo=tempo, tempo_source=pulse_source if pulse is not None else None,
-                          pulses=locked, fit=fits[chosen])
+                          pulses=locked, fits=fits[chosen])
 
-    def _fit_beats(self, feats: dict[str, np.ndarray], seconds: float, pulse: np.ndarray | None) -> np.ndarray | None:
-        """The beats of the steady pulse the soundtrack is warped onto (``generation.fit_pulse``): a named or
-        locked tempo's (``pulse``), else the picture's own where it moves on one steady pulse over all of it
-        (:func:`v2meow.features.tempo.steady_pulse`); None when there is none."""
-        if pulse is not None:
-            return np.asarray(pulse, dtype=float)
-        if "beat" not in feats:
-            return None
-        rate = next(e.rate for e in self.encoders if e.name == "beat")
-        found = steady_pulse(feats["beat"], rate, seconds)
-        return None if found is None else tempo_beats(found[0], seconds, found[1])
+    def _fit_pulses(self, feats: dict[str, np.ndarray], seconds: float, pulse: np.ndarray | None,
+                    locked: list[Pulse]) -> list[Pulse]:
+        """The steady pulses the soundtrack is warped onto (``generation.fit_pulse``): a named or locked tempo's
+        (``pulse``, its beats over the whole clip) or the locked stretches; else the picture's own where it moves
+        on one steady pulse over all of it, or (with ``generation.fit_stretch_seconds``) over stretches of it
+        (:func:`v2meow.features.tempo.steady_pulses`); none where there is none."""
+        from v2meow.metrics.beats import beats_tempo
+
+        if pulse is None and locked:
+            return list(locked)
+        if pulse is None:
+            if "beat" not in feats:
+                return []
+            rate = next(e.rate for e in self.encoders if e.name == "beat")
+            found = steady_pulses(feats["beat"], rate, seconds, self.cfg.generation.fit_stretch_seconds)
+            if len(found) != 1 or found[0].start > 0.0 or found[0].end < seconds:
+                return found
+            pulse = tempo_beats(found[0].bpm, seconds, found[0].phase)  # the whole clip's, as its beats
+        grid = np.sort(np.asarray(pulse, dtype=float))
+        bpm, ahead = beats_tempo(grid), grid[grid >= 0]
+        return [] if bpm is None or ahead.size == 0 else [Pulse(0.0, seconds, bpm, float(ahead[0]))]
 
     def decode(self, codes: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
         """Codec decode of ``codes [B, N_q, T_a]`` -> ``[B, T_a * hop]`` (:func:`v2meow.generation.decode_chunks`)."""

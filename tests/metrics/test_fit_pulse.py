@@ -5,7 +5,7 @@ import pytest
 from media import make_video
 
 import v2meow.metrics.alignment as alignment
-from v2meow.metrics.alignment import fit_to_pulse
+from v2meow.metrics.alignment import fit_to_pulse, fit_to_pulses
 from v2meow.pipeline import FIT_PULSE, V2Meow
 
 SR = 16000
@@ -56,20 +56,80 @@ def test_music_too_far_from_the_pulse_or_silent_is_left_as_it_is():
     assert fit is None and silent.size == 6 * SR
 
 
+def _nearest(clicks, beats):
+    return np.asarray([np.min(np.abs(clicks - b)) for b in beats])
+
+
+def test_each_stretch_is_fitted_on_its_own_and_the_music_between_plays_as_made():
+    from v2meow.features.tempo import Pulse
+
+    seconds = 20.0
+    wav = _music(92.0, (seconds + 0.7) * 1.15, phase=0.05)
+    made = _click_times(wav[: int(seconds * SR)])
+    first, second = Pulse(3.0, 9.0, 100.0, 3.31), Pulse(12.5, 18.5, 84.0, 12.9)
+    out, fits = fit_to_pulses(wav, SR, [first, second], int(seconds * SR), max_stretch=0.15)
+    assert out.shape == (int(seconds * SR),) and len(fits) == 2
+    assert [(f.start, f.end) for f in fits] == [(3.0, 9.0), (12.5, 18.5)]
+    assert fits[0].rate == pytest.approx(100 / 92, abs=0.03) and fits[1].rate == pytest.approx(84 / 92, abs=0.03)
+    clicks = _click_times(out)
+    before = made[made < 2.9]
+    assert np.max(_nearest(clicks, before)) < 0.02  # before the first stretch: the music as made
+    for p in (first, second):  # the later beats of each stretch on its pulse (the first few take up the phase)
+        assert np.max(_nearest(clicks, p.beats()[4:])) < 0.03
+    between = clicks[(clicks > 9.3) & (clicks < 12.2)]
+    assert between.size >= 3 and np.allclose(np.diff(between), 60 / 92, atol=0.02)  # between them: its own pace
+    alone, fit1 = fit_to_pulses(wav, SR, [first], int(seconds * SR), max_stretch=0.15)
+    assert len(fit1) == 1 and np.array_equal(alone[: int(12 * SR)], out[: int(12 * SR)])
+    far, none = fit_to_pulses(wav, SR, [Pulse(3.0, 9.0, 150.0, 3.3)], int(seconds * SR), max_stretch=0.15)
+    assert none == [] and np.array_equal(far, wav[: int(seconds * SR)])  # too far from its tempo: as made
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_generate_fits_the_steady_stretches_when_asked(tmp_path, monkeypatch):
+    from v2meow.config import load_preset
+    from v2meow.features.registry import EncoderConfig
+    from v2meow.features.tempo import Pulse
+
+    cfg = load_preset("debug")
+    model = V2Meow(cfg.replace(encoders=[*cfg.encoders, EncoderConfig(name="beat", rate=10.0)])).eval()
+    video = make_video(tmp_path / "clip.mp4", seconds=3.0, fps=10, size=(64, 48), pattern="noise")
+    stretches = [Pulse(0.5, 1.5, 120.0, 0.6), Pulse(1.8, 3.0, 100.0, 2.0)]
+    asked = []
+    monkeypatch.setattr("v2meow.pipeline.steady_pulses", lambda beat, rate, seconds, least: asked.append(least)
+                        or (stretches if least > 0 else []))
+    calls = []
+
+    def fake_fit(wav, sr, pulses, samples, max_stretch):
+        calls.append((wav.size, pulses))
+        return wav[:samples].copy(), [alignment.PulseFit(110.0, 1.0, 0.0, 2, p.start, p.end) for p in pulses]
+
+    monkeypatch.setattr(alignment, "fit_to_pulses", fake_fit)
+    model.cfg.generation.fit_pulse = 0.1
+    try:
+        assert model.generate(video, seconds=3.0, seed=1, candidates=1).fits == [] and not calls  # off: whole only
+        model.cfg.generation.fit_stretch_seconds = 1.0
+        track = model.generate(video, seconds=3.0, seed=1, candidates=1)
+    finally:
+        model.cfg.generation.fit_pulse, model.cfg.generation.fit_stretch_seconds = 0.0, 0.0
+    assert asked == [0.0, 1.0] and calls[0][1] == stretches
+    assert calls[0][0] == round((3.0 + 0.6) * 1.1 * model.sample_rate)  # the margin of the slower pulse
+    assert [(f.start, f.end) for f in track.fits] == [(0.5, 1.5), (1.8, 3.0)]
+
+
 @pytest.mark.usefixtures("one_torch_thread")
 def test_generate_makes_a_margin_and_fits_every_candidate(tmp_path, monkeypatch):
     model = V2Meow.from_preset("debug", seed=0)
     video = make_video(tmp_path / "clip.mp4", seconds=3.0, fps=10, size=(64, 48), pattern="flash", period=1.0)
     kw = dict(seconds=2.0, seed=3, candidates=2, tempo=120.0)
     plain = model.generate(video, **kw)
-    assert plain.fit is None
+    assert plain.fits == []
     calls = []
 
-    def fake_fit(wav, sr, beats, samples, max_stretch):
-        calls.append((wav.size, np.asarray(beats), samples, max_stretch))
-        return wav[-samples:].copy(), alignment.PulseFit(120.0, 1.0, (wav.size - samples) / sr, len(beats))
+    def fake_fit(wav, sr, pulses, samples, max_stretch):
+        calls.append((wav.size, pulses, samples, max_stretch))
+        return wav[-samples:].copy(), [alignment.PulseFit(120.0, 1.0, (wav.size - samples) / sr, 3, 0.0, 2.0)]
 
-    monkeypatch.setattr(alignment, "fit_to_pulse", fake_fit)
+    monkeypatch.setattr(alignment, "fit_to_pulses", fake_fit)
     model.cfg.generation.fit_pulse = 0.1
     try:
         fitted = model.generate(video, **kw)
@@ -78,13 +138,14 @@ def test_generate_makes_a_margin_and_fits_every_candidate(tmp_path, monkeypatch)
     made = (2.0 + 0.5) * 1.1  # a beat at 120 BPM more, and a tenth
     assert [c[0] for c in calls] == [round(made * model.sample_rate)] * 2  # each candidate, made with the margin
     assert all(c[2] == plain.wav.size and c[3] == 0.1 for c in calls)
-    np.testing.assert_allclose(np.diff(calls[0][1]), 0.5)  # the named tempo's beats
-    assert fitted.wav.shape == plain.wav.shape and fitted.fit.shift == pytest.approx(made - 2.0, abs=1e-3)
+    [pulse] = calls[0][1]  # the named tempo's, over the whole clip
+    assert (pulse.start, pulse.end) == (0.0, 2.0) and pulse.bpm == pytest.approx(120.0)
+    assert fitted.wav.shape == plain.wav.shape and fitted.fits[0].shift == pytest.approx(made - 2.0, abs=1e-3)
     assert fitted.acoustic.shape[-1] > plain.acoustic.shape[-1]  # the tokens of the music as made, margin and all
     calls.clear()
     model.cfg.generation.fit_pulse = 0.1
     try:
-        assert model.generate(video, fit_pulse=False, **kw).fit is None and not calls  # turned off
+        assert model.generate(video, fit_pulse=False, **kw).fits == [] and not calls  # turned off
     finally:
         model.cfg.generation.fit_pulse = 0.0
     model.generate(video, fit_pulse=True, **kw)  # asked for where the config sets none: FIT_PULSE

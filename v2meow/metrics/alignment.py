@@ -200,64 +200,140 @@ def pick_at_tempo(scores: list[CandidateScore], visual: VideoBeats, tolerance: f
 
 @dataclass
 class PulseFit:
-    """How :func:`fit_to_pulse` put a soundtrack on the picture's pulse."""
+    """How :func:`fit_to_pulses` put a stretch of a soundtrack on the picture's pulse."""
 
-    tempo: float  # BPM the music was made at (music_tempo of its first ``samples``)
+    tempo: float  # BPM the music was made at there (the global tempo of its onset envelope)
     rate: float  # it plays this many times as fast now, on the whole (the pulse's tempo over its own)
-    shift: float  # seconds of the music as made that come before the output's start
+    shift: float  # seconds of the music as made that come before the output's start (a stretch from 0 only)
     beats: int  # how many of its beats were moved onto the pulse's
+    start: float = 0.0  # the stretch of the output (s) it covers
+    end: float = 0.0
 
 
 def fit_to_pulse(wav: np.ndarray, sample_rate: int, beats: np.ndarray, samples: int,
                  max_stretch: float) -> tuple[np.ndarray, PulseFit | None]:
-    """``samples`` of ``wav [N]`` with its beats moved onto those of the steady pulse ``beats`` (s), and how;
-    ``wav``'s first ``samples`` as they are (and None) where its tempo (:func:`music_tempo` of those) lies more
-    than ``max_stretch`` off the pulse's, or where too few of its beats are found.
+    """:func:`fit_to_pulses` with one steady pulse over the whole output, given by its ``beats`` (s); its fit or
+    None."""
+    from v2meow.features.tempo import Pulse
 
-    Its beats are tracked at its own tempo (:func:`v2meow.metrics.onsets.track_pulse` on the envelope a beat
-    tracker reads), the first one that can land on the pulse's first beat (with enough music before it to fill the
-    start) is paired with it and each next beat with the next, and the music is time-warped through those pairs
-    (:func:`v2meow.io.stretch.time_warp`, the pitch kept), no stretch between two beats more than ``max_stretch``
-    off 1 (a beat the music hurries or drags beyond that lands off the pulse by the rest). ``N`` should reach
-    ``(samples + one period) * (1 + max_stretch)``: the warp holds the last frame where the music runs out."""
+    grid = np.sort(np.asarray(beats, dtype=float))
+    pulse, ahead = beats_tempo(grid), grid[grid >= 0]
+    if pulse is None or ahead.size == 0:
+        return wav[:samples].astype(np.float32, copy=True), None
+    out, fits = fit_to_pulses(wav, sample_rate, [Pulse(0.0, samples / sample_rate, pulse, float(ahead[0]))],
+                              samples, max_stretch)
+    return out, fits[0] if fits else None
+
+
+def fit_to_pulses(wav: np.ndarray, sample_rate: int, pulses: list, samples: int,
+                  max_stretch: float) -> tuple[np.ndarray, list[PulseFit]]:
+    """``samples`` of ``wav [N]`` with its beats moved, over each stretch of ``pulses``
+    (:class:`v2meow.features.tempo.Pulse`, in order, not overlapping), onto that steady pulse's beats; and how
+    (one :class:`PulseFit` per stretch fitted). A stretch is left as made where the music's tempo there (its onset
+    envelope's, :func:`v2meow.metrics.onsets.envelope_tempo`) lies more than ``max_stretch`` off the pulse's, or where
+    too few of its beats are found; with none fitted, ``wav``'s first ``samples`` as they are.
+
+    Over a stretch the music's beats are tracked at its own tempo (:func:`v2meow.metrics.onsets.track_pulse` on
+    the envelope a beat tracker reads), one is paired with the pulse's first beat and each next beat with the
+    next, and the music is time-warped through those pairs (:func:`v2meow.io.stretch.time_warp`, the pitch kept),
+    no stretch between two beats more than ``max_stretch`` off 1 (a beat the music hurries or drags beyond that
+    lands off the pulse by the rest, which later beats take up). A stretch from the output's start pairs the
+    first beat with enough music before it to fill the start (the music before that is left out); a later one the
+    beat nearest where the music's own pace would put it. Between stretches the music plays as made. ``N`` should
+    reach ``(samples + one period) * (1 + max_stretch)``: the warp holds the last frame where the music runs out."""
     from v2meow.io.stretch import time_warp
+
+    as_made = wav[:samples].astype(np.float32, copy=True), []
+    env = _tracker_envelope(wav, sample_rate) if pulses else None
+    if env is None:
+        return as_made
+    seconds = samples / sample_rate
+    t_out, t_in, fits = [0.0], [0.0], []  # the warp's anchors: output time -> time of the music as made
+    for p in pulses:
+        if p.start >= seconds:
+            break
+        at = t_in[-1] + (p.start - t_out[-1])  # as made, the music plays on at its own pace up to the stretch
+        found = _stretch_pairs(env, p, at, seconds, max_stretch)
+        if found is None:
+            continue
+        targets, src, fit = found
+        if p.start == 0.0:
+            t_out, t_in = [], []
+        elif p.start > t_out[-1]:
+            t_out.append(p.start)
+            t_in.append(at)
+        t_out.extend(targets)
+        t_in.extend(src)
+        fits.append(fit)
+    if not fits:
+        return as_made
+    if fits[-1].end < seconds:  # after the last stretch the music plays on as made
+        t_out.append(t_out[-1] + 1.0)
+        t_in.append(t_in[-1] + 1.0)
+    out = time_warp(wav, np.asarray(t_out), np.asarray(t_in), samples, sample_rate)
+    if fits[0].shift > 0 and fits[0].start == 0.0:
+        fade = min(out.size, int(0.01 * sample_rate))
+        out[:fade] *= np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
+    return out, fits
+
+
+def _stretch_pairs(env: np.ndarray, p, at: float, seconds: float,
+                   max_stretch: float) -> tuple[list[float], list[float], PulseFit] | None:
+    """The warp's anchors over stretch ``p`` of the output (output times, times of the music as made) and its
+    :class:`PulseFit`, the music reaching the stretch's start at ``at`` s of ``env`` (the tracker envelope of the
+    whole music as made); None where the stretch is left as made (:func:`fit_to_pulses`)."""
     from v2meow.metrics.beats import BEAT_SAMPLE_RATE, HOP_LENGTH
     from v2meow.metrics.onsets import envelope_tempo, track_pulse
 
-    seconds = samples / sample_rate
-    as_made = wav[:samples].astype(np.float32, copy=True), None
-    grid = np.sort(np.asarray(beats, dtype=float))
-    pulse = beats_tempo(grid)
-    env = _tracker_envelope(wav, sample_rate) if pulse is not None else None
-    if env is None:
-        return as_made
     frame_rate = BEAT_SAMPLE_RATE / HOP_LENGTH
-    tempo = envelope_tempo(env[: int(np.ceil(seconds * frame_rate)) + 1], BEAT_SAMPLE_RATE, HOP_LENGTH)
+    pulse, period = p.bpm, p.period
+    tail = p.end >= seconds  # the stretch runs to the output's end: its beats go one period past it
+    span = min(p.end, seconds) - p.start
+    first = int(round(at * frame_rate))
+    region = env[first : first + int(np.ceil((span + period) * (1.0 + max_stretch) * frame_rate)) + 1]
+    if region.size < 2 or not np.any(region > 0):
+        return None
+    tempo = envelope_tempo(region[: int(np.ceil(span * frame_rate)) + 1], BEAT_SAMPLE_RATE, HOP_LENGTH)
     if tempo is None or abs(pulse / tempo - 1.0) > max_stretch:
-        return as_made
-    own = track_pulse(env, 60.0 / tempo * frame_rate) / frame_rate  # its beats, s of the music as made
-    rate, period = pulse / tempo, 60.0 / pulse
-    first = grid[grid >= 0][0] % period  # the pulse's beats over the output, one period past its end
-    targets = np.arange(first, seconds + period, period)
-    start = np.flatnonzero(own - targets[0] * rate >= 0)  # music enough before a beat to fill the output's start
+        return None
+    own = (track_pulse(region, 60.0 / tempo * frame_rate) + first) / frame_rate  # its beats, s of the music as made
+    rate = pulse / tempo
+    targets = p.beats()
+    if targets.size == 0:
+        return None
+    if tail:
+        targets = np.arange(targets[0], seconds + period, period)
+    if p.start > 0.0:  # a beat right at the stretch's start leaves no time to reach it
+        targets = targets[targets - p.start >= period / 4]
+    if targets.size == 0:
+        return None
+    lo, hi = 1.0 - max_stretch, 1.0 + max_stretch
+    if p.start == 0.0:  # music enough before a beat to fill the output's start
+        start = np.flatnonzero(own - targets[0] * rate >= 0)
+    else:  # the beat whose distance from where the music's own pace puts the pulse's first the bound takes up soonest
+        after = np.flatnonzero(own > at)
+        late = own[after] - at - (targets[0] - p.start) * rate
+        beats_to_go = np.where(late >= 0, late / max(hi - rate, 1e-3), -late / max(rate - lo, 1e-3))
+        start = after[np.argmin(beats_to_go)][None] if after.size else after
     if start.size == 0:
-        return as_made
+        return None
     own = own[start[0] :][: targets.size]
     if own.size < 2:
-        return as_made
+        return None
     targets = targets[: own.size]
-    lo, hi = 1.0 - max_stretch, 1.0 + max_stretch
-    src = [own[0]]
+    if p.start == 0.0:
+        src = [float(own[0])]
+    else:
+        gap = targets[0] - p.start
+        src = [at + float(np.clip((own[0] - at) / gap, lo, hi)) * gap]
     for k in range(1, own.size):  # each interval's rate held within the bound; what it cannot take carries on
         src.append(src[-1] + np.clip((own[k] - src[-1]) / period, lo, hi) * period)
-    shift = float(own[0] - targets[0] * rate)
-    if targets[0] > 0:  # the output's start, read at the overall rate before the first beat
-        targets, src = np.concatenate([[0.0], targets]), [shift, *src]
-    out = time_warp(wav, targets, np.asarray(src), samples, sample_rate)
-    if shift > 0:
-        fade = min(out.size, int(0.01 * sample_rate))
-        out[:fade] *= np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
-    return out, PulseFit(float(tempo), float(rate), shift, int(own.size))
+    shift = float(own[0] - targets[0] * rate) if p.start == 0.0 else 0.0
+    out = [float(t) for t in targets]
+    if p.start == 0.0 and targets[0] > 0:  # the output's start, read at the overall rate before the first beat
+        out, src = [0.0, *out], [shift, *src]
+    return out, [float(s) for s in src], PulseFit(float(tempo), float(rate), shift, int(own.size), float(p.start),
+                                                 float(min(p.end, seconds)))
 
 
 def render_plot(wav: np.ndarray, sample_rate: int, score: CandidateScore, visual: VideoBeats, start: float = 0.0,
