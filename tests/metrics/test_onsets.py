@@ -49,6 +49,18 @@ def test_onsets_are_librosas(name, y, mode):
         assert len(got) >= 8  # eleven clicks: the test is not passing on empty lists
 
 
+@pytest.mark.parametrize("median", [False, True])
+def test_the_envelope_in_blocks_is_the_envelope_at_once(median, monkeypatch):
+    import v2meow.metrics.onsets as onsets
+
+    for _, y in _signals():
+        whole = onsets.onset_envelope(y, SR, HOP_LENGTH, median=median)
+        monkeypatch.setattr(onsets, "ENVELOPE_BLOCK", 7)  # a few frames a block, the last one short
+        blocks = onsets.onset_envelope(y, SR, HOP_LENGTH, median=median)  # the same to float32 rounding
+        np.testing.assert_allclose(blocks, whole, rtol=1e-5, atol=1e-5 * float(np.abs(whole).max()))
+        monkeypatch.undo()
+
+
 def test_silence_has_no_onsets():
     assert onset_times(np.zeros(SR, dtype=np.float32), SR, HOP_LENGTH, 3, ONSET_WAIT, ONSET_DELTA).size == 0
 
