@@ -12,6 +12,7 @@ video): the stretch never sees motion the clip does not have.
 
     python scripts/fit_pulse.py --mixed [test] --seeds 3 --stretch-seconds 6 --json runs/range/mixed.json
     python scripts/fit_pulse.py --videos V.mp4 ... --seeds 4 --stretch-seconds 6
+    python scripts/fit_pulse.py --mixed test --figure docs/fit-stretches-spectrograms.png mixed_5:0
 
 Steady stretches (``generation.fit_stretch_seconds``): the shipped fit (whole clips only) against the same with each
 steady stretch of a picture whose pulse changes fitted, on scripts/lock_tempo.py's 30 s mixed videos (each moving
@@ -30,9 +31,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 
-def figure(model, videos: list[dict], clips: list[str], seconds: float, candidates: int, fit: float,
+def figure(model, videos: list[dict], clips: list[str], seconds: float | None, candidates: int, toggle,
            path: Path) -> None:
-    """Spectrograms of each clip's kept soundtrack without and with the fit, its true beats marked."""
+    """Spectrograms of each clip's kept soundtrack with ``toggle(model, on)`` off and on (the fit, or its
+    stretches), its true beats marked."""
     import numpy as np
     from eval_embedded import spectrogram_png
 
@@ -42,11 +44,13 @@ def figure(model, videos: list[dict], clips: list[str], seconds: float, candidat
     for clip in clips:
         stem, seed = clip.split(":")
         v = next(v for v in videos if Path(v["video"]).stem == stem)
-        for side, amount in (("off", 0.0), ("on", fit)):
-            model.cfg.generation.fit_pulse = amount
+        for side, on in (("off", False), ("on", True)):
+            toggle(model, on)
             track = model.generate(v["video"], seconds=seconds, seed=int(seed), candidates=candidates)
             d = sound_descriptors(track.wav, track.sample_rate)
-            how = "".join(f", {f.tempo:.0f} -> {f.tempo * f.rate:.0f} BPM" for f in track.fits)
+            how = "".join(f", {f.tempo:.0f} -> {f.tempo * f.rate:.0f} BPM" + (
+                "" if f.start == 0 and f.end >= track.seconds else f" ({f.start:.0f}-{f.end:.0f} s)")
+                for f in track.fits)
             rows.append((f"{stem} seed {seed}, fit {side}{how}: tonal {d['tonal_clarity']:.2f}, pulse "
                          f"{d['pulse_clarity']:.2f}, flatness {d['flatness']:.3f}, {d['lufs']:.1f} LUFS", track.wav))
             marks.append(np.asarray(v["beats"]))
@@ -135,20 +139,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.real:
         real_music(args.real, args.seconds, [0.87, 0.93, 1.07, 1.13])
         return 0
+    import numpy as np
     import torch
-    from lock_tempo import MIXED, MIXED_TEST, mixed_ab, report, shipped_model, sidecar_ab
+    from lock_tempo import MIXED, MIXED_TEST, make_mixed, mixed_ab, report, shipped_model, sidecar_ab
 
     from bench.rhythm import make_videos, score_model
 
     torch.set_num_threads(args.threads)
     model = shipped_model()
+
+    def stretches(m, on: bool) -> dict:
+        m.cfg.generation.fit_stretch_seconds = args.stretch_seconds if on else 0.0
+        return {}
+
+    sets = {"first": range(len(MIXED)), "test": range(len(MIXED), len(MIXED) + len(MIXED_TEST))}
+    if args.figure and args.mixed:  # CLIP: mixed_INDEX:SEED, the whole 30 s, stretches off and on
+        mixed = [make_mixed(i) for i in sets[args.mixed]]
+        videos = [{"video": v, "beats": np.concatenate([s["beats"] for s in st])} for v, st in mixed]
+        figure(model, videos, args.clips, None, args.candidates, stretches, Path(args.figure))
+        return 0
     if args.mixed or args.videos:  # the shipped fit (whole clips) against the same with steady stretches fitted
-
-        def stretches(m, on: bool) -> dict:
-            m.cfg.generation.fit_stretch_seconds = args.stretch_seconds if on else 0.0
-            return {}
-
-        sets = {"first": range(len(MIXED)), "test": range(len(MIXED), len(MIXED) + len(MIXED_TEST))}
         rows = mixed_ab(model, args.seeds, args.candidates, sets[args.mixed], stretches) if args.mixed else \
             sidecar_ab(model, args.videos, args.seeds, args.candidates, args.seconds, stretches)
         if args.json:
@@ -156,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     videos = make_videos(args.seconds + 2.0)
     if args.figure:
-        figure(model, videos, args.clips, args.seconds, args.candidates, args.fit, Path(args.figure))
+        def fit_toggle(m, on: bool) -> dict:
+            m.cfg.generation.fit_pulse = args.fit if on else 0.0
+            return {}
+
+        figure(model, videos, args.clips, args.seconds, args.candidates, fit_toggle, Path(args.figure))
         return 0
     res = {}
     for side, fit in (("off", args.base_fit), ("on", args.fit)):

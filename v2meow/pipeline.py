@@ -103,7 +103,7 @@ class Soundtrack:
     in candidate order, ``chosen`` the kept one's index, and ``visual`` the video's beats they were scored by.
     ``tempo`` is the steady pulse (BPM) the stages read over the whole stretch instead of the picture's own rhythm,
     ``tempo_source`` where a pulse came from: ``"tempo"`` (named) or ``"steady pulse"`` (locked to the picture's;
-    ``pulses`` then lists the stretches locked, :class:`v2meow.features.tempo.Pulse`); None otherwise. ``fit`` says
+    ``pulses`` then lists the stretches locked, :class:`v2meow.features.tempo.Pulse`); None otherwise. ``fits`` says
     how ``wav`` was stretched onto the picture's steady pulse (``generation.fit_pulse``): one
     :class:`v2meow.metrics.alignment.PulseFit` per stretch fitted, none where it was not; the tokens are those of the
     music before the stretch."""

@@ -239,7 +239,8 @@ def fit_to_pulses(wav: np.ndarray, sample_rate: int, pulses: list, samples: int,
     no stretch between two beats more than ``max_stretch`` off 1 (a beat the music hurries or drags beyond that
     lands off the pulse by the rest, which later beats take up). A stretch from the output's start pairs the
     first beat with enough music before it to fill the start (the music before that is left out); a later one the
-    beat nearest where the music's own pace would put it. Between stretches the music plays as made. ``N`` should
+    beat whose distance from where the music's own pace would put it the bound takes up in the fewest beats. Between
+    stretches the music plays as made. ``N`` should
     reach ``(samples + one period) * (1 + max_stretch)``: the warp holds the last frame where the music runs out."""
     from v2meow.io.stretch import time_warp
 
