@@ -9,6 +9,11 @@ measures against the same pulses say what the video alone gives.
 
     python scripts/tempo_steer.py --model embedded --n 8 --tempi 70 100 130 160 --candidates 1
     python scripts/tempo_steer.py --n 16 --tempi 70 150 --prompt "music at {bpm:g} BPM"   # named in the prompt
+    python scripts/tempo_steer.py --n 8 --candidates 4 --features keep --fit 0.3 --sound   # other ways to name it
+
+``--features`` says what the stages read with a named tempo: the rhythm streams of a picture flashing on it
+(``impose``, as ``generate`` does), the picture's own (``keep``: only the pick and the fit move the music), or a
+blend (``--mix``); ``--fit`` sets ``generation.fit_pulse``; ``--sound`` adds the music's descriptors per way.
 """
 
 from __future__ import annotations
@@ -24,6 +29,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+SOUND = ("tonal_clarity", "pulse_clarity", "flatness", "lufs", "boom_db")
+
+
+def named_way(features: str, mix: float) -> None:
+    """Make ``generate``'s named tempo keep the picture's own rhythm streams (``keep``: the pulse's beats still
+    score and fit the candidates) or blend the pulse's in at ``mix``, in place of imposing them."""
+    import v2meow.pipeline
+    from v2meow.features import tempo
+
+    def named(feats, encoders, bpm, duration, phase=None):
+        pulse = tempo.named_pulse(feats, encoders, bpm, duration, phase)
+        if features == "impose":
+            return tempo.impose_pulses(feats, encoders, [pulse], mix=mix)
+        return dict(feats), pulse.beats()
+
+    v2meow.pipeline.impose_tempo = named
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="embedded")
@@ -36,14 +59,24 @@ def main(argv: list[str] | None = None) -> int:
                    help='name the tempo in a prompt instead of tempo=, e.g. "music at {bpm:g} BPM"; the run without '
                         "a tempo then has no prompt either")
     p.add_argument("--out", default=None, help="JSON with every row")
+    p.add_argument("--features", choices=("impose", "keep"), default="impose",
+                   help="what the stages read with a named tempo (see above)")
+    p.add_argument("--mix", type=float, default=1.0, help="with --features impose: this weight of the pulse's streams")
+    p.add_argument("--fit", type=float, default=None, help="generation.fit_pulse (default: the model's)")
+    p.add_argument("--sound", action="store_true", help="also the named-tempo music's sound descriptors")
     args = p.parse_args(argv)
 
     from bench.rhythm import make_videos, tempo_hits, tempo_of
     from v2meow.metrics.beats import beat_f_measure, track_beats
+    from v2meow.metrics.music import sound_descriptors
     from v2meow.pipeline import V2Meow
     from v2meow.soundtrack import model_path
 
     model = V2Meow.from_pretrained(model_path(args.model))
+    if args.fit is not None:
+        model.cfg.generation.fit_pulse = args.fit
+    if args.features != "impose" or args.mix != 1.0:
+        named_way(args.features, args.mix)
     videos = sorted(Path(args.videos).glob("*.mp4"))[: args.n]
     videos += [Path(v["video"]) for v in make_videos(args.seconds + 2.0) if v["kind"] == "still"]
     rows = []
@@ -57,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             pulses[bpm] = track.visual.times
             rows.append({"video": video.name, "bpm": bpm, "tempo": True,
                          "beats": track_beats(track.wav, track.sample_rate).tolist()})
+            if args.sound:
+                d = sound_descriptors(track.wav, track.sample_rate)
+                rows[-1]["sound"] = {k: float(d[k]) for k in SOUND}
         plain = model.generate(str(video), seconds=args.seconds, seed=i, candidates=args.candidates)
         plain_beats = track_beats(plain.wav, plain.sample_rate).tolist()
         for bpm in args.tempi:
@@ -85,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{np.mean([r['acc1'] for r in sel]):.0%} | {np.mean([r['acc2'] for r in sel]):.0%} | "
               f"{np.mean([r['f_named'] for r in sel]):.3f} | {np.mean([r['f_other'] for r in sel]):.3f} | "
               f"{mean_se(gap)} |")
+    if args.sound:
+        named = [r for r in rows if r["tempo"]]
+        print("\n| named tempo, the music's | " + " | ".join(SOUND) + " |")
+        print("|---|" + "---|" * len(SOUND))
+        for grp, sel in (("held-out videos", [r for r in named if not r["video"].startswith("still")]),
+                         ("still controls", [r for r in named if r["video"].startswith("still")])):
+            print(f"| {grp} | " + " | ".join(f"{np.mean([r['sound'][k] for r in sel]):.3f}" for k in SOUND) + " |")
     print("\n| named tempo | music's median tempo, named | acc2, named | music's median tempo, none |")
     print("|---|---|---|---|")
     for bpm in args.tempi:

@@ -201,13 +201,20 @@ def impose_tempo(feats: dict[str, np.ndarray], encoders: list, bpm: float,
     (:func:`pulse_features`) whose first beat is at ``phase`` (default: where its beats best meet the picture's
     own motion peaks, :func:`clock_phase`); returns them (a new dict, the inputs untouched) and the pulse's beat
     times. Other streams (``appearance``) are kept."""
+    return impose_pulses(feats, encoders, [named_pulse(feats, encoders, bpm, duration, phase)])
+
+
+def named_pulse(feats: dict[str, np.ndarray], encoders: list, bpm: float, duration: float,
+                phase: float | None = None) -> Pulse:
+    """A named ``bpm``'s pulse over the whole ``duration``, first beat at ``phase`` (default: where its beats best
+    meet the picture's own motion peaks in ``feats``' ``beat`` stream, :func:`clock_phase`)."""
     bpm = check_tempo(bpm)
     if phase is None:
         phase = 0.0
         if "beat" in feats and len(feats["beat"]):
             rate = next(e.rate for e in encoders if e.name == "beat")
             phase = clock_phase(np.expm1(feats["beat"][:, 3]), rate, bpm)
-    return impose_pulses(feats, encoders, [Pulse(0.0, float(duration), bpm, phase)])
+    return Pulse(0.0, float(duration), bpm, phase)
 
 
 def impose_pulses(feats: dict[str, np.ndarray], encoders: list, pulses: list[Pulse],
