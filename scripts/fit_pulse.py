@@ -135,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("clips", nargs="*", default=[], metavar="CLIP")
     p.add_argument("--real", type=int, default=0, metavar="N",
                    help="only measure the stretch itself on N held-out real soundtracks (descriptors, round trip)")
+    p.add_argument("--rates", type=float, nargs="+", default=[0.87, 0.93, 1.07, 1.13], help="with --real")
     args = p.parse_args(argv)
     if args.real:
-        real_music(args.real, args.seconds, [0.87, 0.93, 1.07, 1.13])
+        real_music(args.real, args.seconds, args.rates)
         return 0
     import numpy as np
     import torch
