@@ -143,7 +143,7 @@ class GenerationConfig(Config):
     tempo_pick: bool = False
     # Where the picture moves on one steady pulse over the whole clip (or a tempo is named or locked), each candidate
     # whose tempo lies within this fraction of the pulse's has its own tracked beats time-warped onto the pulse's,
-    # no interval stretched by more than this fraction, the pitch kept (v2meow.metrics.alignment.fit_to_pulse); the
+    # no interval stretched by more than this fraction, the pitch kept (v2meow.metrics.alignment.fit_to_pulses); the
     # stages then make that much more music, plus one beat, to warp within. 0: off. On in the shipped model since
     # 2026-12-06 at 0.15: periodic-motion clips' beat F 0.48 -> 0.82, tempo acc1 72 -> 94 % (docs/embedded-model.md).
     fit_pulse: float = 0.0

@@ -439,7 +439,7 @@ class V2Meow(nn.Module):
         (``pulse``, its beats over the whole clip) or the locked stretches; else the picture's own where it moves
         on one steady pulse over all of it, or (with ``generation.fit_stretch_seconds``) over stretches of it
         (:func:`v2meow.features.tempo.steady_pulses`); none where there is none."""
-        from v2meow.metrics.beats import beats_tempo
+        from v2meow.metrics.alignment import beats_pulse
 
         if pulse is None and locked:
             return list(locked)
@@ -450,10 +450,11 @@ class V2Meow(nn.Module):
             found = steady_pulses(feats["beat"], rate, seconds, self.cfg.generation.fit_stretch_seconds)
             if len(found) != 1 or found[0].start > 0.0 or found[0].end < seconds:
                 return found
-            pulse = tempo_beats(found[0].bpm, seconds, found[0].phase)  # the whole clip's, as its beats
-        grid = np.sort(np.asarray(pulse, dtype=float))
-        bpm, ahead = beats_tempo(grid), grid[grid >= 0]
-        return [] if bpm is None or ahead.size == 0 else [Pulse(0.0, seconds, bpm, float(ahead[0]))]
+            # through its beats, as a named tempo's comes: the pulse is then the one the fit was measured and
+            # gated with, to the last bit (its tempo read back from the beats' median interval)
+            pulse = tempo_beats(found[0].bpm, seconds, found[0].phase)
+        whole = beats_pulse(pulse, seconds)
+        return [] if whole is None else [whole]
 
     def decode(self, codes: Tensor, progress: Callable[[int, int], None] | None = None) -> Tensor:
         """Codec decode of ``codes [B, N_q, T_a]`` -> ``[B, T_a * hop]`` (:func:`v2meow.generation.decode_chunks`)."""

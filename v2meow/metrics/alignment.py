@@ -214,15 +214,21 @@ def fit_to_pulse(wav: np.ndarray, sample_rate: int, beats: np.ndarray, samples: 
                  max_stretch: float) -> tuple[np.ndarray, PulseFit | None]:
     """:func:`fit_to_pulses` with one steady pulse over the whole output, given by its ``beats`` (s); its fit or
     None."""
+    pulse = beats_pulse(beats, samples / sample_rate)
+    if pulse is None:
+        return wav[:samples].astype(np.float32, copy=True), None
+    out, fits = fit_to_pulses(wav, sample_rate, [pulse], samples, max_stretch)
+    return out, fits[0] if fits else None
+
+
+def beats_pulse(beats: np.ndarray, seconds: float):
+    """The steady pulse over ``[0, seconds)`` whose beats are ``beats`` (s): its tempo their median interval's, its
+    phase their first at or after 0 (:class:`v2meow.features.tempo.Pulse`); None with fewer than three beats."""
     from v2meow.features.tempo import Pulse
 
     grid = np.sort(np.asarray(beats, dtype=float))
-    pulse, ahead = beats_tempo(grid), grid[grid >= 0]
-    if pulse is None or ahead.size == 0:
-        return wav[:samples].astype(np.float32, copy=True), None
-    out, fits = fit_to_pulses(wav, sample_rate, [Pulse(0.0, samples / sample_rate, pulse, float(ahead[0]))],
-                              samples, max_stretch)
-    return out, fits[0] if fits else None
+    bpm, ahead = beats_tempo(grid), grid[grid >= 0]
+    return None if bpm is None or ahead.size == 0 else Pulse(0.0, float(seconds), bpm, float(ahead[0]))
 
 
 def fit_to_pulses(wav: np.ndarray, sample_rate: int, pulses: list, samples: int,
@@ -272,7 +278,7 @@ def fit_to_pulses(wav: np.ndarray, sample_rate: int, pulses: list, samples: int,
         t_out.append(t_out[-1] + 1.0)
         t_in.append(t_in[-1] + 1.0)
     out = time_warp(wav, np.asarray(t_out), np.asarray(t_in), samples, sample_rate)
-    if fits[0].shift > 0 and fits[0].start == 0.0:
+    if fits[0].shift > 0:  # only a stretch from the output's start leaves music out before it
         fade = min(out.size, int(0.01 * sample_rate))
         out[:fade] *= np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32)
     return out, fits
@@ -288,6 +294,7 @@ def _stretch_pairs(env: np.ndarray, p, at: float, seconds: float,
 
     frame_rate = BEAT_SAMPLE_RATE / HOP_LENGTH
     pulse, period = p.bpm, p.period
+    lead = p.start == 0.0  # the stretch starts the output: the music may start later than it was made to
     tail = p.end >= seconds  # the stretch runs to the output's end: its beats go one period past it
     span = min(p.end, seconds) - p.start
     first = int(round(at * frame_rate))
@@ -304,12 +311,12 @@ def _stretch_pairs(env: np.ndarray, p, at: float, seconds: float,
         return None
     if tail:
         targets = np.arange(targets[0], seconds + period, period)
-    if p.start > 0.0:  # a beat right at the stretch's start leaves no time to reach it
+    if not lead:  # a beat right at the stretch's start leaves no time to reach it
         targets = targets[targets - p.start >= period / 4]
     if targets.size == 0:
         return None
     lo, hi = 1.0 - max_stretch, 1.0 + max_stretch
-    if p.start == 0.0:  # music enough before a beat to fill the output's start
+    if lead:  # music enough before a beat to fill the output's start
         start = np.flatnonzero(own - targets[0] * rate >= 0)
     else:  # the beat whose distance from where the music's own pace puts the pulse's first the bound takes up soonest
         after = np.flatnonzero(own > at)
@@ -322,16 +329,15 @@ def _stretch_pairs(env: np.ndarray, p, at: float, seconds: float,
     if own.size < 2:
         return None
     targets = targets[: own.size]
-    if p.start == 0.0:
-        src = [float(own[0])]
+    if lead:
+        src, shift = [float(own[0])], float(own[0] - targets[0] * rate)
     else:
         gap = targets[0] - p.start
-        src = [at + float(np.clip((own[0] - at) / gap, lo, hi)) * gap]
+        src, shift = [at + float(np.clip((own[0] - at) / gap, lo, hi)) * gap], 0.0
     for k in range(1, own.size):  # each interval's rate held within the bound; what it cannot take carries on
         src.append(src[-1] + np.clip((own[k] - src[-1]) / period, lo, hi) * period)
-    shift = float(own[0] - targets[0] * rate) if p.start == 0.0 else 0.0
     out = [float(t) for t in targets]
-    if p.start == 0.0 and targets[0] > 0:  # the output's start, read at the overall rate before the first beat
+    if lead and targets[0] > 0:  # the output's start, read at the overall rate before the first beat
         out, src = [0.0, *out], [shift, *src]
     return out, [float(s) for s in src], PulseFit(float(tempo), float(rate), shift, int(own.size), float(p.start),
                                                  float(min(p.end, seconds)))
