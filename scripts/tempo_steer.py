@@ -27,9 +27,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-
-SOUND = ("tonal_clarity", "pulse_clarity", "flatness", "lufs", "boom_db")
+from lock_tempo import SOUND  # noqa: E402  (the descriptors every rhythm A/B reports)
 
 
 def named_way(features: str, mix: float) -> None:
@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|" + "---|" * len(SOUND))
         for grp, sel in (("held-out videos", [r for r in named if not r["video"].startswith("still")]),
                          ("still controls", [r for r in named if r["video"].startswith("still")])):
+            if not sel:
+                continue
             print(f"| {grp} | " + " | ".join(f"{np.mean([r['sound'][k] for r in sel]):.3f}" for k in SOUND) + " |")
     print("\n| named tempo | music's median tempo, named | acc2, named | music's median tempo, none |")
     print("|---|---|---|---|")
