@@ -10,10 +10,14 @@ measures against the same pulses say what the video alone gives.
     python scripts/tempo_steer.py --model embedded --n 8 --tempi 70 100 130 160 --candidates 1
     python scripts/tempo_steer.py --n 16 --tempi 70 150 --prompt "music at {bpm:g} BPM"   # named in the prompt
     python scripts/tempo_steer.py --n 8 --candidates 4 --features keep --fit 0.3 --sound   # other ways to name it
+    python scripts/tempo_steer.py --n 8 --first 8 --candidates 4 --features model --named-fit 0.3 --sound
 
 ``--features`` says what the stages read with a named tempo: the rhythm streams of a picture flashing on it
-(``impose``, as ``generate`` does), the picture's own (``keep``: only the pick and the fit move the music), or a
-blend (``--mix``); ``--fit`` sets ``generation.fit_pulse``; ``--sound`` adds the music's descriptors per way.
+(``impose``), the picture's own (``keep``: only the pick and the fit move the music), a blend (``--mix``), or
+whatever the model's config says (``model``: with ``generation.named_fit`` > 0, the picture's own first and the
+pulse's where no candidate comes within reach; ``--named-fit`` sets it); ``--fit`` sets ``generation.fit_pulse``;
+``--sound`` adds the music's descriptors per way. ``--first`` skips that many held-out videos (and offsets every
+seed by it), for a set of clips that earlier runs did not see.
 """
 
 from __future__ import annotations
@@ -33,18 +37,18 @@ from lock_tempo import SOUND  # noqa: E402  (the descriptors every rhythm A/B re
 
 
 def named_way(features: str, mix: float) -> None:
-    """Make ``generate``'s named tempo keep the picture's own rhythm streams (``keep``: the pulse's beats still
-    score and fit the candidates) or blend the pulse's in at ``mix``, in place of imposing them."""
+    """Make ``generate``'s named tempo (with ``generation.named_fit`` 0: its pulse imposed at once) keep the
+    picture's own rhythm streams (``keep``: the pulse's beats still score and fit the candidates) or blend the
+    pulse's in at ``mix``, in place of imposing them."""
     import v2meow.pipeline
     from v2meow.features import tempo
 
-    def named(feats, encoders, bpm, duration, phase=None):
-        pulse = tempo.named_pulse(feats, encoders, bpm, duration, phase)
+    def named(feats, encoders, pulses):
         if features == "impose":
-            return tempo.impose_pulses(feats, encoders, [pulse], mix=mix)
-        return dict(feats), pulse.beats()
+            return tempo.impose_pulses(feats, encoders, pulses, mix=mix)
+        return dict(feats), np.concatenate([p.beats() for p in pulses])
 
-    v2meow.pipeline.impose_tempo = named
+    v2meow.pipeline.impose_pulses = named
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
                    help='name the tempo in a prompt instead of tempo=, e.g. "music at {bpm:g} BPM"; the run without '
                         "a tempo then has no prompt either")
     p.add_argument("--out", default=None, help="JSON with every row")
-    p.add_argument("--features", choices=("impose", "keep"), default="impose",
+    p.add_argument("--first", type=int, default=0, help="skip this many held-out videos; seeds start here")
+    p.add_argument("--features", choices=("impose", "keep", "model"), default="impose",
                    help="what the stages read with a named tempo (see above)")
+    p.add_argument("--named-fit", type=float, default=None,
+                   help="with --features model: generation.named_fit (default: the model's)")
     p.add_argument("--mix", type=float, default=1.0, help="with --features impose: this weight of the pulse's streams")
     p.add_argument("--fit", type=float, default=None, help="generation.fit_pulse (default: the model's)")
     p.add_argument("--sound", action="store_true", help="also the named-tempo music's sound descriptors")
@@ -75,12 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     model = V2Meow.from_pretrained(model_path(args.model))
     if args.fit is not None:
         model.cfg.generation.fit_pulse = args.fit
-    if args.features != "impose" or args.mix != 1.0:
+    if args.features != "model":
+        model.cfg.generation.named_fit = 0.0
+    elif args.named_fit is not None:
+        model.cfg.generation.named_fit = args.named_fit
+    if args.features == "keep" or args.mix != 1.0:
         named_way(args.features, args.mix)
-    videos = sorted(Path(args.videos).glob("*.mp4"))[: args.n]
+    videos = sorted(Path(args.videos).glob("*.mp4"))[args.first : args.first + args.n]
     videos += [Path(v["video"]) for v in make_videos(args.seconds + 2.0) if v["kind"] == "still"]
     rows = []
-    for i, video in enumerate(videos):
+    for i, video in enumerate(videos, start=args.first):
         pulses = {}
         for bpm in args.tempi:
             named = {"tempo": bpm} if args.prompt is None else {"prompt": args.prompt.format(bpm=bpm)}
@@ -88,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                                    **named)
             assert track.visual.source == "tempo"
             pulses[bpm] = track.visual.times
-            rows.append({"video": video.name, "bpm": bpm, "tempo": True,
+            rows.append({"video": video.name, "bpm": bpm, "tempo": True, "remade": track.remade,
                          "beats": track_beats(track.wav, track.sample_rate).tolist()})
             if args.sound:
                 d = sound_descriptors(track.wav, track.sample_rate)
@@ -111,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         a = np.asarray(x, dtype=np.float64)
         return f"{a.mean():.3f} ± {a.std(ddof=1) / np.sqrt(len(a)):.3f}"
 
-    print(f"\n{len(videos)} videos × {len(args.tempi)} named tempi, best of {args.candidates}, seed = video index")
+    remade = [r["remade"] for r in rows if r["tempo"]]
+    print(f"\n{len(videos)} videos × {len(args.tempi)} named tempi, best of {args.candidates}, seed = video index; "
+          f"made again on the named pulse for {sum(remade)} of {len(remade)}")
     print("| | acc1 | acc2 | beat F, named pulse | beat F, other tempi's pulses | gap (± s.e.) |")
     print("|---|---|---|---|---|---|")
     for use in (True, False):

@@ -106,8 +106,27 @@ def test_the_fit_is_reported_whole_or_by_stretch(video, tmp_path, monkeypatch, c
                     [PulseFit(92.0, 100 / 92, 0.0, 3, 0.1, 0.3), PulseFit(130.0, 120 / 130, 0.0, 2, 0.3, 0.5)]):
         assert main(["generate", video, "-o", str(tmp_path / "o.wav"), "--model", "debug", "--seconds", "0.5"]) == 0
     err = capsys.readouterr().err
-    assert "warped onto it (92 -> 100 BPM, 3 beats; --no-fit-pulse" in err
+    assert "warped onto the picture's steady pulse (92 -> 100 BPM, 3 beats; --no-fit-pulse" in err
     assert "(from 0.1 s to 0.3 s, 92 -> 100 BPM, 3 beats; from 0.3 s to 0.5 s, 130 -> 120 BPM, 2 beats;" in err
+    assert "made again" not in err
+
+
+def test_a_named_tempo_says_how_it_was_met(video, tmp_path, monkeypatch, capsys):
+    from dataclasses import replace
+
+    from v2meow import pipeline
+    from v2meow.metrics.alignment import PulseFit
+
+    generate, remade = pipeline.V2Meow.generate, []
+    fit = [PulseFit(92.0, 100 / 92, 0.1, 3, 0.0, 0.5)]
+    monkeypatch.setattr(pipeline.V2Meow, "generate",
+                        lambda self, *a, **kw: replace(generate(self, *a, **kw), fits=fit, remade=remade[-1]))
+    for remade[:] in ([False], [True]):
+        assert main(["generate", video, "-o", str(tmp_path / "o.wav"), "--model", "debug", "--seconds", "0.5",
+                     "--tempo", "100"]) == 0
+        err = capsys.readouterr().err
+        assert "warped onto the named tempo's pulse (92 -> 100 BPM, 3 beats;" in err
+        assert ("made again on a pulse at that tempo" in err) is remade[-1]
 
 
 def test_bad_output_extension(video, tmp_path):

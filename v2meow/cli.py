@@ -271,8 +271,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         whole = len(track.fits) == 1 and first.start == 0 and first.end >= track.seconds
         how = "; ".join(("" if whole else f"from {t0 + f.start:.1f} s to {t0 + f.end:.1f} s, ") +
                         f"{f.tempo:.0f} -> {f.tempo * f.rate:.0f} BPM, {f.beats} beats" for f in track.fits)
-        print(f"the picture moves on a steady pulse: the music's beats are warped onto it ({how}; --no-fit-pulse "
-              "leaves them as made)", file=sys.stderr)
+        onto = "the named tempo's pulse" if track.tempo_source == "tempo" else "the picture's steady pulse"
+        print(f"the music's beats are warped onto {onto} ({how}; --no-fit-pulse leaves them as made)", file=sys.stderr)
+    if track.remade and not args.quiet:
+        print(f"no candidate made to the picture's own rhythm came within reach of {track.tempo:.0f} BPM: they were "
+              "made again on a pulse at that tempo", file=sys.stderr)
     pic = f" and {plot_path}" if plot_path is not None else ""
     print(f"wrote {args.output}{pic} ({track.seconds:.2f} s of music{where}{note})", file=sys.stderr)
     return 0

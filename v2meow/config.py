@@ -152,6 +152,12 @@ class GenerationConfig(Config):
     # Off in the shipped model: at 6 s it raised beat F's gap on changing pictures by +0.117 +- 0.054 (tempo 44 ->
     # 61 %) but lowered MCC on the held-out videos it touched (docs/embedded-model.md).
     fit_stretch_seconds: float = 0.0
+    # With a named tempo and the fit on: the stages first read the picture's own rhythm streams, and each candidate
+    # whose tempo lies within this fraction of the named one is fitted onto its pulse (a wider fit_pulse for it);
+    # only where no candidate comes within reach are the rhythm streams replaced by those of a picture flashing on
+    # the pulse and the candidates made again (the one way of 0, which meets every tempo with noisier, less tonal
+    # music: docs/embedded-model.md, "A named tempo since the fit").
+    named_fit: float = 0.0
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")
@@ -165,6 +171,7 @@ class GenerationConfig(Config):
         check(limit_ok(self.limit_db), f"limit_db must be in {list(LIMIT_DB_RANGE)} dB, got {self.limit_db}.")
         check(self.lock_stretch_seconds >= 0, f"lock_stretch_seconds must be >= 0, got {self.lock_stretch_seconds}.")
         check(0 <= self.fit_pulse <= 0.5, f"fit_pulse must be in [0, 0.5], got {self.fit_pulse}.")
+        check(0 <= self.named_fit <= 0.5, f"named_fit must be in [0, 0.5], got {self.named_fit}.")
         check(self.fit_stretch_seconds >= 0, f"fit_stretch_seconds must be >= 0, got {self.fit_stretch_seconds}.")
         check(self.noise_penalty >= 0, f"noise_penalty must be >= 0, got {self.noise_penalty}.")
         check(loudness_ok(self.loudness_lufs),

@@ -30,7 +30,7 @@ from v2meow.features.tempo import (
     Pulse,
     check_tempo,
     impose_pulses,
-    impose_tempo,
+    named_pulse,
     prompt_tempo,
     steady_pulses,
     tempo_beats,
@@ -101,9 +101,11 @@ class Soundtrack:
     It scores ``[start, start + seconds)`` of the video. ``seed`` is the seed that makes it again alone;
     with best-of-N, ``scores`` holds every candidate's score (:class:`v2meow.metrics.alignment.CandidateScore`)
     in candidate order, ``chosen`` the kept one's index, and ``visual`` the video's beats they were scored by.
-    ``tempo`` is the steady pulse (BPM) the stages read over the whole stretch instead of the picture's own rhythm,
-    ``tempo_source`` where a pulse came from: ``"tempo"`` (named) or ``"steady pulse"`` (locked to the picture's;
-    ``pulses`` then lists the stretches locked, :class:`v2meow.features.tempo.Pulse`); None otherwise. ``fits`` says
+    ``tempo`` is the steady pulse (BPM) over the whole stretch that the music was made or fitted to, ``tempo_source``
+    where a pulse came from: ``"tempo"`` (named) or ``"steady pulse"`` (locked to the picture's; ``pulses`` then
+    lists the stretches locked, :class:`v2meow.features.tempo.Pulse`); None otherwise. ``remade`` says the candidates
+    were made twice: first from the picture's own rhythm, none of which came within ``generation.named_fit`` of the
+    named tempo, then from a picture flashing on its pulse (:meth:`V2Meow.generate`). ``fits`` says
     how ``wav`` was stretched onto the picture's steady pulse (``generation.fit_pulse``): one
     :class:`v2meow.metrics.alignment.PulseFit` per stretch fitted, none where it was not; the tokens are those of the
     music before the stretch."""
@@ -121,6 +123,7 @@ class Soundtrack:
     tempo_source: str | None = None
     pulses: list[Pulse] = field(default_factory=list)
     fits: list[PulseFit] = field(default_factory=list)
+    remade: bool = False
 
     @property
     def seconds(self) -> float:
@@ -329,9 +332,12 @@ class V2Meow(nn.Module):
         level) by one gain that keeps every sample under -1 dBFS, a look-ahead limiter taking up to ``limit_db``
         (default ``generation.limit_db``) off the peaks that would stop it short (:func:`match_loudness`).
 
-        ``tempo`` (BPM; default: the tempo the prompt names, "... at 120 BPM", else none) sets the rhythm the
-        stages read to a steady pulse at that tempo, phased to the picture's own motion peaks
-        (:mod:`v2meow.features.tempo`); best of N then scores candidates against that pulse's beats. With no tempo
+        ``tempo`` (BPM; default: the tempo the prompt names, "... at 120 BPM", else none) names a steady pulse at
+        that tempo, phased to the picture's own motion peaks (:mod:`v2meow.features.tempo`); best of N scores the
+        candidates against its beats. Where the fit is on and ``generation.named_fit`` > 0, the stages read the
+        picture's own rhythm and each candidate within ``named_fit`` of the tempo is fitted onto the pulse (below);
+        where none is (or otherwise), the rhythm the stages read is set to the pulse's and they make the candidates
+        (again), fitted within ``generation.fit_pulse``. With no tempo
         named and ``lock_tempo`` (default ``generation.lock_tempo``), a picture that moves on one steady pulse over
         the whole stretch (or, with ``generation.lock_stretch_seconds``, for at least that long;
         :func:`~v2meow.features.tempo.steady_pulses`) has that pulse, its tempo and phase, set the same way over the
@@ -356,7 +362,6 @@ class V2Meow(nn.Module):
         limit_db = self.cfg.generation.limit_db if limit_db is None else limit_db
         check_loudness(loudness, limit_db)
         seeds = candidate_seeds(seed, self.cfg.generation.candidates if candidates is None else candidates)
-        gens = [make_generator(s) for s in seeds]  # one per candidate: row i samples as seed + i alone would
 
         def report(stage: str) -> Callable[[int, int], None] | None:
             return None if progress is None else (lambda done, total: progress(stage, done, total))
@@ -365,9 +370,14 @@ class V2Meow(nn.Module):
         if on_features is not None:
             on_features(0, 1)
         feats = extract_features(str(video), self.encoders, start=start, duration=seconds)
-        pulse, pulse_source, locked = None, "tempo", []
+        stretch = self.cfg.generation.fit_pulse if fit_pulse is None else \
+            (self.cfg.generation.fit_pulse or FIT_PULSE) if fit_pulse else 0.0
+        pulse, pulse_source, locked, remade = None, "tempo", [], False
+        keep = False  # a named tempo's candidates made from the picture's own rhythm first
         if tempo is not None:
-            feats, pulse = impose_tempo(feats, self.encoders, tempo, seconds)
+            named = named_pulse(feats, self.encoders, tempo, seconds)
+            keep = stretch > 0 and self.cfg.generation.named_fit > 0
+            feats, pulse = (feats, named.beats()) if keep else impose_pulses(feats, self.encoders, [named])
         elif "beat" in feats and (self.cfg.generation.lock_tempo if lock_tempo is None else lock_tempo):
             rate = next(e.rate for e in self.encoders if e.name == "beat")
             locked = steady_pulses(feats["beat"], rate, seconds, self.cfg.generation.lock_stretch_seconds)
@@ -376,33 +386,17 @@ class V2Meow(nn.Module):
                 pulse_source = "steady pulse"
                 if len(locked) == 1 and locked[0].start == 0.0 and locked[0].end == seconds:
                     tempo = locked[0].bpm
-        stretch = self.cfg.generation.fit_pulse if fit_pulse is None else \
-            (self.cfg.generation.fit_pulse or FIT_PULSE) if fit_pulse else 0.0
-        fit_on = self._fit_pulses(feats, seconds, pulse if tempo is not None else None, locked) if stretch > 0 else []
-        made = seconds  # with a pulse to fit, a margin to stretch and shift within (features hold their last row)
-        if fit_on:
-            made = (seconds + max(p.period for p in fit_on)) * (1.0 + stretch)
-        feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
         if on_features is not None:
             on_features(1, 1)
-
-        semantic = sweep_semantic(self, feats_t, made, joint, guidance, gens, report("semantic"))
-        coarse = sweep_coarse(self, feats_t, semantic, made, gens, report("coarse"))
-        codes = coarse
-        if self.fine is not None:
-            fine = self.fine.generate(coarse, generator=gens, progress=report("fine"),
-                                      prompt_frames=prompt_units(self.cfg, self.cfg.fine.frame_rate, fine=True))
-            codes = join_levels(coarse, fine)
         n = int(round(seconds * self.sample_rate))
-        wavs = self.decode(codes, report("decode"))[:, : int(round(made * self.sample_rate))].float()
-        wavs = wavs.clamp(-1.0, 1.0).cpu().numpy()
-        fits: list[list[PulseFit]] = [[] for _ in seeds]
-        if fit_on:
-            from v2meow.metrics.alignment import fit_to_pulses
-
-            fitted = [fit_to_pulses(w, self.sample_rate, fit_on, n, stretch) for w in wavs]
-            fits = [f[1] for f in fitted]
-            wavs = np.stack([f[0] for f in fitted])
+        first = self.cfg.generation.named_fit if keep else stretch
+        semantic, codes, wavs, fits = self._make(feats, seconds, n, first, pulse if tempo is not None else None,
+                                                 locked, joint, guidance, seeds, report)
+        if keep and not any(fits):
+            # no candidate came within reach of the named tempo: made again on a picture flashing on its pulse
+            (feats, pulse), remade = impose_pulses(feats, self.encoders, [named]), True
+            semantic, codes, wavs, fits = self._make(feats, seconds, n, stretch, pulse, locked, joint, guidance,
+                                                     seeds, report)
         if loudness != 0:
             wavs = np.stack([match_loudness(w, self.sample_rate, loudness, limit_db=limit_db) for w in wavs])
         scores, chosen, visual = [], 0, None
@@ -431,7 +425,36 @@ class V2Meow(nn.Module):
         return Soundtrack(wav=wavs[chosen], sample_rate=self.sample_rate, semantic=semantic[chosen],
                           acoustic=codes[chosen], start=start, seed=seeds[chosen], chosen=chosen, scores=scores,
                           visual=visual, tempo=tempo, tempo_source=pulse_source if pulse is not None else None,
-                          pulses=locked, fits=fits[chosen])
+                          pulses=locked, fits=fits[chosen], remade=remade)
+
+    def _make(self, feats: dict[str, np.ndarray], seconds: float, n: int, stretch: float, pulse: np.ndarray | None,
+              locked: list[Pulse], joint: Tensor | None, guidance: float, seeds: list[int],
+              report: Callable[[str], Callable[[int, int], None] | None],
+              ) -> tuple[Tensor, Tensor, np.ndarray, list[list[PulseFit]]]:
+        """One batch of candidates, one per seed (each from a fresh generator seeded with it): their semantic
+        tokens, codes, ``n`` samples of each (``[B, n]``, fitted onto the pulses of :meth:`_fit_pulses` where
+        ``stretch`` > 0) and each candidate's fits."""
+        gens = [make_generator(s) for s in seeds]  # one per candidate: row i samples as seed + i alone would
+        fit_on = self._fit_pulses(feats, seconds, pulse, locked) if stretch > 0 else []
+        made = seconds  # with a pulse to fit, a margin to stretch and shift within (features hold their last row)
+        if fit_on:
+            made = (seconds + max(p.period for p in fit_on)) * (1.0 + stretch)
+        feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
+        semantic = sweep_semantic(self, feats_t, made, joint, guidance, gens, report("semantic"))
+        coarse = sweep_coarse(self, feats_t, semantic, made, gens, report("coarse"))
+        codes = coarse
+        if self.fine is not None:
+            fine = self.fine.generate(coarse, generator=gens, progress=report("fine"),
+                                      prompt_frames=prompt_units(self.cfg, self.cfg.fine.frame_rate, fine=True))
+            codes = join_levels(coarse, fine)
+        wavs = self.decode(codes, report("decode"))[:, : int(round(made * self.sample_rate))].float()
+        wavs = wavs.clamp(-1.0, 1.0).cpu().numpy()
+        if not fit_on:
+            return semantic, codes, wavs[:, :n], [[] for _ in seeds]
+        from v2meow.metrics.alignment import fit_to_pulses
+
+        fitted = [fit_to_pulses(w, self.sample_rate, fit_on, n, stretch) for w in wavs]
+        return semantic, codes, np.stack([f[0] for f in fitted]), [f[1] for f in fitted]
 
     def _fit_pulses(self, feats: dict[str, np.ndarray], seconds: float, pulse: np.ndarray | None,
                     locked: list[Pulse]) -> list[Pulse]:
