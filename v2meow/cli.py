@@ -274,8 +274,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         onto = "the named tempo's pulse" if track.tempo_source == "tempo" else "the picture's steady pulse"
         print(f"the music's beats are warped onto {onto} ({how}; --no-fit-pulse leaves them as made)", file=sys.stderr)
     if track.remade and not args.quiet:
-        print(f"no candidate made to the picture's own rhythm came within reach of {track.tempo:.0f} BPM: they were "
-              "made again on a pulse at that tempo", file=sys.stderr)
+        print(f"no candidate made to the picture's own rhythm reached {track.tempo:.0f} BPM: they were made again on "
+              "a pulse at that tempo", file=sys.stderr)
     pic = f" and {plot_path}" if plot_path is not None else ""
     print(f"wrote {args.output}{pic} ({track.seconds:.2f} s of music{where}{note})", file=sys.stderr)
     return 0

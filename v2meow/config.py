@@ -154,9 +154,9 @@ class GenerationConfig(Config):
     fit_stretch_seconds: float = 0.0
     # With a named tempo and the fit on: the stages first read the picture's own rhythm streams, and each candidate
     # whose tempo lies within this fraction of the named one is fitted onto its pulse (a wider fit_pulse for it);
-    # only where no candidate comes within reach are the rhythm streams replaced by those of a picture flashing on
-    # the pulse and the candidates made again (the one way of 0, which meets every tempo with noisier, less tonal
-    # music: docs/embedded-model.md, "A named tempo since the fit").
+    # only where no candidate then is at the tempo (within 8 %, as best of N reads it) are the rhythm streams
+    # replaced by those of a picture flashing on the pulse and the candidates made again (the one way of 0, which
+    # meets every tempo with noisier, less tonal music: docs/embedded-model.md, "A named tempo since the fit").
     named_fit: float = 0.0
 
     def validate(self) -> None:

@@ -104,8 +104,8 @@ class Soundtrack:
     ``tempo`` is the steady pulse (BPM) over the whole stretch that the music was made or fitted to, ``tempo_source``
     where a pulse came from: ``"tempo"`` (named) or ``"steady pulse"`` (locked to the picture's; ``pulses`` then
     lists the stretches locked, :class:`v2meow.features.tempo.Pulse`); None otherwise. ``remade`` says the candidates
-    were made twice: first from the picture's own rhythm, none of which came within ``generation.named_fit`` of the
-    named tempo, then from a picture flashing on its pulse (:meth:`V2Meow.generate`). ``fits`` says
+    were made twice: first from the picture's own rhythm, none of which reached the named tempo (fitted within
+    ``generation.named_fit``), then from a picture flashing on its pulse (:meth:`V2Meow.generate`). ``fits`` says
     how ``wav`` was stretched onto the picture's steady pulse (``generation.fit_pulse``): one
     :class:`v2meow.metrics.alignment.PulseFit` per stretch fitted, none where it was not; the tokens are those of the
     music before the stretch."""
@@ -336,8 +336,9 @@ class V2Meow(nn.Module):
         that tempo, phased to the picture's own motion peaks (:mod:`v2meow.features.tempo`); best of N scores the
         candidates against its beats. Where the fit is on and ``generation.named_fit`` > 0, the stages read the
         picture's own rhythm and each candidate within ``named_fit`` of the tempo is fitted onto the pulse (below);
-        where none is (or otherwise), the rhythm the stages read is set to the pulse's and they make the candidates
-        (again), fitted within ``generation.fit_pulse``. With no tempo
+        where none is then at the tempo (its tempo as best of N reads it within 8 % of it; or otherwise), the rhythm
+        the stages read is set to the pulse's and they make the candidates (again), fitted within
+        ``generation.fit_pulse``. With no tempo
         named and ``lock_tempo`` (default ``generation.lock_tempo``), a picture that moves on one steady pulse over
         the whole stretch (or, with ``generation.lock_stretch_seconds``, for at least that long;
         :func:`~v2meow.features.tempo.steady_pulses`) has that pulse, its tempo and phase, set the same way over the
@@ -392,8 +393,8 @@ class V2Meow(nn.Module):
         first = self.cfg.generation.named_fit if keep else stretch
         semantic, codes, wavs, fits = self._make(feats, seconds, n, first, pulse if tempo is not None else None,
                                                  locked, joint, guidance, seeds, report)
-        if keep and not any(fits):
-            # no candidate came within reach of the named tempo: made again on a picture flashing on its pulse
+        if keep and not self._any_at_tempo(wavs, tempo):
+            # no candidate reached the named tempo, fitted or not: made again on a picture flashing on its pulse
             (feats, pulse), remade = impose_pulses(feats, self.encoders, [named]), True
             semantic, codes, wavs, fits = self._make(feats, seconds, n, stretch, pulse, locked, joint, guidance,
                                                      seeds, report)
@@ -455,6 +456,13 @@ class V2Meow(nn.Module):
 
         fitted = [fit_to_pulses(w, self.sample_rate, fit_on, n, stretch) for w in wavs]
         return semantic, codes, np.stack([f[0] for f in fitted]), [f[1] for f in fitted]
+
+    def _any_at_tempo(self, wavs: np.ndarray, bpm: float) -> bool:
+        """Whether any of ``wavs [B, N]`` is at ``bpm``, as best of N reads a candidate's tempo
+        (:func:`v2meow.metrics.alignment.music_tempo`, within :data:`~v2meow.metrics.alignment.TEMPO_TOLERANCE`)."""
+        from v2meow.metrics.alignment import at_tempo, music_tempo
+
+        return any(at_tempo(music_tempo(w, self.sample_rate), bpm) for w in wavs)
 
     def _fit_pulses(self, feats: dict[str, np.ndarray], seconds: float, pulse: np.ndarray | None,
                     locked: list[Pulse]) -> list[Pulse]:

@@ -182,18 +182,19 @@ def test_a_named_tempo_is_made_from_the_pictures_rhythm_first_and_on_its_pulse_w
     video = make_video(tmp_path / "clip.mp4", seconds=3.0, fps=10, size=(64, 48), pattern="flash", period=1.0)
     kw = dict(seconds=2.0, seed=3, candidates=2, tempo=120.0)
     model.cfg.generation.fit_pulse, model.cfg.generation.named_fit = 0.1, 0.3
-    read, calls, reach = [], [], []
+    read, calls = [], []
     sweep = pipeline.sweep_semantic
     monkeypatch.setattr(pipeline, "sweep_semantic", lambda m, feats, *a: read.append(feats) or sweep(m, feats, *a))
 
     def fake_fit(wav, sr, pulses, samples, max_stretch):
         calls.append(max_stretch)
-        fit = [alignment.PulseFit(120.0, 1.0, 0.0, 3, 0.0, 2.0)] if reach[-1] else []
-        return wav[:samples].copy(), fit
+        return wav[:samples].copy(), [alignment.PulseFit(120.0, 1.0, 0.0, 3, 0.0, 2.0)]
 
     monkeypatch.setattr(alignment, "fit_to_pulses", fake_fit)
-    reach[:] = [True]
-    kept = model.generate(video, **kw)  # a candidate within reach: made once, from the picture's own rhythm
+    read_tempo = iter([])  # the tempo best of N reads for each candidate, in turn
+    monkeypatch.setattr(alignment, "music_tempo", lambda wav, sr: next(read_tempo))
+    read_tempo = iter([80.0, 111.0] + [120.0] * 2)  # one candidate at 120 BPM within 8 %: made once, its own rhythm
+    kept = model.generate(video, **kw)
     model.generate(video, seconds=2.0, seed=3, candidates=2)  # no tempo named: the features as read
     assert calls == [0.3, 0.3] and not kept.remade and kept.fits and kept.tempo == 120.0
     assert len(read) == 2 and all(torch.equal(read[0][k], read[1][k]) for k in read[0])
@@ -201,18 +202,20 @@ def test_a_named_tempo_is_made_from_the_pictures_rhythm_first_and_on_its_pulse_w
     assert rhythm and len(rhythm) < len(read[0])
 
     read.clear(), calls.clear()
-    reach[:] = [False]
-    remade = model.generate(video, **kw)  # none within reach: made again on the pulse, fitted within fit_pulse
+    read_tempo = iter([80.0, 110.0] + [120.0] * 2)  # none at the tempo: made again on the pulse, fit within fit_pulse
+    remade = model.generate(video, **kw)
     assert calls == [0.3, 0.3, 0.1, 0.1] and remade.remade and remade.tempo == 120.0
     own, pulse = read
     assert all(torch.equal(own[k], pulse[k]) is (k not in rhythm) for k in own)  # the pulse's rhythm streams
 
     read.clear(), calls.clear()
     model.cfg.generation.named_fit = 0.0  # the pulse's streams at once: the same candidates as the second pass
+    read_tempo = iter([120.0] * 2)
     direct = model.generate(video, **kw)
     assert calls == [0.1, 0.1] and not direct.remade
     assert all(torch.equal(read[0][k], v) for k, v in pulse.items())
     assert torch.equal(direct.semantic, remade.semantic) and np.array_equal(direct.wav, remade.wav)
     model.cfg.generation.named_fit = 0.3
+    read_tempo = iter([120.0] * 2)
     assert not model.generate(video, fit_pulse=False, **kw).remade  # no fit: the pulse's streams, made once
     assert calls == [0.1, 0.1]

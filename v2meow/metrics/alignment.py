@@ -173,6 +173,9 @@ def _tracker_envelope(wav: np.ndarray, sample_rate: int) -> np.ndarray | None:
     return onset_envelope(y, BEAT_SAMPLE_RATE, HOP_LENGTH, median=True)
 
 
+TEMPO_TOLERANCE = 0.08  # a music is at a pulse's tempo within this fraction of it (the acc1 of tempo accuracy)
+
+
 def music_tempo(wav: np.ndarray, sample_rate: int) -> float | None:
     """The tempo (BPM) ``librosa.beat.beat_track`` would start from, in numpy: the global tempo of the median-over-bands
     onset envelope (:func:`v2meow.metrics.onsets.envelope_tempo`); None for silence."""
@@ -183,7 +186,12 @@ def music_tempo(wav: np.ndarray, sample_rate: int) -> float | None:
     return None if env is None else envelope_tempo(env, BEAT_SAMPLE_RATE, HOP_LENGTH)
 
 
-def pick_at_tempo(scores: list[CandidateScore], visual: VideoBeats, tolerance: float = 0.08) -> int:
+def at_tempo(tempo: float | None, bpm: float, tolerance: float = TEMPO_TOLERANCE) -> bool:
+    """Whether a music's ``tempo`` (BPM, None for none found) is ``bpm``'s, within ``tolerance`` of it."""
+    return tempo is not None and abs(tempo - bpm) <= tolerance * bpm
+
+
+def pick_at_tempo(scores: list[CandidateScore], visual: VideoBeats, tolerance: float = TEMPO_TOLERANCE) -> int:
     """Best of N that prefers the picture's tempo: where the visual beats tick on one pulse (the beat clock, a named
     tempo or a locked pulse), the best total among the candidates whose ``tempo`` lies within ``tolerance`` of the
     pulse's (60 / the median interval of the visual beats); :func:`best_candidate` when none does or there is no
@@ -192,7 +200,7 @@ def pick_at_tempo(scores: list[CandidateScore], visual: VideoBeats, tolerance: f
     pulse = beats_tempo(np.sort(visual.times)) if visual.source in PULSE_SOURCES else None
     if pulse is None:
         return default
-    near = [i for i, c in enumerate(scores) if c.tempo is not None and abs(c.tempo - pulse) <= tolerance * pulse]
+    near = [i for i, c in enumerate(scores) if at_tempo(c.tempo, pulse, tolerance)]
     if not near:
         return default
     return max(near, key=lambda i: (scores[i].total, -i))
