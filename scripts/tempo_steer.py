@@ -11,6 +11,8 @@ measures against the same pulses say what the video alone gives.
     python scripts/tempo_steer.py --n 16 --tempi 70 150 --prompt "music at {bpm:g} BPM"   # named in the prompt
     python scripts/tempo_steer.py --n 8 --candidates 4 --features keep --fit 0.3 --sound   # other ways to name it
     python scripts/tempo_steer.py --n 8 --first 8 --candidates 4 --features model --named-fit 0.3 --sound
+    python scripts/tempo_steer.py --candidates 4 --named-fit 0.3 --figure docs/named-tempo-spectrograms.png \
+        score0023:100:9 score0047:130:12
 
 ``--features`` says what the stages read with a named tempo: the rhythm streams of a picture flashing on it
 (``impose``), the picture's own (``keep``: only the pick and the fit move the music), a blend (``--mix``), or
@@ -51,6 +53,31 @@ def named_way(features: str, mix: float) -> None:
     v2meow.pipeline.impose_pulses = named
 
 
+def figure(model, videos: Path, clips: list[str], seconds: float, candidates: int, path: Path) -> None:
+    """Spectrograms of each clip (``STEM:BPM:SEED``, a held-out video) named that tempo, the pulse imposed at once
+    (``named_fit`` 0) and the picture's own rhythm first (the model's ``named_fit``), the named pulse ticked."""
+    from eval_embedded import spectrogram_png
+
+    from v2meow.metrics.music import sound_descriptors
+
+    named_fit, rows, marks = model.cfg.generation.named_fit, [], []
+    for clip in clips:
+        stem, bpm, seed = clip.split(":")
+        for way, fit in (("imposed", 0.0), (f"own first (named_fit {named_fit:g})", named_fit)):
+            model.cfg.generation.named_fit = fit
+            track = model.generate(str(videos / f"{stem}.mp4"), seconds=seconds, seed=int(seed),
+                                   candidates=candidates, tempo=float(bpm))
+            d = sound_descriptors(track.wav, track.sample_rate)
+            how = "".join(f", {f.tempo:.0f} -> {f.tempo * f.rate:.0f} BPM" for f in track.fits)
+            rows.append((f"{stem} seed {seed}, {bpm} BPM named, {way}{' (made again)' if track.remade else ''}{how}: "
+                         f"tonal {d['tonal_clarity']:.2f}, flatness {d['flatness']:.3f}, {d['lufs']:.1f} LUFS",
+                         track.wav))
+            marks.append(track.visual.times)
+            print(rows[-1][0], flush=True)
+    model.cfg.generation.named_fit = named_fit
+    spectrogram_png(rows, model.sample_rate, path, lines=marks)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="embedded")
@@ -71,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mix", type=float, default=1.0, help="with --features impose: this weight of the pulse's streams")
     p.add_argument("--fit", type=float, default=None, help="generation.fit_pulse (default: the model's)")
     p.add_argument("--sound", action="store_true", help="also the named-tempo music's sound descriptors")
+    p.add_argument("--figure", nargs="+", default=None, metavar=("PNG", "STEM:BPM:SEED"),
+                   help="only write spectrograms of these held-out clips, imposed and the model's named_fit")
     args = p.parse_args(argv)
 
     from bench.rhythm import make_videos, tempo_hits, tempo_of
@@ -82,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     model = V2Meow.from_pretrained(model_path(args.model))
     if args.fit is not None:
         model.cfg.generation.fit_pulse = args.fit
+    if args.figure:
+        if args.named_fit is not None:
+            model.cfg.generation.named_fit = args.named_fit
+        figure(model, Path(args.videos), args.figure[1:], args.seconds, args.candidates, Path(args.figure[0]))
+        return 0
     if args.features != "model":
         model.cfg.generation.named_fit = 0.0
     elif args.named_fit is not None:
