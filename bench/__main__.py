@@ -14,6 +14,8 @@ def run_all(argv: list[str]) -> int:
         if only and name not in only:
             continue
         mod = importlib.import_module(f"bench.{name}")
+        if getattr(mod, "RUN_BY_NAME_ONLY", False) and name not in only:
+            continue
         if hasattr(mod, "main"):
             print(f"\n== bench.{name} ==", flush=True)
             mod.main([])

@@ -205,15 +205,17 @@ def _f(v, digits: int = 3, scale: float = 1.0) -> str:
 def markdown(results: dict) -> str:
     """The tables of docs/embedded-model.md from ``results.json``."""
     out = []
-    ev_t, ev_u = results.get("evaluate_trained"), results.get("evaluate_untrained")
-    if ev_t and ev_u:
+    # each model's one-soundtrack run and its best-of-N runs, whichever were made (--best-only makes only these)
+    evals = {name: [k for k in sorted(results) if k == f"evaluate_{name}" or k.startswith(f"evaluate_{name}_best")]
+             for name in ("trained", "untrained")}
+    if evals["trained"] and evals["untrained"]:
+        ev_t = results[evals["trained"][0]]
         out += ["| system | FAD (semantic encoder) | FAD (codec encoder) | KLD (tags) | MCC | BCS 10 s | BHS 10 s | "
                 "F1 10 s | beat F (±70 ms) | beat F, other videos |", "|---|---|---|---|---|---|---|---|---|---|"]
         rows = []
-        for name in ("trained", "untrained"):
-            rows.append((f"{name} stages", results[f"evaluate_{name}"]["v2meow"]))
-            rows += [(f"{name} stages, best of {k.removeprefix(f'evaluate_{name}_best')}", results[k]["v2meow"])
-                     for k in sorted(results) if k.startswith(f"evaluate_{name}_best")]
+        for name, keys in evals.items():
+            rows += [(f"{name} stages" + (f", best of {k.removeprefix(f'evaluate_{name}_best')}" if "_best" in k
+                                          else ""), results[k]["v2meow"]) for k in keys]
         rows += [
                 ("trained stages, black video", ev_t["no_video"]), ("codec round trip", ev_t["codec_round_trip"]),
                 ("random shuffle", ev_t["random_shuffle"]), ("ground truth", ev_t["ground_truth"])]
@@ -364,10 +366,12 @@ def main(argv: list[str] | None = None) -> int:
             desc[name] = mean_desc([descriptors(w, sr) for w in wavs])
             first[name] = wavs[0]
         results["descriptors"] = desc
-        if all(m in first for m in models):
-            spectrogram_png([("real: " + sorted(videos.glob("*.mp4"))[0].stem, refs[0]),
-                         ("trained stages, same video", first["trained"]),
-                             ("untrained stages, same video", first["untrained"])], sr, out / "spectrograms.png")
+        shown = {m: next((n for n in (m, f"{m}_best{args.candidates}") if n in first), None) for m in models}
+        if all(shown.values()):  # one soundtrack each where made, else the best of N
+            spectrogram_png([("real: " + sorted(videos.glob("*.mp4"))[0].stem, refs[0])]
+                            + [(f"{n.replace('_best', ' stages, best of ')} (same video)" if "_best" in n
+                                else f"{n} stages, same video", first[n]) for n in shown.values()],
+                            sr, out / "spectrograms.png")
         (out / "results.json").write_text(json.dumps(results, indent=1))
 
     if "rhythm" not in skip:
