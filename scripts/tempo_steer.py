@@ -17,7 +17,7 @@ measures against the same pulses say what the video alone gives.
 ``--features`` says what the stages read with a named tempo: the rhythm streams of a picture flashing on it
 (``impose``), the picture's own (``keep``: only the pick and the fit move the music), a blend (``--mix``), or
 whatever the model's config says (``model``: with ``generation.named_fit`` > 0, the picture's own first and the
-pulse's where no candidate comes within reach; ``--named-fit`` sets it); ``--fit`` sets ``generation.fit_pulse``;
+pulse's where no candidate is then at the tempo; ``--named-fit`` sets it); ``--fit`` sets ``generation.fit_pulse``;
 ``--sound`` adds the music's descriptors per way. ``--first`` skips that many held-out videos (and offsets every
 seed by it), for a set of clips that earlier runs did not see.
 """
