@@ -1,0 +1,96 @@
+"""Does the music hold up over a whole long video? Level and sound, segment by segment, against the real music.
+
+For the first ``--videos`` held-out works' videos (synth-data videos of music the corpus holds out) at least
+``--seconds`` long, ``generate`` scores their first ``--seconds`` in one call (windowed, as for any long video), and
+each ``--segment`` seconds of the soundtrack and of the video's own music get their loudness (BS.1770), tonal clarity
+and spectral flatness. Printed per video: the spread of the segments' loudness (highest minus lowest, LU), the
+segments more than 10 LU below the clip's median, and the segments whose tonal clarity is under 0.4 (the music
+falls apart into noise or clicks there); then the means over the videos, generated against real.
+
+    python scripts/long_form.py --videos 6 --seconds 120 --segment 15 --json runs/long/long.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+KEYS = ("lufs", "tonal_clarity", "flatness")
+
+
+def segments(wav: np.ndarray, sr: int, seconds: float) -> list[dict[str, float]]:
+    """Each whole ``seconds`` of ``wav``'s loudness, tonal clarity and flatness."""
+    from v2meow.metrics.music import sound_descriptors
+
+    n = int(seconds * sr)
+    return [{k: float(v) for k, v in sound_descriptors(wav[i : i + n], sr).items() if k in KEYS}
+            for i in range(0, len(wav) - n + 1, n)]
+
+
+def summary(segs: list[dict[str, float]]) -> dict[str, float]:
+    """The loudness spread (LU), the share of segments 10 LU under the median, the share under 0.4 tonal clarity."""
+    lufs = np.array([s["lufs"] for s in segs])
+    tonal = np.array([s["tonal_clarity"] for s in segs])
+    return {"spread": float(lufs.max() - lufs.min()), "quiet": float(np.mean(lufs < np.median(lufs) - 10.0)),
+            "broken": float(np.mean(tonal < 0.4)), "tonal": float(tonal.mean()),
+            "flatness": float(np.mean([s["flatness"] for s in segs]))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="embedded")
+    p.add_argument("--videos", type=int, default=6)
+    p.add_argument("--seconds", type=float, default=120.0)
+    p.add_argument("--segment", type=float, default=15.0)
+    p.add_argument("--seed", type=int, default=0, help="video i's soundtrack uses SEED + i")
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+
+    from v2meow.data.extract import heldout_flag
+    from v2meow.io.audio import load_audio
+    from v2meow.io.probe import probe
+    from v2meow.pipeline import V2Meow
+    from v2meow.soundtrack import model_path
+
+    model = V2Meow.from_pretrained(model_path(args.model))
+    sr = model.sample_rate
+    found = []
+    for v in sorted((ROOT / "data_cache" / "videos").rglob("*.mp4")):
+        if heldout_flag(v) is True and probe(str(v)).duration >= args.seconds:
+            found.append(v)
+            if len(found) == args.videos:
+                break
+    rows = []
+    print("| video | side | loudness spread (LU) | segments 10 LU under the median | segments under 0.4 tonal "
+          "clarity | tonal clarity | flatness |")
+    print("|---|---|---|---|---|---|---|")
+    for i, video in enumerate(found):
+        track = model.generate(str(video), seconds=args.seconds, seed=args.seed + i)
+        real = load_audio(str(video), sample_rate=sr, duration=args.seconds)
+        row = {"video": video.name, "generated": segments(track.wav, sr, args.segment),
+               "real": segments(real, sr, args.segment)}
+        rows.append(row)
+        for side in ("generated", "real"):
+            s = summary(row[side])
+            print(f"| {video.stem} | {side} | {s['spread']:.1f} | {s['quiet']:.0%} | {s['broken']:.0%} | "
+                  f"{s['tonal']:.3f} | {s['flatness']:.4f} |", flush=True)
+    for side in ("generated", "real"):
+        s = [summary(r[side]) for r in rows]
+        print(f"| all {len(rows)} | {side} | " + " | ".join(
+            f"{np.mean([x[k] for x in s]):{f}}" for k, f in (("spread", ".1f"), ("quiet", ".0%"), ("broken", ".0%"),
+                                                               ("tonal", ".3f"), ("flatness", ".4f"))) + " |")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
