@@ -62,6 +62,7 @@ from v2meow.modeldir import (
     read_model_config,
     write_model_dir,
 )
+from v2meow.progress import AGAIN
 from v2meow.sampling import make_generator
 from v2meow.stages.coarse import CoarseStage
 from v2meow.stages.fine import FineStage
@@ -396,6 +397,8 @@ class V2Meow(nn.Module):
         if keep and not self._any_at_tempo(wavs, tempo):
             # no candidate reached the named tempo, fitted or not: made again on a picture flashing on its pulse
             (feats, pulse), remade = impose_pulses(feats, self.encoders, [named]), True
+            if progress is not None:
+                progress(AGAIN, 0, 1)
             semantic, codes, wavs, fits = self._make(feats, seconds, n, stretch, pulse, locked, joint, guidance,
                                                      seeds, report)
         if loudness != 0:

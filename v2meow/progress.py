@@ -15,8 +15,12 @@ if TYPE_CHECKING:
     from v2meow.config import V2MeowConfig
 
 STAGES = ("features", "semantic", "coarse", "fine", "decode")  # the order V2Meow.generate reports them in
+# Reported once, (0, 1), where the candidates are made a second time (a named tempo none of them reached): the
+# stages then report again from "semantic"; a progress display starts over.
+AGAIN = "again"
 STAGE_WORDS = {"features": "reading the video", "semantic": "semantic tokens", "coarse": "coarse acoustic tokens",
-               "fine": "fine acoustic tokens", "decode": "decoding the waveform"}
+               "fine": "fine acoustic tokens", "decode": "decoding the waveform",
+               AGAIN: "none at the named tempo: making them again on its pulse"}
 # Estimated cost per second of music, in the same unit as a decoder step's (below): the visual encoders read
 # every frame; the codec decodes in chunks. Measured on 2 CPU cores with the debug and embedded presets.
 FEATURES_COST = 20.0

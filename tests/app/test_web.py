@@ -139,3 +139,19 @@ def test_serve_without_gradio_says_so_and_exits_2(monkeypatch, capsys):
 def test_serve_refuses_bad_limits(flag, value, capsys):
     assert main(["serve", "--model", "debug", flag, value]) == 2
     assert flag in capsys.readouterr().err
+
+
+def test_the_progress_starts_over_when_the_candidates_are_made_again(model):
+    from v2meow.app.web import _stage_progress
+    from v2meow.progress import AGAIN, STAGE_WORDS
+
+    seen = []
+    callback = _stage_progress(lambda fraction, text: seen.append((fraction, text)), model, every_s=0.0)
+    passes = [("features", 1, 1), ("semantic", 2, 2), ("coarse", 2, 2), ("decode", 1, 1)]
+    for call in passes:
+        callback(*call)
+    assert seen[-1][0] == 1.0
+    callback(AGAIN, 0, 1)
+    assert seen[-1] == (0.0, STAGE_WORDS[AGAIN])
+    callback("semantic", 1, 2)
+    assert 0.0 < seen[-1][0] < 0.5 and seen[-1][1] == "semantic tokens: 1/2"

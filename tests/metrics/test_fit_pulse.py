@@ -8,6 +8,7 @@ from media import make_video
 import v2meow.metrics.alignment as alignment
 from v2meow.metrics.alignment import fit_to_pulse, fit_to_pulses
 from v2meow.pipeline import FIT_PULSE, V2Meow
+from v2meow.progress import AGAIN
 
 SR = 16000
 
@@ -194,7 +195,9 @@ def test_a_named_tempo_is_made_from_the_pictures_rhythm_first_and_on_its_pulse_w
     read_tempo = iter([])  # the tempo best of N reads for each candidate, in turn
     monkeypatch.setattr(alignment, "music_tempo", lambda wav, sr: next(read_tempo))
     read_tempo = iter([80.0, 111.0] + [120.0] * 2)  # one candidate at 120 BPM within 8 %: made once, its own rhythm
-    kept = model.generate(video, **kw)
+    stages = []
+    kept = model.generate(video, progress=lambda s, d, t: stages.append(s), **kw)
+    assert AGAIN not in stages
     model.generate(video, seconds=2.0, seed=3, candidates=2)  # no tempo named: the features as read
     assert calls == [0.3, 0.3] and not kept.remade and kept.fits and kept.tempo == 120.0
     assert len(read) == 2 and all(torch.equal(read[0][k], read[1][k]) for k in read[0])
@@ -203,8 +206,11 @@ def test_a_named_tempo_is_made_from_the_pictures_rhythm_first_and_on_its_pulse_w
 
     read.clear(), calls.clear()
     read_tempo = iter([80.0, 110.0] + [120.0] * 2)  # none at the tempo: made again on the pulse, fit within fit_pulse
-    remade = model.generate(video, **kw)
+    stages = []
+    remade = model.generate(video, progress=lambda s, d, t: stages.append(s), **kw)
     assert calls == [0.3, 0.3, 0.1, 0.1] and remade.remade and remade.tempo == 120.0
+    again = stages.index(AGAIN)  # said once, between the two passes
+    assert stages.count(AGAIN) == 1 and "decode" in stages[:again] and stages[again + 1] == "semantic"
     own, pulse = read
     assert all(torch.equal(own[k], pulse[k]) is (k not in rhythm) for k in own)  # the pulse's rhythm streams
 

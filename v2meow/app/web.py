@@ -177,18 +177,20 @@ def _safe_stem(name: str) -> str:
 def _stage_progress(report: Progress, model: V2Meow, every_s: float = 0.2) -> Callable[[str, int, int], None]:
     """The pipeline's (stage, done, total) as one fraction of the whole job (:mod:`v2meow.progress`, every stage
     weighted by its estimated cost), passed on at most every ``every_s`` and whenever a stage ends."""
-    from v2meow.progress import STAGE_WORDS, JobProgress, stage_weights
+    from v2meow.progress import AGAIN, STAGE_WORDS, JobProgress, stage_weights
 
-    job = JobProgress(stage_weights(model.cfg))
+    job = [JobProgress(stage_weights(model.cfg))]
     last = [0.0]
 
     def callback(stage: str, done: int, total: int) -> None:
-        fraction = job(stage, done, total)
+        if stage == AGAIN:  # the candidates are made again: the bar starts over, saying why
+            job[0] = JobProgress(stage_weights(model.cfg))
+        fraction = job[0](stage, done, total)
         now = time.monotonic()
-        if now - last[0] < every_s and done < total:
+        if now - last[0] < every_s and done < total and stage != AGAIN:
             return
         last[0] = now
-        report(fraction, f"{STAGE_WORDS.get(stage, stage)}: {done}/{total}" if stage != "features"
+        report(fraction, f"{STAGE_WORDS.get(stage, stage)}: {done}/{total}" if stage not in ("features", AGAIN)
                else STAGE_WORDS[stage])
 
     return callback
