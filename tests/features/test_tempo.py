@@ -19,7 +19,7 @@ from v2meow.features.tempo import (
     check_tempo,
     clock_phase,
     impose_pulses,
-    impose_tempo,
+    named_pulse,
     prompt_tempo,
     pulse_features,
     steady_pulse,
@@ -84,7 +84,7 @@ def test_imposing_a_tempo_keeps_what_the_picture_shows():
              "motion": rng.normal(size=(60, 38)).astype(np.float32),
              "beat": np.abs(rng.normal(size=(100, 4))).astype(np.float32)}
     before = {k: v.copy() for k, v in feats.items()}
-    out, beats = impose_tempo(feats, encs, 100.0, 10.0)
+    out, beats = impose_pulses(feats, encs, [named_pulse(feats, encs, 100.0, 10.0)])
     assert all(np.array_equal(feats[k], before[k]) for k in feats)  # inputs untouched
     assert out["appearance"] is feats["appearance"]
     assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in feats.items()}
@@ -106,7 +106,8 @@ def test_a_picture_on_a_steady_pulse_gives_its_tempo_and_phase(bpm, phase):
     tempo, at = found
     assert tempo == pytest.approx(bpm, rel=STEADY_TOLERANCE)
     assert _circular_gap(at, phase, 60.0 / bpm) < 0.05  # the clock ticks within a frame or two of the flash
-    out, beats = impose_tempo(feats, _encoders(), tempo, 10.0, at)  # the phase given is the phase used
+    encs = _encoders()
+    out, beats = impose_pulses(feats, encs, [named_pulse(feats, encs, tempo, 10.0, at)])  # the phase given is used
     assert beats[0] == pytest.approx(at % (60.0 / tempo))
 
 
@@ -155,7 +156,7 @@ def test_a_pulse_over_the_whole_clip_is_imposed_as_a_named_tempo_is():
     pulses = steady_pulses(feats["beat"], 10.0, 10.0)
     assert len(pulses) == 1 and (pulses[0].start, pulses[0].end) == (0.0, 10.0)
     a, beats_a = impose_pulses(feats, encs, pulses)
-    b, beats_b = impose_tempo(feats, encs, pulses[0].bpm, 10.0, pulses[0].phase)
+    b, beats_b = impose_pulses(feats, encs, [named_pulse(feats, encs, pulses[0].bpm, 10.0, pulses[0].phase)])
     assert all(np.array_equal(a[k], b[k]) for k in a) and np.allclose(beats_a, beats_b)
 
 

@@ -194,16 +194,6 @@ def pulse_features(encoders: list, bpm: float, duration: float, phase: float = 0
     return {name: state.finish() for name, state in states.items()}
 
 
-def impose_tempo(feats: dict[str, np.ndarray], encoders: list, bpm: float,
-                 duration: float, phase: float | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """``feats`` (encoder name -> ``[T, D]``, as :func:`extract_features` gives them for ``encoders``) with the
-    rhythm streams (``motion`` and ``beat``) replaced by those of a picture flashing on a steady ``bpm`` pulse
-    (:func:`pulse_features`) whose first beat is at ``phase`` (default: where its beats best meet the picture's
-    own motion peaks, :func:`clock_phase`); returns them (a new dict, the inputs untouched) and the pulse's beat
-    times. Other streams (``appearance``) are kept."""
-    return impose_pulses(feats, encoders, [named_pulse(feats, encoders, bpm, duration, phase)])
-
-
 def named_pulse(feats: dict[str, np.ndarray], encoders: list, bpm: float, duration: float,
                 phase: float | None = None) -> Pulse:
     """A named ``bpm``'s pulse over the whole ``duration``, first beat at ``phase`` (default: where its beats best
@@ -219,9 +209,11 @@ def named_pulse(feats: dict[str, np.ndarray], encoders: list, bpm: float, durati
 
 def impose_pulses(feats: dict[str, np.ndarray], encoders: list, pulses: list[Pulse],
                   clock_only: bool = False, mix: float = 1.0) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """``feats`` with the rhythm streams replaced, over each of ``pulses``' stretches, by those of a picture flashing
-    on that pulse (:func:`pulse_features`), and kept elsewhere; returns them (a new dict, the inputs untouched) and
-    the pulses' beat times. A pulse over the whole clip gives what :func:`impose_tempo` gives at its phase.
+    """``feats`` (encoder name -> ``[T, D]``, as :func:`extract_features` gives them for ``encoders``) with the
+    rhythm streams (``motion`` and ``beat``) replaced, over each of ``pulses``' stretches, by those of a picture
+    flashing on that pulse (:func:`pulse_features`), and kept elsewhere; returns them (a new dict, the inputs
+    untouched) and the pulses' beat times. Other streams (``appearance``) are kept. A named tempo imposes its
+    :func:`named_pulse`.
     ``clock_only`` replaces only the ``beat`` stream's clock and strength (its first :data:`CLOCK_COLUMNS`
     columns): the picture's own motion and novelty stay. ``mix`` below 1 writes ``mix`` times the pulse's rows plus
     ``1 - mix`` times the picture's own instead of the pulse's alone."""
