@@ -35,6 +35,7 @@ import argparse
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -216,12 +217,14 @@ def score_to_midi(score, programs: list[int], bpm: float, transpose: int, max_qu
 
 
 def add_drums(midi_bytes: bytes, beats_per_bar: int, style: int, seconds: float, bpm: float) -> bytes:
-    """Adds a GM drum kit (channel 10) playing a steady pattern for ``seconds``."""
+    """Adds a GM drum kit (channel 10) playing a steady pattern for ``seconds``, or until the last note of the music
+    ends if that comes first: a piece shorter than its segment is not followed by the drums alone (renders before
+    this had up to a minute of drum loop after such a piece, and a model trained on them learnt to write one)."""
     import mido
 
     mid = mido.MidiFile(file=io.BytesIO(midi_bytes))
     tpb = mid.ticks_per_beat
-    n_beats = int(seconds * bpm / 60.0)
+    n_beats = min(int(seconds * bpm / 60.0), math.ceil(last_note_end(mid) / tpb))
     events: list[tuple[int, int, int]] = []  # (tick, note, velocity)
     for b in range(n_beats):
         t = b * tpb
@@ -245,6 +248,19 @@ def add_drums(midi_bytes: bytes, beats_per_bar: int, style: int, seconds: float,
     out = io.BytesIO()
     mid.save(file=out)
     return out.getvalue()
+
+
+def last_note_end(mid) -> int:
+    """The tick at which the last note of ``mid`` (a ``mido.MidiFile``) ends (0 without notes)."""
+    end = 0
+    for track in mid.tracks:
+        now, sounding = 0, 0
+        for m in track:
+            now += m.time
+            if m.type in ("note_on", "note_off"):
+                sounding = now
+        end = max(end, sounding)
+    return end
 
 
 def synthesize(midi_bytes: bytes, seconds: float, soundfont: str) -> np.ndarray:

@@ -84,6 +84,19 @@ def test_drums_follow_the_beat(rs, chorale):
     assert snares == [b * tpb for b in range(1, beats, 2)]
 
 
+def test_drums_stop_where_a_shorter_piece_ends(rs, chorale):
+    # 16 quarter notes of music (9.6 s at 100 BPM) in a 30 s segment: the drums play the 16 beats, not 50
+    raw = rs.score_to_midi(chorale, [0], bpm=100.0, transpose=0, max_quarters=16.0)
+    mid = mido.MidiFile(file=io.BytesIO(rs.add_drums(raw, beats_per_bar=4, style=0, seconds=30.0, bpm=100.0)))
+    tpb = mid.ticks_per_beat
+    events = _abs_events(mid)
+    drums = [t for _, t, m in events if getattr(m, "channel", None) == 9 and m.type == "note_on" and m.velocity > 0]
+    notes = [t for _, t, m in events if getattr(m, "channel", 9) != 9 and m.type == "note_on" and m.velocity > 0]
+    assert max(notes) < 16 * tpb <= max(notes) + 4 * tpb
+    assert sorted({t // tpb for t in drums}) == list(range(16))
+    assert rs.last_note_end(mido.MidiFile(file=io.BytesIO(raw))) == pytest.approx(16 * tpb, abs=tpb // 2)
+
+
 def _velocities(raw):
     return sorted((t, m.note, m.velocity) for _, t, m in _abs_events(mido.MidiFile(file=io.BytesIO(raw)))
                   if m.type == "note_on" and m.velocity > 0)
