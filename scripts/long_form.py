@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 KEYS = ("lufs", "tonal_clarity", "flatness")
+STRETCH = 2.5  # seconds per drums-alone reading (v2meow.metrics.music.drums_alone)
 
 
 def segments(wav: np.ndarray, sr: int, seconds: float) -> list[dict[str, float]]:
@@ -34,13 +35,23 @@ def segments(wav: np.ndarray, sr: int, seconds: float) -> list[dict[str, float]]
             for i in range(0, len(wav) - n + 1, n)]
 
 
-def summary(segs: list[dict[str, float]]) -> dict[str, float]:
-    """The loudness spread (LU), the share of segments 10 LU under the median, the share under 0.4 tonal clarity."""
+def summary(segs: list[dict[str, float]], drums: list[bool]) -> dict[str, float]:
+    """The loudness spread (LU), the share of segments 10 LU under the median, the share under 0.4 tonal clarity;
+    from ``drums`` (each 2.5 s: drums alone?), the share of drums alone and its longest run in seconds."""
     lufs = np.array([s["lufs"] for s in segs])
     tonal = np.array([s["tonal_clarity"] for s in segs])
+    run = longest = 0
+    for d in drums:
+        run = run + 1 if d else 0
+        longest = max(longest, run)
     return {"spread": float(lufs.max() - lufs.min()), "quiet": float(np.mean(lufs < np.median(lufs) - 10.0)),
             "broken": float(np.mean(tonal < 0.4)), "tonal": float(tonal.mean()),
-            "flatness": float(np.mean([s["flatness"] for s in segs]))}
+            "flatness": float(np.mean([s["flatness"] for s in segs])), "drums": float(np.mean(drums)),
+            "longest": longest * STRETCH}
+
+
+COLUMNS = (("spread", ".1f"), ("quiet", ".0%"), ("broken", ".0%"), ("tonal", ".3f"), ("flatness", ".4f"),
+           ("drums", ".0%"), ("longest", ".1f"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,12 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=120.0)
     p.add_argument("--segment", type=float, default=15.0)
     p.add_argument("--seed", type=int, default=0, help="video i's soundtrack uses SEED + i")
+    p.add_argument("--skip", type=int, default=0, help="leave out the first SKIP videos found (i counts them)")
+    p.add_argument("--wavs", default=None, help="a folder to write each soundtrack into (VIDEO.wav)")
+    p.add_argument("--reuse", action="store_true", help="read the soundtracks --wavs holds instead of generating")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+
+    import soundfile
 
     from v2meow.data.extract import heldout_flag
     from v2meow.io.audio import load_audio
     from v2meow.io.probe import probe
+    from v2meow.metrics.music import drums_alone
     from v2meow.pipeline import V2Meow
     from v2meow.soundtrack import model_path
 
@@ -65,27 +82,36 @@ def main(argv: list[str] | None = None) -> int:
     for v in sorted((ROOT / "data_cache" / "videos").rglob("*.mp4")):
         if heldout_flag(v) is True and probe(str(v)).duration >= args.seconds:
             found.append(v)
-            if len(found) == args.videos:
+            if len(found) == args.skip + args.videos:
                 break
     rows = []
     print("| video | side | loudness spread (LU) | segments 10 LU under the median | segments under 0.4 tonal "
-          "clarity | tonal clarity | flatness |")
-    print("|---|---|---|---|---|---|---|")
+          "clarity | tonal clarity | flatness | drums alone | longest drums alone (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for i, video in enumerate(found):
-        track = model.generate(str(video), seconds=args.seconds, seed=args.seed + i)
+        if i < args.skip:
+            continue
+        kept = Path(args.wavs or ".") / f"{video.stem}.wav"
+        if args.reuse:
+            wav = soundfile.read(str(kept), dtype="float32")[0]
+        else:
+            wav = model.generate(str(video), seconds=args.seconds, seed=args.seed + i).wav
+            if args.wavs:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                soundfile.write(str(kept), wav, sr)
         real = load_audio(str(video), sample_rate=sr, duration=args.seconds)
-        row = {"video": video.name, "generated": segments(track.wav, sr, args.segment),
-               "real": segments(real, sr, args.segment)}
+        row = {"video": video.name}
+        for side, w in (("generated", wav), ("real", real)):
+            row[side] = segments(w, sr, args.segment)
+            row[f"{side}_drums"] = [bool(d) for d in drums_alone(w, sr, STRETCH)]
         rows.append(row)
         for side in ("generated", "real"):
-            s = summary(row[side])
-            print(f"| {video.stem} | {side} | {s['spread']:.1f} | {s['quiet']:.0%} | {s['broken']:.0%} | "
-                  f"{s['tonal']:.3f} | {s['flatness']:.4f} |", flush=True)
+            s = summary(row[side], row[f"{side}_drums"])
+            print(f"| {video.stem} | {side} | " + " | ".join(f"{s[k]:{f}}" for k, f in COLUMNS) + " |", flush=True)
     for side in ("generated", "real"):
-        s = [summary(r[side]) for r in rows]
+        s = [summary(r[side], r[f"{side}_drums"]) for r in rows]
         print(f"| all {len(rows)} | {side} | " + " | ".join(
-            f"{np.mean([x[k] for x in s]):{f}}" for k, f in (("spread", ".1f"), ("quiet", ".0%"), ("broken", ".0%"),
-                                                               ("tonal", ".3f"), ("flatness", ".4f"))) + " |")
+            f"{np.mean([x[k] for x in s]):{f}}" for k, f in COLUMNS) + " |")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from v2meow.metrics.music import sound_descriptors
+from v2meow.metrics.music import DRUMS_ALONE, drums_alone, harmonic_shares, sound_descriptors
 
 SR = 16000
 
@@ -33,3 +33,22 @@ def test_a_steady_click_track_has_a_clear_pulse():
     scattered = np.zeros(6 * SR, np.float32)
     scattered[rng.choice(6 * SR, 12, replace=False)] = 1.0
     assert sound_descriptors(clicks, SR)["pulse_clarity"] > sound_descriptors(scattered, SR)["pulse_clarity"] + 0.2
+
+
+def test_drums_alone_are_told_from_music_over_drums():
+    """2.5 s of clicks and noise bursts on a beat (a drum loop) against the same loop under a held chord."""
+    sr = 16000
+    t = np.arange(int(5.0 * sr)) / sr
+    rng = np.random.default_rng(0)
+    loop = np.zeros_like(t)
+    for beat in np.arange(0.0, 5.0, 0.5):  # a kick-like thump and a hat-like burst of noise on every beat
+        i = int(beat * sr)
+        n = int(0.08 * sr)
+        decay = np.exp(-t[:n] * 40)
+        loop[i : i + n] += np.sin(2 * np.pi * 60 * t[:n]) * decay + 0.3 * rng.standard_normal(n) * decay**2
+    chord = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0))
+    wav = np.concatenate([loop[: len(t) // 2], (loop + chord)[len(t) // 2 :]]).astype(np.float32)
+    shares = harmonic_shares(wav, sr, 2.5)
+    assert shares.shape == (2,)
+    assert shares[0] < DRUMS_ALONE < 0.2 < shares[1]
+    assert drums_alone(wav, sr, 2.5).tolist() == [True, False]

@@ -8,13 +8,18 @@ well on both. These say whether it is tonal, pulsed, noisy, how loud, and how mu
 - ``flatness``: mean spectral flatness (broadband noise; real music about 0.005);
 - ``lufs``: integrated loudness (ITU-R BS.1770);
 - ``boom_db``: the 31–62 Hz octave's energy minus the 250–500 Hz octave's, in dB.
+
+:func:`harmonic_shares` says, stretch by stretch, how much of the sound is pitched: drums playing alone are under
+:data:`DRUMS_ALONE` (a few percent), music with drums over 20 %.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["descriptors", "sound_descriptors"]
+__all__ = ["DRUMS_ALONE", "descriptors", "drums_alone", "harmonic_shares", "sound_descriptors"]
+
+DRUMS_ALONE = 0.10  # a stretch whose harmonic share is under this is drums (or noise) alone
 
 
 def descriptors(wav: np.ndarray, sr: int) -> dict[str, float]:
@@ -51,3 +56,25 @@ def sound_descriptors(wav: np.ndarray, sr: int) -> dict[str, float]:
     out["lufs"] = float(integrated_loudness(y, sr))
     out["boom_db"] = _band_db(power, freqs, 31.25, 62.5) - _band_db(power, freqs, 250.0, 500.0)
     return out
+
+
+def harmonic_shares(wav: np.ndarray, sr: int, seconds: float = 2.5) -> np.ndarray:
+    """The harmonic part's share of the power of each whole ``seconds`` of mono ``wav [N]`` (median-filter
+    harmonic/percussive separation of the power spectrogram: Fitzgerald's, librosa's ``hpss``) -> ``[n]``.
+
+    On the corpus's renders, 2.5 s of drums playing alone score 0.01-0.06 and music over drums 0.2-0.97."""
+    import librosa
+
+    hop = 256
+    power = np.abs(librosa.stft(np.asarray(wav, dtype=np.float32), n_fft=1024, hop_length=hop)) ** 2
+    harmonic, percussive = librosa.decompose.hpss(power, kernel_size=31)
+    k = max(1, int(round(seconds * sr / hop)))
+    n = power.shape[1] // k
+    h = harmonic[:, : n * k].reshape(len(harmonic), n, k).sum(axis=(0, 2))
+    p = percussive[:, : n * k].reshape(len(percussive), n, k).sum(axis=(0, 2))
+    return h / np.maximum(h + p, 1e-12)
+
+
+def drums_alone(wav: np.ndarray, sr: int, seconds: float = 2.5) -> np.ndarray:
+    """Which whole ``seconds`` of ``wav`` are drums alone (:func:`harmonic_shares` under :data:`DRUMS_ALONE`)."""
+    return harmonic_shares(wav, sr, seconds) < DRUMS_ALONE
