@@ -30,6 +30,19 @@ def test_unknown_keys_and_bad_values_are_refused():
         V2MeowConfig.from_dict(data)
 
 
+def test_drum_redraws_need_semantic_tokens_a_share_and_a_bounded_count():
+    good = load_preset("debug").to_dict()
+    good["generation"].update(drum_tokens=[3, 5], drum_share=0.5, drum_redraws=3)
+    assert V2MeowConfig.from_dict(good).generation.drum_tokens == (3, 5)
+    vocab = good["semantic"]["vocab_size"]
+    for change, words in (({"drum_tokens": [3, vocab]}, "semantic tokens"), ({"drum_tokens": [3, 3]}, "repeat"),
+                          ({"drum_share": 0.0}, "drum_share"), ({"drum_redraws": 17}, "drum_redraws")):
+        data = json.loads(json.dumps(good))
+        data["generation"].update(change)
+        with pytest.raises(ConfigError, match=words):
+            V2MeowConfig.from_dict(data)
+
+
 def test_unknown_preset():
     with pytest.raises(UserError, match="available"):
         load_preset("nope")

@@ -394,3 +394,68 @@ def test_a_picture_on_a_steady_pulse_locks_the_tempo(tmp_path):
     assert not cfg.generation.lock_tempo and m.generate(pulsing, **one).tempo is None  # the config's default: off
     a, b = m.generate(still, lock_tempo=True, **one), m.generate(still, lock_tempo=False, **one)
     assert a.tempo is None and np.array_equal(a.wav, b.wav) and torch.equal(a.acoustic, b.acoustic)
+
+
+def test_a_window_of_drums_alone_is_drawn_again_for_its_candidate():
+    """redraw_drums: only rows at or over the share are drawn again, each keeps its draw with the fewest drum tokens,
+    and it stops once none is left over the share or the redraws are spent."""
+    from v2meow.generation import redraw_drums
+
+    drums = torch.tensor([7, 8])
+    first = torch.tensor([[7, 7, 8, 1], [1, 2, 3, 7], [8, 8, 8, 8]])  # shares 0.75, 0.25, 1.0
+    scripted = iter([torch.tensor([[7, 8, 2, 3], [8, 8, 8, 1]]),  # rows 0 and 2: 0.5 (still at it), 0.75
+                     torch.tensor([[1, 2, 3, 4], [8, 8, 8, 8]]),  # rows 0 and 2: 0 (kept), 1.0 (not kept)
+                     torch.tensor([[8, 8, 8, 8]])])  # row 2 alone: 1.0 (not kept)
+    asked = []
+
+    def draw(rows):
+        asked.append(rows)
+        return next(scripted)
+
+    out = redraw_drums(first, drums, 0.5, 3, draw)
+    assert asked == [[0, 2], [0, 2], [2]]
+    assert out.tolist() == [[1, 2, 3, 4], [1, 2, 3, 7], [8, 8, 8, 1]]
+    assert first.tolist()[0] == [7, 7, 8, 1]  # the window drawn first is left as it was
+    assert redraw_drums(first, drums, 0.5, 0, draw).tolist() == first.tolist()  # no redraws: off
+
+
+def test_stage_1_draws_a_drums_alone_window_again_and_each_candidate_stays_its_seeds(tmp_path):
+    from v2meow.features.registry import extract_features
+    from v2meow.generation import sweep_semantic
+    from v2meow.sampling import make_generator
+
+    m, video = one_second_windows(tmp_path, 3.3)
+    feats = {k: torch.from_numpy(np.asarray(v, dtype=np.float32))
+             for k, v in extract_features(video, m.encoders).items()}
+    vocab = m.cfg.semantic.vocab_size
+    windows = [(0, 25), (25, 40), (40, 55), (55, 70), (70, 83)]  # each window's new tokens (1 s, 0.4 s prompts)
+
+    def sweep(seeds, progress=None):
+        return sweep_semantic(m, feats, 3.3, None, 1.0, [make_generator(s) for s in seeds], progress)
+
+    def over(sem):  # windows whose new tokens are at least half "drum tokens" (here: the lower half of the vocab)
+        return sum(float(np.mean(sem[a:b].numpy() < vocab // 2)) >= 0.5 for a, b in windows)
+
+    plain = sweep([0, 1, 2, 3])
+    m.cfg.generation.drum_tokens = tuple(range(vocab // 2))
+    m.cfg.generation.drum_share, m.cfg.generation.drum_redraws = 0.5, 3
+    rows = []
+    orig = m.semantic.generate
+
+    def spy(features, num_tokens, **kw):
+        rows.append(len(kw["generator"]))
+        assert all(v.shape[0] == len(kw["generator"]) for v in features.values())
+        return orig(features, num_tokens, **kw)
+
+    m.semantic.generate = spy
+    redrawn = sweep([0, 1, 2, 3])
+    assert rows[0] == 4 and any(r < 4 for r in rows)  # drawn again for some candidates only
+    assert sum(map(over, redrawn)) < sum(map(over, plain)) / 2
+    for p, r in zip(plain, redrawn):  # a candidate none of whose windows reached the share is as it was
+        assert torch.equal(p, r) or over(p) > 0
+    # each candidate is what its seed makes alone, with the same redraws
+    m.semantic.generate = orig
+    for i in range(4):
+        assert torch.equal(sweep([i])[0], redrawn[i])
+    m.cfg.generation.drum_redraws = 0
+    assert torch.equal(sweep([0, 1, 2, 3]), plain)

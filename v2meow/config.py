@@ -160,6 +160,15 @@ class GenerationConfig(Config):
     # clips tempo acc1 95 -> 100 %, tonal clarity 0.58 -> 0.67, flatness 0.054 -> 0.008, 6 clips made again
     # (docs/embedded-model.md, "The picture's own rhythm first").
     named_fit: float = 0.0
+    # Semantic tokens that stand for drums playing alone. Where at least drum_share of a window's new tokens are
+    # among them, stage 1 draws that window again for that candidate, up to drum_redraws times (keeping the draw
+    # with the fewest): renders in the training corpus ran a drum loop on for up to a minute after a short piece
+    # ended, the stages learnt to write that loop, and each window continuing the last one's tail kept it going
+    # (docs/long-videos.md, "Drums alone"). The tokens belong to one semantic tokenizer: scripts/drum_tokens.py
+    # finds them for another. () or 0 redraws: off.
+    drum_tokens: tuple[int, ...] = ()
+    drum_share: float = 0.5
+    drum_redraws: int = 0
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")
@@ -175,6 +184,9 @@ class GenerationConfig(Config):
         check(0 <= self.fit_pulse <= 0.5, f"fit_pulse must be in [0, 0.5], got {self.fit_pulse}.")
         check(0 <= self.named_fit <= 0.5, f"named_fit must be in [0, 0.5], got {self.named_fit}.")
         check(self.fit_stretch_seconds >= 0, f"fit_stretch_seconds must be >= 0, got {self.fit_stretch_seconds}.")
+        check(0 < self.drum_share <= 1, f"drum_share must be in (0, 1], got {self.drum_share}.")
+        check(0 <= self.drum_redraws <= 16, f"drum_redraws must be in 0..16, got {self.drum_redraws}.")
+        check(len(set(self.drum_tokens)) == len(self.drum_tokens), "drum_tokens repeat a token.")
         check(self.noise_penalty >= 0, f"noise_penalty must be >= 0, got {self.noise_penalty}.")
         check(loudness_ok(self.loudness_lufs),
               f"loudness_lufs must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 (off), got {self.loudness_lufs}.")
@@ -208,6 +220,8 @@ class V2MeowConfig(Config):
               f"stage 3's {self.fine.window_seconds} s window.")
         names = [e.name for e in self.encoders]
         check(len(set(names)) == len(names), f"visual encoders repeat: {names}.")
+        check(all(0 <= t < self.semantic.vocab_size for t in self.generation.drum_tokens),
+              f"generation.drum_tokens must be semantic tokens (0..{self.semantic.vocab_size - 1}).")
 
 
 def preset_names() -> list[str]:

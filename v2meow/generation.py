@@ -91,16 +91,49 @@ def sweep_semantic(model, feats, seconds, joint, guidance, gens, progress) -> Te
     rows = len(gens)
     out = torch.zeros(rows, total, dtype=torch.long)
     joint = None if joint is None else joint.expand(rows, -1)
+    g = model.cfg.generation
+    drums = torch.tensor(sorted(g.drum_tokens), dtype=torch.long)
     done = 0
     for a, pe, b in windows:
         f = _rows(window_features(model.encoders, feats, names, a / rate, b / rate), rows)
-        tok = model.semantic.generate(
-            f, b - pe, joint=joint, prompt=out[:, a:pe] if pe > a else None, guidance=guidance,
-            generator=gens, progress=offset_progress(progress, done, total),
-        )
+
+        def draw(keep: list[int], report=None) -> Tensor:
+            pick = (lambda d: {k: v[keep] for k, v in d.items()}) if len(keep) < rows else (lambda d: d)
+            return model.semantic.generate(
+                pick(f), b - pe, joint=None if joint is None else joint[keep],
+                prompt=out[keep, a:pe] if pe > a else None, guidance=guidance,
+                generator=[gens[i] for i in keep], progress=report,
+            )
+
+        tok = draw(list(range(rows)), offset_progress(progress, done, total))
+        if len(drums) and g.drum_redraws:
+            tok = redraw_drums(tok, drums, g.drum_share, g.drum_redraws, draw)
         out[:, pe:b] = tok
         done += b - pe
     return out
+
+
+def drum_share(tok: Tensor, drums: Tensor) -> Tensor:
+    """The share of each row of ``tok [B, T]`` that is among the semantic tokens ``drums`` (drums alone) -> ``[B]``."""
+    return torch.isin(tok, drums).float().mean(dim=1)
+
+
+def redraw_drums(tok: Tensor, drums: Tensor, share: float, redraws: int, draw: Callable[[list[int]], Tensor]) -> Tensor:
+    """``tok [B, T]`` (a window's new semantic tokens) with each row whose :func:`drum_share` is at least ``share``
+    drawn again by ``draw(rows)`` (those rows, from their own generators), up to ``redraws`` times; each row keeps
+    its draw with the smallest share."""
+    tok = tok.clone()
+    best = drum_share(tok, drums)
+    for _ in range(redraws):
+        again = [i for i in range(tok.shape[0]) if best[i] >= share]
+        if not again:
+            break
+        new = draw(again)
+        s = drum_share(new, drums)
+        for j, i in enumerate(again):
+            if s[j] < best[i]:
+                tok[i], best[i] = new[j], s[j]
+    return tok
 
 
 def sweep_coarse(model, feats, semantic, seconds, gens, progress) -> Tensor:
