@@ -5,9 +5,13 @@ For the first ``--videos`` held-out works' videos (synth-data videos of music th
 each ``--segment`` seconds of the soundtrack and of the video's own music get their loudness (BS.1770), tonal clarity
 and spectral flatness. Printed per video: the spread of the segments' loudness (highest minus lowest, LU), the
 segments more than 10 LU below the clip's median, and the segments whose tonal clarity is under 0.4 (the music
-falls apart into noise or clicks there); then the means over the videos, generated against real.
+falls apart into noise or clicks there), the share of 2.5 s stretches that are drums alone
+(:func:`v2meow.metrics.music.drums_alone`) and the longest run of them; then the means over the videos, generated
+against real. ``--skip`` leaves out the first videos found, ``--wavs`` keeps each soundtrack, ``--reuse`` reads them
+back instead of generating (the table of a run made in parts).
 
     python scripts/long_form.py --videos 6 --seconds 120 --segment 15 --json runs/long/long.json
+    python scripts/long_form.py --videos 24 --skip 6 --seconds 120 --segment 5 --wavs runs/collapse/base24
 """
 
 from __future__ import annotations
