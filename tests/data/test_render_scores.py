@@ -97,6 +97,13 @@ def test_drums_stop_where_a_shorter_piece_ends(rs, chorale):
     assert rs.last_note_end(mido.MidiFile(file=io.BytesIO(raw))) == pytest.approx(16 * tpb, abs=tpb // 2)
 
 
+def test_a_drum_track_rendered_before_drums_stopped_with_the_piece_is_rendered_again(rs):
+    labels = {"instruments": ["violin", "drums"]}
+    assert not rs.current({"labels": labels})  # rendered before: its drums may run on alone
+    assert rs.current({"labels": labels, "drums_end_with_piece": True})
+    assert rs.current({"labels": {"instruments": ["violin"]}})  # no drums: nothing changed for it
+
+
 def _velocities(raw):
     return sorted((t, m.note, m.velocity) for _, t, m in _abs_events(mido.MidiFile(file=io.BytesIO(raw)))
                   if m.type == "note_on" and m.velocity > 0)
