@@ -423,8 +423,8 @@ def main() -> int:
         path, side = f"{name}.flac", out / f"{name}.json"
         if side.is_file() and (out / path).is_file():  # rendered by an earlier run: its labels are beside it
             entry = json.loads(side.read_text())
+            entries[name] = entry  # an outdated render stays listed, as it is on disk, until its new one replaces it
             if current(entry):
-                entries[name] = entry
                 continue
         seed = int.from_bytes(hashlib.sha256(f"{args.seed}:{name}".encode()).digest()[:8], "big")
         heldout = seeded_hash(name, args.seed) < args.heldout
