@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,6 +207,19 @@ def test_existing_outputs_are_skipped_and_missing_ones_redone(rendered, music):
     fourth = synth.synth_data(music, out, size=SIZE, progress=False, seed=1)
     assert [r["status"] for r in fourth] == ["rendered", "rendered"]
     assert fourth[1]["seed"] != third[1]["seed"]
+    # So does other audio under the same name (a corpus rendered again), and a sidecar from before the audio's
+    # SHA-256 was recorded.
+    audio = fourth[0]["source"]["path"]
+    assert fourth[0]["source"]["sha256"] == synth.folders.audio_sha256(audio)
+    wav, sr = sf.read(audio, dtype="float32")
+    sf.write(audio, wav * 0.5, sr)
+    sidecar = synth.sidecar_path(fourth[1]["video"])
+    meta = json.loads(Path(sidecar).read_text())
+    del meta["source"]["sha256"]
+    Path(sidecar).write_text(json.dumps(meta))
+    fifth = synth.synth_data(music, out, size=SIZE, progress=False, seed=1)
+    assert [r["status"] for r in fifth] == ["rendered", "rendered"]
+    assert [r["status"] for r in synth.synth_data(music, out, size=SIZE, progress=False, seed=1)] == ["skipped"] * 2
 
 
 def test_a_failed_render_leaves_no_file(tmp_path, monkeypatch):

@@ -139,8 +139,21 @@ def _output_names(files: list[str], music_dir: str) -> list[str]:
     return out
 
 
+def audio_sha256(path: str) -> str:
+    """SHA-256 of an audio file's bytes: a video made from other audio under the same name is made again."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _run_job(job: dict[str, Any]) -> dict[str, Any]:
     out_path = job["out_path"]
+    try:
+        source = {**job["source"], "sha256": audio_sha256(job["audio_path"])}
+    except OSError as e:
+        return {"video": out_path, "source": {"path": job["audio_path"]}, "status": "failed", "error": str(e)}
     if os.path.exists(out_path) and os.path.exists(sidecar_path(out_path)):
         try:
             with open(sidecar_path(out_path), encoding="utf-8") as f:
@@ -156,9 +169,11 @@ def _run_job(job: dict[str, Any]) -> dict[str, Any]:
             "seconds_limit": job["seconds"],
             "world_forced": job.get("world"),
         }
-        if isinstance(meta, dict) and all(meta.get(k) == v for k, v in wanted.items()):
+        same_audio = isinstance(meta, dict) and (meta.get("source") or {}).get("sha256") == source["sha256"]
+        if same_audio and all(meta.get(k) == v for k, v in wanted.items()):
             return {**meta, "video": out_path, "sidecar": sidecar_path(out_path), "status": "skipped"}
-        # Made with other settings (or by another version): replaced, atomically, by a new render.
+        # Made with other settings, from other audio (a sidecar without its audio's SHA-256 is from before it was
+        # recorded) or by another version: replaced, atomically, by a new render.
     os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
     try:
         meta = render_video(
@@ -169,7 +184,7 @@ def _run_job(job: dict[str, Any]) -> dict[str, Any]:
             fps=job["fps"],
             seed=job["seed"],
             world=job.get("world"),
-            source=job["source"],
+            source=source,
         )
     except Exception as e:  # one bad file must not stop hours of rendering; reported per file
         logger.warning("Could not render %s: %s", job["audio_path"], e)
