@@ -11,7 +11,6 @@ the target that replaces it atomically, which the tokenizer directory and traini
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -29,7 +28,7 @@ from torch.overrides import TorchFunctionMode
 
 import v2meow
 from v2meow.errors import UserError
-from v2meow.io.atomic import publish
+from v2meow.io.atomic import publish, sha256_file
 
 FORMAT = "v2meow-model"
 FORMAT_VERSION = 1
@@ -41,15 +40,6 @@ ALLOCATION_HEADROOM = 64 << 20
 MAX_PARAMETERS = 20_000_000_000
 # A config.json larger than this is not a model config (the largest, with pretrained backbones, is a few KB).
 MAX_CONFIG_BYTES = 16 << 20
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def rmtree(path: Path) -> None:

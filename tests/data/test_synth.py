@@ -15,6 +15,7 @@ from v2meow.data import synth
 from v2meow.errors import UserError
 from v2meow.features.motion import MotionEncoder
 from v2meow.features.registry import extract_features
+from v2meow.io.atomic import sha256_file
 from v2meow.io.audio import load_audio
 from v2meow.io.video import probe, read_frames
 
@@ -210,7 +211,7 @@ def test_existing_outputs_are_skipped_and_missing_ones_redone(rendered, music):
     # So does other audio under the same name (a corpus rendered again), and a sidecar from before the audio's
     # SHA-256 was recorded.
     audio = fourth[0]["source"]["path"]
-    assert fourth[0]["source"]["sha256"] == synth.folders.audio_sha256(audio)
+    assert fourth[0]["source"]["sha256"] == sha256_file(audio)
     wav, sr = sf.read(audio, dtype="float32")
     sf.write(audio, wav * 0.5, sr)
     sidecar = synth.sidecar_path(fourth[1]["video"])

@@ -9,6 +9,7 @@ private (0600 files, 0700 folders); :func:`publish` gives them the permissions a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -48,3 +49,12 @@ def staged_file(final: str | os.PathLike[str], suffix: str = "") -> Iterator[str
         except OSError:
             pass
         raise
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

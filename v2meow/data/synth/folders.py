@@ -15,6 +15,7 @@ from typing import Any
 from v2meow.data.synth.render import FORMAT, SYNTH_VERSION, render_video, sidecar_path
 from v2meow.data.synth.worlds import WORLDS
 from v2meow.errors import UserError
+from v2meow.io.atomic import sha256_file
 from v2meow.io.audio import AUDIO_EXTENSIONS
 
 logger = logging.getLogger("v2meow.data.synth")
@@ -139,19 +140,10 @@ def _output_names(files: list[str], music_dir: str) -> list[str]:
     return out
 
 
-def audio_sha256(path: str) -> str:
-    """SHA-256 of an audio file's bytes: a video made from other audio under the same name is made again."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _run_job(job: dict[str, Any]) -> dict[str, Any]:
     out_path = job["out_path"]
     try:
-        source = {**job["source"], "sha256": audio_sha256(job["audio_path"])}
+        source = {**job["source"], "sha256": sha256_file(job["audio_path"])}
     except OSError as e:
         return {"video": out_path, "source": {"path": job["audio_path"]}, "status": "failed", "error": str(e)}
     if os.path.exists(out_path) and os.path.exists(sidecar_path(out_path)):
