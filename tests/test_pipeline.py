@@ -351,6 +351,11 @@ def test_progress_is_one_fraction_over_every_stage(tmp_path):
     weights = stage_weights(m.cfg)
     ends = {s: f for s, f in seen}
     assert ends["semantic"] == pytest.approx(sum(weights[s] for s in STAGES[:2]) / sum(weights.values()))
+    # the candidates made again: the job starts over, then counts as before
+    from v2meow.progress import AGAIN
+
+    assert job(AGAIN, 0, 1) == 0.0 and job("semantic", 1, 2) == pytest.approx(
+        ends["features"] + (ends["semantic"] - ends["features"]) / 2)
 
 
 def test_a_named_tempo_sets_the_rhythm_the_stages_read(model, video):

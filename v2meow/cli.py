@@ -341,7 +341,6 @@ class _ProgressBar:
         from v2meow.progress import JobProgress
 
         self.enabled = enabled and sys.stderr is not None
-        self.weights = weights
         self.job = JobProgress(weights)
         self.bar = None
 
@@ -350,11 +349,10 @@ class _ProgressBar:
             return
         from tqdm import tqdm
 
-        from v2meow.progress import AGAIN, STAGE_WORDS, JobProgress
+        from v2meow.progress import AGAIN, STAGE_WORDS
 
-        if stage == AGAIN:  # the candidates are made again: a new bar for the second pass
+        if stage == AGAIN:  # the candidates are made again: a new bar for the second pass (the job starts over)
             self.close()
-            self.job = JobProgress(self.weights)
         fraction = self.job(stage, done, total)
         desc = STAGE_WORDS.get(stage, stage)
         if self.bar is None:

@@ -52,7 +52,8 @@ def stage_weights(cfg: V2MeowConfig) -> dict[str, float]:
 
 
 class JobProgress:
-    """``(stage, done, total)`` reports -> the fraction of the whole job done, in ``[0, 1]``, never going back.
+    """``(stage, done, total)`` reports -> the fraction of the whole job done, in ``[0, 1]``, never going back but
+    at :data:`AGAIN`, where the job starts over from nothing done.
 
     Stages are taken in :data:`STAGES` order; a stage not in ``weights`` counts nothing. Calling it returns
     the fraction; :attr:`stage` is the stage last reported."""
@@ -70,7 +71,9 @@ class JobProgress:
 
     def __call__(self, stage: str, done: int, total: int) -> float:
         self.stage = stage
-        if stage in self.share:
+        if stage == AGAIN:
+            self.fraction = 0.0
+        elif stage in self.share:
             within = min(max(done / total, 0.0), 1.0) if total > 0 else 1.0
             f = self.before[stage] + self.share[stage] * within
             if stage == self.order[-1] and within >= 1.0:

@@ -179,13 +179,11 @@ def _stage_progress(report: Progress, model: V2Meow, every_s: float = 0.2) -> Ca
     weighted by its estimated cost), passed on at most every ``every_s`` and whenever a stage ends."""
     from v2meow.progress import AGAIN, STAGE_WORDS, JobProgress, stage_weights
 
-    job = [JobProgress(stage_weights(model.cfg))]
+    job = JobProgress(stage_weights(model.cfg))
     last = [0.0]
 
     def callback(stage: str, done: int, total: int) -> None:
-        if stage == AGAIN:  # the candidates are made again: the bar starts over, saying why
-            job[0] = JobProgress(stage_weights(model.cfg))
-        fraction = job[0](stage, done, total)
+        fraction = job(stage, done, total)  # at AGAIN (the candidates made again) it starts over: shown at once
         now = time.monotonic()
         if now - last[0] < every_s and done < total and stage != AGAIN:
             return
