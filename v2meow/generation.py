@@ -98,9 +98,9 @@ def sweep_semantic(model, feats, seconds, joint, guidance, gens, progress) -> Te
         f = _rows(window_features(model.encoders, feats, names, a / rate, b / rate), rows)
 
         def draw(keep: list[int], report=None) -> Tensor:
-            pick = (lambda d: {k: v[keep] for k, v in d.items()}) if len(keep) < rows else (lambda d: d)
+            rows_f = f if len(keep) == rows else {k: v[keep] for k, v in f.items()}
             return model.semantic.generate(
-                pick(f), b - pe, joint=None if joint is None else joint[keep],
+                rows_f, b - pe, joint=None if joint is None else joint[keep],
                 prompt=out[keep, a:pe] if pe > a else None, guidance=guidance,
                 generator=[gens[i] for i in keep], progress=report,
             )
