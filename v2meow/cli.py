@@ -65,6 +65,16 @@ def _command(sub: argparse._SubParsersAction, name: str, help: str, source: str,
     return p
 
 
+def _placement(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--precision``: where a command's stages and codec run (V2Meow.place)."""
+    p.add_argument("--device", default=None,
+                   help="where the stages and the codec run: cpu, cuda, cuda:1 (default: cuda when torch sees "
+                        "a GPU, else cpu)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="what the stages compute in (default: fp32; bf16 or fp16 halve their memory on a GPU; "
+                        "fp16 needs one)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="v2meow", description="Write a music soundtrack for a video (V2Meow).")
     p.add_argument("--version", action="version", version=_version())
@@ -107,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit", type=_finite_float, default=None, metavar="DB",
                    help="let a look-ahead limiter take up to DB dB off a few sharp peaks that would stop the gain "
                         "short of --loudness (default: the model's, 0 = off; 6 brings most soundtracks to it)")
+    _placement(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
     i = sub.add_parser("info", help="show a model directory's parts and sizes")
@@ -173,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--joint", default=None,
                    help="score MCC and KLD with this joint model (a `train joint` run or export, or 'embedded') "
                         "instead of the model's own: pin it to compare models that ship different joint models")
+    _placement(v)
     v.add_argument("--quiet", action="store_true")
 
     sd = _command(sub, "synth-data", "render paired videos from music (for tests, demos and training)",
@@ -202,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="largest video upload in MB (default: %(default)g)")
     sv.add_argument("--max-video-seconds", type=_finite_float, default=web.DEFAULT_MAX_VIDEO_SECONDS,
                     help="longest video in seconds (default: %(default)g)")
+    _placement(sv)
 
     st = sub.add_parser("study", help="listening study: serve the rating page, export win rates")
     st_sub = st.add_subparsers(dest="study_command", required=True, parser_class=_Parser)
@@ -242,7 +255,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from v2meow.features.tempo import check_tempo, prompt_tempo
 
     check_tempo(args.tempo) if args.tempo is not None else prompt_tempo(args.prompt)  # and on a bad tempo
-    model = V2Meow.from_pretrained(_model_path(args.model))
+    from v2meow.device import resolve_device, resolve_precision
+
+    device = resolve_device(args.device)  # and on a device this machine lacks
+    resolve_precision(args.precision, device)
+    model = V2Meow.from_pretrained(_model_path(args.model)).place(device, args.precision)
     from v2meow.progress import stage_weights
 
     bar = _ProgressBar(enabled=not args.quiet, weights=stage_weights(model.cfg))
@@ -390,6 +407,10 @@ MUSIC_TRAINERS = {"codec": ("v2meow.train.tokenizers", "train_codec"),
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.device is not None:  # a device this machine lacks is said before anything is loaded
+        from v2meow.device import resolve_device
+
+        resolve_device(args.device)
     if args.stage in MUSIC_TRAINERS:
         import importlib
 
@@ -468,7 +489,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     opts = EvalOptions(seconds=args.seconds, generations=args.generations, segments=segments, seed=args.seed,
                        max_videos=args.max_videos, guidance=args.guidance, candidates=args.candidates,
                        fad_backend=args.fad_backend, vggish_weights=args.vggish_weights, prompts=prompts,
-                       joint=args.joint)
+                       joint=args.joint, device=args.device, precision=args.precision)
     evaluate(_model_path(args.model), args.videos, args.output, opts, progress=not args.quiet)
     print(f"wrote {args.output}/report.md and report.json", file=sys.stderr)
     return 0
@@ -498,7 +519,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import_gradio()  # a missing Gradio is said before anything is loaded
     limits = Limits(max_upload_mb=args.max_upload_mb, max_video_seconds=args.max_video_seconds)
     serve(_model_path(args.model), host=args.host, port=args.port, max_queue=args.max_queue,
-          concurrency=args.concurrency, limits=limits)
+          concurrency=args.concurrency, limits=limits, device=args.device, precision=args.precision)
     return 0
 
 

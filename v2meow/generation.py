@@ -103,7 +103,7 @@ def sweep_semantic(model, feats, seconds, joint, guidance, gens, progress) -> Te
                 rows_f, b - pe, joint=None if joint is None else joint[keep],
                 prompt=out[keep, a:pe] if pe > a else None, guidance=guidance,
                 generator=[gens[i] for i in keep], progress=report,
-            )
+            ).cpu()  # from where the stage runs (V2Meow.place)
 
         tok = draw(list(range(rows)), offset_progress(progress, done, total))
         if len(drums) and g.drum_redraws:
@@ -171,6 +171,7 @@ def decode_chunks(model, codes: Tensor, progress: Callable[[int, int], None] | N
     g = model.cfg.generation
     rate = model.cfg.codec.frame_rate
     chunk = max(1, int(round(g.decode_chunk_seconds * rate)))
+    codes = codes.to(next(model.codec.parameters(), codes).device)  # where the codec runs (V2Meow.place)
     return model.codec.decode_windows(codes, chunk, int(round(g.decode_margin_seconds * rate)), progress)
 
 

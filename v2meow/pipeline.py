@@ -277,6 +277,36 @@ class V2Meow(nn.Module):
                     raise UserError(f"This model's {name} is not the one {base!r} ships; save it whole instead.")
         return write_model_dir(path, self.cfg.to_dict(), parts, dtype=dtype, part_extras=extras, base=base)
 
+    # -- where it runs ---------------------------------------------------------------------------
+    def place(self, device: str | torch.device | None = None, precision: str = "fp32") -> V2Meow:
+        """Run generation on ``device`` (``cpu``, ``cuda``, ``cuda:1``; None: a CUDA GPU when torch sees
+        one, else the CPU), the stages computing in ``precision`` (``fp32``, ``bf16``; ``fp16`` on a GPU); returns
+        the model. The stages and the codec move there; the codec stays in float32 (it renders every sample), and
+        the video's features, the text tower and the scoring of the candidates stay on the CPU. The uniform numbers
+        each candidate samples with come from its seed's generator on the CPU wherever the stages run, so a seed
+        stands for the same draws on every device; the tokens can still part where the devices' arithmetic does.
+        A lower precision rounds the stages' weights: a model placed in one cannot be placed back in ``fp32``."""
+        from v2meow.device import resolve_device, resolve_precision
+
+        dev = resolve_device(None if device is None else str(device))
+        dtype = resolve_precision(precision, dev)
+        now = next(self.coarse.parameters()).dtype
+        if now not in (torch.float32, dtype):
+            raise ValueError(f"the stages compute in {now} already: load the model again to place it in {dtype}")
+        for name in ("semantic", "coarse", "fine", "codec"):
+            part = getattr(self, name)
+            if part is not None:
+                part.to(dev)
+        for stage in (self.semantic, self.coarse, self.fine):
+            if stage is not None:
+                stage.to(dtype)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        """Where the stages run (:meth:`place`)."""
+        return next(self.coarse.parameters()).device
+
     # -- generation -----------------------------------------------------------------------------
     def embed_prompt(self, prompt: str | None) -> Tensor | None:
         if prompt is None:

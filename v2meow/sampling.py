@@ -74,13 +74,15 @@ def sample(logits: Tensor, cfg: SamplingConfig, generator: Generators | None = N
     logits = apply_top_p(logits, cfg.top_p)
     probs = logits.softmax(-1)
     rows = probs.shape[0]
+    # the uniform numbers come from each generator on its own device (the CPU's for make_generator's) and then go
+    # to the logits' device, so a seed draws the same numbers wherever the stages run
     if isinstance(generator, Sequence):
         if len(generator) != rows:
             raise ValueError(f"got {len(generator)} generators for {rows} rows")
-        u = torch.cat([torch.rand(1, generator=g, device=probs.device) for g in generator])
+        u = torch.cat([torch.rand(1, generator=g, device=g.device) for g in generator])
     else:
-        u = torch.rand(rows, generator=generator, device=probs.device)
-    return draw(probs, u)
+        u = torch.rand(rows, generator=generator, device=probs.device if generator is None else generator.device)
+    return draw(probs, u.to(probs.device, non_blocking=True))
 
 
 def draw(probs: Tensor, u: Tensor) -> Tensor:

@@ -280,15 +280,20 @@ def build_app(scorer: WebScorer, max_queue: int = DEFAULT_MAX_QUEUE, concurrency
 
 
 def serve(model_dir: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, max_queue: int = DEFAULT_MAX_QUEUE,
-          concurrency: int = DEFAULT_CONCURRENCY, limits: Limits | None = None) -> None:
-    """Load the model, then serve the page until interrupted."""
+          concurrency: int = DEFAULT_CONCURRENCY, limits: Limits | None = None, device: str | None = None,
+          precision: str = "fp32") -> None:
+    """Load the model (its stages and codec on ``device`` in ``precision``: :meth:`V2Meow.place`), then serve the
+    page until interrupted."""
     import_gradio()  # say it is missing before loading a model
+    from v2meow.device import resolve_device, resolve_precision
     from v2meow.pipeline import V2Meow
 
     limits = limits or Limits()
     if not 0 <= port < 65536:
         raise UserError(f"--port must be in 0..65535, got {port}.")
-    model = V2Meow.from_pretrained(model_dir)
+    where = resolve_device(device)
+    resolve_precision(precision, where)
+    model = V2Meow.from_pretrained(model_dir).place(where, precision)
     scorer = WebScorer(model, limits)
     demo = build_app(scorer, max_queue=max_queue, concurrency=concurrency)
     try:

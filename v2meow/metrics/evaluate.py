@@ -63,6 +63,8 @@ class EvalOptions:
     plots: bool = True
     prompts: dict[str, str] = field(default_factory=dict)
     joint: str | None = None  # the joint model MCC and KLD are scored with (None: the model's own)
+    device: str | None = None  # where the stages and the codec run (V2Meow.place; None: a CUDA GPU when there is one)
+    precision: str = "fp32"  # what the stages compute in
 
 
 class CodecEmbedder(AudioEmbedder):
@@ -78,8 +80,9 @@ class CodecEmbedder(AudioEmbedder):
     @torch.no_grad()
     def embed(self, wav: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]
+        x = x.to(next(self.codec.parameters(), x).device)  # where the model placed it
         z = self.codec.encoder(self.codec.pad_to_hop(x))  # [1, D, T_a]
-        return z[0].T.double().numpy()
+        return z[0].T.double().cpu().numpy()
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "sample_rate": self.sample_rate, "dim": self.dim, "codec": self._id}
@@ -139,7 +142,8 @@ def codec_round_trip(model, wav: np.ndarray) -> np.ndarray:
     """``wav [N]`` encoded and decoded by ``model``'s codec (in the pipeline's decode chunks), trimmed or padded
     to ``N`` samples."""
     x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]
-    out = model.decode(model.codec.encode(x))[0].numpy()
+    x = x.to(next(model.codec.parameters(), x).device)  # where the model placed it
+    out = model.decode(model.codec.encode(x))[0].cpu().numpy()
     return np.pad(out, (0, max(0, len(wav) - len(out))))[: len(wav)]
 
 
@@ -164,7 +168,11 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
         raise UserError("--seconds must be > 0 and --generations at least 1.")
     if opts.candidates is not None:
         candidate_seeds(opts.seed, opts.candidates)  # checks --candidates before any work
-    model = V2Meow.from_pretrained(model_path)
+    from v2meow.device import resolve_device, resolve_precision
+
+    device = resolve_device(opts.device)  # a device this machine lacks is said before the model loads
+    resolve_precision(opts.precision, device)
+    model = V2Meow.from_pretrained(model_path).place(device, opts.precision)
     candidates = model.cfg.generation.candidates if opts.candidates is None else opts.candidates
     sr = model.sample_rate
     root = Path(videos_dir)
@@ -258,6 +266,7 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
         "candidates": (f"each generation is the best of {candidates} by the video's beats (generate --candidates)"
                        if candidates > 1 else "one soundtrack per generation"),
         "codec_round_trip": "each reference encoded and decoded by the model's codec, all its levels",
+        "device": f"{model.device} ({opts.precision}): where the stages and the codec ran",
         "skipped": skipped,
         "videos": [rel for rel, _ in clips],
     }

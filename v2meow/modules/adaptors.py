@@ -76,18 +76,22 @@ class ConditionInput(nn.Module):
         ``joint_valid``: ``[B]`` (False = dropped, the null vector is used)."""
         xs, ps, vs = [], [], []
         batch = None
+        # inputs may come from the CPU in float32: they go to this module's device and precision here
+        weight = self.type_embedding.weight
         for i, spec in enumerate(self.streams):
             if spec.name not in streams:
                 raise KeyError(f"conditioning stream {spec.name!r} is missing")
             s = streams[spec.name]
-            h = self.adaptors[spec.name](s.long() if spec.kind == "tokens" else s)  # [B, T, W]
+            s = s.to(weight.device, torch.long) if spec.kind == "tokens" else s.to(weight.device, weight.dtype)
+            h = self.adaptors[spec.name](s)  # [B, T, W]
             batch, t = h.shape[0], h.shape[1]
             h = h + self.type_embedding.weight[i]
             pos = torch.round(torch.arange(t, device=h.device) * (self.position_rate / spec.rate)).long()
             xs.append(h)
             ps.append(pos[None].expand(batch, t))
             v = (valid or {}).get(spec.name)
-            vs.append(v.bool() if v is not None else torch.ones(batch, t, dtype=torch.bool, device=h.device))
+            vs.append(v.to(h.device, torch.bool) if v is not None else
+                      torch.ones(batch, t, dtype=torch.bool, device=h.device))
         if self.joint_dim > 0:
             if batch is None:
                 batch = joint.shape[0] if joint is not None else 1
@@ -96,9 +100,9 @@ class ConditionInput(nn.Module):
             if joint is None:
                 j = null
             else:
-                j = self.joint_adaptor(joint.to(null.dtype))
+                j = self.joint_adaptor(joint.to(device, null.dtype))
                 if joint_valid is not None:
-                    j = torch.where(joint_valid[:, None].bool(), j, null)
+                    j = torch.where(joint_valid[:, None].to(device, torch.bool), j, null)
             j = (j + self.type_embedding.weight[len(self.streams)])[:, None]
             xs.append(j)
             ps.append(torch.full((batch, 1), UNTIMED, dtype=torch.long, device=device))

@@ -227,6 +227,7 @@ class TokenLM(nn.Module):
         masks = None if allowed is None else allowed(torch.arange(m, m + num_tokens, device=device))
 
         out = torch.zeros(batch, num_tokens, dtype=torch.long, device=device)
+        forced = None if forced is None else forced.to(device)
         x, pos = ids, 0
         times = _TimeMasks(self, cache, total, p_len, device) if use_cache else None
         for i in range(num_tokens // k):
@@ -244,7 +245,7 @@ class TokenLM(nn.Module):
             for j in range(i * k, (i + 1) * k):
                 lj = logits if masks is None else logits.masked_fill(~masks[j][None], float("-inf"))
                 tok = sample(lj, sampling, generator)  # [B]
-                out[:, j] = tok if forced is None else torch.where(forced[:, j] >= 0, forced[:, j].to(device), tok)
+                out[:, j] = tok if forced is None else torch.where(forced[:, j] >= 0, forced[:, j], tok)
             step = out[:, i * k : (i + 1) * k]
             if k > 1:
                 step = step[:, None, :]  # one position of K tokens
