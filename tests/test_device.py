@@ -107,3 +107,14 @@ def test_evaluate_and_train_refuse_a_missing_device(tmp_path, no_gpu, capsys):
                  "--device", "cuda:1", "--quiet"]) == 2
     assert capsys.readouterr().err.count("no CUDA GPU") == 2
     assert not (tmp_path / "r").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here (scripts/device_placement.sh runs it on one)")
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_generate_on_a_gpu(video, precision):
+    model = V2Meow.from_preset("debug", seed=0).place("cuda", precision)
+    assert model.device.type == "cuda" and next(model.codec.parameters()).is_cuda
+    a = model.generate(video, seconds=1.0, seed=3, candidates=2)
+    b = model.generate(video, seconds=1.0, seed=3, candidates=2)
+    assert a.wav.dtype == np.float32 and np.isfinite(a.wav).all() and a.acoustic.shape == (4, 50)
+    assert torch.equal(a.acoustic, b.acoustic) and not a.acoustic.is_cuda  # the tokens come back to the CPU
