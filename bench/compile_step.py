@@ -1,4 +1,4 @@
-"""Would ``torch.compile`` make stage 2's decoder step faster on this CPU? The shipped model's one-query step three ways.
+"""Would ``torch.compile`` make stage 2's decoder step faster on this CPU? The shipped model's one-query step, 3 ways.
 
 - v2meow's step (the anchor): :class:`~v2meow.modules.transformer.Decoder` with its KV cache, the keys sliced to
   the positions written so far;

@@ -109,7 +109,7 @@ def test_evaluate_and_train_refuse_a_missing_device(tmp_path, no_gpu, capsys):
     assert not (tmp_path / "r").exists() and not (tmp_path / "run").exists()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here (scripts/device_placement.sh runs it on one)")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here (scripts/device_placement.sh: on one)")
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_generate_on_a_gpu(video, precision):
     model = V2Meow.from_preset("debug", seed=0).place("cuda", precision)
