@@ -48,10 +48,16 @@ STAGES = {
 }
 
 
+# The shipped semantic tokenizer's tokens of drums playing alone (scripts/drum_tokens.py, docs/long-videos.md): the
+# exported model names them so that `generate --drum-redraws N` can draw such windows again (off by default). They
+# belong to that tokenizer: a model on another one (--semantic-run) needs its own, or none.
+DRUM_TOKENS = (6, 32, 41, 101, 108, 134, 140, 155, 177, 188, 206, 212)
+
 # Sampling written into the exported model, chosen by measurement on held-out videos (docs/embedded-model.md):
 # stage 1's temperature; stage 2's temperature, top-k and video guidance; best of N by the visual beats.
 SAMPLING = {"semantic_temperature": 0.8, "coarse_temperature": 0.95, "coarse_top_k": 0, "video_guidance": 1.0,
-            "candidates": 4, "prompt_guidance": 2.0, "tempo_pick": True, "fit_pulse": 0.15}
+            "candidates": 4, "prompt_guidance": 2.0, "tempo_pick": True, "fit_pulse": 0.15, "named_fit": 0.3,
+            "drum_tokens": DRUM_TOKENS}
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -179,6 +185,11 @@ def with_sampling(model):
     c.generation.prompt_guidance = SAMPLING["prompt_guidance"]
     c.generation.tempo_pick = SAMPLING["tempo_pick"]
     c.generation.fit_pulse = SAMPLING["fit_pulse"]
+    c.generation.named_fit = SAMPLING["named_fit"]
+    from v2meow.tokenizers.default import load_tokenizers
+
+    if model.semantic_tokenizer.identity() == load_tokenizers().semantic.identity():  # the tokens are its tokens
+        c.generation.drum_tokens = SAMPLING["drum_tokens"]
     return model
 
 

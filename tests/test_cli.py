@@ -177,3 +177,20 @@ def test_generate_shows_one_progress_bar_over_the_whole_job(video, tmp_path, cap
     assert main(["generate", video, "-o", str(tmp_path / "b.wav"), "--model", "debug", "--seed", "0",
                  "--quiet"]) == 0
     assert "%|" not in capsys.readouterr().err
+
+
+def test_drum_redraws_reach_generate_and_a_model_without_drum_tokens_refuses_them(video, tmp_path, monkeypatch,
+                                                                                    capsys):
+    from v2meow import pipeline
+
+    assert main(["generate", video, "-o", str(tmp_path / "x.wav"), "--model", "debug", "--drum-redraws", "3",
+                 "--quiet"]) == 2
+    assert "names no semantic tokens of drums" in capsys.readouterr().err and not (tmp_path / "x.wav").exists()
+    seen = []
+    generate = pipeline.V2Meow.generate
+    monkeypatch.setattr(pipeline.V2Meow, "generate",
+                        lambda self, *a, **kw: seen.append(kw["drum_redraws"]) or generate(self, *a, **kw))
+    for extra in ([], ["--drum-redraws", "0"]):
+        out = tmp_path / f"{len(seen)}.wav"
+        assert main(["generate", video, "-o", str(out), "--model", "debug", "--seconds", "0.5", "--quiet", *extra]) == 0
+    assert seen == [None, 0]

@@ -464,3 +464,22 @@ def test_stage_1_draws_a_drums_alone_window_again_and_each_candidate_stays_its_s
         assert torch.equal(sweep([i])[0], redrawn[i])
     m.cfg.generation.drum_redraws = 0
     assert torch.equal(sweep([0, 1, 2, 3]), plain)
+
+
+def test_drum_redraws_switch_overrides_the_models_setting_and_is_checked(tmp_path):
+    m, video = one_second_windows(tmp_path, 3.3)
+    vocab = m.cfg.semantic.vocab_size
+    with pytest.raises(UserError, match="names no semantic tokens"):
+        m.generate(video, seed=0, candidates=2, drum_redraws=3)  # the debug model names none
+    assert m._drum_redraws(0) == 0
+    m.cfg.generation.drum_tokens = tuple(range(vocab // 2))
+    m.cfg.generation.drum_share, m.cfg.generation.drum_redraws = 0.5, 0
+    for bad in (-1, 17, 1.5, True):
+        with pytest.raises(UserError, match="--drum-redraws"):
+            m.generate(video, seed=0, candidates=2, drum_redraws=bad)
+    plain = m.generate(video, seed=0, candidates=2, score=False)
+    asked = m.generate(video, seed=0, candidates=2, score=False, drum_redraws=3)
+    m.cfg.generation.drum_redraws = 3
+    configured = m.generate(video, seed=0, candidates=2, score=False)
+    assert torch.equal(asked.semantic, configured.semantic) and not torch.equal(asked.semantic, plain.semantic)
+    assert torch.equal(m.generate(video, seed=0, candidates=2, score=False, drum_redraws=0).semantic, plain.semantic)

@@ -16,7 +16,7 @@ import yaml
 from v2meow.configbase import Config, check
 from v2meow.errors import ConfigError, UserError
 from v2meow.features.registry import EncoderConfig, expand_encoder_configs
-from v2meow.generation import MAX_CANDIDATES, MAX_GUIDANCE
+from v2meow.generation import MAX_CANDIDATES, MAX_DRUM_REDRAWS, MAX_GUIDANCE
 from v2meow.modules.adaptors import StreamSpec
 from v2meow.stages.coarse import CoarseStageConfig
 from v2meow.stages.fine import FineStageConfig
@@ -187,7 +187,8 @@ class GenerationConfig(Config):
         check(0 <= self.named_fit <= 0.5, f"named_fit must be in [0, 0.5], got {self.named_fit}.")
         check(self.fit_stretch_seconds >= 0, f"fit_stretch_seconds must be >= 0, got {self.fit_stretch_seconds}.")
         check(0 < self.drum_share <= 1, f"drum_share must be in (0, 1], got {self.drum_share}.")
-        check(0 <= self.drum_redraws <= 16, f"drum_redraws must be in 0..16, got {self.drum_redraws}.")
+        check(0 <= self.drum_redraws <= MAX_DRUM_REDRAWS,
+              f"drum_redraws must be in 0..{MAX_DRUM_REDRAWS}, got {self.drum_redraws}.")
         check(len(set(self.drum_tokens)) == len(self.drum_tokens), "drum_tokens repeat a token.")
         check(self.noise_penalty >= 0, f"noise_penalty must be >= 0, got {self.noise_penalty}.")
         check(loudness_ok(self.loudness_lufs),

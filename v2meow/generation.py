@@ -21,6 +21,7 @@ from v2meow.timebase import index_at, units_in
 SECONDS_SLACK = 0.05  # --seconds may exceed the video's length by this much (a length read off a player, rounded)
 MAX_CANDIDATES = 16  # soundtracks sampled together for best-of-N (memory grows with each)
 MAX_GUIDANCE = 20.0  # the largest classifier-free guidance scale a prompt may ask for
+MAX_DRUM_REDRAWS = 16  # how often one candidate's stage-1 window of drums alone may be drawn again
 SEED_LIMIT = 2**63
 
 
@@ -82,8 +83,9 @@ def window_features(encoders: list, feats: dict[str, Tensor], names: list[str], 
     return out
 
 
-def sweep_semantic(model, feats, seconds, joint, guidance, gens, progress) -> Tensor:
-    """Semantic tokens ``[B, T_s]``, one row per generator in ``gens`` (the candidates, in one batch)."""
+def sweep_semantic(model, feats, seconds, joint, guidance, gens, progress, redraws: int | None = None) -> Tensor:
+    """Semantic tokens ``[B, T_s]``, one row per generator in ``gens`` (the candidates, in one batch); ``redraws``
+    (default ``generation.drum_redraws``): how often a candidate's window of drums alone is drawn again."""
     rate = model.cfg.semantic.token_rate
     total = units_in(seconds, rate)
     windows = plan_windows(total, model.cfg.semantic.window_tokens, prompt_units(model.cfg, rate))
@@ -93,6 +95,7 @@ def sweep_semantic(model, feats, seconds, joint, guidance, gens, progress) -> Te
     joint = None if joint is None else joint.expand(rows, -1)
     g = model.cfg.generation
     drums = torch.tensor(sorted(g.drum_tokens), dtype=torch.long)
+    redraws = g.drum_redraws if redraws is None else redraws
     done = 0
     for a, pe, b in windows:
         f = _rows(window_features(model.encoders, feats, names, a / rate, b / rate), rows)
@@ -106,8 +109,8 @@ def sweep_semantic(model, feats, seconds, joint, guidance, gens, progress) -> Te
             ).cpu()  # from where the stage runs (V2Meow.place)
 
         tok = draw(list(range(rows)), offset_progress(progress, done, total))
-        if len(drums) and g.drum_redraws:
-            tok = redraw_drums(tok, drums, g.drum_share, g.drum_redraws, draw)
+        if len(drums) and redraws:
+            tok = redraw_drums(tok, drums, g.drum_share, redraws, draw)
         out[:, pe:b] = tok
         done += b - pe
     return out

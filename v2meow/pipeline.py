@@ -36,6 +36,7 @@ from v2meow.features.tempo import (
     tempo_beats,
 )
 from v2meow.generation import (
+    MAX_DRUM_REDRAWS,
     MAX_GUIDANCE,
     SECONDS_SLACK,
     candidate_seeds,
@@ -340,6 +341,7 @@ class V2Meow(nn.Module):
         tempo: float | None = None,
         lock_tempo: bool | None = None,
         fit_pulse: bool | None = None,
+        drum_redraws: int | None = None,
     ) -> Soundtrack:
         """A soundtrack for ``seconds`` of ``video`` from ``start`` (default: all of it from the start).
 
@@ -381,6 +383,10 @@ class V2Meow(nn.Module):
         where the model sets none) of the pulse's has its beats time-warped onto the pulse's, the pitch kept
         (:func:`v2meow.metrics.alignment.fit_to_pulses`); the stages make that much more music, and a beat, to warp
         within.
+
+        ``drum_redraws`` (default ``generation.drum_redraws``, 0 in the shipped model) draws each candidate's stage-1
+        window again, up to that many times, where at least ``generation.drum_share`` of its new tokens are among the
+        model's ``generation.drum_tokens`` (a drum loop playing alone; docs/long-videos.md).
         """
         info = probe(str(video))
         tempo = check_tempo(tempo) if tempo is not None else prompt_tempo(prompt)
@@ -394,6 +400,7 @@ class V2Meow(nn.Module):
         limit_db = self.cfg.generation.limit_db if limit_db is None else limit_db
         check_loudness(loudness, limit_db)
         seeds = candidate_seeds(seed, self.cfg.generation.candidates if candidates is None else candidates)
+        redraws = self._drum_redraws(drum_redraws)
 
         def report(stage: str) -> Callable[[int, int], None] | None:
             return None if progress is None else (lambda done, total: progress(stage, done, total))
@@ -423,14 +430,14 @@ class V2Meow(nn.Module):
         n = int(round(seconds * self.sample_rate))
         first = self.cfg.generation.named_fit if keep else stretch
         semantic, codes, wavs, fits = self._make(feats, seconds, n, first, pulse if tempo is not None else None,
-                                                 locked, joint, guidance, seeds, report)
+                                                 locked, joint, guidance, seeds, report, redraws)
         if keep and not self._any_at_tempo(wavs, tempo):
             # no candidate reached the named tempo, fitted or not: made again on a picture flashing on its pulse
             (feats, pulse), remade = impose_pulses(feats, self.encoders, [named]), True
             if progress is not None:
                 progress(AGAIN, 0, 1)
             semantic, codes, wavs, fits = self._make(feats, seconds, n, stretch, pulse, locked, joint, guidance,
-                                                     seeds, report)
+                                                     seeds, report, redraws)
         if loudness != 0:
             wavs = np.stack([match_loudness(w, self.sample_rate, loudness, limit_db=limit_db) for w in wavs])
         scores, chosen, visual = [], 0, None
@@ -463,18 +470,18 @@ class V2Meow(nn.Module):
 
     def _make(self, feats: dict[str, np.ndarray], seconds: float, n: int, stretch: float, pulse: np.ndarray | None,
               locked: list[Pulse], joint: Tensor | None, guidance: float, seeds: list[int],
-              report: Callable[[str], Callable[[int, int], None] | None],
+              report: Callable[[str], Callable[[int, int], None] | None], redraws: int = 0,
               ) -> tuple[Tensor, Tensor, np.ndarray, list[list[PulseFit]]]:
         """One batch of candidates, one per seed (each from a fresh generator seeded with it): their semantic
         tokens, codes, ``n`` samples of each (``[B, n]``, fitted onto the pulses of :meth:`_fit_pulses` where
-        ``stretch`` > 0) and each candidate's fits."""
+        ``stretch`` > 0) and each candidate's fits. ``redraws``: stage 1's drums-alone redraws (:meth:`generate`)."""
         gens = [make_generator(s) for s in seeds]  # one per candidate: row i samples as seed + i alone would
         fit_on = self._fit_pulses(feats, seconds, pulse, locked) if stretch > 0 else []
         made = seconds  # with a pulse to fit, a margin to stretch and shift within (features hold their last row)
         if fit_on:
             made = (seconds + max(p.period for p in fit_on)) * (1.0 + stretch)
         feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
-        semantic = sweep_semantic(self, feats_t, made, joint, guidance, gens, report("semantic"))
+        semantic = sweep_semantic(self, feats_t, made, joint, guidance, gens, report("semantic"), redraws)
         coarse = sweep_coarse(self, feats_t, semantic, made, gens, report("coarse"))
         codes = coarse
         if self.fine is not None:
@@ -489,6 +496,18 @@ class V2Meow(nn.Module):
 
         fitted = [fit_to_pulses(w, self.sample_rate, fit_on, n, stretch) for w in wavs]
         return semantic, codes, np.stack([f[0] for f in fitted]), [f[1] for f in fitted]
+
+    def _drum_redraws(self, redraws: int | None) -> int:
+        """``generate``'s ``drum_redraws`` checked (None: the model's own)."""
+        g = self.cfg.generation
+        if redraws is None:
+            return g.drum_redraws if g.drum_tokens else 0
+        if isinstance(redraws, bool) or not isinstance(redraws, int) or not 0 <= redraws <= MAX_DRUM_REDRAWS:
+            raise UserError(f"--drum-redraws must be a whole number from 0 to {MAX_DRUM_REDRAWS}, got {redraws}.")
+        if redraws and not g.drum_tokens:
+            raise UserError("This model names no semantic tokens of drums playing alone (generation.drum_tokens), "
+                            "so --drum-redraws has nothing to look for; scripts/drum_tokens.py finds them.")
+        return redraws
 
     def _any_at_tempo(self, wavs: np.ndarray, bpm: float) -> bool:
         """Whether any of ``wavs [B, N]`` is at ``bpm``, as best of N reads a candidate's tempo

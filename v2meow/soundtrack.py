@@ -89,6 +89,7 @@ def write_soundtrack(
     tempo: float | None = None,
     lock_tempo: bool | None = None,
     fit_pulse: bool | None = None,
+    drum_redraws: int | None = None,
 ) -> Soundtrack:
     """Generate a soundtrack for ``video`` and write ``output`` (and ``plot_path``); returns the kept soundtrack.
 
@@ -98,7 +99,7 @@ def write_soundtrack(
     track = model.generate(video, prompt=prompt, seconds=seconds, seed=seed, guidance=guidance, progress=progress,
                            start=start, candidates=candidates, score=True if plot_path else None,
                            loudness=loudness, limit_db=limit_db, tempo=tempo,
-                           lock_tempo=lock_tempo, fit_pulse=fit_pulse)
+                           lock_tempo=lock_tempo, fit_pulse=fit_pulse, drum_redraws=drum_redraws)
     picture = None
     if plot_path is not None:
         from v2meow.metrics.alignment import render_plot
