@@ -58,6 +58,33 @@ def test_a_folder_that_gains_videos_is_extracted_again_where_its_shards_moved(tm
     assert len(again["shards"]) == len(before["shards"])
 
 
+def test_a_video_made_again_under_the_same_name_is_extracted_again(tmp_path, video_dir, debug_model_dir):
+    """A shard is judged by its videos' contents too: synth-data makes a video again when its music changed (the
+    corpus rendered anew), and the shard that holds it must then hold the new clip; the others are kept."""
+    import shutil
+
+    from media import make_video
+
+    from v2meow.data.shards import ShardReader
+
+    src = tmp_path / "videos"
+    shutil.copytree(video_dir, src)
+    out = tmp_path / "s"
+    extract(src, out, debug_model_dir, shard_size=2, progress=False)
+    mtimes = {p.name: os.stat(p).st_mtime_ns for p in out.glob("shard-*.tar")}
+    target = sorted(src.glob("clip*.mp4"))[3]  # clip3: the second video of shard 1
+    old = next(r for r in ShardReader(out) if r.meta["source"] == target.name).tensors["semantic"]
+    make_video(target, seconds=2.0 + 0.5 * 3, fps=10, size=(48, 32), pattern="noise", audio=True, seed=77)
+    after = extract(src, out, debug_model_dir, shard_size=2, progress=False)
+    changed = [n for n, t in mtimes.items() if os.stat(out / n).st_mtime_ns != t]
+    assert changed == ["shard-000001.tar"]  # only the shard that holds it
+    new = next(r for r in ShardReader(out) if r.meta["source"] == target.name).tensors["semantic"]
+    assert not (new.shape == old.shape and bool((new == old).all()))
+    sidecar = json.loads((out / "shard-000001.tar.json").read_text())
+    assert len(sidecar["source_sha256"]) == len(sidecar["sources"]) == 2
+    assert len(after["clips"]) == 6
+
+
 def test_split_is_fixed_by_seed():
     names = [f"v{i}.mp4" for i in range(400)]
     a = [split_of(n, 0, 0.2) for n in names]

@@ -34,6 +34,7 @@ from v2meow.data.shards import (
     write_shard,
 )
 from v2meow.errors import UserError
+from v2meow.io.atomic import sha256_file
 from v2meow.io.probe import VIDEO_EXTENSIONS
 from v2meow.text.base import AudioTextTower
 
@@ -159,7 +160,7 @@ def backend_identities(model) -> dict[str, Any]:
 
 
 def _process_shard(args: tuple) -> tuple[int, int, list[str]]:
-    model_path, root, out, k, videos, seed, val_fraction, threads = args
+    model_path, root, out, k, videos, digests, seed, val_fraction, threads = args
     from v2meow.pipeline import V2Meow
 
     torch.set_num_threads(threads)
@@ -176,7 +177,7 @@ def _process_shard(args: tuple) -> tuple[int, int, list[str]]:
             skipped.append(f"{rel}: no audio track")
         else:
             records.append(rec)
-    write_shard(out, k, records, sources=list(videos))
+    write_shard(out, k, records, sources=list(videos), digests=digests)
     return k, len(records), skipped
 
 
@@ -209,16 +210,18 @@ def extract(
     out = Path(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    todo = [k for k in range(plan.num_shards) if k % num_shards == shard_index and not shard_complete(
-        out, k, plan.shard_videos(k), [clip_key(v) for v in plan.shard_videos(k)])]
-    for k in todo:  # what a killed run of this machine left half-written, or a shard of another video list
+    mine = [k for k in range(plan.num_shards) if k % num_shards == shard_index]
+    digests = {k: [sha256_file(plan.root / v) for v in plan.shard_videos(k)] for k in mine}
+    todo = [k for k in mine if not shard_complete(out, k, plan.shard_videos(k),
+                                                  [clip_key(v) for v in plan.shard_videos(k)], digests[k])]
+    for k in todo:  # what a killed run of this machine left half-written, or a shard of other videos or contents
         remove_partial_shard(out, k)
         remove_shard(out, k)
     for side in out.glob("shard-*.tar.json"):  # shards past the end of a video list that shrank
         k = int(side.name[len("shard-"):-len(".tar.json")])
         if k >= plan.num_shards and k % num_shards == shard_index:
             remove_shard(out, k)
-    jobs = [(model_path, str(plan.root), str(out), k, plan.shard_videos(k), seed, val_fraction,
+    jobs = [(model_path, str(plan.root), str(out), k, plan.shard_videos(k), digests[k], seed, val_fraction,
              max(1, (os.cpu_count() or 1) // workers)) for k in todo]
     skipped: list[str] = []
     empty: list[int] = []  # shards written this run without a usable clip

@@ -61,9 +61,10 @@ def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> tarfile.TarInfo:
 
 
 def write_shard(directory: str | os.PathLike, index: int, records: list[ClipRecord],
-                sources: list[str] | None = None) -> dict[str, Any]:
+                sources: list[str] | None = None, digests: list[str] | None = None) -> dict[str, Any]:
     """Write shard ``index`` atomically with its sidecar; returns the sidecar's content. ``sources``: the inputs
-    the shard was made from (its clips, less any skipped), so a rerun can tell whether it still holds them."""
+    the shard was made from (its clips, less any skipped), and ``digests`` their files' SHA-256, so a rerun can
+    tell whether it still holds them as they are now."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     name = shard_name(index)
@@ -91,6 +92,8 @@ def write_shard(directory: str | os.PathLike, index: int, records: list[ClipReco
         sidecar = {"format": FORMAT, "format_version": FORMAT_VERSION, "shard": name, "clips": clips}
         if sources is not None:
             sidecar["sources"] = list(sources)
+        if digests is not None:
+            sidecar["source_sha256"] = list(digests)
         side_tmp = root / f".{name}.json.tmp"
         side_tmp.write_text(json.dumps(sidecar, indent=1))
         publish(tmp, root / name)
@@ -114,10 +117,12 @@ def remove_partial_shard(directory: str | os.PathLike, index: int) -> None:
 
 
 def shard_complete(directory: str | os.PathLike, index: int, sources: list[str] | None = None,
-                   keys: list[str] | None = None) -> bool:
+                   keys: list[str] | None = None, digests: list[str] | None = None) -> bool:
     """Shard ``index`` is written; with ``sources``, also made from exactly those inputs (a folder that gained or
-    lost inputs moves later ones to other shards: a shard made before then holds the wrong clips). A shard written
-    before sidecars recorded their sources is checked by its clips' ``keys`` instead (each one of these)."""
+    lost inputs moves later ones to other shards: a shard made before then holds the wrong clips), and with
+    ``digests`` (their files' SHA-256) from those inputs as they are now (a video made again from new music holds
+    other clips under the same name). A shard written before sidecars recorded their sources is checked by its clips'
+    ``keys`` instead (each one of these), and one written before they recorded digests by its sources' names."""
     root = Path(directory)
     side = root / f"{shard_name(index)}.json"
     if not ((root / shard_name(index)).is_file() and side.is_file()):
@@ -126,7 +131,8 @@ def shard_complete(directory: str | os.PathLike, index: int, sources: list[str] 
         return True
     data = json.loads(side.read_text())
     if "sources" in data:
-        return data["sources"] == list(sources)
+        same = data["sources"] == list(sources)
+        return same and (digests is None or data.get("source_sha256", list(digests)) == list(digests))
     return keys is not None and {c["key"] for c in data["clips"]} <= set(keys)
 
 
