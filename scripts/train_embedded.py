@@ -57,7 +57,7 @@ DRUM_TOKENS = (6, 32, 41, 101, 108, 134, 140, 155, 177, 188, 206, 212)
 # stage 1's temperature; stage 2's temperature, top-k and video guidance; best of N by the visual beats.
 SAMPLING = {"semantic_temperature": 0.8, "coarse_temperature": 0.95, "coarse_top_k": 0, "video_guidance": 1.0,
             "candidates": 4, "prompt_guidance": 2.0, "tempo_pick": True, "fit_pulse": 0.15, "named_fit": 0.3,
-            "drum_tokens": DRUM_TOKENS}
+            "drum_tokens": DRUM_TOKENS, "step_threads": 1}
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -186,6 +186,7 @@ def with_sampling(model):
     c.generation.tempo_pick = SAMPLING["tempo_pick"]
     c.generation.fit_pulse = SAMPLING["fit_pulse"]
     c.generation.named_fit = SAMPLING["named_fit"]
+    c.generation.step_threads = SAMPLING["step_threads"]
     from v2meow.tokenizers.default import load_tokenizers
 
     if model.semantic_tokenizer.identity() == load_tokenizers().semantic.identity():  # the tokens are its tokens

@@ -483,3 +483,26 @@ def test_drum_redraws_switch_overrides_the_models_setting_and_is_checked(tmp_pat
     configured = m.generate(video, seed=0, candidates=2, score=False)
     assert torch.equal(asked.semantic, configured.semantic) and not torch.equal(asked.semantic, plain.semantic)
     assert torch.equal(m.generate(video, seed=0, candidates=2, score=False, drum_redraws=0).semantic, plain.semantic)
+
+
+def test_the_step_loops_run_on_the_models_step_threads_and_torchs_setting_comes_back(model, video, monkeypatch):
+    from v2meow.generation import step_threads
+
+    before = torch.get_num_threads()
+    seen = []
+    generate = model.coarse.generate
+    monkeypatch.setattr(model.coarse, "generate", lambda *a, **kw: seen.append(torch.get_num_threads())
+                        or generate(*a, **kw))
+    torch.set_num_threads(2)
+    try:
+        model.cfg.generation.step_threads = 1
+        model.generate(video, seconds=1.0, seed=3)
+        assert seen == [1] and torch.get_num_threads() == 2
+        model.cfg.generation.step_threads = 0  # torch's own
+        model.generate(video, seconds=1.0, seed=3)
+        assert seen == [1, 2]
+        with step_threads(8):  # never more than torch's setting
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+        model.cfg.generation.step_threads = 0

@@ -171,6 +171,12 @@ class GenerationConfig(Config):
     drum_tokens: tuple[int, ...] = ()
     drum_share: float = 0.5
     drum_redraws: int = 0
+    # Intra-op threads of the stages' step loops on the CPU (0: torch's own setting; never more than it). A small
+    # model's step is hundreds of small products, and torch's worker threads wait for each other at every one: for
+    # the embedded model, best of 4 for 10 s took 4.2-4.8 s with one thread and 103-159 s with two while another
+    # program kept both cores busy (14.5-15.2 s with one core busy), against 4.35-4.43 s and 3.3-4.1 s on an idle
+    # machine (docs/performance.md). The codec and the features keep torch's setting.
+    step_threads: int = 0
 
     def validate(self) -> None:
         check(self.prompt_seconds >= 0, f"prompt_seconds must be >= 0, got {self.prompt_seconds}.")
@@ -190,6 +196,7 @@ class GenerationConfig(Config):
         check(0 <= self.drum_redraws <= MAX_DRUM_REDRAWS,
               f"drum_redraws must be in 0..{MAX_DRUM_REDRAWS}, got {self.drum_redraws}.")
         check(len(set(self.drum_tokens)) == len(self.drum_tokens), "drum_tokens repeat a token.")
+        check(0 <= self.step_threads <= 1024, f"step_threads must be in 0..1024, got {self.step_threads}.")
         check(self.noise_penalty >= 0, f"noise_penalty must be >= 0, got {self.noise_penalty}.")
         check(loudness_ok(self.loudness_lufs),
               f"loudness_lufs must be in {list(LOUDNESS_LUFS_RANGE)} LUFS, or 0 (off), got {self.loudness_lufs}.")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import operator
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -160,6 +161,19 @@ def sweep_coarse(model, feats, semantic, seconds, gens, progress) -> Tensor:
         out[:, :, pe:b] = codes
         done += (b - pe) * model.cfg.coarse.levels
     return out
+
+
+@contextmanager
+def step_threads(n: int) -> Iterator[None]:
+    """Within the block, torch's intra-op threads are at most ``n`` (0: as they are); restored after."""
+    before = torch.get_num_threads()
+    if 0 < n < before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def prompt_units(cfg, rate: float, fine: bool = False) -> int:

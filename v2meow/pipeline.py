@@ -45,6 +45,7 @@ from v2meow.generation import (
     decode_chunks,
     plan_windows,
     prompt_units,
+    step_threads,
     sweep_coarse,
     sweep_semantic,
 )
@@ -481,13 +482,14 @@ class V2Meow(nn.Module):
         if fit_on:
             made = (seconds + max(p.period for p in fit_on)) * (1.0 + stretch)
         feats_t = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in feats.items()}
-        semantic = sweep_semantic(self, feats_t, made, joint, guidance, gens, report("semantic"), redraws)
-        coarse = sweep_coarse(self, feats_t, semantic, made, gens, report("coarse"))
-        codes = coarse
-        if self.fine is not None:
-            fine = self.fine.generate(coarse, generator=gens, progress=report("fine"),
-                                      prompt_frames=prompt_units(self.cfg, self.cfg.fine.frame_rate, fine=True))
-            codes = join_levels(coarse, fine)
+        with step_threads(self.cfg.generation.step_threads if self.device.type == "cpu" else 0):
+            semantic = sweep_semantic(self, feats_t, made, joint, guidance, gens, report("semantic"), redraws)
+            coarse = sweep_coarse(self, feats_t, semantic, made, gens, report("coarse"))
+            codes = coarse
+            if self.fine is not None:
+                fine = self.fine.generate(coarse, generator=gens, progress=report("fine"),
+                                          prompt_frames=prompt_units(self.cfg, self.cfg.fine.frame_rate, fine=True))
+                codes = join_levels(coarse, fine)
         wavs = self.decode(codes, report("decode"))[:, : int(round(made * self.sample_rate))].float()
         wavs = wavs.clamp(-1.0, 1.0).cpu().numpy()
         if not fit_on:
