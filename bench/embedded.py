@@ -57,6 +57,22 @@ def timed_generate(model, video: str, seconds: float, candidates: int = 1) -> di
     return out
 
 
+def best_of_args(doc: str, argv: list[str] | None, model: bool = False) -> argparse.Namespace:
+    """The options of the benches that time best of N for some seconds of music in alternated runs (``--seconds``,
+    ``--candidates``, ``--repeats``, ``--threads``, and with ``model`` a ``--model`` directory), parsed, torch's
+    threads set."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if model:
+        p.add_argument("--model", default=None, help="model directory (default: the shipped embedded model)")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--candidates", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    return args
+
+
 def load_model():
     """The shipped embedded model when the package has it, else the preset with random stages of its size;
     returns ``(model, what it is)``."""

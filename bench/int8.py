@@ -9,7 +9,6 @@ Not in ``make bench``'s run of every module (it is a measured option that did no
 
 from __future__ import annotations
 
-import argparse
 import copy
 import tempfile
 import warnings
@@ -32,13 +31,9 @@ def quantised(model):
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--candidates", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    from bench.embedded import best_of_args
+
+    args = best_of_args(__doc__, argv)
 
     from bench.embedded import load_model, timed_generate
     from bench.rhythm import make_video

@@ -11,7 +11,6 @@ so it is the part's own.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import tempfile
 from pathlib import Path
@@ -28,14 +27,9 @@ def ways() -> list[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="model directory (default: the shipped embedded model)")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--candidates", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    from bench.embedded import best_of_args
+
+    args = best_of_args(__doc__, argv, model=True)
 
     from bench.embedded import load_model, timed_generate
     from bench.rhythm import make_video

@@ -12,7 +12,6 @@ every module (it loads the machine on purpose, and a slow setting takes minutes 
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -20,8 +19,6 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-
-import torch
 
 RUN_BY_NAME_ONLY = True
 SPIN = "import time\nt = time.time()\nwhile time.time() - t < 900: pass\n"
@@ -45,13 +42,9 @@ def busy(processes: int, nice: int, code: str = SPIN):
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--candidates", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    from bench.embedded import best_of_args
+
+    args = best_of_args(__doc__, argv)
 
     from bench.embedded import load_model
     from bench.rhythm import make_video
