@@ -105,7 +105,9 @@ def test_evaluate_and_train_refuse_a_missing_device(tmp_path, no_gpu, capsys):
                  "--device", "cuda", "--quiet"]) == 2
     assert main(["train", "semantic", "--shards", str(tmp_path), "-o", str(tmp_path / "run"),
                  "--device", "cuda:1", "--quiet"]) == 2
-    assert capsys.readouterr().err.count("no CUDA GPU") == 2
+    pytest.importorskip("gradio")
+    assert main(["serve", "--model", "debug", "--device", "cuda"]) == 2  # before the model loads or a port opens
+    assert capsys.readouterr().err.count("no CUDA GPU") == 3
     assert not (tmp_path / "r").exists() and not (tmp_path / "run").exists()
 
 
