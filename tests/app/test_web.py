@@ -155,3 +155,28 @@ def test_the_progress_starts_over_when_the_candidates_are_made_again(model):
     assert seen[-1] == (0.0, STAGE_WORDS[AGAIN])
     callback("semantic", 1, 2)
     assert 0.0 < seen[-1][0] < 0.5 and seen[-1][1] == "semantic tokens: 1/2"
+
+
+def test_fewer_drum_loops_asks_for_the_redraws_and_only_a_model_that_names_drum_tokens_offers_it(video, tmp_path,
+                                                                                               monkeypatch):
+    from v2meow.app import web
+
+    model = V2Meow.from_preset("debug", seed=0)
+    scorer = WebScorer(model, Limits(max_upload_mb=5, max_video_seconds=2.0), workdir=tmp_path / "work")
+    handler = make_handler(scorer)
+    with pytest.raises(gr.Error, match="cannot tell a drum loop"):  # the debug model names none
+        handler(video, None, 1.0, 0, 0, 1.0, 1, True, progress=lambda *a, **k: None)
+    assert not _drums_box(build_app(scorer)).visible
+    model.cfg.generation.drum_tokens = (1, 2, 3)
+    assert _drums_box(build_app(scorer)).visible
+    seen = []
+    real = V2Meow.generate
+    monkeypatch.setattr(model, "generate", lambda *a, **kw: seen.append(kw["drum_redraws"]) or real(model, *a, **kw))
+    for on in (False, True):
+        handler(video, None, 1.0, 0, 0, 1.0, 1, on, progress=lambda *a, **k: None)
+    assert seen == [None, web.DRUM_REDRAWS]
+    scorer.close()
+
+
+def _drums_box(demo):
+    return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "v2meow-drums")

@@ -43,6 +43,7 @@ MB = 2**20  # bytes in the MB of --max-upload-mb (as Gradio counts them)
 MAX_PAGE_CANDIDATES = 4  # best-of-N on a shared server: N generations' work per request
 MAX_GUIDANCE = 10.0
 KEEP_RESULTS_S = 3600  # finished results stay downloadable this long
+DRUM_REDRAWS = 3  # "Fewer drum loops": generate --drum-redraws 3, as measured (docs/long-videos.md, "Drums alone")
 GRADIO_MISSING = ("`v2meow serve` needs Gradio, which is not installed; install it with "
                   "`pip install 'v2meow[app]'` (or `pip install gradio`).")
 
@@ -87,7 +88,8 @@ class WebScorer:
 
     def __call__(self, video: str | None, prompt: str | None = None, seconds: float | None = None,
                  start: float | None = None, seed: float | None = None, guidance: float | None = None,
-                 candidates: float | None = None, progress: Progress | None = None) -> Result:
+                 candidates: float | None = None, progress: Progress | None = None,
+                 fewer_drum_loops: bool = False) -> Result:
         from v2meow.io.video import probe
         from v2meow.soundtrack import write_soundtrack
 
@@ -102,7 +104,7 @@ class WebScorer:
         if size_mb > self.limits.max_upload_mb:
             raise UserError(f"The video is {size_mb:.1f} MB; this server takes uploads up to "
                             f"{self.limits.max_upload_mb:g} MB.")
-        options = self._options(prompt, seconds, start, seed, guidance, candidates)
+        options = self._options(prompt, seconds, start, seed, guidance, candidates, fewer_drum_loops)
         report(0.0, "reading the video")
         try:
             info = probe(video)
@@ -132,7 +134,7 @@ class WebScorer:
             if track.tempo_source == "steady pulse" else f", at {track.tempo:.0f} BPM")
         return Result(str(out), f"{track.seconds:.1f} s of music{where} for {name}, seed {track.seed}{kept}{pulse}.")
 
-    def _options(self, prompt, seconds, start, seed, guidance, candidates) -> dict[str, Any]:
+    def _options(self, prompt, seconds, start, seed, guidance, candidates, fewer_drum_loops=False) -> dict[str, Any]:
         prompt = (prompt or "").strip() or None
         seconds = None if seconds in (None, 0) else float(seconds)
         if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
@@ -151,8 +153,11 @@ class WebScorer:
         if not (float(candidates).is_integer() and 1 <= candidates <= self.limits.max_candidates):
             raise UserError(f"Candidates must be a whole number from 1 to {self.limits.max_candidates}, "
                             f"got {candidates:g}.")
+        if fewer_drum_loops and not self.model.cfg.generation.drum_tokens:
+            raise UserError("This model cannot tell a drum loop playing alone from music; leave "
+                            "'Fewer drum loops' off.")
         return {"prompt": prompt, "seconds": seconds, "start": start, "seed": seed, "guidance": guidance,
-                "candidates": int(candidates)}
+                "candidates": int(candidates), "drum_redraws": DRUM_REDRAWS if fewer_drum_loops else None}
 
     def _prune(self) -> None:
         """Remove the folders of results older than :data:`KEEP_RESULTS_S`."""
@@ -208,10 +213,12 @@ def make_handler(scorer: WebScorer) -> Callable[..., tuple[str, str, str]]:
     """The page's event handler: the scored video (to play and to download) and a status line, or ``gr.Error``."""
     gr = import_gradio()
 
-    def score_video(video, prompt, seconds, start, seed, guidance, candidates, progress=gr.Progress()):
+    def score_video(video, prompt, seconds, start, seed, guidance, candidates, fewer_drum_loops=False,
+                    progress=gr.Progress()):
         try:
             result = scorer(video, prompt, seconds, start, seed, guidance, candidates,
-                            progress=lambda fraction, what: progress(fraction, desc=what))
+                            progress=lambda fraction, what: progress(fraction, desc=what),
+                            fewer_drum_loops=bool(fewer_drum_loops))
         except UserError as e:
             raise gr.Error(for_page(str(e)), print_exception=False) from None
         except Exception as e:  # a bug or a resource problem: the user gets one sentence, the log the traceback
@@ -268,12 +275,15 @@ def build_app(scorer: WebScorer, max_queue: int = DEFAULT_MAX_QUEUE, concurrency
                                            value=min(limits.max_candidates, scorer.model.cfg.generation.candidates),
                                            label="Candidates (keep the one that best meets the visual beats)",
                                            elem_id="v2meow-candidates")
+                    drums = gr.Checkbox(value=False, visible=bool(scorer.model.cfg.generation.drum_tokens),
+                                        label="Fewer drum loops: draw again where the music turns into drums "
+                                              "playing alone (for long videos)", elem_id="v2meow-drums")
                 button = gr.Button("Write a soundtrack", variant="primary", elem_id="v2meow-generate")
             with gr.Column():
                 result = gr.Video(label="With its new soundtrack", interactive=False, elem_id="v2meow-result")
                 download = gr.File(label="Download", interactive=False, elem_id="v2meow-download")
                 status = gr.Markdown(elem_id="v2meow-status")
-        button.click(make_handler(scorer), inputs=[video, prompt, seconds, start, seed, guidance, candidates],
+        button.click(make_handler(scorer), inputs=[video, prompt, seconds, start, seed, guidance, candidates, drums],
                      outputs=[result, download, status], concurrency_limit=concurrency)
     demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
     return demo
