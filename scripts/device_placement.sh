@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Generation on a lent GPU against the CPU (V2Meow.place: generate --device --precision), in one device call of at
 # most 4 minutes: the placement tests on the real device, then bench.placement (the shipped model, best of 4, 10 s:
-# CPU fp32 and bf16, GPU fp32, bf16 and fp16). Needs PyAV, safetensors and pytest importable there (carry their
+# CPU fp32 and bf16, GPU fp32 and bf16). Needs PyAV, safetensors and pytest importable there (carry their
 # wheels in .pack/whl as scripts/device_codec.sh does). Writes $OUT/test_device.txt and $OUT/bench_placement.txt.
 set -uo pipefail
 if [ -d .pack/whl ]; then

@@ -503,6 +503,13 @@ def test_the_step_loops_run_on_the_models_step_threads_and_torchs_setting_comes_
         assert seen == [1, 2]
         with step_threads(8):  # never more than torch's setting
             assert torch.get_num_threads() == 2
+        a, b = step_threads(1), step_threads(1)  # two generations at once (serve --concurrency 2), crossed
+        a.__enter__()
+        b.__enter__()
+        a.__exit__(None, None, None)
+        assert torch.get_num_threads() == 1  # b still runs its steps
+        b.__exit__(None, None, None)
+        assert torch.get_num_threads() == 2  # what torch had before either
     finally:
         torch.set_num_threads(before)
         model.cfg.generation.step_threads = 0

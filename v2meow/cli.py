@@ -67,12 +67,10 @@ def _command(sub: argparse._SubParsersAction, name: str, help: str, source: str,
 
 def _placement(p: argparse.ArgumentParser) -> None:
     """``--device`` and ``--precision``: where a command's stages and codec run (V2Meow.place)."""
-    p.add_argument("--device", default=None,
-                   help="where the stages and the codec run: cpu, cuda, cuda:1 (default: cuda when torch sees "
-                        "a GPU, else cpu)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="what the stages compute in (default: fp32; bf16 or fp16 halve their memory on a GPU; "
-                        "fp16 needs one)")
+    p.add_argument("--device", default="cpu",
+                   help="where the stages and the codec run: cpu (the default), cuda, cuda:1")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="what the stages compute in (default: fp32; bf16 halves their memory)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,9 @@
 """Where a model runs and in what precision: the device a user names, checked before anything is loaded.
 
-``resolve_device`` turns ``--device`` (``cpu``, ``cuda``, ``cuda:1``; left out: the first CUDA GPU when
-torch sees one, else the CPU) into a :class:`torch.device` this machine has, or a :class:`UserError` saying why
-not; ``resolve_precision`` does the same for ``--precision`` (``fp32``, ``bf16``, ``fp16``).
+``resolve_device`` turns ``--device`` (``cpu``, ``cuda``, ``cuda:1``; None: the first CUDA GPU when torch sees one,
+else the CPU) into a :class:`torch.device` this machine has, or a :class:`UserError` saying why not;
+``resolve_precision`` does the same for ``--precision`` (``fp32``, ``bf16``). fp16 is not offered: a step's logits
+can overflow it, and a NaN among them would be sampled as a token.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 
 from v2meow.errors import UserError
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -38,6 +39,6 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     """``name`` (one of :data:`PRECISIONS`) as the dtype the stages compute in on ``device``."""
     if name not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {name!r}.")
-    if name == "fp16" and device.type == "cpu":
-        raise UserError("--precision fp16 needs a GPU; on the CPU use fp32 (the default) or bf16.")
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UserError(f"--precision bf16: the GPU {device} does not compute in bfloat16; use fp32.")
     return PRECISIONS[name]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import operator
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -163,17 +164,31 @@ def sweep_coarse(model, feats, semantic, seconds, gens, progress) -> Tensor:
     return out
 
 
+_THREADS_LOCK = threading.Lock()
+_threads_held = [0, 0]  # blocks inside step_threads now, and torch's setting before the first of them
+
+
 @contextmanager
 def step_threads(n: int) -> Iterator[None]:
-    """Within the block, torch's intra-op threads are at most ``n`` (0: as they are); restored after."""
-    before = torch.get_num_threads()
-    if 0 < n < before:
-        torch.set_num_threads(n)
+    """Within the block, torch's intra-op threads are at most ``n`` (0: as they are). The setting is the process's:
+    blocks that overlap (the web server's concurrent generations) share it, and the last one out restores what
+    torch had before the first came in."""
+    if n <= 0:
+        yield
+        return
+    with _THREADS_LOCK:
+        if _threads_held[0] == 0:
+            _threads_held[1] = torch.get_num_threads()
+        _threads_held[0] += 1
+        if n < torch.get_num_threads():
+            torch.set_num_threads(n)
     try:
         yield
     finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
+        with _THREADS_LOCK:
+            _threads_held[0] -= 1
+            if _threads_held[0] == 0 and torch.get_num_threads() != _threads_held[1]:
+                torch.set_num_threads(_threads_held[1])
 
 
 def prompt_units(cfg, rate: float, fine: bool = False) -> int:

@@ -280,9 +280,9 @@ class V2Meow(nn.Module):
         return write_model_dir(path, self.cfg.to_dict(), parts, dtype=dtype, part_extras=extras, base=base)
 
     # -- where it runs ---------------------------------------------------------------------------
-    def place(self, device: str | torch.device | None = None, precision: str = "fp32") -> V2Meow:
+    def place(self, device: str | torch.device | None = "cpu", precision: str = "fp32") -> V2Meow:
         """Run generation on ``device`` (``cpu``, ``cuda``, ``cuda:1``; None: a CUDA GPU when torch sees
-        one, else the CPU), the stages computing in ``precision`` (``fp32``, ``bf16``; ``fp16`` on a GPU); returns
+        one, else the CPU), the stages computing in ``precision`` (``fp32``, ``bf16``); returns
         the model. The stages and the codec move there; the codec stays in float32 (it renders every sample), and
         the video's features, the text tower and the scoring of the candidates stay on the CPU. The uniform numbers
         each candidate samples with come from its seed's generator on the CPU wherever the stages run, so a seed
@@ -508,7 +508,7 @@ class V2Meow(nn.Module):
             raise UserError(f"--drum-redraws must be a whole number from 0 to {MAX_DRUM_REDRAWS}, got {redraws}.")
         if redraws and not g.drum_tokens:
             raise UserError("This model names no semantic tokens of drums playing alone (generation.drum_tokens), "
-                            "so --drum-redraws has nothing to look for; scripts/drum_tokens.py finds them.")
+                            "so --drum-redraws has nothing to look for (docs/long-videos.md says how to find them).")
         return redraws
 
     def _any_at_tempo(self, wavs: np.ndarray, bpm: float) -> bool:

@@ -290,7 +290,7 @@ def build_app(scorer: WebScorer, max_queue: int = DEFAULT_MAX_QUEUE, concurrency
 
 
 def serve(model_dir: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, max_queue: int = DEFAULT_MAX_QUEUE,
-          concurrency: int = DEFAULT_CONCURRENCY, limits: Limits | None = None, device: str | None = None,
+          concurrency: int = DEFAULT_CONCURRENCY, limits: Limits | None = None, device: str | None = "cpu",
           precision: str = "fp32") -> None:
     """Load the model (its stages and codec on ``device`` in ``precision``: :meth:`V2Meow.place`), then serve the
     page until interrupted."""

@@ -63,7 +63,7 @@ class EvalOptions:
     plots: bool = True
     prompts: dict[str, str] = field(default_factory=dict)
     joint: str | None = None  # the joint model MCC and KLD are scored with (None: the model's own)
-    device: str | None = None  # where the stages and the codec run (V2Meow.place; None: a CUDA GPU when there is one)
+    device: str | None = "cpu"  # where the stages and the codec run (V2Meow.place; None: a CUDA GPU when there is one)
     precision: str = "fp32"  # what the stages compute in
 
 
