@@ -258,10 +258,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from v2meow.features.tempo import check_tempo, prompt_tempo
 
     check_tempo(args.tempo) if args.tempo is not None else prompt_tempo(args.prompt)  # and on a bad tempo
-    from v2meow.device import resolve_device, resolve_precision
+    from v2meow.device import resolve_placement
 
-    device = resolve_device(args.device)  # and on a device this machine lacks
-    resolve_precision(args.precision, device)
+    device, _ = resolve_placement(args.device, args.precision)  # and on a device this machine lacks
     model = V2Meow.from_pretrained(_model_path(args.model)).place(device, args.precision)
     from v2meow.progress import stage_weights
 

@@ -42,3 +42,9 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(f"--precision bf16: the GPU {device} does not compute in bfloat16; use fp32.")
     return PRECISIONS[name]
+
+
+def resolve_placement(device: str | torch.device | None, precision: str) -> tuple[torch.device, torch.dtype]:
+    """Both checks at once: ``(device, dtype)`` for ``--device`` and ``--precision`` (:meth:`V2Meow.place`)."""
+    where = resolve_device(None if device is None else str(device))
+    return where, resolve_precision(precision, where)

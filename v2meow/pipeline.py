@@ -288,10 +288,9 @@ class V2Meow(nn.Module):
         each candidate samples with come from its seed's generator on the CPU wherever the stages run, so a seed
         stands for the same draws on every device; the tokens can still part where the devices' arithmetic does.
         A lower precision rounds the stages' weights: a model placed in one cannot be placed back in ``fp32``."""
-        from v2meow.device import resolve_device, resolve_precision
+        from v2meow.device import resolve_placement
 
-        dev = resolve_device(None if device is None else str(device))
-        dtype = resolve_precision(precision, dev)
+        dev, dtype = resolve_placement(device, precision)
         now = next(self.coarse.parameters()).dtype
         if now not in (torch.float32, dtype):
             raise ValueError(f"the stages compute in {now} already: load the model again to place it in {dtype}")

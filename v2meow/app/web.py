@@ -295,14 +295,13 @@ def serve(model_dir: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, ma
     """Load the model (its stages and codec on ``device`` in ``precision``: :meth:`V2Meow.place`), then serve the
     page until interrupted."""
     import_gradio()  # say it is missing before loading a model
-    from v2meow.device import resolve_device, resolve_precision
+    from v2meow.device import resolve_placement
     from v2meow.pipeline import V2Meow
 
     limits = limits or Limits()
     if not 0 <= port < 65536:
         raise UserError(f"--port must be in 0..65535, got {port}.")
-    where = resolve_device(device)
-    resolve_precision(precision, where)
+    where, _ = resolve_placement(device, precision)  # said before the model loads
     model = V2Meow.from_pretrained(model_dir).place(where, precision)
     scorer = WebScorer(model, limits)
     demo = build_app(scorer, max_queue=max_queue, concurrency=concurrency)

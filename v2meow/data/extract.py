@@ -160,7 +160,7 @@ def backend_identities(model) -> dict[str, Any]:
 
 
 def _process_shard(args: tuple) -> tuple[int, int, list[str]]:
-    model_path, root, out, k, videos, digests, seed, val_fraction, threads = args
+    model_path, root, out, k, videos, seed, val_fraction, threads = args
     from v2meow.pipeline import V2Meow
 
     torch.set_num_threads(threads)
@@ -177,7 +177,7 @@ def _process_shard(args: tuple) -> tuple[int, int, list[str]]:
             skipped.append(f"{rel}: no audio track")
         else:
             records.append(rec)
-    write_shard(out, k, records, sources=list(videos), digests=digests)
+    write_shard(out, k, records, sources=list(videos), digests=[sha256_file(Path(root) / v) for v in videos])
     return k, len(records), skipped
 
 
@@ -210,10 +210,13 @@ def extract(
     out = Path(out_dir)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    mine = [k for k in range(plan.num_shards) if k % num_shards == shard_index]
-    digests = {k: [sha256_file(plan.root / v) for v in plan.shard_videos(k)] for k in mine}
-    todo = [k for k in mine if not shard_complete(out, k, plan.shard_videos(k),
-                                                  [clip_key(v) for v in plan.shard_videos(k)], digests[k])]
+    def done(k: int) -> bool:  # written from these videos by name, then (reading them) as they are now
+        videos = plan.shard_videos(k)
+        keys = [clip_key(v) for v in videos]
+        return shard_complete(out, k, videos, keys) and shard_complete(
+            out, k, videos, keys, [sha256_file(plan.root / v) for v in videos])
+
+    todo = [k for k in range(plan.num_shards) if k % num_shards == shard_index and not done(k)]
     for k in todo:  # what a killed run of this machine left half-written, or a shard of other videos or contents
         remove_partial_shard(out, k)
         remove_shard(out, k)
@@ -221,7 +224,7 @@ def extract(
         k = int(side.name[len("shard-"):-len(".tar.json")])
         if k >= plan.num_shards and k % num_shards == shard_index:
             remove_shard(out, k)
-    jobs = [(model_path, str(plan.root), str(out), k, plan.shard_videos(k), digests[k], seed, val_fraction,
+    jobs = [(model_path, str(plan.root), str(out), k, plan.shard_videos(k), seed, val_fraction,
              max(1, (os.cpu_count() or 1) // workers)) for k in todo]
     skipped: list[str] = []
     empty: list[int] = []  # shards written this run without a usable clip

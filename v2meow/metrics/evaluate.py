@@ -80,9 +80,8 @@ class CodecEmbedder(AudioEmbedder):
     @torch.no_grad()
     def embed(self, wav: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None]
-        x = x.to(next(self.codec.parameters(), x).device)  # where the model placed it
         z = self.codec.encoder(self.codec.pad_to_hop(x))  # [1, D, T_a]
-        return z[0].T.double().cpu().numpy()
+        return z[0].T.double().numpy()
 
     def identity(self) -> dict[str, Any]:
         return {"name": self.name, "sample_rate": self.sample_rate, "dim": self.dim, "codec": self._id}
@@ -168,10 +167,9 @@ def evaluate(model_path: str, videos_dir: str, out_dir: str, opts: EvalOptions |
         raise UserError("--seconds must be > 0 and --generations at least 1.")
     if opts.candidates is not None:
         candidate_seeds(opts.seed, opts.candidates)  # checks --candidates before any work
-    from v2meow.device import resolve_device, resolve_precision
+    from v2meow.device import resolve_placement
 
-    device = resolve_device(opts.device)  # a device this machine lacks is said before the model loads
-    resolve_precision(opts.precision, device)
+    device, _ = resolve_placement(opts.device, opts.precision)  # a device this machine lacks: said before loading
     model = V2Meow.from_pretrained(model_path).place(device, opts.precision)
     candidates = model.cfg.generation.candidates if opts.candidates is None else opts.candidates
     sr = model.sample_rate
