@@ -18,3 +18,35 @@ def test_tempo_accuracy_is_clearly_better_only_beyond_two_standard_errors_and_wo
     lost[0] = 0
     assert gate.tempo_row("tempo", base, lost)["verdict"] == "worse"  # any loss fails, as before
     assert gate.tempo_row("tempo", base, base)["verdict"] == "equal"
+
+
+def test_drums_gap_pairs_two_folders_of_soundtracks_by_name(tmp_path, capsys):
+    """scripts/drums_gap.py: a candidate whose soundtracks lose their drums-alone halves reads a lower share."""
+    import json
+
+    import soundfile
+
+    gap = load_script("drums_gap")
+    sr = 16000
+    t = np.arange(int(5.0 * sr)) / sr
+    rng = np.random.default_rng(0)
+    loop = np.zeros_like(t)
+    for beat in np.arange(0.0, 5.0, 0.5):  # a drum loop: a thump and a burst of noise on every beat
+        i, n = int(beat * sr), int(0.08 * sr)
+        decay = np.exp(-t[:n] * 40)
+        loop[i : i + n] += np.sin(2 * np.pi * 60 * t[:n]) * decay + 0.3 * rng.standard_normal(n) * decay**2
+    chord = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0))
+    half = len(t) // 2
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    base.mkdir(), cand.mkdir()
+    for k in range(3):
+        soundfile.write(str(base / f"{k}.wav"), np.concatenate([loop[:half], (loop + chord)[half:]]), sr)
+        soundfile.write(str(cand / f"{k}.wav"), loop + chord, sr)
+    soundfile.write(str(base / "only_here.wav"), loop, sr)  # no pair: left out
+    assert gap.main([str(base), str(cand), "--json", str(tmp_path / "gap.json")]) == 0
+    out = json.loads((tmp_path / "gap.json").read_text())
+    assert sorted(out["rows"]) == ["0.wav", "1.wav", "2.wav"]
+    assert out["rows"]["0.wav"]["base"] == [0.5, 2.5] and out["rows"]["0.wav"]["candidate"] == [0.0, 0.0]
+    assert out["paired"] == -0.5
+    assert "3 soundtracks" in capsys.readouterr().out
+    assert gap.main([str(base), str(tmp_path / "none")]) == 2
