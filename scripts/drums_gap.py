@@ -55,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     d = share["candidate"] - share["base"]
     se = float(d.std(ddof=1) / np.sqrt(len(d)))
     print(f"{len(names)} soundtracks | base | candidate")
-    print(f"drums alone | {share['base'].mean():.1%} | {share['candidate'].mean():.1%} | paired {d.mean():+.3f} ± {se:.3f}"
-          f" ({d.mean() / se if se > 0 else 0.0:+.1f} s.e.)")
+    print(f"drums alone | {share['base'].mean():.1%} | {share['candidate'].mean():.1%} | "
+          f"paired {d.mean():+.3f} ± {se:.3f} ({d.mean() / se if se > 0 else 0.0:+.1f} s.e.)")
     print(f"longest run (s) | {longest['base'].mean():.1f} | {longest['candidate'].mean():.1f}")
-    print(f"mostly drums alone (over half) | {int((share['base'] > 0.5).sum())} | {int((share['candidate'] > 0.5).sum())}")
+    mostly = {s: int((share[s] > 0.5).sum()) for s in share}
+    print(f"mostly drums alone (over half) | {mostly['base']} | {mostly['candidate']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"rows": rows, "paired": float(d.mean()), "se": se}, indent=1))
