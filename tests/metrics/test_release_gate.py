@@ -50,3 +50,17 @@ def test_drums_gap_pairs_two_folders_of_soundtracks_by_name(tmp_path, capsys):
     assert out["paired"] == -0.5
     assert "3 soundtracks" in capsys.readouterr().out
     assert gap.main([str(base), str(tmp_path / "none")]) == 2
+
+
+def test_spectrogram_rows_draws_one_row_per_soundtrack_and_refuses_a_missing_file(tmp_path):
+    import soundfile
+
+    rows = load_script("spectrogram_rows")
+    t = np.arange(16000) / 16000
+    soundfile.write(str(tmp_path / "a.wav"), 0.1 * np.sin(2 * np.pi * 220 * t), 16000)
+    soundfile.write(str(tmp_path / "b.wav"), 0.1 * np.sin(2 * np.pi * 440 * t[:8000]), 16000)
+    out = tmp_path / "f.png"
+    assert rows.main([str(out), f"a={tmp_path / 'a.wav'}", f"b={tmp_path / 'b.wav'}"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert rows.main([str(tmp_path / "g.png"), f"a={tmp_path / 'none.wav'}"]) == 2
+    assert not (tmp_path / "g.png").exists()
