@@ -27,15 +27,11 @@ def reading(path: Path) -> tuple[float, float]:
     """The drums-alone share of ``path``'s 2.5 s stretches and its longest run in seconds."""
     import soundfile
 
-    from v2meow.metrics.music import drums_alone
+    from v2meow.metrics.music import drums_alone, longest_run
 
     wav, sr = soundfile.read(str(path), dtype="float32", always_2d=True)
     d = drums_alone(wav.mean(axis=1), sr, STRETCH)
-    run = longest = 0
-    for x in d:
-        run = run + 1 if x else 0
-        longest = max(longest, run)
-    return float(np.mean(d)) if len(d) else 0.0, longest * STRETCH
+    return float(np.mean(d)) if len(d) else 0.0, longest_run(d) * STRETCH
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,16 +42,14 @@ def segments(wav: np.ndarray, sr: int, seconds: float) -> list[dict[str, float]]
 def summary(segs: list[dict[str, float]], drums: list[bool]) -> dict[str, float]:
     """The loudness spread (LU), the share of segments 10 LU under the median, the share under 0.4 tonal clarity;
     from ``drums`` (each 2.5 s: drums alone?), the share of drums alone and its longest run in seconds."""
+    from v2meow.metrics.music import longest_run
+
     lufs = np.array([s["lufs"] for s in segs])
     tonal = np.array([s["tonal_clarity"] for s in segs])
-    run = longest = 0
-    for d in drums:
-        run = run + 1 if d else 0
-        longest = max(longest, run)
     return {"spread": float(lufs.max() - lufs.min()), "quiet": float(np.mean(lufs < np.median(lufs) - 10.0)),
             "broken": float(np.mean(tonal < 0.4)), "tonal": float(tonal.mean()),
             "flatness": float(np.mean([s["flatness"] for s in segs])), "drums": float(np.mean(drums)),
-            "longest": longest * STRETCH}
+            "longest": longest_run(drums) * STRETCH}
 
 
 COLUMNS = (("spread", ".1f"), ("quiet", ".0%"), ("broken", ".0%"), ("tonal", ".3f"), ("flatness", ".4f"),

@@ -25,6 +25,20 @@ import soundfile as sf
 PATTERNS = ("noise", "flash", "move", "static")
 
 
+def drum_loop(seconds: float, rate: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A drum loop (a 60 Hz thump and a burst of noise on every half second) and a held C major chord of the same
+    length, as float arrays at ``rate``: drums alone, and music over drums when added."""
+    t = np.arange(int(seconds * rate)) / rate
+    rng = np.random.default_rng(seed)
+    loop = np.zeros_like(t)
+    for beat in np.arange(0.0, seconds, 0.5):
+        i, n = int(beat * rate), int(0.08 * rate)
+        decay = np.exp(-t[:n] * 40)
+        loop[i : i + n] += np.sin(2 * np.pi * 60 * t[:n]) * decay + 0.3 * rng.standard_normal(n) * decay**2
+    chord = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0))
+    return loop, chord
+
+
 def vfr_timestamps(seconds: float, fps: float, seed: int = 0) -> np.ndarray:
     """Frame times (seconds, multiples of 1 ms) of a variable-frame-rate video made by :func:`make_video`.
 

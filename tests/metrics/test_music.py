@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from media import drum_loop
 
-from v2meow.metrics.music import DRUMS_ALONE, drums_alone, harmonic_shares, sound_descriptors
+from v2meow.metrics.music import DRUMS_ALONE, drums_alone, harmonic_shares, longest_run, sound_descriptors
 
 SR = 16000
 
@@ -38,17 +39,15 @@ def test_a_steady_click_track_has_a_clear_pulse():
 def test_drums_alone_are_told_from_music_over_drums():
     """2.5 s of clicks and noise bursts on a beat (a drum loop) against the same loop under a held chord."""
     sr = 16000
-    t = np.arange(int(5.0 * sr)) / sr
-    rng = np.random.default_rng(0)
-    loop = np.zeros_like(t)
-    for beat in np.arange(0.0, 5.0, 0.5):  # a kick-like thump and a hat-like burst of noise on every beat
-        i = int(beat * sr)
-        n = int(0.08 * sr)
-        decay = np.exp(-t[:n] * 40)
-        loop[i : i + n] += np.sin(2 * np.pi * 60 * t[:n]) * decay + 0.3 * rng.standard_normal(n) * decay**2
-    chord = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0))
-    wav = np.concatenate([loop[: len(t) // 2], (loop + chord)[len(t) // 2 :]]).astype(np.float32)
+    loop, chord = drum_loop(5.0, sr)  # a kick-like thump and a hat-like burst of noise on every beat
+    half = len(loop) // 2
+    wav = np.concatenate([loop[:half], (loop + chord)[half:]]).astype(np.float32)
     shares = harmonic_shares(wav, sr, 2.5)
     assert shares.shape == (2,)
     assert shares[0] < DRUMS_ALONE < 0.2 < shares[1]
     assert drums_alone(wav, sr, 2.5).tolist() == [True, False]
+
+
+def test_longest_run_counts_the_longest_stretch_of_true_values():
+    assert longest_run([True, False, True, True, True, False, True]) == 3
+    assert longest_run([False, False]) == 0 and longest_run([]) == 0

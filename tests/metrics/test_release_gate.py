@@ -25,18 +25,12 @@ def test_drums_gap_pairs_two_folders_of_soundtracks_by_name(tmp_path, capsys):
     import json
 
     import soundfile
+    from media import drum_loop
 
     gap = load_script("drums_gap")
     sr = 16000
-    t = np.arange(int(5.0 * sr)) / sr
-    rng = np.random.default_rng(0)
-    loop = np.zeros_like(t)
-    for beat in np.arange(0.0, 5.0, 0.5):  # a drum loop: a thump and a burst of noise on every beat
-        i, n = int(beat * sr), int(0.08 * sr)
-        decay = np.exp(-t[:n] * 40)
-        loop[i : i + n] += np.sin(2 * np.pi * 60 * t[:n]) * decay + 0.3 * rng.standard_normal(n) * decay**2
-    chord = sum(0.1 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0))
-    half = len(t) // 2
+    loop, chord = drum_loop(5.0, sr)
+    half = len(loop) // 2
     base, cand = tmp_path / "base", tmp_path / "cand"
     base.mkdir(), cand.mkdir()
     for k in range(3):

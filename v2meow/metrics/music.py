@@ -78,3 +78,12 @@ def harmonic_shares(wav: np.ndarray, sr: int, seconds: float = 2.5) -> np.ndarra
 def drums_alone(wav: np.ndarray, sr: int, seconds: float = 2.5) -> np.ndarray:
     """Which whole ``seconds`` of ``wav`` are drums alone (:func:`harmonic_shares` under :data:`DRUMS_ALONE`)."""
     return harmonic_shares(wav, sr, seconds) < DRUMS_ALONE
+
+
+def longest_run(flags) -> int:
+    """The length of the longest run of true values in ``flags`` (e.g. :func:`drums_alone`'s stretches)."""
+    run = longest = 0
+    for f in flags:
+        run = run + 1 if f else 0
+        longest = max(longest, run)
+    return longest
