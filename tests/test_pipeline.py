@@ -466,6 +466,35 @@ def test_stage_1_draws_a_drums_alone_window_again_and_each_candidate_stays_its_s
     assert torch.equal(sweep([0, 1, 2, 3]), plain)
 
 
+def test_without_the_opening_only_windows_that_continue_one_are_drawn_again(tmp_path):
+    """generation.drum_redraw_opening false: the opening window is drawn once whatever it holds (a clip of one window
+    comes out as without redraws); the windows after it are redrawn as before."""
+    from v2meow.features.registry import extract_features
+    from v2meow.generation import sweep_semantic
+    from v2meow.sampling import make_generator
+
+    m, video = one_second_windows(tmp_path, 3.3)
+    feats = {k: torch.from_numpy(np.asarray(v, dtype=np.float32))
+             for k, v in extract_features(video, m.encoders).items()}
+    vocab = m.cfg.semantic.vocab_size
+    g = m.cfg.generation
+
+    def sweep(seconds):
+        return sweep_semantic(m, feats, seconds, None, 1.0, [make_generator(s) for s in range(4)], None)
+
+    plain, plain_short = sweep(3.3), sweep(1.0)
+    g.drum_tokens, g.drum_share, g.drum_redraws = tuple(range(vocab // 2)), 0.5, 3
+    everywhere = sweep(3.3)
+    g.drum_redraw_opening = False
+    later = sweep(3.3)
+    assert torch.equal(sweep(1.0), plain_short)  # one window: nothing redrawn
+    assert torch.equal(later[:, :25], plain[:, :25])  # the opening as drawn once, drums or not
+    assert not torch.equal(later, plain)  # a later window was drawn again
+    opening_over = [float(np.mean(r[:25].numpy() < vocab // 2)) >= 0.5 for r in plain]
+    assert any(opening_over)  # the seeds give an opening the redraws would have drawn again
+    assert not torch.equal(everywhere[:, :25], plain[:, :25])
+
+
 def test_drum_redraws_switch_overrides_the_models_setting_and_is_checked(tmp_path):
     m, video = one_second_windows(tmp_path, 3.3)
     vocab = m.cfg.semantic.vocab_size

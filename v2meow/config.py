@@ -171,6 +171,9 @@ class GenerationConfig(Config):
     drum_tokens: tuple[int, ...] = ()
     drum_share: float = 0.5
     drum_redraws: int = 0
+    # Whether the redraws look at a soundtrack's opening window too, or only at the windows that continue the one
+    # before (where a drum loop, once entered, goes on window after window).
+    drum_redraw_opening: bool = True
     # Intra-op threads of the stages' step loops on the CPU (0: torch's own setting; never more than it). A small
     # model's step is hundreds of small products, and torch's worker threads wait for each other at every one: for
     # the embedded model, best of 4 for 10 s took 4.2-4.8 s with one thread and 103-159 s with two while another

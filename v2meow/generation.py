@@ -111,7 +111,7 @@ def sweep_semantic(model, feats, seconds, joint, guidance, gens, progress, redra
             ).cpu()  # from where the stage runs (V2Meow.place)
 
         tok = draw(list(range(rows)), offset_progress(progress, done, total))
-        if len(drums) and redraws:
+        if len(drums) and redraws and (pe > a or g.drum_redraw_opening):  # pe > a: a window that continues one
             tok = redraw_drums(tok, drums, g.drum_share, redraws, draw)
         out[:, pe:b] = tok
         done += b - pe
