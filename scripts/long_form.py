@@ -56,6 +56,20 @@ COLUMNS = (("spread", ".1f"), ("quiet", ".0%"), ("broken", ".0%"), ("tonal", ".3
            ("drums", ".0%"), ("longest", ".1f"))
 
 
+def long_videos(seconds: float, count: int, folder: Path = ROOT / "data_cache" / "videos") -> list[Path]:
+    """The first ``count`` held-out works' videos (by name) under ``folder`` at least ``seconds`` long."""
+    from v2meow.data.extract import heldout_flag
+    from v2meow.io.probe import probe
+
+    found = []
+    for v in sorted(Path(folder).rglob("*.mp4")):
+        if heldout_flag(v) is True and probe(str(v)).duration >= seconds:
+            found.append(v)
+            if len(found) == count:
+                break
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="embedded")
@@ -71,21 +85,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import soundfile
 
-    from v2meow.data.extract import heldout_flag
     from v2meow.io.audio import load_audio
-    from v2meow.io.probe import probe
     from v2meow.metrics.music import drums_alone
     from v2meow.pipeline import V2Meow
     from v2meow.soundtrack import model_path
 
     model = V2Meow.from_pretrained(model_path(args.model))
     sr = model.sample_rate
-    found = []
-    for v in sorted((ROOT / "data_cache" / "videos").rglob("*.mp4")):
-        if heldout_flag(v) is True and probe(str(v)).duration >= args.seconds:
-            found.append(v)
-            if len(found) == args.skip + args.videos:
-                break
+    found = long_videos(args.seconds, args.skip + args.videos)
     rows = []
     print("| video | side | loudness spread (LU) | segments 10 LU under the median | segments under 0.4 tonal "
           "clarity | tonal clarity | flatness | drums alone | longest drums alone (s) |")

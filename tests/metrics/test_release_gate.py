@@ -58,3 +58,19 @@ def test_spectrogram_rows_draws_one_row_per_soundtrack_and_refuses_a_missing_fil
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert rows.main([str(tmp_path / "g.png"), f"a={tmp_path / 'none.wav'}"]) == 2
     assert not (tmp_path / "g.png").exists()
+
+
+def test_long_gap_scores_beats_on_the_beat_and_refuses_a_set_without_videos(tmp_path, capsys):
+    """scripts/long_gap.py: a drum loop on the half second meets beats on the half second and misses beats a quarter
+    second off; with too few long videos it says so in one sentence and exits 2."""
+    from media import drum_loop
+
+    gap = load_script("long_gap")
+    loop, chord = drum_loop(12.0, gap.SR)
+    on = np.arange(0.0, 12.0, 0.5)
+    assert gap.beat_f(loop + chord, on) > 0.8
+    assert gap.beat_f(loop + chord, on + 0.25) < 0.3
+    assert gap.paired_se(np.array([1.0, 3.0])) == 1.0
+    assert gap.main([str(tmp_path), str(tmp_path), "--videos", "3", "--video-dir", str(tmp_path)]) == 2
+    assert "a pairing needs two" in capsys.readouterr().err
+    assert gap.main([str(tmp_path), "--start", "200"]) == 2
