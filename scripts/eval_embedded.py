@@ -313,7 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rhythm-seeds", type=int, default=3,
                    help="seeds per periodic-motion video (bench.rhythm); 1 left the gate's rhythm rows within +-0.12")
     p.add_argument("--bbb-seeds", type=int, default=4,
-                   help="soundtracks for Big Buck Bunny (seeds 0..N-1); 32 make its beat F comparable between releases")
+                   help="soundtracks for Big Buck Bunny (draws 0..N-1, draw s at seed s x candidates, so that no "
+                        "two share a candidate); 32 make its beat F comparable between releases")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="rhythm and bbb: start the seeds here (seeds S..S+N-1), for a screen on draws the gate (0) "
+                        "never made")
     p.add_argument("--skip", default="",
                    help="comma-separated parts to skip: evaluate,rhythm,bbb,oracle,sanity,prompts,speed")
     p.add_argument("--models", default="", help="comma-separated: trained,untrained (default both; results merge)")
@@ -383,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.candidates > 1:  # generate --candidates N: the best of N by the visual beats
             scored += [(f"{name}, best of {args.candidates}", path, args.candidates) for name, path in runs.items()]
         for name, path, n in scored:
-            r = score_model(V2Meow.from_pretrained(path), vids, args.seconds, seeds=args.rhythm_seeds, candidates=n)
+            r = score_model(V2Meow.from_pretrained(path), vids, args.seconds, seeds=args.rhythm_seeds, candidates=n,
+                            first_seed=args.first_seed)
             results["rhythm"][name] = {k: v for k, v in r.items() if k != "clips"}
             results["rhythm"][name]["clips"] = r["clips"]
         (out / "results.json").write_text(json.dumps(results, indent=1))
@@ -400,8 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in runs.items():
             model = V2Meow.from_pretrained(path)
             fs, descs = [], []
-            for seed in range(args.bbb_seeds):
-                wav = model.generate(bbb, seed=seed).wav
+            n = model.cfg.generation.candidates  # draw s is seed s * n: its candidates (seeds s*n + i) share none
+            for s in range(args.first_seed, args.first_seed + args.bbb_seeds):
+                wav = model.generate(bbb, seed=s * n).wav
                 f = BeatFMeasure()
                 f.update(wav, vb, model.sample_rate)
                 fs.append(f.compute()["beat_f"])

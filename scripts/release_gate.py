@@ -12,7 +12,7 @@ beyond noise, and nothing may get measurably worse, alone or as a group of small
     python scripts/eval_embedded.py --model BASE --models trained --videos 240 --out B --best-only \\
         --skip rhythm,bbb,oracle,sanity,prompts,speed
     python scripts/eval_embedded.py --model BASE --models trained --videos 6 --out B_extra --best-only \\
-        --skip evaluate,oracle,sanity,speed --bbb-seeds 32
+        --skip evaluate,oracle,sanity,speed --bbb-seeds 32   # Big Buck Bunny at seeds 0, 4, ..., 124 since 2026-12-07
     # the same for the candidate into C and C_extra, then:
     python scripts/release_gate.py B C --extra B_extra C_extra
 
