@@ -4,7 +4,8 @@
 A measure is **better** when the candidate's mean is better; **within noise** when it is worse by less than one
 standard error of the paired (clip by clip, seed by seed) difference; **worse** otherwise. FAD's standard error comes
 from a paired bootstrap over the videos (scripts/paired_fad.py; until 2026-12-06 FAD, one number per set, had to
-be no worse at all). Tempo accuracy (whole clips) must not be worse at all. A candidate passes when no measure is
+be no worse at all). Tempo accuracy (whole clips) is judged as the paired measures are (until 2026-12-07 it had to
+be no worse at all). A candidate passes when no measure is
 worse, at least one is better by more than two standard errors, and the paired measures do not lean worse together
 (the mean of their differences in standard errors is not below 0): what it was made to improve, it must improve
 beyond noise, and nothing may get measurably worse, alone or as a group of small losses.
@@ -12,9 +13,14 @@ beyond noise, and nothing may get measurably worse, alone or as a group of small
     python scripts/eval_embedded.py --model BASE --models trained --videos 240 --out B --best-only \\
         --skip rhythm,bbb,oracle,sanity,prompts,speed
     python scripts/eval_embedded.py --model BASE --models trained --videos 6 --out B_extra --best-only \\
-        --skip evaluate,oracle,sanity,speed --bbb-seeds 32   # Big Buck Bunny at seeds 0, 4, ..., 124 since 2026-12-07
+        --skip evaluate,oracle,sanity,speed --bbb-seeds 32 --rhythm-seeds 6 --first-seed 100
     # the same for the candidate into C and C_extra, then:
     python scripts/release_gate.py B C --extra B_extra C_extra
+
+The extras' draws (since 2026-12-07): 6 per periodic-motion video and 32 of Big Buck Bunny from ``--first-seed 100``
+(draw s at seed 4 s), none of which chose a generation setting: the gate's earlier draws 0-2 were the ones the tempo
+pick and the warp onto the pulse were tuned on (the shipped model's tempo acc1 92 % there, 75 % on fresh draws), and
+its Big Buck Bunny seeds shared candidates three in four.
 
 Exits 0 when the candidate passes, 1 when it does not.
 """
@@ -57,11 +63,13 @@ def whole_row(name: str, base: float, cand: float, higher: bool, noise: float = 
 
 
 def tempo_row(name: str, base: np.ndarray, cand: np.ndarray) -> dict:
-    """Tempo accuracy, clip by clip (1 at the video's tempo, else 0): worse at all fails, as for a whole-set measure;
-    better beyond noise (``clear``) when the paired gain exceeds two standard errors. It stays out of the lean."""
+    """Tempo accuracy, clip by clip (1 at the video's tempo, else 0): worse by more than one standard error of the
+    paired difference fails, as for the other paired measures (until 2026-12-07 any loss failed: on fresh draws two
+    models of equal tempo accuracy swap a tenth of the clips each way); better beyond noise (``clear``) when the
+    paired gain exceeds two standard errors. It stays out of the lean."""
     d = cand.astype(float) - base.astype(float)
     se, m = _se(d), float(d.mean())
-    verdict = "better" if m > 0 else ("equal" if m == 0 else "worse")
+    verdict = "better" if m > 0 else ("equal" if m == 0 else ("within noise" if m >= -se else "worse"))
     return {"measure": name, "base": float(base.mean()), "candidate": float(cand.mean()),
             "paired": f"{m:+.4f} ± {se:.4f}", "verdict": verdict, "clear": m > 2 * se}
 
