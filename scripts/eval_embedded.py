@@ -73,15 +73,20 @@ def prompt_gains(model, vids: list[Path], seconds: float, guidance: float = 1.0,
     return rows
 
 
-def heldout_videos(n: int, out: Path, skip: int = 0) -> Path:
-    """A folder of links to ``n`` held-out synth-data videos (with their sidecars), after the first ``skip``."""
+def heldout_videos(n: int, out: Path, skip: int = 0, sidecars: bool = True) -> Path:
+    """A folder of links to ``n`` held-out synth-data videos, after the first ``skip``; with ``sidecars``, their
+    sidecars too (whose beat times best of N then picks by and beat F scores against, where a film has only the
+    motion encoder's onsets)."""
     folder = out / "heldout_videos"
     folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.glob("*.json")) != sidecars and any(folder.glob("*.mp4")):
+        raise SystemExit(f"{folder} already holds videos {'without' if sidecars else 'with'} their sidecars; give "
+                         f"another --out {'without' if sidecars else 'for'} --motion-beats.")
     from v2meow.data.extract import heldout_flag
 
     found = [v for v in sorted((ROOT / "data_cache" / "videos").rglob("*.mp4")) if heldout_flag(v) is True]
     for video in found[skip : skip + n]:
-        for src in (video, video.with_suffix(".json")):
+        for src in (video, video.with_suffix(".json"))[: 2 if sidecars else 1]:
             dst = folder / src.name
             if not dst.exists():
                 dst.symlink_to(src)
@@ -325,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="evaluate and rhythm: only the best-of-N rows (the shipped default), not one soundtrack too")
     p.add_argument("--joint", default=None, help="score MCC and KLD with this joint model (e.g. 'embedded', the "
                    "shipped one) instead of each model's own: for a candidate that ships another joint model")
+    p.add_argument("--motion-beats", action="store_true",
+                   help="leave the videos' beat sidecars out of OUT/heldout_videos: best of N then picks, and beat F "
+                        "scores, by the motion encoder's onsets, as for a film (with them, by the exact beats the "
+                        "synth-data pictures pulse on)")
     p.add_argument("--tables", action="store_true", help="only print the tables of an earlier run's results.json")
     args = p.parse_args(argv)
 
@@ -342,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     models = {"trained": model_path(args.model), "untrained": args.untrained or str(untrained_model(out))}
     runs = {k: v for k, v in models.items() if not args.models or k in args.models.split(",")}
-    videos = heldout_videos(args.videos, out, args.skip_videos)
+    videos = heldout_videos(args.videos, out, args.skip_videos, sidecars=not args.motion_beats)
 
     if "evaluate" not in skip:
         scored = [] if args.best_only and args.candidates > 1 else [(name, path, 1) for name, path in runs.items()]
