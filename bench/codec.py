@@ -21,11 +21,13 @@ Columns (v2meow.metrics.sound): MS-STFT, the mean L1 distance of linear plus of 
 sizes 256-2048 (hop a quarter, floor 1e-5); mel, the training loss's multi-scale log-mel L1; band error, the mean
 absolute difference of octave-band energies (31 Hz-8 kHz) in dB; hum, the share of power at 45-55 Hz over the
 input's (the codec's frame rate is 50 Hz); gain, output minus input RMS in dB; clipped, the share of output samples
-at full scale (|y| >= 0.999) before any clamp. Then a level sweep: the same crops scaled to several RMS levels
-(and clipped at full scale, as a file would be), the codec's gain, added clipping and hum at each level. Last, the
-band check: the same crops as music sampled at 44.1 kHz reaches the codec (up to 44.1 kHz and back with soxr, whose
-anti-alias filter empties the band above about 7.3 kHz) and low-passed at 6 kHz (a lossy codec's cutoff), each
-scored against that input: a codec whose level reading depends on the empty top band loses gain here.
+at full scale (|y| >= 0.999) before any clamp (the checks line adds the file stage `v2meow detokenize` writes
+through: peaks over -0.1 dBFS limited, :func:`v2meow.io.limiter.under_full_scale`). Then a level sweep: the same
+crops scaled to several RMS levels (and clipped at full scale, as a file would be), the codec's gain, added
+clipping and hum at each level. Last, the band check: the same crops as music sampled at 44.1 kHz reaches the
+codec (up to 44.1 kHz and back with soxr, whose anti-alias filter empties the band above about 7.3 kHz) and
+low-passed at 6 kHz (a lossy codec's cutoff), each scored against that input: a codec whose level reading depends
+on the empty top band loses gain here.
 
 Pitch: a column ``fine dB``, the distance of level-normalised 1 Hz-resolution spectra at 30 Hz-1 kHz
 (v2meow.metrics.sound.fine_spectrum_db), and a table of steady harmonic tones (E1 to A5, 3 s each, -18 dBFS): the
@@ -50,6 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from v2meow.io.limiter import under_full_scale
 from v2meow.metrics.sound import (
     band_power_share,
     clipped_fraction,
@@ -230,6 +233,10 @@ class Scores:
             "clip_out": clipped_fraction(est),
             "clip_in": clipped_fraction(ref),
         }
+        # as `v2meow detokenize` writes it: peaks over -0.1 dBFS limited instead of clipped by the file
+        written = torch.stack([torch.from_numpy(under_full_scale(e.numpy(), self.sr)) for e in est])
+        m["clip_written"] = clipped_fraction(written)
+        m["limited"] = (written != est).double().mean(-1).float()
         if self.beats:
             m["beat_f"] = self.beat_f(est, ref)
         row = self.rows.setdefault(name, {})
@@ -255,6 +262,8 @@ class Scores:
             "gain_db": float(c["gain"].mean()),
             "clipped_out": float(c["clip_out"].mean()),
             "clipped_in": float(c["clip_in"].mean()),
+            "clipped_written": float(c["clip_written"].mean()),
+            "limited": float(c["limited"].mean()),
             **({"beat_f": float(c["beat_f"].mean())} if "beat_f" in c else {}),
         }
 
@@ -342,6 +351,8 @@ def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32, agai
         "hum_within_1.25x_input": f["hum_ratio"] <= 1.25,
         "added_clipping": max(0.0, f["clipped_out"] - f["clipped_in"]),
         "sweep_added_clipping": max(max(0.0, r["clipped_out"] - r["clipped_in"]) for r in sweep_rows.values()),
+        "added_clipping_written": max(0.0, f["clipped_written"] - f["clipped_in"]),
+        "limited": f["limited"],
         "gain_spread_db": max(gains) - min(gains),
         "gain_spread_at_most_1db": max(gains) - min(gains) <= 1.0,
         "every_level_lowers_distance": all(b < a for a, b in zip(dist, dist[1:])),
@@ -457,7 +468,8 @@ def print_table(res: dict) -> None:
         k = s["checks"]
         print(f"\nchecks: hum {k['hum_ratio']:.2f}x input ({'ok' if k['hum_within_1.25x_input'] else 'over'} 1.25); "
               f"added clipping {_pct(k['added_clipping'])} at the music's level, {_pct(k['sweep_added_clipping'])} "
-              f"at most in the sweep; gain spread {k['gain_spread_db']:.2f} dB "
+              f"at most in the sweep (as detokenize writes it: {_pct(k['added_clipping_written'])}, its limiter "
+              f"acting on {_pct(k['limited'])} of the samples); gain spread {k['gain_spread_db']:.2f} dB "
               f"({'ok' if k['gain_spread_at_most_1db'] else 'over'} 1 dB); every level lowers the distance: "
               f"{'yes' if k['every_level_lowers_distance'] else 'no'}; distance {k['distance_over_random_phase']:.2f}x "
               f"random phase's; band-limited input moves the gain by up to "

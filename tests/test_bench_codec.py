@@ -65,3 +65,19 @@ def test_beat_column_is_the_trackers_agreement_with_itself_on_the_input():
     plain = Scores(sr)  # off by default: the level sweep and the band check skip it
     plain.update("same", clicks.clone(), clicks)
     assert "beat_f" not in plain.summary("same") and "beat_f" not in plain.paired("same", "same")
+
+
+def test_scores_count_overs_of_the_raw_decode_and_none_as_detokenize_writes_them():
+    """A reconstruction that overshoots full scale counts as clipped raw; the file stage limits it under -0.1 dBFS,
+    touching only the samples near its peaks."""
+    sr = 16000
+    ref = torch.stack([0.9 * harmonic_tone(220.0, 1.0, sr) / harmonic_tone(220.0, 1.0, sr).abs().max()] * 2)
+    over = ref.clone()
+    over[0, 4000:4400] *= 1.3  # a 25 ms overshoot past full scale in the first crop
+    s = Scores(sr)
+    s.update("over", over, ref)
+    r = s.summary("over")
+    assert r["clipped_out"] > 0 and r["clipped_written"] == 0.0 and r["clipped_in"] == 0.0
+    assert 0 < r["limited"] < 0.05  # the limiter acts around the overshoot, not on the whole crop
+    s.update("same", ref.clone(), ref)
+    assert s.summary("same")["limited"] == 0.0

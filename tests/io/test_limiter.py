@@ -53,3 +53,16 @@ def test_match_loudness_limits_a_few_peaks_to_reach_the_target():
     capped = match_loudness(music, sr, -16.0, limit_db=3.0)
     gain_db = 20 * np.log10(np.abs(capped[100:7000]).max() / np.abs(plain[100:7000]).max())
     assert gain_db == pytest.approx(3.0, abs=0.05)
+
+
+def test_under_full_scale_limits_only_audio_that_passes_it():
+    from v2meow.io.limiter import FILE_CEILING, under_full_scale
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    quiet = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    assert under_full_scale(quiet, sr) is quiet or np.array_equal(under_full_scale(quiet, sr), quiet)
+    loud = quiet * 2.4  # peaks at 1.2: past full scale
+    out = under_full_scale(loud, sr)
+    assert np.abs(out).max() <= FILE_CEILING < 0.999
+    assert np.array_equal(under_full_scale(np.zeros(0, np.float32), sr), np.zeros(0, np.float32))

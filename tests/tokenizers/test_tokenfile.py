@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -132,6 +133,13 @@ def test_tokenize_and_detokenize_files(tokenizers: Tokenizers, tmp_path: Path) -
                                                                             "sub/b.tokens.safetensors"]
     wav = detokenize(files[1], tmp_path / "b.wav", tokenizers=tokenizers)
     assert sf.info(str(wav)).frames == int(0.4 * 16000)
+    raw = tokenizers.decode
+    try:  # a decode that overshoots full scale is written limited under it, not clipped
+        tokenizers.decode = lambda codes, **kw: 3.0 * raw(codes, **kw) / raw(codes, **kw).abs().max()
+        loud = sf.read(str(detokenize(files[1], tmp_path / "loud.wav", tokenizers=tokenizers)))[0]
+    finally:
+        tokenizers.decode = raw
+    assert 0.98 < np.abs(loud).max() < 0.999
     with pytest.raises(UserError, match="output folder"):
         tokenize(tmp_path / "in", tmp_path / "x.safetensors", tokenizers=tokenizers)
     with pytest.raises(UserError, match="levels"):

@@ -50,3 +50,16 @@ def limit_peaks(wav: np.ndarray, ceiling: float, sample_rate: int, ramp_ms: floa
     # the mean of gains that each keep the sample under the ceiling keeps it there too; the clip only absorbs
     # float rounding
     return np.clip(wav * gain.astype(np.float32), -ceiling, ceiling)
+
+
+FILE_CEILING = 10.0 ** (-0.1 / 20.0)  # -0.1 dBFS: a decoded peak written to a 16-bit file stays under full scale
+
+
+def under_full_scale(wav: np.ndarray, sample_rate: int, ceiling: float = FILE_CEILING) -> np.ndarray:
+    """``wav [N]`` as v2meow writes decoded audio: unchanged where no sample passes ``ceiling``, else with its peaks
+    brought under it by :func:`limit_peaks` instead of clipped at full scale when the file is written. (A lossy
+    reconstruction of music mastered to 0 dBFS overshoots it here and there.)"""
+    wav = np.asarray(wav, dtype=np.float32)
+    if wav.size == 0 or float(np.max(np.abs(wav))) <= ceiling:
+        return wav
+    return limit_peaks(wav, ceiling, sample_rate)

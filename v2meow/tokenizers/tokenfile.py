@@ -187,11 +187,13 @@ def tokenize(paths: str | os.PathLike | Iterable[str | os.PathLike], out: str | 
 
 def detokenize(token_file: str | os.PathLike, out_wav: str | os.PathLike, tokenizers: Any = None,
                levels: int | None = None) -> Path:
-    """Decode a token file's acoustic tokens (its first ``levels`` levels, all by default) to audio at ``out_wav``.
+    """Decode a token file's acoustic tokens (its first ``levels`` levels, all by default) to audio at ``out_wav``,
+    any peak over -0.1 dBFS limited rather than clipped (:func:`v2meow.io.limiter.under_full_scale`).
 
     Refuses (IdentityMismatch, a UserError) tokens made by another codec than the decoding one.
     """
     from v2meow.io.audio import save_audio
+    from v2meow.io.limiter import under_full_scale
 
     tok = _tokenizers(tokenizers)
     tokens = load_tokens(token_file)
@@ -207,5 +209,5 @@ def detokenize(token_file: str | os.PathLike, out_wav: str | os.PathLike, tokeni
     wav = tok.decode(codes)[: tokens.num_samples]
     out_wav = Path(out_wav)
     out_wav.parent.mkdir(parents=True, exist_ok=True)
-    save_audio(out_wav, wav.numpy(), tok.sample_rate)
+    save_audio(out_wav, under_full_scale(wav.numpy(), tok.sample_rate), tok.sample_rate)
     return out_wav
