@@ -67,11 +67,11 @@ def tempo_row(name: str, base: np.ndarray, cand: np.ndarray) -> dict:
     paired difference fails, as for the other paired measures (until 2026-12-07 any loss failed: on fresh draws two
     models of equal tempo accuracy swap a tenth of the clips each way); better beyond noise (``clear``) when the
     paired gain exceeds two standard errors. It stays out of the lean."""
-    d = cand.astype(float) - base.astype(float)
-    se, m = _se(d), float(d.mean())
-    verdict = "better" if m > 0 else ("equal" if m == 0 else ("within noise" if m >= -se else "worse"))
-    return {"measure": name, "base": float(base.mean()), "candidate": float(cand.mean()),
-            "paired": f"{m:+.4f} ± {se:.4f}", "verdict": verdict, "clear": m > 2 * se}
+    row = paired_row(name, base.astype(float), cand.astype(float), higher=True)
+    del row["z"]  # out of the lean
+    if row["candidate"] == row["base"]:
+        row["verdict"] = "equal"
+    return row
 
 
 def fad_row(name: str, base: float, cand: float, emb: dict[str, list[np.ndarray]], folders: list[str],
