@@ -401,6 +401,15 @@ def test_a_picture_on_a_steady_pulse_locks_the_tempo(tmp_path):
     assert a.tempo is None and np.array_equal(a.wav, b.wav) and torch.equal(a.acoustic, b.acoustic)
 
 
+def one_second_window_features(tmp_path, seconds: float) -> tuple[V2Meow, dict[str, torch.Tensor]]:
+    """:func:`one_second_windows`' model and its video's features, as the stages' sweeps read them."""
+    from v2meow.features.registry import extract_features
+
+    m, video = one_second_windows(tmp_path, seconds)
+    return m, {k: torch.from_numpy(np.asarray(v, dtype=np.float32))
+               for k, v in extract_features(video, m.encoders).items()}
+
+
 def test_a_window_of_drums_alone_is_drawn_again_for_its_candidate():
     """redraw_drums: only rows at or over the share are drawn again, each keeps its draw with the fewest drum tokens,
     and it stops once none is left over the share or the redraws are spent."""
@@ -425,13 +434,10 @@ def test_a_window_of_drums_alone_is_drawn_again_for_its_candidate():
 
 
 def test_stage_1_draws_a_drums_alone_window_again_and_each_candidate_stays_its_seeds(tmp_path):
-    from v2meow.features.registry import extract_features
     from v2meow.generation import sweep_semantic
     from v2meow.sampling import make_generator
 
-    m, video = one_second_windows(tmp_path, 3.3)
-    feats = {k: torch.from_numpy(np.asarray(v, dtype=np.float32))
-             for k, v in extract_features(video, m.encoders).items()}
+    m, feats = one_second_window_features(tmp_path, 3.3)
     vocab = m.cfg.semantic.vocab_size
     windows = [(0, 25), (25, 40), (40, 55), (55, 70), (70, 83)]  # each window's new tokens (1 s, 0.4 s prompts)
 
@@ -469,13 +475,10 @@ def test_stage_1_draws_a_drums_alone_window_again_and_each_candidate_stays_its_s
 def test_without_the_opening_only_windows_that_continue_one_are_drawn_again(tmp_path):
     """generation.drum_redraw_opening false: the opening window is drawn once whatever it holds (a clip of one window
     comes out as without redraws); the windows after it are redrawn as before."""
-    from v2meow.features.registry import extract_features
     from v2meow.generation import sweep_semantic
     from v2meow.sampling import make_generator
 
-    m, video = one_second_windows(tmp_path, 3.3)
-    feats = {k: torch.from_numpy(np.asarray(v, dtype=np.float32))
-             for k, v in extract_features(video, m.encoders).items()}
+    m, feats = one_second_window_features(tmp_path, 3.3)
     vocab = m.cfg.semantic.vocab_size
     g = m.cfg.generation
 
