@@ -235,6 +235,7 @@ class Scores:
         }
         # as `v2meow detokenize` writes it: peaks over -0.1 dBFS limited instead of clipped by the file
         written = torch.stack([torch.from_numpy(under_full_scale(e.numpy(), self.sr)) for e in est])
+        m["peak_dbfs"] = 20.0 * torch.log10(est.abs().amax(-1).double().clamp_min(1e-12)).float()
         m["clip_written"] = clipped_fraction(written)
         m["limited"] = (written != est).double().mean(-1).float()
         if self.beats:
@@ -263,6 +264,8 @@ class Scores:
             "clipped_out": float(c["clip_out"].mean()),
             "clipped_in": float(c["clip_in"].mean()),
             "clipped_written": float(c["clip_written"].mean()),
+            "over_full_scale": float((c["peak_dbfs"] > 0).float().mean()),  # share of crops peaking past it
+            "peak_max_dbfs": float(c["peak_dbfs"].max()),
             "limited": float(c["limited"].mean()),
             **({"beat_f": float(c["beat_f"].mean())} if "beat_f" in c else {}),
         }
@@ -353,6 +356,8 @@ def measure(codec, info: dict, wav: Tensor, batch: int, gl_iters: int = 32, agai
         "sweep_added_clipping": max(max(0.0, r["clipped_out"] - r["clipped_in"]) for r in sweep_rows.values()),
         "added_clipping_written": max(0.0, f["clipped_written"] - f["clipped_in"]),
         "limited": f["limited"],
+        "over_full_scale": f["over_full_scale"],
+        "peak_max_dbfs": f["peak_max_dbfs"],
         "gain_spread_db": max(gains) - min(gains),
         "gain_spread_at_most_1db": max(gains) - min(gains) <= 1.0,
         "every_level_lowers_distance": all(b < a for a, b in zip(dist, dist[1:])),
@@ -468,8 +473,10 @@ def print_table(res: dict) -> None:
         k = s["checks"]
         print(f"\nchecks: hum {k['hum_ratio']:.2f}x input ({'ok' if k['hum_within_1.25x_input'] else 'over'} 1.25); "
               f"added clipping {_pct(k['added_clipping'])} at the music's level, {_pct(k['sweep_added_clipping'])} "
-              f"at most in the sweep (as detokenize writes it: {_pct(k['added_clipping_written'])}, its limiter "
-              f"acting on {_pct(k['limited'])} of the samples); gain spread {k['gain_spread_db']:.2f} dB "
+              f"at most in the sweep; {_pct(k['over_full_scale'])} of the crops' decodes peak past full scale, at "
+              f"most {k['peak_max_dbfs']:+.2f} dBFS (as detokenize writes them: {_pct(k['added_clipping_written'])} "
+              f"added clipping, its limiter acting on {_pct(k['limited'])} of the samples); "
+              f"gain spread {k['gain_spread_db']:.2f} dB "
               f"({'ok' if k['gain_spread_at_most_1db'] else 'over'} 1 dB); every level lowers the distance: "
               f"{'yes' if k['every_level_lowers_distance'] else 'no'}; distance {k['distance_over_random_phase']:.2f}x "
               f"random phase's; band-limited input moves the gain by up to "

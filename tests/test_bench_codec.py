@@ -1,6 +1,7 @@
 """bench.codec's pitch measures on a tiny random frame-body codec: the rows run, and the references say what they
 should (exact magnitudes with phase-gradient phase keep partials on pitch, the untrained codec does not)."""
 
+import numpy as np
 import torch
 
 from bench.codec import Scores, tones
@@ -79,5 +80,6 @@ def test_scores_count_overs_of_the_raw_decode_and_none_as_detokenize_writes_them
     r = s.summary("over")
     assert r["clipped_out"] > 0 and r["clipped_written"] == 0.0 and r["clipped_in"] == 0.0
     assert 0 < r["limited"] < 0.05  # the limiter acts around the overshoot, not on the whole crop
+    assert r["over_full_scale"] == 0.5 and abs(r["peak_max_dbfs"] - 20 * np.log10(0.9 * 1.3)) < 0.01
     s.update("same", ref.clone(), ref)
     assert s.summary("same")["limited"] == 0.0
